@@ -1,0 +1,64 @@
+"""greenhttps: Node.js's ``https`` module for gevent.
+
+An HTTPS server where each connection is a greenlet running plain blocking code,
+and a client with a connection-pooling :class:`Agent`::
+
+    import greenhttps
+
+    def hello(req, res):
+        res.write_head(200, {"Content-Type": "text/plain"})
+        res.end("hello world\\n")
+
+    greenhttps.create_server({"key": key_pem, "cert": cert_pem}, hello).listen(8443)
+
+    res = greenhttps.get("https://example.org/")   # in any greenlet: blocks, returns
+    body = res.read()
+
+``greenhttps.http`` is the same API without TLS.  Every camelCase name Node uses
+(``createServer``, ``writeHead``, ``globalAgent``...) is an alias of the snake_case one.
+"""
+
+from __future__ import annotations
+
+from . import errors
+from ._agent import Agent
+from ._client import ClientRequest, get, request
+from ._incoming import IncomingMessage
+from ._outgoing import STATUS_CODES, ServerResponse
+from ._server import Server, create_server
+from ._socket import Socket
+from .errors import Error
+
+__version__ = "0.1.0"
+
+#: The agent requests use when they name none (Node 20's: keep-alive, 5 s idle).
+global_agent = Agent(keep_alive=True, timeout=5000)
+
+# Node's spellings of the module-level names.
+createServer = create_server
+globalAgent = global_agent  # an alias of the initial agent; reassign global_agent
+
+from . import http  # noqa: E402  (needs the classes above)
+
+__all__ = [
+    "Agent",
+    "ClientRequest",
+    "Error",
+    "IncomingMessage",
+    "STATUS_CODES",
+    "Server",
+    "ServerResponse",
+    "Socket",
+    "create_server",
+    "createServer",
+    "errors",
+    "get",
+    "global_agent",
+    "globalAgent",
+    "http",
+    "request",
+]
+
+for _name in ("Agent", "ClientRequest", "IncomingMessage", "Server", "ServerResponse", "Socket", "Error"):
+    globals()[_name].__module__ = __name__
+del _name

@@ -1,0 +1,390 @@
+"""Agent: Node's connection pool, on gevent primitives.
+
+Theory of operation
+-------------------
+The shape is Node's ``lib/_http_agent.js``: ``sockets`` (in use), ``free_sockets``
+(idle, reusable) and ``requests`` (waiting for a socket) are dicts of lists keyed by
+:meth:`Agent.get_name`, and a key is deleted the moment its list empties.
+
+A request asks :meth:`Agent.acquire` for a connection.  It gets an idle one that is
+still alive, or a *permit* to dial a new one (None) when the name is under
+``max_sockets`` and the agent under ``max_total_sockets``, or it waits in a FIFO
+queue.  When a connection is released it goes **straight to the next waiter** for
+its name (Node's ``'free'`` hand-off), else it is parked (LIFO or FIFO per
+``scheduling``) or closed.  A destroyed connection hands its slot to the next waiter
+as a permit.
+
+Invariant: no method here blocks, resolves names, touches a socket or calls user
+code between reading and writing the pool's dicts.  Under gevent that makes every
+bookkeeping step atomic without locks.  Sockets to close are collected and closed
+after the bookkeeping is done.  Waiting is a ``gevent.event.AsyncResult`` per waiter,
+removed in ``finally`` so that ``gevent.Timeout`` and ``GreenletExit`` never strand
+a slot.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import time
+from typing import TYPE_CHECKING, Any, Mapping
+
+import gevent
+from gevent.event import AsyncResult
+
+from ._events import EventEmitter
+from ._options import AGENT_OPTIONS, CLIENT_TLS_KEYS, REQUEST_OPTIONS, merge_options, node_aliases
+
+if TYPE_CHECKING:
+    from ._client import ClientConnection
+
+__all__ = ["Agent"]
+
+_INF = float("inf")
+
+
+@node_aliases
+class Agent(EventEmitter):
+    """A pool of keep-alive connections per origin (Node's ``https.Agent``).
+
+    ``Agent(keep_alive=False, keep_alive_msecs=1000, max_sockets=inf,
+    max_total_sockets=inf, max_free_sockets=256, timeout=None, max_cached_sessions=100,
+    scheduling='lifo', **defaults)``: times in milliseconds; ``timeout`` closes a free
+    socket idle that long.  Request options given here (``hostname``, ``ca``,
+    ``reject_unauthorized``...) are defaults for every request made through it.
+    """
+
+    secure = True
+    default_port = 443
+    protocol = "https:"
+
+    def __init__(self, options: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__()
+        opts = merge_options(AGENT_OPTIONS, options, kwargs, what=type(self).__name__)
+        self.keep_alive: bool = bool(opts.pop("keep_alive"))
+        self.keep_alive_msecs: float = opts.pop("keep_alive_msecs")
+        self.max_sockets: float = opts.pop("max_sockets") or _INF
+        self.max_total_sockets: float = opts.pop("max_total_sockets") or _INF
+        self.max_free_sockets: int = opts.pop("max_free_sockets")
+        self.timeout: float | None = opts.pop("timeout")
+        self.max_cached_sessions: int = opts.pop("max_cached_sessions")
+        self.scheduling: str = opts.pop("scheduling")
+        if self.scheduling not in ("lifo", "fifo"):
+            raise ValueError(f"scheduling must be 'lifo' or 'fifo', not {self.scheduling!r}")
+        if self.max_sockets < 1 or self.max_total_sockets < 1:
+            raise ValueError("max_sockets and max_total_sockets must be at least 1")
+        #: Request options given to the agent: defaults for its requests.
+        self.options = {name: value for name, value in opts.items() if value is not None}
+        self.sockets: dict[str, list[Any]] = {}
+        self.free_sockets: dict[str, list[Any]] = {}
+        self.requests: dict[str, list[Any]] = {}
+        self._in_use: dict[str, list[ClientConnection]] = {}
+        self._free: dict[str, list[ClientConnection]] = {}
+        self._waiters: dict[str, collections.deque[tuple[AsyncResult, Any]]] = {}
+        self._dialing: dict[str, int] = {}
+        self._total = 0
+        self._sessions: collections.OrderedDict[str, Any] = collections.OrderedDict()
+        self._sweeper: gevent.Greenlet | None = None
+
+    def __repr__(self) -> str:
+        busy = sum(map(len, self._in_use.values()))
+        free = sum(map(len, self._free.values()))
+        waiting = sum(map(len, self._waiters.values()))
+        return f"<greenhttps.Agent keep_alive={self.keep_alive} busy={busy} free={free} waiting={waiting}>"
+
+    @property
+    def total_socket_count(self) -> int:
+        return self._total
+
+    # ---------------------------------------------------------------- names
+
+    def get_name(self, options: Mapping[str, Any] | None = None) -> str:
+        """The pool key: ``host:port:local_address:family:socket_path`` as Node,
+        plus a digest of every TLS option that changes the connection."""
+        opts = merge_options(REQUEST_OPTIONS, options, what="get_name", defaults=False)
+        host = opts.get("host") or opts.get("hostname") or "localhost"
+        name = f"{host}:{opts.get('port') or ''}:{opts.get('local_address') or ''}:{opts.get('family') or ''}"
+        if opts.get("socket_path"):
+            name += f":{opts['socket_path']}"
+        else:
+            name += ":"
+        if not self.secure:
+            return name
+        tls = sorted((key, value) for key, value in opts.items() if key in CLIENT_TLS_KEYS and value is not None)
+        if tls:
+            digest = hashlib.sha1(repr(tls).encode()).hexdigest()[:16]  # noqa: S324 (a key, not security)
+            name += f":{digest}"
+        return name
+
+    # ---------------------------------------------------------- acquisition
+
+    def acquire(self, name: str, request: Any, timeout: float | None = None) -> ClientConnection | None:
+        """A live idle connection for ``name``, or None: a permit to dial one.
+
+        Blocks (cooperatively, FIFO) while the name or the agent is at its limit.
+        Raises ``gevent.Timeout`` subclasses / ``GreenletExit`` untouched; the wait
+        is withdrawn either way.
+        """
+        conn = self._take(name)
+        if conn is not None or self._can_dial(name):
+            if conn is None:
+                self._reserve(name)
+            return conn
+        waiter = AsyncResult()
+        entry = (waiter, request)
+        self._waiters.setdefault(name, collections.deque()).append(entry)
+        self.requests.setdefault(name, []).append(request)
+        try:
+            result = waiter.get(timeout=timeout)
+        except BaseException:
+            self._withdraw(name, entry)
+            if waiter.ready() and waiter.successful():
+                # Handed a connection or a permit just as we gave up: pass it on.
+                handed = waiter.value
+                if handed is None:
+                    self._unreserve(name)
+                else:
+                    self.release(handed, reusable=True)
+            raise
+        self._withdraw(name, entry)
+        return result  # type: ignore[no-any-return]
+
+    def _take(self, name: str) -> ClientConnection | None:
+        """Pop a reusable idle connection (checking that the server kept it open)."""
+        free = self._free.get(name)
+        dead = []
+        conn = None
+        now = time.monotonic()
+        while free:
+            candidate = free.pop() if self.scheduling == "lifo" else free.pop(0)
+            self._sync(name)
+            if candidate.expires_at > now and candidate.is_alive():
+                conn = candidate
+                break
+            dead.append(candidate)
+        for stale in dead:
+            self._forget(stale)
+            stale.close()
+        if conn is not None:
+            self._in_use.setdefault(name, []).append(conn)
+            self._sync(name)
+        return conn
+
+    def _can_dial(self, name: str) -> bool:
+        count = len(self._in_use.get(name, ())) + self._dialing.get(name, 0)
+        return count < self.max_sockets and self._total < self.max_total_sockets
+
+    def _reserve(self, name: str) -> None:
+        self._dialing[name] = self._dialing.get(name, 0) + 1
+        self._total += 1
+
+    def _unreserve(self, name: str) -> None:
+        left = self._dialing.get(name, 0) - 1
+        if left > 0:
+            self._dialing[name] = left
+        else:
+            self._dialing.pop(name, None)
+        self._total -= 1
+        self._wake_for_permit(name)
+
+    def connected(self, name: str, conn: ClientConnection) -> None:
+        """A dial made with a permit succeeded: the connection is now in use."""
+        left = self._dialing.get(name, 0) - 1
+        if left > 0:
+            self._dialing[name] = left
+        else:
+            self._dialing.pop(name, None)
+        self._in_use.setdefault(name, []).append(conn)
+        self._sync(name)
+
+    def dial_failed(self, name: str) -> None:
+        """A dial made with a permit failed: give the slot to the next waiter."""
+        self._unreserve(name)
+
+    def _withdraw(self, name: str, entry: tuple[AsyncResult, Any]) -> None:
+        queue = self._waiters.get(name)
+        if queue is not None:
+            try:
+                queue.remove(entry)
+            except ValueError:
+                pass
+            if not queue:
+                del self._waiters[name]
+        waiting = self.requests.get(name)
+        if waiting is not None:
+            try:
+                waiting.remove(entry[1])
+            except ValueError:
+                pass
+            if not waiting:
+                del self.requests[name]
+
+    def _next_waiter(self, name: str) -> AsyncResult | None:
+        queue = self._waiters.get(name)
+        while queue:
+            waiter, request = queue.popleft()
+            self._withdraw_request(name, request)
+            if not queue:
+                del self._waiters[name]
+            if not waiter.ready():
+                return waiter
+        return None
+
+    def _withdraw_request(self, name: str, request: Any) -> None:
+        waiting = self.requests.get(name)
+        if waiting and request in waiting:
+            waiting.remove(request)
+            if not waiting:
+                del self.requests[name]
+
+    def _wake_for_permit(self, freed_name: str) -> None:
+        """A slot freed up: let the first waiter that may now dial do so."""
+        names = [freed_name] + [n for n in self._waiters if n != freed_name]
+        for name in names:
+            if name in self._waiters and self._can_dial(name):
+                waiter = self._next_waiter(name)
+                if waiter is not None:
+                    self._reserve(name)
+                    waiter.set(None)
+                    return
+
+    # -------------------------------------------------------------- release
+
+    def release(self, conn: ClientConnection, *, reusable: bool) -> None:
+        """Return a connection after its exchange; ``reusable`` if it may carry another."""
+        name = conn.name
+        in_use = self._in_use.get(name)
+        if in_use is not None and conn in in_use:
+            in_use.remove(conn)
+            if not in_use:
+                del self._in_use[name]
+            self._sync(name)
+        else:
+            conn.close()  # released twice, or the agent was destroyed meanwhile
+            return
+        if reusable and not conn.closed:
+            waiter = self._next_waiter(name)
+            if waiter is not None:
+                # Node's 'free' hand-off: straight to the next request for this name.
+                self._in_use.setdefault(name, []).append(conn)
+                self._sync(name)
+                waiter.set(conn)
+                return
+            free = self._free.get(name, ())
+            if self.keep_alive and len(free) < self.max_free_sockets:
+                conn.park(self._idle_seconds(conn))
+                self._free.setdefault(name, []).append(conn)
+                self._sync(name)
+                self._ensure_sweeper()
+                return
+        self._total -= 1
+        conn.close()
+        self._wake_for_permit(name)
+
+    def _forget(self, conn: ClientConnection) -> None:
+        """Drop a connection that was neither in use nor free any more."""
+        self._total -= 1
+
+    def replace(self, conn: ClientConnection) -> None:
+        """Close an in-use connection but keep its slot as a permit to dial anew."""
+        self._detach(conn)
+        self._reserve(conn.name)
+        self._total -= 1  # _reserve counted the slot again
+        conn.close()
+
+    def detach(self, conn: ClientConnection) -> None:
+        """Forget a connection handed to user code (Upgrade): no longer pooled."""
+        if self._detach(conn):
+            self._total -= 1
+            self._wake_for_permit(conn.name)
+
+    def _detach(self, conn: ClientConnection) -> bool:
+        in_use = self._in_use.get(conn.name)
+        if in_use is None or conn not in in_use:
+            return False
+        in_use.remove(conn)
+        self._sync(conn.name)
+        return True
+
+    def destroy_connection(self, conn: ClientConnection) -> None:
+        """Close a connection in use (error, abort) and free its slot."""
+        conn.close()
+        self.release(conn, reusable=False)
+
+    def _idle_seconds(self, conn: ClientConnection) -> float:
+        # Agent timeout, shortened by the server's "Keep-Alive: timeout=N" hint (minus
+        # a second, as Node 20 does) so we never send on a socket the server is closing.
+        limits = [self.timeout / 1000.0] if self.timeout else []
+        if conn.server_keep_alive is not None:
+            limits.append(max(conn.server_keep_alive - 1.0, 0.0))
+        return min(limits) if limits else _INF
+
+    def _sync(self, name: str) -> None:
+        """Mirror the internal lists into Node's public dicts (sockets objects)."""
+        for internal, public in ((self._in_use, self.sockets), (self._free, self.free_sockets)):
+            conns = internal.get(name)
+            if conns:
+                public[name] = [conn.socket for conn in conns]
+            else:
+                internal.pop(name, None)
+                public.pop(name, None)
+
+    def _ensure_sweeper(self) -> None:
+        if (self._sweeper is None or self._sweeper.dead) and self._free:
+            self._sweeper = gevent.spawn(self._sweep)
+
+    def _sweep(self) -> None:
+        """Close free connections past their idle time (one greenlet per agent)."""
+        while self._free:
+            now = time.monotonic()
+            expired = []
+            soonest = _INF
+            for name in list(self._free):
+                keep = []
+                for conn in self._free[name]:
+                    if conn.expires_at <= now:
+                        expired.append(conn)
+                    else:
+                        keep.append(conn)
+                        soonest = min(soonest, conn.expires_at)
+                self._free[name] = keep
+                self._sync(name)
+            for conn in expired:
+                self._total -= 1
+                conn.close()
+            if soonest == _INF:
+                if not self._free:
+                    break
+                soonest = now + 60.0
+            gevent.sleep(max(soonest - time.monotonic(), 0.01))
+
+    # ---------------------------------------------------------- TLS sessions
+
+    def cache_session(self, name: str, session: Any) -> None:
+        if not self.max_cached_sessions:
+            return
+        self._sessions[name] = session
+        self._sessions.move_to_end(name)
+        while len(self._sessions) > self.max_cached_sessions:
+            self._sessions.popitem(last=False)
+
+    def get_session(self, name: str) -> Any:
+        return self._sessions.get(name)
+
+    def evict_session(self, name: str) -> None:
+        self._sessions.pop(name, None)
+
+    # ------------------------------------------------------------ shutdown
+
+    def destroy(self) -> None:
+        """Close every connection, free or in use (Node's ``agent.destroy()``)."""
+        conns = [c for group in (*self._free.values(), *self._in_use.values()) for c in group]
+        self._free.clear()
+        self._in_use.clear()
+        self.sockets.clear()
+        self.free_sockets.clear()
+        self._total = sum(self._dialing.values())
+        for conn in conns:
+            conn.close()
+        if self._sweeper is not None:
+            self._sweeper.kill(block=False)

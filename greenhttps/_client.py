@@ -1,0 +1,608 @@
+"""The client: request(), get(), ClientRequest, and dialing a connection.
+
+Theory of operation
+-------------------
+A :class:`ClientRequest` is driven by the greenlet that uses it.  The first
+``write()``/``end()``/``flush_headers()`` gets a connection from the agent (waiting
+in its queue, or dialing: TCP, TLS handshake, certificate and name checks) and sends
+the head; later writes go straight to the wire.  Nothing here raises a network error
+into ``end()``: as in Node, failures become the request's ``'error'``, emitted on the
+next turn of the loop so that a listener added right after ``end()`` still gets it,
+and ``getresponse()`` raises them.
+
+The response is read by whoever needs it first: ``getresponse()`` in the calling
+greenlet (the blocking style), or, when a ``'response'`` listener exists at
+``end()`` (the callback style), a greenlet spawned for it.  The connection goes back
+to the agent when the response body has been read to its end; a greenlet killed or
+timed out in the middle destroys the connection instead, so no pool slot is lost.
+An idempotent request sent whole on a *reused* socket that fails before any
+response byte is sent again once on a fresh connection (the server may have closed
+the idle socket just as we sent).
+"""
+
+from __future__ import annotations
+
+import base64
+import socket as _stdlib_socket
+import time
+from typing import Any, Callable, Mapping
+
+import gevent
+from gevent import socket as gsocket
+from gevent.event import AsyncResult
+
+from . import _tls, errors
+from ._agent import Agent
+from ._connection import DeadlineExceeded, Head, Wire
+from ._events import logger
+from ._incoming import IncomingMessage
+from ._options import CLIENT_TLS_KEYS, ms_to_seconds, node_aliases
+from ._outgoing import OutgoingMessage
+from ._socket import Socket
+from ._url import host_header, is_ip, request_options, server_name
+
+__all__ = ["ClientRequest", "ClientConnection", "request", "get"]
+
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+_BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
+_INF = float("inf")
+
+
+class ClientConnection:
+    """A connection an agent pools: socket, wire, and what the pool needs to know."""
+
+    __slots__ = ("name", "socket", "wire", "session", "server_keep_alive", "expires_at", "uses")
+
+    def __init__(self, name: str, socket: Socket, wire: Wire) -> None:
+        self.name = name
+        self.socket = socket
+        self.wire = wire
+        self.session: Any = None
+        self.server_keep_alive: float | None = None
+        self.expires_at = _INF
+        self.uses = 0
+
+    def __repr__(self) -> str:
+        return f"<ClientConnection {self.name} uses={self.uses} closed={self.closed}>"
+
+    @property
+    def closed(self) -> bool:
+        return self.wire.closed
+
+    def is_alive(self) -> bool:
+        return self.wire.is_reusable_idle()
+
+    def park(self, idle_seconds: float) -> None:
+        self.expires_at = time.monotonic() + idle_seconds
+
+    def close(self) -> None:
+        if not self.wire.closed:
+            self.wire.close()
+            self.socket.destroy()
+
+
+# ------------------------------------------------------------------ dialing
+
+
+def _connect_tcp(opts: Mapping[str, Any], timeout: float | None) -> gsocket.socket:
+    if opts.get("socket_path"):
+        sock = gsocket.socket(_stdlib_socket.AF_UNIX, _stdlib_socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(opts["socket_path"])
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    host, port = opts["host"], opts["port"]
+    family = {4: _stdlib_socket.AF_INET, 6: _stdlib_socket.AF_INET6}.get(opts.get("family") or 0, 0)
+    lookup = opts.get("lookup") or gsocket.getaddrinfo
+    infos = lookup(host, port, family, _stdlib_socket.SOCK_STREAM)
+    last: BaseException | None = None
+    for af, kind, proto, _, address in infos:
+        sock = gsocket.socket(af, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            if opts.get("local_address"):
+                sock.bind((opts["local_address"], 0))
+            sock.connect(address)
+            return sock
+        except OSError as exc:
+            sock.close()
+            last = exc
+        except BaseException:
+            sock.close()
+            raise
+    raise last or OSError(f"no address for {host}")
+
+
+def dial(opts: Mapping[str, Any], agent: Agent, name: str) -> ClientConnection:
+    """Open a connection as ``opts`` say: TCP (or Unix), then TLS and its checks."""
+    connect_timeout = ms_to_seconds(opts.get("connect_timeout") or opts.get("timeout"))
+    where = opts.get("socket_path") or f"{opts['host']}:{opts['port']}"
+    try:
+        raw = _connect_tcp(opts, connect_timeout)
+    except OSError as exc:
+        raise errors.from_os_error(exc, during=f"connect to {where}") from exc
+    try:
+        if raw.family != _stdlib_socket.AF_UNIX:
+            raw.setsockopt(_stdlib_socket.IPPROTO_TCP, _stdlib_socket.TCP_NODELAY, 1)
+        sock = Socket(raw)
+        if agent.keep_alive:
+            sock.set_keep_alive(True, agent.keep_alive_msecs)
+        if agent.secure:
+            stream = _handshake(raw, opts, agent, name, sock, connect_timeout)
+        else:
+            stream = raw
+        wire = Wire(
+            stream,
+            client=True,
+            max_header_size=opts.get("max_header_size") or 16384,
+            strict=not opts.get("insecure_http_parser"),
+            idle_timeout=ms_to_seconds(opts.get("timeout")),
+        )
+    except BaseException:
+        raw.close()
+        raise
+    return ClientConnection(name, sock, wire)
+
+
+def _handshake(raw: gsocket.socket, opts: Mapping[str, Any], agent: Agent, name: str, sock: Socket, timeout: float | None) -> Any:
+    tls_opts = {key: opts[key] for key in _tls.CLIENT_TLS_KEYS if opts.get(key) is not None}
+    context = _tls.create_client_context(**tls_opts)
+    servername = opts["servername"]
+    sni = None if is_ip(servername) else servername
+    session = agent.get_session(name)
+    try:
+        tls = _tls.wrap_socket(context, raw, server_side=False, server_hostname=sni, session=session)
+    except ValueError:  # a cached session from another context
+        agent.evict_session(name)
+        tls = _tls.wrap_socket(context, raw, server_side=False, server_hostname=sni)
+    try:
+        with gevent.Timeout(timeout, errors.TimeoutError("TLS handshake timed out")):
+            tls.do_handshake()
+    except OSError as exc:
+        raise errors.from_os_error(exc, during="TLS handshake") from exc
+    sock._attach(tls, encrypted=True)
+    sock.servername = servername
+    checker = opts.get("check_server_identity") or _tls.check_server_identity
+    authorized, reason = _tls.client_verify_result(tls, hostname=servername, ca=opts.get("ca"), check_identity=checker)
+    sock.authorized, sock.authorization_error = authorized, reason
+    if not authorized and opts.get("reject_unauthorized") is not False:
+        raise errors.CertificateError(f"certificate not accepted for {servername}: {reason}", reason or None)
+    return tls
+
+
+# ------------------------------------------------------------ ClientRequest
+
+
+@node_aliases
+class ClientRequest(OutgoingMessage):
+    """Node's ``http.ClientRequest``: one outgoing request and its response."""
+
+    def __init__(self, opts: dict[str, Any], agent: Agent, callback: Callable[..., Any] | None = None) -> None:
+        super().__init__()
+        self._opts = opts
+        self.agent = agent
+        self.method: str = opts["method"]
+        self.path: str = opts["path"]
+        self.host: str = opts["host"]
+        self.protocol: str = opts["protocol"]
+        self.socket: Socket | None = None
+        self.reused_socket = False
+        self.aborted = False
+        self.res: IncomingMessage | None = None
+        self._has_body = True
+        self._explicit_chunked = True
+        self._conn: ClientConnection | None = None
+        self._name = ""
+        self._result = AsyncResult()
+        self._replay: tuple[list[tuple[bytes, bytes]], bytes] | None = None
+        self._deadline = time.monotonic() + opts["deadline"] / 1000.0 if opts.get("deadline") else None
+        if callback is not None:
+            self.once("response", callback)
+        self._set_default_headers(opts)
+
+    def __repr__(self) -> str:
+        return f"<greenhttps.ClientRequest {self.method} {self.protocol}//{self.host}:{self._opts['port']}{self.path}>"
+
+    def _set_default_headers(self, opts: Mapping[str, Any]) -> None:
+        headers = opts.get("headers") or {}
+        self._out.update(headers)
+        header_host = self._out.get("host")
+        if opts.get("set_host") is not False and header_host is None:
+            self._out.set_default("host", "Host", host_header(opts["host"], opts["port"], opts["default_port"]))
+        if opts.get("auth") and "authorization" not in self._out:
+            token = base64.b64encode(str(opts["auth"]).encode("utf-8")).decode("ascii")
+            self._out.set_default("authorization", "Authorization", f"Basic {token}")
+        agent = self.agent
+        keep_alive = agent.keep_alive or agent.max_sockets != _INF
+        if "connection" not in self._out:
+            self._out.set_default("connection", "Connection", "keep-alive" if keep_alive else "close")
+        opts_servername = server_name(opts, header_host if isinstance(header_host, str) else None)
+        self._opts["servername"] = opts_servername
+        self._name = agent.get_name(
+            {k: v for k, v in opts.items() if v is not None and k in _NAME_KEYS}
+        )
+
+    # ------------------------------------------------------------ sending
+
+    def _frame(self, body_length: int | None) -> None:
+        if body_length == 0 and self.method in _BODYLESS_METHODS:
+            return  # Node sends no length for an empty GET/HEAD/DELETE/...
+        super()._frame(body_length)
+
+    def _send_head(self, body: bytes | None, end: bool) -> None:
+        self.headers_sent = True
+        pairs = self._out.pairs()
+        if end:
+            self._replay = (pairs, body or b"")
+        try:
+            self._acquire()
+            self._wire().send_head(method=self.method, target=self.path, headers=pairs, body=body, end=end)
+        except errors.InvalidArgumentError:
+            self._discard_connection()
+            raise
+        except (errors.Error, OSError) as exc:
+            self._fail(exc)
+        except BaseException:
+            self._discard_connection()
+            raise
+        if "100-continue" in str(self._out.get("expect") or "").lower() and not self._reading:
+            self._start_reader()  # someone must read the 100 while the caller waits
+
+    def _wire(self) -> Wire:
+        if self._conn is None:
+            raise self._failure()
+        return self._conn.wire
+
+    def _wire_for_body(self) -> Wire:
+        return self._wire()
+
+    def write(self, chunk: bytes | str, encoding: str = "utf-8", callback: Callable[..., Any] | None = None) -> bool:
+        if self._result.ready() and not self._result.successful():
+            return False
+        try:
+            return super().write(chunk, encoding, callback)
+        except (errors.NetworkError, OSError) as exc:
+            self._fail(exc)
+            return False
+
+    def end(self, data: bytes | str | None = None, encoding: str = "utf-8", callback: Callable[..., Any] | None = None) -> ClientRequest:
+        if self.finished:
+            return self
+        try:
+            super().end(data, encoding, callback)
+        except (errors.NetworkError, OSError) as exc:
+            self._fail(exc)
+            return self
+        if not self._reading and not self._result.ready():
+            # Node delivers the response on a later tick, so listeners added right
+            # after end() count; decide when this greenlet next yields.
+            gevent.get_hub().loop.run_callback(self._maybe_start_reader)
+        return self
+
+    def _maybe_start_reader(self) -> None:
+        if not self._reading and not self._result.ready() and self.has_listeners("response"):
+            self._start_reader()
+
+    def _acquire(self) -> None:
+        """Get a connection: an idle pooled one, or a new one dialed with a permit."""
+        agent, name = self.agent, self._name
+        conn = agent.acquire(name, self)
+        if conn is None:
+            try:
+                conn = dial(self._opts, agent, name)
+            except BaseException:
+                agent.dial_failed(name)
+                raise
+            agent.connected(name, conn)
+        else:
+            self.reused_socket = True
+            if self._opts.get("timeout"):
+                conn.wire.set_idle_timeout(ms_to_seconds(self._opts["timeout"]))
+        conn.uses += 1
+        conn.wire.on_idle = self._on_idle
+        self._conn = conn
+        self.socket = conn.socket
+        self.emit("socket", conn.socket)
+
+    # ------------------------------------------------------------ failure
+
+    def _failure(self) -> BaseException:
+        if self._result.ready() and not self._result.successful():
+            return self._result.exception  # type: ignore[return-value]
+        return errors.ConnectionResetError("socket hang up")
+
+    def _fail(self, exc: BaseException) -> None:
+        """Record the request's error; emit it on the next turn (Node's nextTick)."""
+        err = errors.from_os_error(exc) if not isinstance(exc, errors.Error) else exc
+        self._discard_connection()
+        if self._result.ready():
+            return
+        self._result.set_exception(err)
+        gevent.get_hub().loop.run_callback(self._emit_failure, err)
+
+    def _emit_failure(self, err: BaseException) -> None:
+        if self.aborted:
+            return
+        if not self.emit("error", err) and not self._waited:
+            logger.warning("unhandled 'error' on %r: %s", self, err)
+        self.emit("close")
+
+    _waited = False
+
+    def _discard_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self.agent.destroy_connection(conn)
+
+    def abort(self) -> None:
+        """Abort the request: close its connection; emits ``'abort'`` and ``'close'``."""
+        if self.aborted:
+            return
+        self.aborted = True
+        self.destroyed = True
+        self._discard_connection()
+        if not self._result.ready():
+            self._result.set_exception(errors.ConnectionResetError("request aborted", "ECONNRESET"))
+        if self.res is not None and not self.res.complete:
+            self.res._abort(errors.ConnectionResetError("aborted"))
+        self.emit("abort")
+        self.emit("close")
+
+    def destroy(self, error: BaseException | None = None) -> ClientRequest:
+        """Destroy the request; ``error``, if given, is emitted as ``'error'``."""
+        if self.destroyed:
+            return self
+        self.destroyed = True
+        self._discard_connection()
+        err = error or errors.ConnectionResetError("socket hang up")
+        if not self._result.ready():
+            self._result.set_exception(err)
+        if self.res is not None and not self.res.complete:
+            self.res._abort(err)
+        if error is not None:
+            self.emit_error(error)
+        self.emit("close")
+        return self
+
+    # ------------------------------------------------------------ timeouts
+
+    def set_timeout(self, msecs: float, callback: Callable[..., Any] | None = None) -> ClientRequest:
+        """Idle timeout in ms: emits ``'timeout'`` (aborting is the caller's call)."""
+        if callback is not None:
+            self.once("timeout", callback)
+        self._opts["timeout"] = msecs
+        if self._conn is not None:
+            self._conn.wire.set_idle_timeout(ms_to_seconds(msecs))
+        return self
+
+    def _on_idle(self) -> bool:
+        # With a listener, Node's rule: only emit; keep waiting unless it aborted us.
+        # With none, fail with ETIMEDOUT rather than wait forever (a blocking caller
+        # has no other way out).
+        if self.emit("timeout"):
+            return not (self.aborted or self.destroyed)
+        return False
+
+    def set_no_delay(self, no_delay: bool = True) -> None:
+        if self.socket is not None:
+            self.socket.set_no_delay(no_delay)
+
+    def set_socket_keep_alive(self, enable: bool = False, initial_delay: float = 0) -> None:
+        if self.socket is not None:
+            self.socket.set_keep_alive(enable, initial_delay)
+
+    # ------------------------------------------------------------ response
+
+    _reading = False
+
+    def _start_reader(self) -> None:
+        self._reading = True
+        gevent.spawn(self._read_response_and_emit)
+
+    def _read_response_and_emit(self) -> None:
+        res = self._read_response()
+        # Unlike Node, a response nobody listens to is not dumped: getresponse() may
+        # still come for it.
+        if res is not None and self.emit("response", res) and res._wants_flow:
+            res._flow()
+
+    def getresponse(self, timeout: float | None = None) -> IncomingMessage:
+        """Block until the response head arrives and return it (ends the request
+        first if needed).  ``timeout`` in milliseconds.  Raises the request's error."""
+        self._waited = True
+        if not self.finished:
+            self.end()
+        if not self._reading and not self._result.ready():
+            self._reading = True
+            self._read_response()
+        try:
+            return self._result.get(timeout=ms_to_seconds(timeout))  # type: ignore[no-any-return]
+        except gevent.Timeout:
+            raise errors.TimeoutError("no response in time") from None
+
+    def _read_response(self) -> IncomingMessage | None:
+        try:
+            head = self._read_final_head()
+        except BaseException as exc:
+            if isinstance(exc, (errors.Error, OSError, DeadlineExceeded)):
+                if isinstance(exc, DeadlineExceeded):
+                    exc = errors.TimeoutError("request deadline exceeded")
+                self._fail(exc)
+                return None
+            self._discard_connection()
+            raise
+        if head is None:
+            return None
+        conn = self._conn
+        assert conn is not None
+        res = IncomingMessage(head, conn.socket, self._read_body_chunk, trailers=lambda: conn.wire.trailers)
+        res.req = self  # type: ignore[attr-defined]
+        self.res = res
+        keep_alive = res.headers.get("keep-alive")
+        if isinstance(keep_alive, str) and "timeout=" in keep_alive:
+            try:
+                conn.server_keep_alive = float(keep_alive.split("timeout=")[1].split(",")[0])
+            except ValueError:
+                pass
+        self._result.set(res)
+        if self.method == "HEAD" or head.status in (204, 304) or res.headers.get("content-length") == "0":
+            # No body is coming: take the end marker now (h11 has it without I/O) so
+            # the connection returns to the pool even if nobody reads the body.
+            self._read_body_chunk()
+            res._read_chunk = _no_more
+        return res
+
+    def _read_final_head(self) -> Head | None:
+        """Read heads until a final one; handle 1xx, retry once on a stale socket."""
+        while True:
+            wire = self._wire()
+            try:
+                head = wire.read_head(deadline=self._deadline)
+                if head is None:
+                    raise errors.ConnectionResetError("socket hang up")
+            except (errors.NetworkError, errors.ProtocolError) as exc:
+                if self._may_retry(wire, exc):
+                    self._retry()
+                    continue
+                raise
+            if head.status >= 200:
+                return head
+            if head.status == 100:
+                self.emit("continue")
+            elif head.status == 101:
+                self._upgrade(head)
+                return None
+            else:
+                self.emit("information", {"status_code": head.status, "status_message": head.reason})
+
+    def _may_retry(self, wire: Wire, exc: BaseException) -> bool:
+        return (
+            self.reused_socket
+            and self._replay is not None
+            and wire.bytes_received == 0
+            and self.method in _IDEMPOTENT
+            and isinstance(exc, (errors.NetworkError, errors.ProtocolError))
+        )
+
+    def _retry(self) -> None:
+        logger.debug("%r: reused connection was closed by the server; retrying once", self)
+        assert self._replay is not None
+        pairs, body = self._replay
+        self._replay = None
+        stale, self._conn = self._conn, None
+        self.reused_socket = False
+        if stale is not None:
+            self.agent.replace(stale)  # its slot becomes our permit to dial
+        try:
+            conn = dial(self._opts, self.agent, self._name)
+        except BaseException:
+            self.agent.dial_failed(self._name)
+            raise
+        self.agent.connected(self._name, conn)
+        conn.uses += 1
+        conn.wire.on_idle = self._on_idle
+        self._conn, self.socket = conn, conn.socket
+        conn.wire.send_head(method=self.method, target=self.path, headers=pairs, body=body, end=True)
+
+    def _upgrade(self, head: Head) -> None:
+        conn = self._conn
+        assert conn is not None
+        res = IncomingMessage(head, conn.socket, lambda: b"", has_body=False)
+        _, rest = conn.wire.detach()
+        self._conn = None
+        self.agent.detach(conn)
+        self._result.set(res)
+        if not self.emit("upgrade", res, conn.socket, rest):
+            conn.socket.destroy()
+
+    def _read_body_chunk(self) -> bytes:
+        conn = self._conn
+        if conn is None:
+            raise self._failure()
+        try:
+            chunk = conn.wire.read_body(deadline=self._deadline)
+        except DeadlineExceeded:
+            self._discard_connection()
+            raise errors.TimeoutError("request deadline exceeded") from None
+        except BaseException:
+            self._discard_connection()
+            raise
+        if not chunk:
+            self._response_done(conn)
+        return chunk
+
+    def _response_done(self, conn: ClientConnection) -> None:
+        self._conn = None
+        if conn.session is None and conn.socket.encrypted:
+            # Once per connection: fetching the session costs ~0.2 ms, and by the end
+            # of the first response TLS 1.3 tickets have arrived.
+            conn.session = conn.socket.get_session()
+            self.agent.cache_session(conn.name, conn.session)
+        reusable = conn.wire.response_complete and conn.wire.start_next_cycle()
+        conn.wire.on_idle = None
+        self.agent.release(conn, reusable=reusable)
+        self.emit("close")
+
+
+def _no_more() -> bytes:
+    return b""
+
+
+_NAME_KEYS = frozenset({"host", "port", "local_address", "family", "socket_path"}) | CLIENT_TLS_KEYS
+
+
+# ------------------------------------------------------------ entry points
+
+
+def _make_request(
+    url_or_options: Any,
+    callback: Callable[..., Any] | None,
+    kwargs: dict[str, Any],
+    *,
+    agent_class: type[Agent],
+    global_agent: Callable[[], Agent],
+) -> ClientRequest:
+    if callable(url_or_options) and callback is None:
+        url_or_options, callback = None, url_or_options
+    opts = request_options(
+        url_or_options, kwargs, protocol=agent_class.protocol, default_port=agent_class.default_port
+    )
+    agent = opts.pop("agent")
+    if agent is False:
+        agent = agent_class()  # a one-off connection: Connection: close
+    elif agent is None:
+        agent = global_agent()
+    elif not isinstance(agent, Agent):
+        raise errors.InvalidArgumentError(f"agent must be an Agent, None or False, not {agent!r}", "ERR_INVALID_ARG_TYPE")
+    for key, value in agent.options.items():
+        if opts.get(key) is None:
+            opts[key] = value
+    return ClientRequest(opts, agent, callback)
+
+
+def request(
+    url_or_options: Any = None,
+    callback: Callable[..., Any] | None = None,
+    **kwargs: Any,
+) -> ClientRequest:
+    """Node's ``https.request``: returns a ``ClientRequest`` to write to and end."""
+    return _make_request(url_or_options, callback, kwargs, agent_class=Agent, global_agent=_global_agent)
+
+
+def _global_agent() -> Agent:
+    # Read at call time so that ``greenhttps.global_agent = Agent(...)`` takes effect.
+    import greenhttps
+
+    return greenhttps.global_agent
+
+
+def get(url_or_options: Any = None, callback: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
+    """Node's ``https.get``.  Without a callback: block and return the response."""
+    req = request(url_or_options, callback, **kwargs)
+    req.end()
+    if callback is None:
+        return req.getresponse()
+    return req

@@ -1,0 +1,554 @@
+"""The wire: one HTTP/1.1 connection, an ``h11.Connection`` over a gevent socket.
+
+Theory of operation
+-------------------
+This is the only module that imports h11 and the only one that calls ``recv`` or
+``send`` on a connected socket; the server, the client and the message objects talk
+to a :class:`Wire` through a handful of methods::
+
+    read_head()      -> Head | None      the next request (server) or response (client)
+    read_body()      -> bytes            the next piece of the body, b'' at its end
+    send_head(...)                       a request or response head, optionally with
+                                         the whole body and its end in one write
+    send_data(b) / send_end(trailers)
+    send_informational(status)           100 Continue and friends
+    start_next_cycle() -> bool           keep-alive: ready for the next exchange?
+    detach()         -> (socket, bytes)  hand the socket over (Upgrade, CONNECT)
+
+h11 is correct but lenient (see ``shared/HARDENING.md``): it accepts bare LF line
+endings, obs-fold, control characters in values, and Content-Length together with
+Transfer-Encoding.  Each of those was a request-smuggling CVE elsewhere, so
+:meth:`Wire.read_head` checks the raw head bytes before it believes h11's parse.
+The check is a few ``bytes.count`` calls and one regex over a few hundred bytes.
+
+Time: the wire knows two kinds of timer, both in seconds.  ``idle`` is the socket
+inactivity timeout (Node's ``socket.setTimeout``): when it fires, ``on_idle`` is
+asked whether to keep waiting (a ``'timeout'`` listener exists) or to give up.  A
+*deadline* (monotonic time) bounds a whole phase such as "headers complete" and
+raises :class:`DeadlineExceeded` naming the phase; the owner decides what to answer.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import ssl
+import time
+from typing import Callable, Iterable, Sequence
+
+import h11
+
+from . import errors
+
+__all__ = ["Wire", "Head", "DeadlineExceeded", "IdleTimeout", "HeaderPairs"]
+
+HeaderPairs = Sequence[tuple[bytes, bytes]]
+
+#: Longest request line accepted before answering 414 (Node and nginx use 8 KiB).
+MAX_REQUEST_LINE = 8192
+
+_RECV_SIZE = 65536
+_WAIT_EXCEPTIONS = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, socket.timeout)
+
+# RFC 9110 §5.5: field values are VCHAR / obs-text / SP / HTAB.  CR and LF are
+# checked separately (they must come as CRLF pairs ending lines).
+_CONTROL_CHAR = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_HEAD_END = b"\r\n\r\n"
+
+
+class DeadlineExceeded(Exception):
+    """A phase deadline passed (``phase`` is 'headers' or 'request')."""
+
+    def __init__(self, phase: str) -> None:
+        super().__init__(phase)
+        self.phase = phase
+
+
+class IdleTimeout(errors.TimeoutError):
+    """The socket was idle for longer than its timeout and nobody wanted to wait."""
+
+
+class Head:
+    """A parsed request or response head, as received.
+
+    ``headers`` are ``(name, value)`` byte pairs with the sender's case kept.
+    """
+
+    __slots__ = ("method", "target", "status", "reason", "http_version", "headers")
+
+    def __init__(
+        self,
+        *,
+        method: str = "",
+        target: str = "",
+        status: int = 0,
+        reason: str = "",
+        http_version: str,
+        headers: HeaderPairs,
+    ) -> None:
+        self.method, self.target = method, target
+        self.status, self.reason = status, reason
+        self.http_version, self.headers = http_version, headers
+
+    def __repr__(self) -> str:
+        first = f"{self.method} {self.target}" if self.method else f"{self.status} {self.reason}"
+        return f"<Head {first} HTTP/{self.http_version}>"
+
+
+def _protocol_error(message: str, status: int = 400, code: str = "HPE_INVALID") -> errors.ProtocolError:
+    return errors.ProtocolError(message, code, status_hint=status)
+
+
+class Wire:
+    """An HTTP/1.1 connection in one role (``client=True`` or server)."""
+
+    __slots__ = (
+        "sock",
+        "_h11",
+        "_client",
+        "_strict",
+        "_max_headers_count",
+        "_idle",
+        "on_idle",
+        "trailers",
+        "bytes_received",
+        "closed",
+    )
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        client: bool = False,
+        max_header_size: int = 16384,
+        max_headers_count: int = 2000,
+        strict: bool = True,
+        idle_timeout: float | None = None,
+        on_idle: Callable[[], bool] | None = None,
+    ) -> None:
+        self.sock = sock
+        self._client = client
+        self._h11 = h11.Connection(
+            h11.CLIENT if client else h11.SERVER, max_incomplete_event_size=max_header_size
+        )
+        self._strict = strict
+        self._max_headers_count = max_headers_count
+        self._idle = idle_timeout
+        sock.settimeout(idle_timeout)
+        #: Called when the socket has been idle for ``idle_timeout``; returns True to
+        #: keep waiting (someone handled ``'timeout'``), False to fail the operation.
+        self.on_idle = on_idle
+        self.trailers: HeaderPairs = ()
+        #: Bytes received in the current exchange (0 means "nothing yet": a failed
+        #: reused socket may then be retried).
+        self.bytes_received = 0
+        self.closed = False
+
+    # ----------------------------------------------------------------- state
+
+    def set_idle_timeout(self, seconds: float | None) -> None:
+        self._idle = seconds or None
+        self.sock.settimeout(self._idle)
+
+    @property
+    def idle_timeout(self) -> float | None:
+        return self._idle
+
+    @property
+    def peer_wants_100_continue(self) -> bool:
+        return self._h11.client_is_waiting_for_100_continue
+
+    @property
+    def message_complete(self) -> bool:
+        """The peer's current message has been read to its end."""
+        return self._h11.their_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.MIGHT_SWITCH_PROTOCOL)
+
+    @property
+    def response_complete(self) -> bool:
+        """Our side of the current exchange has been sent in full."""
+        return self._h11.our_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED)
+
+    @property
+    def keep_alive(self) -> bool:
+        """Both sides still intend to reuse the connection after this exchange."""
+        return self._h11.our_state is not h11.MUST_CLOSE and self._h11.their_state is not h11.MUST_CLOSE and bool(
+            self._h11._cstate.keep_alive  # h11 has no public spelling for this
+        )
+
+    @property
+    def head_started(self) -> bool:
+        """Some bytes of the next head are buffered (a pipelined request)."""
+        return bool(self._h11.trailing_data[0])
+
+    def start_next_cycle(self) -> bool:
+        """Reset for the next exchange; False if the connection cannot be reused."""
+        h = self._h11
+        if h.our_state is h11.DONE and h.their_state is h11.DONE:
+            h.start_next_cycle()
+            self.trailers = ()
+            self.bytes_received = 0
+            return True
+        return False
+
+    # --------------------------------------------------------------- reading
+
+    def _receive(self, deadline: float | None, phase: str) -> None:
+        """Feed h11 one recv() worth of bytes, honouring the idle timer and a deadline."""
+        sock = self.sock
+        while True:
+            timeout = self._idle
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise DeadlineExceeded(phase)
+                if timeout is None or remaining < timeout:
+                    timeout = remaining
+            if sock.timeout != timeout:
+                sock.settimeout(timeout)
+            try:
+                data = sock.recv(_RECV_SIZE)
+            except socket.timeout:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise DeadlineExceeded(phase) from None
+                if self.on_idle is not None and self.on_idle():
+                    continue
+                raise IdleTimeout("socket idle timeout", "ETIMEDOUT") from None
+            except OSError as exc:
+                raise errors.from_os_error(exc) from exc
+            self.bytes_received += len(data)
+            self._h11.receive_data(data)  # b'' tells h11 the peer closed
+            return
+
+    def _next_event(self, deadline: float | None, phase: str) -> object:
+        h = self._h11
+        while True:
+            try:
+                event = h.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise _protocol_error(str(exc), exc.error_status_hint) from exc
+            if event is h11.NEED_DATA:
+                self._receive(deadline, phase)
+                continue
+            return event
+
+    def read_head(
+        self,
+        *,
+        deadline: float | None = None,
+        first_byte_timeout: float | None = None,
+        headers_timeout: float | None = None,
+    ) -> Head | None:
+        """Read the next request (server) or response (client) head.
+
+        ``first_byte_timeout``: how long to wait for the head to start (the
+        keep-alive timeout); when it passes with nothing received, None is returned,
+        as for a clean close.  ``headers_timeout``, counted from the first byte, and
+        ``deadline`` (absolute) bound the whole head: :class:`DeadlineExceeded`.
+        A 1xx response is returned like any other head (its ``status`` tells).
+        Raises :class:`greenhttps.errors.ProtocolError` for a malformed head.
+        """
+        h = self._h11
+        # h11 consumes nothing until a whole head is buffered, so its buffer is
+        # exactly the head bytes received so far: the strict checks read them.
+        pending = h.trailing_data[0]
+        if not pending and first_byte_timeout is not None:
+            try:
+                self._receive(time.monotonic() + first_byte_timeout, "keep-alive")
+            except DeadlineExceeded:
+                return None
+            pending = h.trailing_data[0]
+        if pending and deadline is None and headers_timeout is not None:
+            deadline = time.monotonic() + headers_timeout
+        while True:
+            try:
+                event = h.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise self._head_error(exc, pending) from exc
+            if event is not h11.NEED_DATA:
+                break
+            if len(pending) > MAX_REQUEST_LINE and not self._client:
+                self._check_request_line(pending)
+            self._receive(deadline, "headers")
+            pending = h.trailing_data[0]
+            if deadline is None and headers_timeout is not None:
+                deadline = time.monotonic() + headers_timeout
+        if type(event) is h11.ConnectionClosed:
+            return None
+        if self._client:
+            if type(event) not in (h11.Response, h11.InformationalResponse):
+                raise _protocol_error(f"unexpected {type(event).__name__} instead of a response")
+            fields = event.headers.raw_items()  # type: ignore[attr-defined]
+            if self._strict:
+                self._check_head_bytes(pending)
+                self._check_fields(fields, request=False)
+            return Head(
+                status=event.status_code,  # type: ignore[attr-defined]
+                reason=event.reason.decode("latin-1"),  # type: ignore[attr-defined]
+                http_version=event.http_version.decode("ascii"),  # type: ignore[attr-defined]
+                headers=fields,
+            )
+        assert type(event) is h11.Request, event
+        fields = event.headers.raw_items()
+        if self._strict:
+            self._check_head_bytes(pending)
+            self._check_fields(fields, request=True)
+        return Head(
+            method=event.method.decode("ascii"),
+            target=event.target.decode("latin-1"),
+            http_version=event.http_version.decode("ascii"),
+            headers=fields,
+        )
+
+    def _head_error(self, exc: h11.RemoteProtocolError, pending: bytes) -> errors.ProtocolError:
+        status = exc.error_status_hint
+        if status == 431 and not self._client and b"\n" not in pending[: MAX_REQUEST_LINE + 1]:
+            status = 414
+        code = {431: "HPE_HEADER_OVERFLOW", 414: "HPE_URI_TOO_LONG", 501: "HPE_INVALID_TRANSFER_ENCODING"}
+        return _protocol_error(str(exc), status, code.get(status, "HPE_INVALID"))
+
+    @staticmethod
+    def _check_request_line(pending: bytes) -> None:
+        if b"\n" not in pending[: MAX_REQUEST_LINE + 1]:
+            raise _protocol_error("request line too long", 414, "HPE_URI_TOO_LONG")
+
+    @staticmethod
+    def _check_head_bytes(pending: bytes) -> None:
+        """RFC 9112 §2.2/§5.2: CRLF line endings only, no obs-fold, no control chars."""
+        end = pending.find(_HEAD_END)
+        if end < 0:
+            raise _protocol_error("head not terminated by CRLF CRLF", 400, "HPE_LF_EXPECTED")
+        head = pending[:end]
+        crlf = head.count(b"\r\n")
+        if head.count(b"\n") != crlf:
+            raise _protocol_error("bare LF in head", 400, "HPE_LF_EXPECTED")
+        if head.count(b"\r") != crlf:
+            raise _protocol_error("bare CR in head", 400, "HPE_CR_EXPECTED")
+        if b"\n " in head or b"\n\t" in head:
+            raise _protocol_error("obsolete line folding in head", 400, "HPE_INVALID_HEADER_TOKEN")
+        if _CONTROL_CHAR.search(head):
+            raise _protocol_error("control character in head", 400, "HPE_INVALID_HEADER_TOKEN")
+
+    def _check_fields(self, fields: Iterable[tuple[bytes, bytes]], *, request: bool) -> None:
+        count = hosts = 0
+        has_length = has_chunked = False
+        for name, value in fields:
+            count += 1
+            lname = name.lower()
+            if lname == b"content-length":
+                has_length = True
+            elif lname == b"transfer-encoding":
+                has_chunked = True
+            elif lname == b"host":
+                hosts += 1
+                if b"," in value or b" " in value or b"\t" in value:
+                    raise _protocol_error("invalid Host header", 400)
+        if count > self._max_headers_count:
+            raise _protocol_error("too many header fields", 431, "HPE_HEADER_OVERFLOW")
+        if has_length and has_chunked:
+            # RFC 9112 §6.1: a sender MUST NOT send both; h11 lets TE win, which is how
+            # CL.TE smuggling works.  We refuse the message outright.
+            raise _protocol_error("both Content-Length and Transfer-Encoding", 400, "HPE_UNEXPECTED_CONTENT_LENGTH")
+        if request and hosts > 1:
+            raise _protocol_error("more than one Host header", 400)
+
+    def read_body(self, *, deadline: float | None = None) -> bytes:
+        """The next piece of the peer's body; b'' once it has all been read.
+
+        After the end, :attr:`trailers` holds any trailer fields.  A peer that closes
+        before the body is complete raises ``ConnectionResetError`` ('aborted').
+        """
+        h = self._h11
+        if h.their_state is not h11.SEND_BODY:
+            return b""
+        try:
+            event = self._next_event(deadline, "request")
+        except errors.ProtocolError as exc:
+            if h.trailing_data[1]:  # the peer closed mid-body
+                raise errors.ConnectionResetError("aborted: peer closed before the body ended") from exc
+            raise
+        if type(event) is h11.Data:
+            data = event.data  # h11 hands out bytearray slices of its buffer
+            return data if type(data) is bytes else bytes(data)
+        if type(event) is h11.EndOfMessage:
+            self.trailers = event.headers.raw_items()
+            if self._strict and self.trailers:
+                self._check_fields(self.trailers, request=False)
+            return b""
+        if type(event) is h11.ConnectionClosed:
+            raise errors.ConnectionResetError("aborted: peer closed before the body ended")
+        raise _protocol_error(f"unexpected {type(event).__name__} in body")
+
+    def discard_body(self, limit: int, *, deadline: float | None = None) -> bool:
+        """Read and drop the rest of the peer's body, up to ``limit`` bytes.
+
+        True if the body ended within the limit (the connection can be reused).
+        """
+        while limit >= 0:
+            chunk = self.read_body(deadline=deadline)
+            if not chunk:
+                return self.message_complete
+            limit -= len(chunk)
+        return False
+
+    # --------------------------------------------------------------- writing
+
+    def _write(self, data: bytes | memoryview) -> None:
+        sock = self.sock
+        view = memoryview(data)
+        if sock.timeout != self._idle:
+            sock.settimeout(self._idle)
+        while view:
+            try:
+                sent = sock.send(view)
+            except socket.timeout:
+                if self.on_idle is not None and self.on_idle():
+                    continue
+                raise IdleTimeout("socket idle timeout while writing", "ETIMEDOUT") from None
+            except OSError as exc:
+                raise errors.from_os_error(exc) from exc
+            view = view[sent:]
+
+    def _send(self, events: Sequence[object]) -> None:
+        """Serialise ``events`` with h11 and write them in as few sends as possible."""
+        h = self._h11
+        pieces: list[bytes] = []
+        try:
+            for event in events:
+                try:
+                    out = h.send_with_data_passthrough(event)  # type: ignore[arg-type]
+                except h11.LocalProtocolError as exc:
+                    raise errors.InvalidArgumentError(str(exc), "ERR_HTTP_INVALID_MESSAGE") from exc
+                if out:
+                    pieces.extend(out)
+            if len(pieces) == 1:
+                self._write(pieces[0])
+            elif sum(map(len, pieces)) <= _RECV_SIZE:
+                self._write(b"".join(pieces))
+            else:
+                for piece in pieces:
+                    self._write(piece)
+        except errors.InvalidArgumentError:
+            raise
+        except BaseException:
+            # Half a message may be on the wire: the connection cannot be reused.
+            h.send_failed()
+            raise
+
+    def send_head(
+        self,
+        *,
+        method: str = "",
+        target: str = "",
+        status: int = 0,
+        reason: str = "",
+        headers: HeaderPairs,
+        body: bytes | None = None,
+        end: bool = False,
+    ) -> None:
+        """Send a request head (``method`` given) or a response head, and optionally
+        the body and the end of the message in the same write."""
+        events: list[object]
+        try:
+            if method:
+                events = [h11.Request(method=method, target=target, headers=headers)]
+            else:
+                events = [h11.Response(status_code=status, reason=reason.encode("latin-1"), headers=headers)]
+        except h11.LocalProtocolError as exc:
+            raise errors.InvalidArgumentError(str(exc), "ERR_HTTP_INVALID_MESSAGE") from exc
+        if body:
+            events.append(h11.Data(data=body))
+        if end:
+            events.append(h11.EndOfMessage())
+        self._send(events)
+
+    def send_informational(self, status: int, headers: HeaderPairs = (), reason: str = "") -> None:
+        self._send([h11.InformationalResponse(status_code=status, headers=headers, reason=reason.encode("latin-1"))])
+
+    def send_data(self, data: bytes) -> None:
+        if data:
+            self._send([h11.Data(data=data)])
+
+    def send_end(self, trailers: HeaderPairs = (), body: bytes | None = None) -> None:
+        events: list[object] = [h11.Data(data=body)] if body else []
+        events.append(h11.EndOfMessage(headers=trailers))
+        self._send(events)
+
+    def send_raw(self, data: bytes) -> None:
+        """Write bytes h11 did not produce: a reply to a request h11 could not parse
+        (its state machine is then in ERROR and will not serialise anything)."""
+        self._write(data)
+
+    # --------------------------------------------------------------- lifecycle
+
+    def detach(self) -> tuple[socket.socket, bytes]:
+        """Give up the socket (protocol switch): returns it and the bytes already
+        read past the head.  The request body, if any, must have been read."""
+        data, _ = self._h11.trailing_data
+        self.closed = True
+        return self.sock, data
+
+    def close(self) -> None:
+        """Close the socket now (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def shutdown_and_close(self, linger: float = 0.1) -> None:
+        """Graceful close: half-close, drain briefly, close.
+
+        Closing with unread input makes the kernel send RST, which can destroy a
+        response the peer has not read yet (RFC 9112 §9.6).
+        """
+        if self.closed:
+            return
+        sock = self.sock
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            sock.settimeout(linger)
+            deadline = time.monotonic() + linger
+            while time.monotonic() < deadline:
+                if not sock.recv(_RECV_SIZE):
+                    break
+        except (OSError, ValueError):
+            pass
+        self.close()
+
+    def is_reusable_idle(self) -> bool:
+        """For a pooled client socket: True if it is still open and silent.
+
+        A readable idle keep-alive socket means the server closed it (EOF) or sent
+        something unasked; neither can carry our next request.
+        """
+        import select
+
+        sock = self.sock
+        if self.closed:
+            return False
+        try:
+            fd = sock.fileno()
+            if fd < 0:
+                return False
+            readable, _, _ = select.select([fd], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        if not readable:
+            return True
+        # TLS 1.3 session tickets make the socket readable without application data.
+        saved = sock.timeout
+        try:
+            sock.settimeout(0.0)
+            data = sock.recv(1)
+        except _WAIT_EXCEPTIONS:
+            return True
+        except OSError:
+            return False
+        finally:
+            try:
+                sock.settimeout(saved)
+            except OSError:
+                pass
+        return False  # EOF, or bytes nobody asked for: either way unusable

@@ -1,0 +1,213 @@
+"""IncomingMessage: a request as the server sees it, or a response as the client does.
+
+The body is pulled, not pushed: ``read()`` blocks the calling greenlet until bytes
+arrive.  Node's push style still works: each piece read is also emitted as
+``'data'``, and ``'end'`` follows the last one; when a listener registered for
+``'data'`` or ``'end'`` but nobody reads, the owner (server loop or client) pumps the
+body through those events after the handler returns (:meth:`IncomingMessage._flow`).
+"""
+
+from __future__ import annotations
+
+import json as _json
+from typing import Any, Callable, Iterator
+
+from . import errors
+from ._connection import Head
+from ._events import EventEmitter
+from ._headers import node_headers, raw_list
+from ._options import node_aliases
+from ._socket import Socket
+
+__all__ = ["IncomingMessage"]
+
+
+@node_aliases
+class IncomingMessage(EventEmitter):
+    """Node's ``http.IncomingMessage``."""
+
+    def __init__(
+        self,
+        head: Head,
+        socket: Socket,
+        read_chunk: Callable[[], bytes],
+        *,
+        has_body: bool = True,
+        trailers: Callable[[], Any] = tuple,
+    ) -> None:
+        self._head = head
+        self.socket = socket
+        #: Request line target exactly as sent (server side).
+        self.method = head.method or None
+        self.url = head.target
+        #: Response status (client side).
+        self.status_code = head.status or None
+        self.status_message = head.reason or None
+        self.http_version = head.http_version
+        self._read_chunk = read_chunk
+        self._trailer_source = trailers
+        self._buffer = b""
+        self._headers: dict[str, str | list[str]] | None = None
+        self._trailers: dict[str, str | list[str]] | None = None
+        #: True once the whole body has been received.
+        self.complete = not has_body
+        #: True if the peer went away before the body ended.
+        self.aborted = False
+        self._ended = False
+        self._error: BaseException | None = None
+        if not has_body:
+            self._read_chunk = _no_body
+
+    connection = property(lambda self: self.socket)
+
+    def __repr__(self) -> str:
+        return f"<greenhttps.IncomingMessage {self._head!r}>"
+
+    @property
+    def http_version_major(self) -> int:
+        return int(self.http_version.split(".")[0])
+
+    @property
+    def http_version_minor(self) -> int:
+        parts = self.http_version.split(".")
+        return int(parts[1]) if len(parts) > 1 else 0
+
+    @property
+    def headers(self) -> dict[str, str | list[str]]:
+        """Lowercase names; Node's merge rules for repeats (set-cookie is a list)."""
+        if self._headers is None:
+            self._headers = node_headers(self._head.headers)
+        return self._headers
+
+    @property
+    def raw_headers(self) -> list[str]:
+        return raw_list(self._head.headers)
+
+    @property
+    def trailers(self) -> dict[str, str | list[str]]:
+        """Trailer fields (after the body has been read; ``{}`` before)."""
+        if self._trailers is None:
+            if not self.complete:
+                return {}
+            self._trailers = node_headers(self._trailer_source())
+        return self._trailers
+
+    @property
+    def raw_trailers(self) -> list[str]:
+        return raw_list(self._trailer_source()) if self.complete else []
+
+    # ------------------------------------------------------------------ body
+
+    def _next_chunk(self) -> bytes:
+        """One piece of the body from the wire; b'' at the end.  Emits the events."""
+        if self._ended:
+            return b""
+        if self._error is not None:
+            raise self._error
+        try:
+            chunk = self._read_chunk()
+        except errors.NetworkError as exc:
+            self._abort(exc)
+            raise
+        except errors.ProtocolError as exc:
+            self._error = exc
+            raise
+        if chunk:
+            self.emit("data", chunk)
+            return chunk
+        self.complete = True
+        self._ended = True
+        self.emit("end")
+        return b""
+
+    def _abort(self, exc: BaseException) -> None:
+        self._error = exc
+        if not self.aborted:
+            self.aborted = True
+            self.emit("aborted")
+            self.emit("close")
+
+    def read(self, size: int = -1) -> bytes:
+        """Read up to ``size`` bytes of the body (all of it when ``size`` < 0).
+
+        Blocks the calling greenlet; returns b'' at the end.  Raises
+        ``greenhttps.errors.ConnectionResetError`` if the peer aborted.
+        """
+        if size is None or size < 0:
+            parts = [self._buffer]
+            self._buffer = b""
+            while True:
+                chunk = self._next_chunk()
+                if not chunk:
+                    return b"".join(parts)
+                parts.append(chunk)
+        if size == 0:
+            return b""
+        if not self._buffer:
+            self._buffer = self._next_chunk()
+        out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out
+
+    def __iter__(self) -> Iterator[bytes]:
+        """Iterate over the body as it arrives, piece by piece."""
+        if self._buffer:
+            chunk, self._buffer = self._buffer, b""
+            yield chunk
+        while True:
+            chunk = self._next_chunk()
+            if not chunk:
+                return
+            yield chunk
+
+    def text(self, encoding: str | None = None, errors: str = "replace") -> str:
+        """The whole body decoded (charset from Content-Type, else UTF-8)."""
+        return self.read().decode(encoding or self._charset(), errors)
+
+    def json(self, **kwargs: Any) -> Any:
+        """The whole body parsed as JSON."""
+        return _json.loads(self.read(), **kwargs)
+
+    def _charset(self) -> str:
+        content_type = self.headers.get("content-type")
+        if isinstance(content_type, str):
+            for param in content_type.split(";")[1:]:
+                key, _, value = param.strip().partition("=")
+                if key.lower() == "charset" and value:
+                    return value.strip('"')
+        return "utf-8"
+
+    def resume(self) -> IncomingMessage:
+        """Read and discard the rest of the body (emitting ``'data'``/``'end'``)."""
+        self._flow()
+        return self
+
+    def _flow(self) -> None:
+        """Push the remaining body through ``'data'`` and ``'end'`` (Node's flowing
+        mode).  Errors are delivered as events, never raised into the owner's loop."""
+        try:
+            if self._buffer:
+                chunk, self._buffer = self._buffer, b""
+                self.emit("data", chunk)
+            while self._next_chunk():
+                pass
+        except errors.Error as exc:
+            if not self.aborted:
+                self.emit_error(exc)
+
+    @property
+    def _wants_flow(self) -> bool:
+        return not self._ended and (self.has_listeners("data") or self.has_listeners("end"))
+
+    def set_timeout(self, msecs: float, callback: Callable[[], Any] | None = None) -> IncomingMessage:
+        """As Node: sets the socket's idle timeout; ``callback`` gets ``'timeout'``."""
+        if callback is not None:
+            self.on("timeout", callback)
+        self.socket.set_timeout(msecs)
+        return self
+
+    def destroy(self, error: BaseException | None = None) -> None:
+        self.socket.destroy(error)
+
+
+def _no_body() -> bytes:
+    return b""

@@ -1,0 +1,164 @@
+"""Options the Node way and the Python way, and the camelCase alias table.
+
+Every function that takes Node ``options`` accepts a dict with Node's camelCase keys,
+the same names as snake_case keyword arguments, or both; unknown names raise
+``TypeError`` naming the option (silently ignored typos are how TLS settings get
+lost, see geventhttpclient#225).  Times stay in milliseconds, as in Node; the code
+that arms a timer converts.
+
+The same name mapping gives the camelCase aliases of methods and properties
+(``write_head`` -> ``writeHead``): :func:`node_aliases` adds them to a class from its
+own snake_case names, so there is one rule and no copied code.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable, Mapping, TypeVar
+
+__all__ = [
+    "SERVER_OPTIONS",
+    "REQUEST_OPTIONS",
+    "AGENT_OPTIONS",
+    "camel_case",
+    "snake_case",
+    "merge_options",
+    "node_aliases",
+    "ms_to_seconds",
+]
+
+# Names whose Node spelling does not follow the plain camelCase rule.
+_SPECIAL_CAMEL = {
+    "sni_callback": "SNICallback",
+    "alpn_protocols": "ALPNProtocols",
+    "ssl_context": "sslContext",
+    "max_header_size": "maxHeaderSize",
+    "insecure_http_parser": "insecureHTTPParser",
+}
+_SPECIAL_SNAKE = {camel: snake for snake, camel in _SPECIAL_CAMEL.items()}
+_SPECIAL_SNAKE["secureContext"] = "ssl_context"
+_CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])([A-Z])")
+
+
+def camel_case(name: str) -> str:
+    """``keep_alive_msecs`` -> ``keepAliveMsecs`` (Node's spelling)."""
+    special = _SPECIAL_CAMEL.get(name)
+    if special:
+        return special
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def snake_case(name: str) -> str:
+    """``keepAliveMsecs`` -> ``keep_alive_msecs``; snake names pass through."""
+    special = _SPECIAL_SNAKE.get(name)
+    if special:
+        return special
+    return _CAMEL_HUMP.sub(r"_\1", name).lower()
+
+
+_TLS_SERVER = (
+    "key", "cert", "pfx", "passphrase", "ca", "ciphers", "secure_protocol", "honor_cipher_order",
+    "request_cert", "reject_unauthorized", "sni_callback", "alpn_protocols", "ssl_context",
+    "min_version", "max_version", "ecdh_curve", "dhparam",
+)
+_TLS_CLIENT = (
+    "pfx", "key", "passphrase", "cert", "ca", "ciphers", "reject_unauthorized", "secure_protocol",
+    "min_version", "max_version", "ssl_context",
+)
+
+#: Server options and their defaults (times in milliseconds, as Node).
+SERVER_OPTIONS: dict[str, Any] = {
+    "timeout": 120_000,
+    "headers_timeout": 60_000,
+    "request_timeout": 300_000,
+    "keep_alive_timeout": 5_000,
+    "handshake_timeout": 120_000,
+    "max_headers_count": 2000,
+    "max_header_size": 16384,
+    "max_requests_per_socket": 0,
+    "no_delay": True,
+    "keep_alive": False,
+    "keep_alive_initial_delay": 0,
+    "require_host_header": True,
+    "insecure_http_parser": False,
+    **{name: None for name in _TLS_SERVER},
+}
+
+#: Client request options (None: not given).
+REQUEST_OPTIONS: dict[str, Any] = {
+    name: None
+    for name in (
+        "protocol", "host", "hostname", "family", "port", "default_port", "local_address",
+        "socket_path", "method", "path", "headers", "auth", "agent", "timeout", "servername",
+        "set_host", "check_server_identity", "connect_timeout", "deadline", "max_header_size",
+        "insecure_http_parser", "lookup", "session",
+        *_TLS_CLIENT,
+    )
+}
+
+#: Agent options (and request options, which become per-connection defaults).
+AGENT_OPTIONS: dict[str, Any] = {
+    "keep_alive": False,
+    "keep_alive_msecs": 1000,
+    "max_sockets": float("inf"),
+    "max_total_sockets": float("inf"),
+    "max_free_sockets": 256,
+    "timeout": None,
+    "max_cached_sessions": 100,
+    "scheduling": "lifo",
+    **{name: None for name in REQUEST_OPTIONS if name != "timeout"},
+}
+
+CLIENT_TLS_KEYS = frozenset(_TLS_CLIENT) | {"servername", "check_server_identity"}
+
+
+def merge_options(
+    table: Mapping[str, Any],
+    *sources: Mapping[str, Any] | None,
+    what: str,
+    defaults: bool = True,
+) -> dict[str, Any]:
+    """Merge option dicts (camelCase or snake_case keys; later wins) against ``table``.
+
+    Raises ``TypeError`` for a name not in ``table``.  With ``defaults`` the result
+    has every name of the table; otherwise only the names given.
+    """
+    merged: dict[str, Any] = dict(table) if defaults else {}
+    for source in sources:
+        if not source:
+            continue
+        for key, value in source.items():
+            name = key if key in table else snake_case(key)
+            if name not in table:
+                raise TypeError(f"{what}: unknown option {key!r}")
+            merged[name] = value
+    return merged
+
+
+def given(options: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    """The subset of ``options`` among ``names`` that is not None."""
+    return {name: options[name] for name in names if options.get(name) is not None}
+
+
+def ms_to_seconds(msecs: float | None) -> float | None:
+    """Node milliseconds to a gevent timeout; 0 and None mean "no timeout"."""
+    if not msecs:
+        return None
+    if msecs < 0:
+        raise ValueError(f"timeout must be >= 0 milliseconds, got {msecs}")
+    return msecs / 1000.0
+
+
+_C = TypeVar("_C", bound=type)
+
+
+def node_aliases(cls: _C) -> _C:
+    """Give ``cls`` a camelCase alias for each public snake_case attribute it defines."""
+    for name, value in list(vars(cls).items()):
+        if name.startswith("_") or "_" not in name:
+            continue
+        alias = camel_case(name)
+        if alias != name and alias not in vars(cls):
+            setattr(cls, alias, value)
+    return cls

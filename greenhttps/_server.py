@@ -1,0 +1,312 @@
+"""Server and create_server: listening, accepting, and closing as Node does.
+
+Theory of operation
+-------------------
+``listen()`` binds at once (so ``EADDRINUSE`` raises at the call) and starts one
+accept-loop greenlet; ``'listening'`` and the callback follow from that greenlet, as
+Node emits them on a later tick.  Each accepted socket gets a
+:class:`~greenhttps._server_conn.ServerConnection` greenlet in a ``gevent.pool.Group``
+so that ``close()`` can keep Node's promise: stop accepting now, close idle
+keep-alive connections now, let requests in flight finish (their responses say
+``Connection: close``), then emit ``'close'``.
+
+The TLS handshake never runs in the accept loop: the loop only accepts and spawns,
+so a client that connects and goes silent costs one greenlet, not the server.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket as _stdlib_socket
+import ssl
+from typing import Any, Callable, Mapping
+
+import gevent
+from gevent import socket as gsocket
+from gevent.event import Event
+from gevent.pool import Group
+
+from . import _tls, errors
+from ._events import EventEmitter, logger
+from ._options import SERVER_OPTIONS, merge_options, node_aliases
+from ._server_conn import ConnState, ServerConnection
+
+__all__ = ["Server", "PlainServer", "create_server"]
+
+_TLS_ONLY = frozenset(_tls.SERVER_TLS_KEYS)
+
+
+@node_aliases
+class Server(EventEmitter):
+    """An HTTPS server (Node's ``https.Server``); ``greenhttps.http.Server`` is the
+    same without TLS.
+
+    Options (``create_server`` or keyword arguments; camelCase accepted) and their
+    defaults, times in milliseconds: ``timeout`` 120000, ``headers_timeout`` 60000,
+    ``request_timeout`` 300000, ``keep_alive_timeout`` 5000, ``handshake_timeout``
+    120000, ``max_headers_count`` 2000, ``max_header_size`` 16384,
+    ``max_requests_per_socket`` 0 (no limit), plus the TLS options ``key``, ``cert``,
+    ``pfx``, ``passphrase``, ``ca``, ``ciphers``, ``secure_protocol``,
+    ``honor_cipher_order``, ``request_cert``, ``reject_unauthorized``,
+    ``sni_callback``, ``alpn_protocols``, ``ssl_context``.  Each non-TLS option is
+    also a writable attribute.
+    """
+
+    #: Serve TLS (False for ``greenhttps.http``).
+    secure = True
+    #: Accept-loop back-off when the process runs out of file descriptors (seconds).
+    min_delay = 0.01
+    max_delay = 1.0
+    #: Add a ``Date`` header to responses.
+    send_date = True
+
+    def __init__(
+        self,
+        options: Mapping[str, Any] | None = None,
+        request_listener: Callable[..., Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if callable(options) and request_listener is None:
+            options, request_listener = None, options
+        opts = merge_options(SERVER_OPTIONS, options, kwargs, what=type(self).__name__)
+        tls = {name: opts.pop(name) for name in _TLS_ONLY if name in opts}
+        if self.secure:
+            self._context = _tls.create_server_context(**{k: v for k, v in tls.items() if v is not None})
+        else:
+            given = sorted(name for name, value in tls.items() if value is not None)
+            if given:
+                raise TypeError(f"greenhttps.http.Server takes no TLS options: {', '.join(given)}")
+            self._context = None
+        self.request_cert = bool(tls.get("request_cert"))
+        for name, value in opts.items():
+            setattr(self, name, value)
+        self._listener: gsocket.socket | None = None
+        self._accept_loop: gevent.Greenlet | None = None
+        self._group = Group()
+        self._connections: set[ServerConnection] = set()
+        self._closing = False
+        self._closed = Event()
+        self._closed.set()
+        self.listening = False
+        if request_listener is not None:
+            self.on("request", request_listener)
+
+    def __repr__(self) -> str:
+        state = "listening" if self.listening else "closed"
+        return f"<greenhttps.{type(self).__name__} {state} {self.address()} connections={len(self._connections)}>"
+
+    # ------------------------------------------------------------ listening
+
+    def listen(self, *args: Any, **kwargs: Any) -> Server:
+        """Start accepting; returns the server at once (Node's ``server.listen``).
+
+        ``listen(port=0, host=None, backlog=511, callback=None)``, ``listen(path)`` for
+        a Unix socket, ``listen(sock)`` with a bound socket object, ``listen({'fd': n})``
+        or ``listen({'port': .., 'host': .., 'path': ..})``.  The callback runs on
+        ``'listening'``.  A port in use raises ``greenhttps.errors.AddressInUseError``.
+        """
+        args_list = list(args)
+        callback = kwargs.pop("callback", None)
+        if args_list and callable(args_list[-1]):
+            callback = args_list.pop()
+        if self._listener is not None:
+            raise errors.Error("Listen method has been called more than once", "ERR_SERVER_ALREADY_LISTEN")
+        target: Any = args_list[0] if args_list else kwargs.pop("port", 0)
+        host = args_list[1] if len(args_list) > 1 else kwargs.pop("host", None)
+        backlog = args_list[2] if len(args_list) > 2 else kwargs.pop("backlog", 511)
+        if kwargs:
+            raise TypeError(f"listen: unknown argument(s) {', '.join(kwargs)}")
+        fd = None
+        if isinstance(target, Mapping):
+            host = target.get("host", host)
+            backlog = target.get("backlog", backlog)
+            fd = target.get("fd")
+            target = target.get("path", target.get("port", 0))
+        if fd is not None:
+            # Socket activation: the descriptor is handed to us and becomes ours.
+            target = _stdlib_socket.socket(fileno=fd)
+        self._listener = self._bind(target, host, backlog)
+        if callback is not None:
+            self.once("listening", callback)
+        self._closing = False
+        self._closed.clear()
+        self.listening = True
+        self._accept_loop = gevent.spawn(self._accept_forever, self._listener)
+        return self
+
+    def _bind(self, target: Any, host: str | None, backlog: int) -> gsocket.socket:
+        if hasattr(target, "fileno"):
+            # Ours to close: a duplicate, so the caller's object stays theirs.
+            sock = gsocket.socket(target.family, target.type, target.proto, fileno=os.dup(target.fileno()))
+            try:
+                sock.listen(backlog)
+            except OSError:
+                pass  # already listening
+            return sock
+        if isinstance(target, str) and not target.isdigit():
+            sock = gsocket.socket(_stdlib_socket.AF_UNIX, _stdlib_socket.SOCK_STREAM)
+            try:
+                sock.bind(target)
+            except OSError as exc:
+                sock.close()
+                raise errors.from_os_error(exc, during=f"listen on {target}") from exc
+            sock.listen(backlog)
+            return sock
+        port = int(target or 0)
+        if host is None:
+            family, address = (_stdlib_socket.AF_INET6, "::") if _stdlib_socket.has_ipv6 else (_stdlib_socket.AF_INET, "0.0.0.0")
+        else:
+            info = gsocket.getaddrinfo(host, port, 0, _stdlib_socket.SOCK_STREAM)[0]
+            family, address = info[0], info[4][0]
+        sock = gsocket.socket(family, _stdlib_socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(_stdlib_socket.SOL_SOCKET, _stdlib_socket.SO_REUSEADDR, 1)
+            if family == _stdlib_socket.AF_INET6 and host is None:
+                sock.setsockopt(_stdlib_socket.IPPROTO_IPV6, _stdlib_socket.IPV6_V6ONLY, 0)
+            sock.bind((address, port))
+            sock.listen(backlog)
+        except OSError as exc:
+            sock.close()
+            err = errors.from_os_error(exc, during=f"listen on {address}:{port}")
+            raise err from exc
+        return sock
+
+    def address(self) -> dict[str, Any] | str | None:
+        """``{'address', 'family', 'port'}`` (or the Unix path); None when closed."""
+        if self._listener is None:
+            return None
+        name = self._listener.getsockname()
+        if isinstance(name, str):
+            return name
+        family = "IPv6" if self._listener.family == _stdlib_socket.AF_INET6 else "IPv4"
+        return {"address": name[0], "family": family, "port": name[1]}
+
+    def _accept_forever(self, listener: gsocket.socket) -> None:
+        self.emit("listening")
+        delay = self.min_delay
+        while not self._closing:
+            try:
+                raw, _ = listener.accept()
+            except OSError as exc:
+                if self._closing or exc.errno == errno.EBADF:
+                    return
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    # Out of descriptors: sleeping lets other greenlets close some.
+                    logger.warning("accept failed (%s); retrying in %.2fs", exc, delay)
+                    gevent.sleep(delay)
+                    delay = min(self.max_delay, delay * 2)
+                elif exc.errno not in (errno.ECONNABORTED, errno.EAGAIN, errno.EINTR, errno.EPROTO):
+                    logger.error("accept failed: %s", exc)
+                    gevent.sleep(self.min_delay)
+                continue
+            delay = self.min_delay
+            if raw.family != _stdlib_socket.AF_UNIX and self.no_delay:
+                raw.setsockopt(_stdlib_socket.IPPROTO_TCP, _stdlib_socket.TCP_NODELAY, 1)
+            if self.keep_alive:
+                raw.setsockopt(_stdlib_socket.SOL_SOCKET, _stdlib_socket.SO_KEEPALIVE, 1)
+            conn = ServerConnection(self, raw)
+            self._connections.add(conn)
+            conn.greenlet = self._group.spawn(conn.run)
+
+    def _wrap(self, raw: gsocket.socket) -> ssl.SSLSocket:
+        assert self._context is not None
+        return _tls.wrap_socket(self._context, raw, server_side=True)
+
+    def _connection_done(self, conn: ServerConnection) -> None:
+        self._connections.discard(conn)
+        if self._closing and not self._connections:
+            self._finish_close()
+
+    # -------------------------------------------------------------- serving
+
+    def serve_forever(self) -> None:
+        """Block the calling greenlet until the server is closed."""
+        if self._listener is None:
+            raise errors.Error("serve_forever() before listen()", "ERR_SERVER_NOT_RUNNING")
+        self._closed.wait()
+
+    def set_timeout(self, msecs: float = 0, callback: Callable[..., Any] | None = None) -> Server:
+        """Socket idle timeout in milliseconds (Node's ``server.setTimeout``)."""
+        self.timeout = msecs
+        if callback is not None:
+            self.on("timeout", callback)
+        return self
+
+    # -------------------------------------------------------------- closing
+
+    def close(self, callback: Callable[..., Any] | None = None) -> Server:
+        """Stop accepting now; close idle connections now; let in-flight requests
+        finish (with ``Connection: close``); then emit ``'close'`` and call
+        ``callback``."""
+        if callback is not None:
+            self.once("close", callback)
+        if self._listener is None:
+            if callback is not None:
+                gevent.spawn(self._emit_not_running)
+            return self
+        self._closing = True
+        self.listening = False
+        listener, self._listener = self._listener, None
+        listener.close()
+        if self._accept_loop is not None:
+            self._accept_loop.kill(block=False)
+        self.close_idle_connections()
+        if not self._connections:
+            self._finish_close()
+        return self
+
+    def _emit_not_running(self) -> None:
+        self.emit("close", errors.Error("Server is not running.", "ERR_SERVER_NOT_RUNNING"))
+
+    def _finish_close(self) -> None:
+        if not self._closed.is_set():
+            self._closed.set()
+            gevent.spawn(self.emit, "close")
+
+    def close_idle_connections(self) -> None:
+        """Close every connection that is between requests (Node 18.2+)."""
+        for conn in list(self._connections):
+            conn.close_if_idle()
+
+    def close_all_connections(self) -> None:
+        """Close every connection now, in flight or not (Node 18.2+)."""
+        for conn in list(self._connections):
+            if conn.greenlet is not None and conn.state is not ConnState.DETACHED:
+                conn.greenlet.kill(block=False)
+
+    @property
+    def connections(self) -> int:
+        """Open connections (Node's ``server.connections``, long deprecated there)."""
+        return len(self._connections)
+
+    def get_connections(self, callback: Callable[[Any, int], Any] | None = None) -> int:
+        if callback is not None:
+            callback(None, len(self._connections))
+        return len(self._connections)
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+        self.close_all_connections()
+
+
+class PlainServer(Server):
+    """The same server without TLS: ``greenhttps.http.Server``."""
+
+    secure = False
+
+
+def create_server(
+    options: Mapping[str, Any] | Callable[..., Any] | None = None,
+    request_listener: Callable[..., Any] | None = None,
+    **kwargs: Any,
+) -> Server:
+    """Node's ``https.createServer(options, requestListener)``.
+
+    ``request_listener(req, res)`` is added to ``'request'``.  Raises at once for a
+    wrong passphrase or a key that does not match the certificate.
+    """
+    return Server(options, request_listener, **kwargs)

@@ -1,0 +1,187 @@
+"""The one socket type handed to user code: Python's socket methods and Node's.
+
+``'connection'``, ``'secureConnection'``, ``'upgrade'``, ``'connect'``,
+``req.socket`` and ``res.socket`` all give a :class:`Socket`.  It wraps a gevent
+socket (plain or TLS) and adds Node's names (``write``, ``end``, ``destroy``,
+``remote_address``, ``authorized``, ``get_peer_certificate()``...).  Everything else
+(``sendall``, ``recv``, ``getpeername``, ``fileno``...) goes to the wrapped socket.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from typing import Any, Callable
+
+from ._events import EventEmitter
+from ._options import ms_to_seconds, node_aliases
+
+__all__ = ["Socket"]
+
+
+@node_aliases
+class Socket(EventEmitter):
+    """A connection as Node's ``net.Socket`` / ``tls.TLSSocket`` shows it."""
+
+    #: TLS only: did the peer's certificate verify? (False when there is none.)
+    authorized: bool = False
+    #: TLS only: Node's code for why the peer is not authorized, or None.
+    authorization_error: str | None = None
+    #: Client only: the name sent as SNI and checked; server: the SNI name received.
+    servername: str | None = None
+
+    def __init__(self, sock: socket.socket, *, encrypted: bool = False) -> None:
+        self._sock = sock
+        self.encrypted = encrypted
+        self.destroyed = False
+        #: Node milliseconds; 0 means no idle timeout.
+        self.timeout = 0
+        #: Set by the owner of the connection (server loop, client) to apply a new
+        #: idle timeout to its reads and writes.
+        self._apply_timeout: Callable[[float | None], None] | None = None
+        self._peer: tuple[Any, ...] | None = None
+
+    def _attach(self, sock: socket.socket, *, encrypted: bool) -> None:
+        """Swap in the TLS socket once the handshake is done."""
+        self._sock, self.encrypted = sock, encrypted
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+    def __repr__(self) -> str:
+        state = "destroyed" if self.destroyed else ("tls" if self.encrypted else "tcp")
+        return f"<greenhttps.Socket {state} {self.remote_address}:{self.remote_port}>"
+
+    # ----------------------------------------------------------- addresses
+
+    def _peername(self) -> tuple[Any, ...]:
+        if self._peer is None:
+            try:
+                self._peer = self._sock.getpeername()
+            except OSError:
+                return ()
+            if isinstance(self._peer, str):  # Unix socket
+                self._peer = (self._peer, None)
+        return self._peer
+
+    @property
+    def remote_address(self) -> str | None:
+        peer = self._peername()
+        return peer[0] if peer else None
+
+    @property
+    def remote_port(self) -> int | None:
+        peer = self._peername()
+        return peer[1] if peer else None
+
+    @property
+    def remote_family(self) -> str | None:
+        family = getattr(self._sock, "family", None)
+        return {socket.AF_INET: "IPv4", socket.AF_INET6: "IPv6"}.get(family)  # type: ignore[arg-type]
+
+    @property
+    def local_address(self) -> str | None:
+        try:
+            return self._sock.getsockname()[0]  # type: ignore[no-any-return]
+        except (OSError, IndexError):
+            return None
+
+    @property
+    def local_port(self) -> int | None:
+        try:
+            return self._sock.getsockname()[1]  # type: ignore[no-any-return]
+        except (OSError, IndexError):
+            return None
+
+    # --------------------------------------------------------- Node methods
+
+    def write(self, data: bytes | str, encoding: str = "utf-8") -> bool:
+        """Send ``data`` (blocking cooperatively until the kernel has it)."""
+        if isinstance(data, str):
+            data = data.encode(encoding)
+        self._sock.sendall(data)
+        return True
+
+    def end(self, data: bytes | str | None = None, encoding: str = "utf-8") -> None:
+        """Send ``data`` if given, then close our side."""
+        if data:
+            self.write(data, encoding)
+        self.destroy()
+
+    def destroy(self, error: BaseException | None = None) -> None:
+        """Close the connection now; emits ``'close'`` once."""
+        if self.destroyed:
+            return
+        self.destroyed = True
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+        if error is not None:
+            self.emit_error(error)
+        self.emit("close", error is not None)
+
+    def set_timeout(self, msecs: float, callback: Callable[[], Any] | None = None) -> Socket:
+        """Idle timeout in milliseconds (0 disables); ``callback`` is added to
+        ``'timeout'``.  The owner of the connection decides what expiry does."""
+        self.timeout = msecs
+        if callback is not None:
+            self.once("timeout", callback)
+        if self._apply_timeout is not None:
+            self._apply_timeout(ms_to_seconds(msecs))
+        else:
+            self._sock.settimeout(ms_to_seconds(msecs))
+        return self
+
+    def set_no_delay(self, no_delay: bool = True) -> Socket:
+        try:
+            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(no_delay))
+        except OSError:
+            pass  # Unix sockets have no Nagle
+        return self
+
+    def set_keep_alive(self, enable: bool = False, initial_delay: float = 0) -> Socket:
+        """TCP keep-alive; ``initial_delay`` in milliseconds, as Node."""
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, int(enable))
+            if enable and initial_delay and hasattr(socket, "TCP_KEEPIDLE"):
+                seconds = max(1, int(initial_delay // 1000))
+                self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, seconds)
+        except OSError:
+            pass
+        return self
+
+    # ------------------------------------------------------------- TLS info
+
+    def get_peer_certificate(self, detailed: bool = False) -> dict[str, Any]:
+        """The peer's certificate as Python's ``getpeercert()`` dict; ``{}`` if none."""
+        if not self.encrypted:
+            return {}
+        from ._tls import peer_certificate
+
+        return peer_certificate(self._sock)  # type: ignore[arg-type]
+
+    def get_cipher(self) -> dict[str, str] | None:
+        cipher = self._sock.cipher() if self.encrypted else None  # type: ignore[attr-defined]
+        if not cipher:
+            return None
+        return {"name": cipher[0], "standard_name": cipher[0], "version": cipher[1]}
+
+    def get_protocol(self) -> str | None:
+        return self._sock.version() if self.encrypted else None  # type: ignore[attr-defined]
+
+    def get_session(self) -> ssl.SSLSession | None:
+        return getattr(self._sock, "session", None) if self.encrypted else None
+
+    @property
+    def session_reused(self) -> bool:
+        return bool(self.encrypted and getattr(self._sock, "session_reused", False))
+
+    def is_session_reused(self) -> bool:
+        return self.session_reused
+
+    @property
+    def alpn_protocol(self) -> str | None:
+        if not self.encrypted:
+            return None
+        return self._sock.selected_alpn_protocol() or None  # type: ignore[attr-defined]

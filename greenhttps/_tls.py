@@ -1,0 +1,713 @@
+"""Node's TLS options turned into ``gevent.ssl`` contexts; pure, never touches the network.
+
+Theory: everything TLS-shaped that Node takes as options (``key``, ``cert``, ``pfx``,
+``ca``, ``secure_protocol``...) becomes one :class:`gevent.ssl.SSLContext`, whose
+``wrap_socket`` yields cooperative sockets without monkey-patching. The context is
+built once (per server; per distinct option set on the client, LRU-cached) and the
+layers above only wrap sockets with it and run the handshake under their own timeout.
+
+Three places where Python's ``ssl`` differs from Node, and what is done about it:
+
+* ``load_cert_chain`` reads paths only; private keys must never touch disk, so the
+  PEM goes into an anonymous ``memfd`` read back through ``/proc/self/fd/N``.
+* Node's ``ca`` *replaces* the default roots; contexts start bare and load either
+  certifi's bundle or ``ca``, never both.
+* Node hands out ``authorized``/``authorization_error`` even for a connection made
+  with ``rejectUnauthorized: false``. OpenSSL's verdict is lost with ``CERT_NONE``,
+  so :func:`client_verify_result` re-verifies the peer's chain with
+  ``cryptography.x509.verification`` and names the failure with Node's code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import functools
+import inspect
+import ipaddress
+import logging
+import os
+import pathlib
+import re
+import ssl
+import tempfile
+import warnings
+from typing import Any, Callable, Iterator, Mapping, Sequence, Union
+
+import _ssl
+import certifi
+import gevent.ssl
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import AuthorityInformationAccessOID
+from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder, Store, VerificationError
+
+from greenhttps.errors import CertificateError, InvalidArgumentError
+
+Material = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]"]
+Materials = Union[Material, Sequence[Material]]
+Context = Union[ssl.SSLContext, "CooperativeContext"]
+
+_log = logging.getLogger("greenhttps")
+
+SERVER_TLS_KEYS = frozenset({
+    "key", "cert", "pfx", "passphrase", "ca", "ciphers", "secure_protocol",
+    "honor_cipher_order", "request_cert", "reject_unauthorized", "sni_callback",
+    "alpn_protocols", "ssl_context", "min_version", "max_version", "ecdh_curve", "dhparam",
+})
+CLIENT_TLS_KEYS = frozenset({
+    "pfx", "key", "passphrase", "cert", "ca", "ciphers", "reject_unauthorized",
+    "secure_protocol", "min_version", "max_version", "ssl_context",
+})
+_MATERIAL_KEYS = frozenset({"key", "cert", "pfx", "ca", "dhparam"})
+# With ssl_context these two still mean something: the caller reads them to decide
+# `authorized`; every other option would have to reconfigure the user's context.
+_BESIDE_SSL_CONTEXT = frozenset({"ssl_context", "request_cert", "reject_unauthorized"})
+
+_PEM = b"-----BEGIN"
+_CERT_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+
+
+# --- key and certificate material ------------------------------------------------
+
+def read_material(value: Materials, name: str = "material") -> bytes:
+    """Bytes of a ``key``/``cert``/``ca``/``pfx`` option.
+
+    bytes and PEM text are contents (as Node); an ``os.PathLike`` or a ``str``
+    without ``-----BEGIN`` is a path. A list (Node allows one for ``ca`` and
+    ``cert``) gives its items joined by newlines, which keeps PEM valid.
+    """
+    if isinstance(value, (list, tuple)):
+        return b"\n".join(read_material(item, name) for item in value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, str) and "-----BEGIN" in value:
+        return value.encode("utf-8")
+    if isinstance(value, (str, os.PathLike)):
+        try:
+            with open(value, "rb") as f:
+                return f.read()
+        except OSError as exc:
+            raise InvalidArgumentError(
+                f"{name}: {value!r} is neither PEM text nor a readable file ({exc.strerror})"
+            ) from None
+    raise InvalidArgumentError(f"{name} must be bytes, PEM text or a path, not {type(value).__name__}")
+
+
+def _blobs(value: Materials, name: str) -> tuple[bytes, ...]:
+    items = value if isinstance(value, (list, tuple)) else [value]
+    return tuple(read_material(item, name) for item in items)
+
+
+def _password(passphrase: str | bytes | None) -> bytes | None:
+    return passphrase.encode("utf-8") if isinstance(passphrase, str) else passphrase
+
+
+@contextlib.contextmanager
+def _secret_path(data: bytes) -> Iterator[str]:
+    """A path that reads back as ``data``, for APIs that only take paths."""
+    if hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd"):
+        fd = os.memfd_create("greenhttps-tls", os.MFD_CLOEXEC)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            yield f"/proc/self/fd/{fd}"  # reopening gives a fresh offset: reads from 0
+        finally:
+            os.close(fd)
+        return
+    # No memfd (macOS, BSD): a 0600 file in a fresh 0700 directory, unlinked as soon
+    # as OpenSSL has read it. The bytes may reach a disk cache; documented limitation.
+    folder = tempfile.mkdtemp(prefix="greenhttps-")
+    path = os.path.join(folder, "material.pem")
+    try:
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+            f.write(data)
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.rmdir(folder)
+
+
+def _no_passphrase() -> bytes:
+    # Without a password callback OpenSSL would prompt on the terminal and block.
+    raise InvalidArgumentError("the private key is encrypted and no passphrase was given",
+                               "ERR_OSSL_BAD_DECRYPT")
+
+
+def _load_pem_pair(ctx: ssl.SSLContext, key: bytes, cert: bytes, passphrase: bytes | None) -> None:
+    # cryptography tells a wrong passphrase from junk; OpenSSL says "PEM lib" for both.
+    try:
+        serialization.load_pem_private_key(key, passphrase, unsafe_skip_rsa_key_validation=True)
+    except TypeError:  # encrypted without passphrase, or a passphrase for a plain key
+        if passphrase is None:
+            _no_passphrase()
+        passphrase = None  # Node ignores a passphrase the key does not need
+    except ValueError as exc:
+        if "password" in str(exc).lower() or "decrypt" in str(exc).lower():
+            raise InvalidArgumentError("bad decrypt: wrong passphrase for the private key",
+                                       "ERR_OSSL_BAD_DECRYPT") from None
+        raise InvalidArgumentError("key is not a PEM private key", "ERR_OSSL_PEM_NO_START_LINE") from None
+    if not _CERT_BLOCK.search(cert):
+        raise InvalidArgumentError("cert is not a PEM certificate", "ERR_OSSL_PEM_NO_START_LINE")
+    with _secret_path(cert) as cert_path, _secret_path(key) as key_path:
+        try:
+            ctx.load_cert_chain(cert_path, key_path, passphrase if passphrase is not None else _no_passphrase)
+        except ssl.SSLError as exc:
+            if exc.reason == "KEY_VALUES_MISMATCH":
+                raise InvalidArgumentError("the private key does not match the certificate",
+                                           "ERR_OSSL_X509_KEY_VALUES_MISMATCH") from None
+            code = "_".join(p for p in ("ERR_OSSL", exc.library, exc.reason) if p)
+            raise InvalidArgumentError(f"could not load key/cert: {exc}", code) from None
+
+
+def _load_pfx(ctx: ssl.SSLContext, pfx: bytes, passphrase: bytes | None) -> None:
+    try:
+        key, cert, extra = pkcs12.load_key_and_certificates(pfx, passphrase)
+    except ValueError:
+        raise InvalidArgumentError("could not read pfx: wrong passphrase, or not PKCS#12 data",
+                                   "ERR_OSSL_BAD_DECRYPT") from None
+    if key is None or cert is None:
+        raise InvalidArgumentError("pfx must hold a private key and its certificate", "ERR_MISSING_OPTION")
+    chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in [cert, *extra])
+    plain = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption())
+    _load_pem_pair(ctx, plain, chain, None)
+
+
+def _load_identity(ctx: ssl.SSLContext, opts: Mapping[str, Any], required: bool) -> None:
+    passphrase = _password(opts.get("passphrase"))
+    key, cert, pfx = opts.get("key"), opts.get("cert"), opts.get("pfx")
+    if pfx is not None:
+        _load_pfx(ctx, read_material(pfx, "pfx"), passphrase)
+    if key is not None or cert is not None:
+        if key is None or cert is None:
+            missing = "key" if key is None else "cert"
+            raise InvalidArgumentError(f"{missing} is required with {'cert' if key is None else 'key'}",
+                                       "ERR_MISSING_OPTION")
+        _load_pem_pair(ctx, read_material(key, "key"), read_material(cert, "cert"), passphrase)
+    elif pfx is None and required:
+        # Node only fails at the first handshake (no shared cipher); failing here is clearer.
+        raise InvalidArgumentError("a TLS server needs key and cert, pfx, or ssl_context",
+                                   "ERR_MISSING_OPTION")
+
+
+def _load_ca(ctx: ssl.SSLContext, ca: Materials | None) -> None:
+    if ca is None:
+        ctx.load_verify_locations(cafile=certifi.where())
+        return
+    for blob in _blobs(ca, "ca"):
+        # Only the PEM blocks: comments may hold non-ASCII, which cadata= rejects.
+        pem = b"\n".join(_CERT_BLOCK.findall(blob))
+        try:
+            ctx.load_verify_locations(cadata=pem.decode("ascii") if _PEM in blob else blob)
+        except (ssl.SSLError, ValueError) as exc:
+            raise InvalidArgumentError(f"ca: not a PEM or DER certificate ({exc})") from None
+
+
+# --- protocol versions -------------------------------------------------------------
+
+_VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
+_RETIRED = {"SSLv2": "SSL 2", "SSLv3": "SSL 3", "TLSv1": "TLS 1.0", "TLSv1_1": "TLS 1.1",
+            "TLSv1.1": "TLS 1.1"}
+_METHOD = re.compile(r"(?P<base>\w+?)(?:_server|_client)?_method")
+
+
+def _version(value: str, which: str) -> ssl.TLSVersion:
+    if value in _VERSIONS:
+        return _VERSIONS[value]
+    if value in _RETIRED:
+        raise InvalidArgumentError(f'"{value}" is not offered: TLS 1.2 is the oldest version '
+                                   "greenhttps allows", "ERR_TLS_INVALID_PROTOCOL_VERSION")
+    raise InvalidArgumentError(f'"{value}" is not a valid {which} TLS protocol version',
+                               "ERR_TLS_INVALID_PROTOCOL_VERSION")
+
+
+def _apply_versions(ctx: ssl.SSLContext, opts: Mapping[str, Any]) -> None:
+    low: ssl.TLSVersion | None = ssl.TLSVersion.TLSv1_2
+    high: ssl.TLSVersion | None = None
+    method = opts.get("secure_protocol")
+    if method is not None:
+        for key in ("min_version", "max_version"):
+            if key in opts:
+                raise InvalidArgumentError(f"TLS protocol version {opts[key]!r} conflicts with "
+                                           f"secureProtocol {method!r}", "ERR_TLS_PROTOCOL_VERSION_CONFLICT")
+        match = _METHOD.fullmatch(str(method))
+        base = match.group("base") if match else ""
+        if base == "TLSv1_2":
+            low = high = ssl.TLSVersion.TLSv1_2
+        elif base in _RETIRED:
+            raise InvalidArgumentError(f"{method}: {_RETIRED[base]} is disabled; the OpenSSL here offers "
+                                       "TLS 1.2 and 1.3 only", "ERR_TLS_INVALID_PROTOCOL_METHOD")
+        elif base not in ("TLS", "SSLv23"):
+            hint = " (use min_version='TLSv1.3')" if base == "TLSv1_3" else ""
+            raise InvalidArgumentError(f"Unknown method: {method}{hint}", "ERR_TLS_INVALID_PROTOCOL_METHOD")
+    if "min_version" in opts:
+        low = _version(opts["min_version"], "minimum")
+    if "max_version" in opts:
+        high = _version(opts["max_version"], "maximum")
+    if low is not None and high is not None and low > high:
+        raise InvalidArgumentError(f"min_version {low.name} is above max_version {high.name}",
+                                   "ERR_TLS_INVALID_PROTOCOL_VERSION")
+    if low is not None:
+        ctx.minimum_version = low
+    if high is not None:
+        ctx.maximum_version = high
+
+
+# --- contexts ------------------------------------------------------------------------
+
+def _options(tls: Mapping[str, Any], allowed: frozenset[str], role: str) -> dict[str, Any]:
+    for name in tls:
+        if name not in allowed:
+            raise TypeError(f"unknown TLS option {name!r} for a {role} context")
+    return {k: v for k, v in tls.items() if v is not None}  # None means "not given"
+
+
+def _given_context(opts: Mapping[str, Any]) -> Context:
+    extra = sorted(k for k, v in opts.items() if k not in _BESIDE_SSL_CONTEXT and v is not False)
+    if extra:
+        raise InvalidArgumentError(f"ssl_context cannot be combined with {', '.join(extra)}: "
+                                   "configure that context instead")
+    return as_gevent_context(opts["ssl_context"])
+
+
+def _new_context(protocol: ssl._SSLMethod, opts: Mapping[str, Any], alpn: Sequence[str]) -> ssl.SSLContext:
+    ctx: ssl.SSLContext = gevent.ssl.SSLContext(protocol)
+    _apply_versions(ctx, opts)
+    if opts.get("ciphers"):
+        try:
+            ctx.set_ciphers(opts["ciphers"])  # TLS 1.3 suites are not affected, as in Node
+        except ssl.SSLError:
+            raise InvalidArgumentError(f"No cipher match: {opts['ciphers']!r}", "ERR_SSL_NO_CIPHER_MATCH") from None
+    ctx.set_alpn_protocols([p.decode("ascii") if isinstance(p, bytes) else p for p in alpn])
+    return ctx
+
+
+def create_server_context(**tls: Any) -> Context:
+    """A server context from Node's TLS options (:data:`SERVER_TLS_KEYS`).
+
+    Raises :class:`InvalidArgumentError` now for what Node would only discover at
+    the first handshake: a wrong passphrase, a key that does not match its cert,
+    no key/cert at all (``ERR_MISSING_OPTION``).
+    """
+    opts = _options(tls, SERVER_TLS_KEYS, "server")
+    if "ssl_context" in opts:
+        return _given_context(opts)
+    ctx = _new_context(ssl.PROTOCOL_TLS_SERVER, opts, opts.get("alpn_protocols") or ["http/1.1"])
+    _load_identity(ctx, opts, required=True)
+    if not opts.get("honor_cipher_order"):  # CPython sets it by default; Node does not
+        ctx.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
+    if opts.get("request_cert"):
+        # CERT_OPTIONAL still fails the handshake on a bad certificate (Python has no
+        # verify callback); it only lets clients without one through, unauthorized.
+        ctx.verify_mode = ssl.CERT_REQUIRED if opts.get("reject_unauthorized", True) else ssl.CERT_OPTIONAL
+        _load_ca(ctx, opts.get("ca"))
+    elif "ca" in opts:
+        _load_ca(ctx, opts["ca"])
+    curve = opts.get("ecdh_curve")
+    if curve and curve != "auto":
+        try:
+            ctx.set_ecdh_curve(curve)  # Python sets one curve; a Node "a:b" list is refused
+        except ValueError:
+            raise InvalidArgumentError(f"ecdh_curve {curve!r}: not one curve this OpenSSL knows") from None
+    if opts.get("dhparam") not in (None, "auto"):
+        with _secret_path(read_material(opts["dhparam"], "dhparam")) as path:
+            ctx.load_dh_params(path)
+    if "sni_callback" in opts:
+        ctx.sni_callback = _sni_handler(opts["sni_callback"])
+    return ctx
+
+
+def _frozen(opts: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """A hashable stand-in for options: file paths become their contents."""
+    def freeze(name: str, value: Any) -> Any:
+        if name in _MATERIAL_KEYS and value != "auto":
+            return _blobs(value, name) if name in ("ca", "cert") else read_material(value, name)
+        return tuple(value) if isinstance(value, list) else value
+    return tuple(sorted((k, freeze(k, v)) for k, v in opts.items()))
+
+
+def create_client_context(**tls: Any) -> Context:
+    """A client context from Node's TLS options (:data:`CLIENT_TLS_KEYS`).
+
+    Contexts are shared between calls with equal options (LRU of 32): the default
+    one, certifi's 117 roots, costs ~20 ms to build. **Never mutate the result.**
+    ``check_hostname`` is off: the caller checks the name with
+    :func:`check_server_identity` (or the user's), as Node does.
+    """
+    opts = _options(tls, CLIENT_TLS_KEYS, "client")
+    if "ssl_context" in opts:
+        return _given_context(opts)
+    if opts.get("reject_unauthorized") is True:
+        del opts["reject_unauthorized"]  # the default: share the default context
+    key = _frozen(opts)
+    try:
+        return _client_context(key)
+    except TypeError:  # an unhashable option value: build without caching
+        return _build_client_context(dict(key))
+
+
+@functools.lru_cache(maxsize=32)
+def _client_context(key: tuple[tuple[str, Any], ...]) -> ssl.SSLContext:
+    return _build_client_context(dict(key))
+
+
+def _build_client_context(opts: Mapping[str, Any]) -> ssl.SSLContext:
+    ctx = _new_context(ssl.PROTOCOL_TLS_CLIENT, opts, ["http/1.1"])
+    ctx.check_hostname = False
+    if not opts.get("reject_unauthorized", True):
+        ctx.verify_mode = ssl.CERT_NONE  # client_verify_result still finds `authorized`
+    _load_ca(ctx, opts.get("ca"))
+    _load_identity(ctx, opts, required=False)
+    return ctx
+
+
+def _sni_handler(callback: Callable[..., Any]) -> Callable[[Any, str | None, ssl.SSLContext], int | None]:
+    """Adapt Node's ``SNICallback(servername, cb)`` or ``fn(servername) -> ctx`` for OpenSSL.
+
+    The result may be a context or a dict of server options (contexts built from
+    equal dicts are cached). A Node-style callback must call ``cb`` before it returns:
+    OpenSSL's callback cannot wait.
+    """
+    try:
+        params = inspect.signature(callback).parameters.values()
+        node_style = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+                         for p in params) >= 2
+    except (TypeError, ValueError):
+        node_style = False
+    from_options = functools.lru_cache(maxsize=32)(lambda key: create_server_context(**dict(key)))
+
+    def resolve(servername: str) -> Any:
+        if node_style:
+            answers: list[tuple[Any, Any]] = []
+            callback(servername, lambda err=None, ctx=None: answers.append((err, ctx)))
+            if not answers:
+                raise RuntimeError("sni_callback returned without calling its callback")
+            err, result = answers[0]
+            if err:
+                raise err if isinstance(err, BaseException) else RuntimeError(str(err))
+        else:
+            result = callback(servername)
+        if isinstance(result, Mapping):
+            snake = {re.sub(r"(?<!^)([A-Z])", r"_\1", k).lower(): v for k, v in result.items()}
+            key = _frozen(_options(snake, SERVER_TLS_KEYS, "server"))
+            try:
+                return from_options(key)
+            except TypeError:
+                return create_server_context(**dict(key))
+        return result.context if isinstance(result, CooperativeContext) else result
+
+    def on_servername(sslsock: Any, servername: str | None, _ctx: ssl.SSLContext) -> int | None:
+        if servername is None:
+            return None  # as Node: no SNI, no callback
+        try:
+            chosen = resolve(servername)
+            if chosen is not None:
+                sslsock.context = chosen
+        except Exception:
+            # Python would only print this; Node destroys the socket. Log, refuse.
+            _log.exception("sni_callback failed for %r; refusing the handshake", servername)
+            return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
+        return None
+
+    return on_servername
+
+
+# --- sockets ---------------------------------------------------------------------------
+
+class CooperativeContext:
+    """A stdlib ``ssl.SSLContext`` whose ``wrap_socket`` gives ``gevent.ssl.SSLSocket``.
+
+    Read-only view: attributes are read from ``context``, never written to it.
+    """
+
+    __slots__ = ("context",)
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.context = context
+
+    def wrap_socket(self, sock: Any, server_side: bool = False, do_handshake_on_connect: bool = True,
+                    suppress_ragged_eofs: bool = True, server_hostname: str | None = None,
+                    session: ssl.SSLSession | None = None) -> gevent.ssl.SSLSocket:
+        # `_context`/`_session` are gevent's private keywords, pinned by a test.
+        return gevent.ssl.SSLSocket(sock=sock, server_side=server_side,
+                                    do_handshake_on_connect=do_handshake_on_connect,
+                                    suppress_ragged_eofs=suppress_ragged_eofs,
+                                    server_hostname=server_hostname, _context=self.context, _session=session)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.context, name)
+
+    def __repr__(self) -> str:
+        return f"<CooperativeContext {self.context!r}>"
+
+
+def as_gevent_context(ctx: Context) -> Context:
+    """``ctx`` if it is gevent's already, else a :class:`CooperativeContext` view of it."""
+    if isinstance(ctx, (gevent.ssl.SSLContext, CooperativeContext)):
+        return ctx
+    if isinstance(ctx, ssl.SSLContext):
+        return CooperativeContext(ctx)
+    raise InvalidArgumentError(f"ssl_context must be an ssl.SSLContext, not {type(ctx).__name__}",
+                               "ERR_TLS_INVALID_CONTEXT")
+
+
+def wrap_socket(ctx: Context, sock: Any, *, server_side: bool, server_hostname: str | None = None,
+                session: ssl.SSLSession | None = None) -> gevent.ssl.SSLSocket:
+    """Wrap a connected socket; the caller runs ``do_handshake()`` under its own timeout.
+
+    ``server_hostname`` may be an IP literal: CPython sends no SNI for IPs (as Node).
+    """
+    inner = ctx.context if isinstance(ctx, CooperativeContext) else ctx
+    return CooperativeContext(inner).wrap_socket(sock, server_side=server_side, do_handshake_on_connect=False,
+                                                 server_hostname=server_hostname, session=session)
+
+
+# --- identity and verification -----------------------------------------------------------
+
+_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _split_host(name: str) -> list[str]:
+    # Only A-Z are folded, as Node: str.lower() is Unicode-aware.
+    return (name[:-1] if name.endswith(".") else name).translate(_LOWER).split(".")
+
+
+def _wildcard_match(host: list[str], pattern: str) -> bool:
+    """Node's ``check()``: one ``*`` in the left-most label, never for ``*.tld``."""
+    parts = _split_host(pattern) if pattern else []
+    if len(parts) != len(host) or "" in parts or parts[1:] != host[1:]:
+        return False
+    if any(re.search(r"[^\x21-\x7f]", p) for p in parts):
+        return False
+    head, label = parts[0], host[0]
+    pieces = head.split("*")
+    if len(pieces) == 1 or "xn--" in head:
+        return label == head
+    if len(pieces) > 2 or len(parts) <= 2:
+        return False
+    prefix, suffix = pieces
+    return len(prefix) + len(suffix) <= len(label) and label.startswith(prefix) and label.endswith(suffix)
+
+
+def _ip(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def check_server_identity(hostname: str, cert: Mapping[str, Any]) -> CertificateError | None:
+    """Node v20's ``tls.checkServerIdentity`` over Python's ``getpeercert()`` dict.
+
+    IP literals match IP SANs only; names match DNS SANs, and the subject's CN only
+    when the certificate has no DNS SAN. Returns the error, does not raise it.
+    """
+    host = str(hostname)
+    host = host[:-1] if host.endswith(".") else host
+    sans = [(kind, value) for kind, value in cert.get("subjectAltName", ())]
+    altnames = ", ".join(f"{kind}:{value}" for kind, value in sans)
+    dns = [value for kind, value in sans if kind == "DNS"]
+    cns = [v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"]
+    ip = _ip(host)
+    if ip is not None:
+        ips = [_ip(v) or v for k, v in sans if k == "IP Address"]
+        valid = ip in ips
+        reason = f"IP: {host} is not in the cert's list: {', '.join(ips)}"
+    elif dns:
+        valid = any(_wildcard_match(_split_host(host), p) for p in dns)
+        reason = f"Host: {host}. is not in the cert's altnames: {altnames}"
+    elif cns:
+        valid = any(_wildcard_match(_split_host(host), cn) for cn in cns)
+        reason = f"Host: {host}. is not cert's CN: {','.join(cns)}"
+    else:
+        valid, reason = False, "Cert does not contain a DNS name"
+    if valid:
+        return None
+    return CertificateError(f"Hostname/IP does not match certificate's altnames: {reason}",
+                            "ERR_TLS_CERT_ALTNAME_INVALID", reason=reason, host=host, cert=cert)
+
+
+def _must_be_ca(_policy: Any, _cert: x509.Certificate, ext: x509.BasicConstraints) -> None:
+    if not ext.ca:
+        raise ValueError("basicConstraints says this is not a CA")
+
+
+# Lenient like OpenSSL, unlike the web PKI defaults: `openssl req -x509` roots have no
+# keyUsage, and trustme's leaves mark their subjectAltName critical.
+_CA_POLICY = ExtensionPolicy.permit_all().require_present(x509.BasicConstraints, Criticality.AGNOSTIC, _must_be_ca)
+
+
+@functools.lru_cache(maxsize=8)
+def _trust(blobs: tuple[bytes, ...] | None) -> tuple[Store, tuple[x509.Certificate, ...]]:
+    certs: list[x509.Certificate] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # certifi holds a root with a negative serial
+        for blob in blobs if blobs is not None else (pathlib.Path(certifi.where()).read_bytes(),):
+            certs += x509.load_pem_x509_certificates(blob) if _PEM in blob else [x509.load_der_x509_certificate(blob)]
+    return Store(certs), tuple(certs)
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+        return True
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+
+
+def _chain_error(chain: list[x509.Certificate], blobs: tuple[bytes, ...] | None) -> str | None:
+    """Node's code for why ``chain`` (leaf first) does not verify, or None."""
+    store, anchors = _trust(blobs)
+    try:
+        (PolicyBuilder().store(store)
+         .extension_policies(ca_policy=_CA_POLICY, ee_policy=ExtensionPolicy.permit_all())
+         .build_client_verifier().verify(chain[0], chain[1:]))
+        return None
+    except VerificationError:
+        pass
+    # Name the failure the way OpenSSL would: first the path to a trusted root...
+    cert, path = chain[0], [chain[0]]
+    while cert not in anchors:
+        anchor = next((a for a in anchors if _issued_by(cert, a)), None)
+        if anchor is not None:
+            path.append(anchor)
+            break
+        if cert.issuer == cert.subject:
+            return "DEPTH_ZERO_SELF_SIGNED_CERT" if len(path) == 1 else "SELF_SIGNED_CERT_IN_CHAIN"
+        parent = next((c for c in chain if c not in path and _issued_by(cert, c)), None)
+        if parent is None:
+            return "UNABLE_TO_VERIFY_LEAF_SIGNATURE" if len(path) == 1 else "UNABLE_TO_GET_ISSUER_CERT_LOCALLY"
+        cert = parent
+        path.append(cert)
+    # ...then the validity periods along it.
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for cert in path:
+        if cert.not_valid_after_utc < now:
+            return "CERT_HAS_EXPIRED"
+        if cert.not_valid_before_utc > now:
+            return "CERT_NOT_YET_VALID"
+    return "CERT_REJECTED"  # the chain is sound but breaks a rule (e.g. a CA without CA:TRUE)
+
+
+def _peer_chain(sslsock: Any) -> list[bytes]:
+    getter = getattr(sslsock, "get_unverified_chain", None)  # public in Python >= 3.13
+    if getter is None:  # private on the _ssl object since 3.10
+        getter = getattr(getattr(sslsock, "_sslobj", None), "get_unverified_chain", None)
+    chain = getter() if getter is not None else None
+    if chain:
+        return [c if isinstance(c, bytes) else c.public_bytes(_ssl.ENCODING_DER) for c in chain]
+    leaf = sslsock.getpeercert(binary_form=True)
+    return [leaf] if leaf else []
+
+
+def client_verify_result(
+    sslsock: Any, *, hostname: str | None, ca: Materials | None = None,
+    check_identity: Callable[[str, dict[str, Any]], BaseException | None] = check_server_identity,
+) -> tuple[bool, str | None]:
+    """``(authorized, authorization_error)`` for a finished client handshake.
+
+    ``ca`` is the option the context was built with (None: certifi). When the
+    context did not verify (``reject_unauthorized=False``), the chain is verified
+    here against the same roots; the name is checked with ``check_identity``
+    (skipped when ``hostname`` is None), which may return or raise its error.
+    """
+    chain = _peer_chain(sslsock)
+    if not chain:
+        return False, "UNABLE_TO_GET_ISSUER_CERT"
+    if sslsock.context.verify_mode == ssl.CERT_NONE:
+        certs = [x509.load_der_x509_certificate(der) for der in chain]
+        code = _chain_error(certs, None if ca is None else _blobs(ca, "ca"))
+        if code is not None:
+            return False, code
+    if hostname is not None:
+        try:
+            err = check_identity(hostname, peer_certificate(sslsock))
+        except Exception as exc:
+            err = exc
+        if err is not None:
+            return False, getattr(err, "code", None) or "ERR_TLS_CERT_ALTNAME_INVALID"
+    return True, None
+
+
+def server_verify_result(sslsock: Any, *, request_cert: bool) -> tuple[bool, str | None]:
+    """``(authorized, authorization_error)`` for a finished server handshake (Node's rules)."""
+    if not request_cert:
+        return False, None
+    if not sslsock.getpeercert(binary_form=True):
+        return False, "UNABLE_TO_GET_ISSUER_CERT"  # what Node reports for "no client cert"
+    return True, None  # it was verified: a bad one fails the handshake even with CERT_OPTIONAL
+
+
+# --- peer certificate as a dict --------------------------------------------------------------
+
+_MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
+
+
+def _asn1_time(when: datetime.datetime) -> str:
+    return f"{_MONTHS[when.month - 1]} {when.day:2d} {when:%H:%M:%S %Y} GMT"
+
+
+def _name(name: x509.Name) -> tuple[tuple[tuple[str, str], ...], ...]:
+    def label(oid: x509.ObjectIdentifier) -> str:
+        known = getattr(oid, "_name", "Unknown OID")
+        return oid.dotted_string if known == "Unknown OID" else known
+    return tuple(tuple((label(a.oid), str(a.value)) for a in rdn) for rdn in name.rdns)
+
+
+def _general_name(gn: x509.GeneralName) -> tuple[str, Any]:
+    if isinstance(gn, x509.IPAddress):
+        ip = gn.value
+        if ip.version == 6:  # OpenSSL's style: eight uncompressed upper-case groups
+            return "IP Address", ":".join(f"{int(g, 16):X}" for g in ip.exploded.split(":"))
+        return "IP Address", str(ip)
+    kinds = {x509.DNSName: "DNS", x509.RFC822Name: "email", x509.UniformResourceIdentifier: "URI"}
+    if type(gn) in kinds:
+        return kinds[type(gn)], gn.value
+    if isinstance(gn, x509.DirectoryName):
+        return "DirName", _name(gn.value)
+    if isinstance(gn, x509.RegisteredID):
+        return "Registered ID", gn.value.dotted_string
+    return "othername", "<unsupported>"
+
+
+def decode_certificate(der: bytes) -> dict[str, Any]:
+    """A DER certificate in the shape of Python's ``getpeercert()`` dict."""
+    cert = x509.load_der_x509_certificate(der)
+    serial = f"{cert.serial_number:X}"
+    out: dict[str, Any] = {
+        "subject": _name(cert.subject), "issuer": _name(cert.issuer), "version": cert.version.value + 1,
+        "serialNumber": serial.zfill(len(serial) + len(serial) % 2),
+        "notBefore": _asn1_time(cert.not_valid_before_utc), "notAfter": _asn1_time(cert.not_valid_after_utc),
+    }
+    for ext in cert.extensions:
+        if isinstance(ext.value, x509.SubjectAlternativeName):
+            out["subjectAltName"] = tuple(_general_name(gn) for gn in ext.value)
+        elif isinstance(ext.value, x509.AuthorityInformationAccess):
+            for key, oid in (("OCSP", AuthorityInformationAccessOID.OCSP),
+                             ("caIssuers", AuthorityInformationAccessOID.CA_ISSUERS)):
+                uris = tuple(d.access_location.value for d in ext.value if d.access_method == oid)
+                if uris:
+                    out[key] = uris
+        elif isinstance(ext.value, x509.CRLDistributionPoints):
+            out["crlDistributionPoints"] = tuple(
+                n.value for p in ext.value for n in p.full_name or () if isinstance(n, x509.UniformResourceIdentifier))
+    return out
+
+
+def peer_certificate(sslsock: Any) -> dict[str, Any]:
+    """The peer's certificate as Python's ``getpeercert()`` dict; ``{}`` when none.
+
+    Python gives ``{}`` for a certificate it did not verify; that one is decoded
+    here so that users always get its fields.
+    """
+    try:
+        cert = sslsock.getpeercert()
+        der = None if cert else sslsock.getpeercert(binary_form=True)
+    except ValueError:  # no handshake yet
+        return {}
+    return cert or (decode_certificate(der) if der else {})

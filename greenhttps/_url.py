@@ -1,0 +1,116 @@
+"""Request targets: URL strings and option dicts -> one normalised options dict.
+
+Node's rules, checked before anything touches the network: the protocol must be the
+module's own (``https:`` for greenhttps, ``http:`` for greenhttps.http); a URL needs a
+host; a path may hold only visible ASCII (``ERR_UNESCAPED_CHARACTERS``, CVE-2018-12116);
+the method must be a token.  The ``Host`` header and the TLS server name follow
+Node's ``calculateServerName``: SNI is never sent for an IP literal.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any, Mapping
+from urllib.parse import SplitResult, unquote, urlsplit
+
+from . import errors
+from ._options import REQUEST_OPTIONS, merge_options
+
+__all__ = ["request_options", "host_header", "is_ip", "server_name"]
+
+# Node's INVALID_PATH_REGEX is /[^\u0021-\u00ff]/; h11 takes only ASCII, so we stop
+# at \x7e and say so before connecting rather than fail halfway.
+_INVALID_PATH = re.compile(r"[^\x21-\x7e]")
+_INVALID_HOST = re.compile(r"[\x00-\x20\x7f/\\@]")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+
+
+def is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _from_url(url: str | SplitResult) -> dict[str, Any]:
+    parts = urlsplit(url) if isinstance(url, str) else url
+    if not parts.scheme or not parts.netloc or not parts.hostname:
+        raise errors.InvalidURLError(f"Invalid URL: {url!r}", "ERR_INVALID_URL")
+    options: dict[str, Any] = {
+        "protocol": parts.scheme.lower() + ":",
+        "hostname": parts.hostname,
+        "path": (parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
+    }
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise errors.InvalidURLError(f"Invalid URL: {url!r}", "ERR_INVALID_URL") from exc
+    if port is not None:
+        options["port"] = port
+    if parts.username is not None:
+        # A URL's user-info is percent-decoded before Base64 (Node's urlToHttpOptions).
+        options["auth"] = unquote(parts.username) + (f":{unquote(parts.password)}" if parts.password is not None else "")
+    return options
+
+
+def request_options(
+    url_or_options: str | SplitResult | Mapping[str, Any] | None,
+    kwargs: Mapping[str, Any],
+    *,
+    protocol: str,
+    default_port: int,
+) -> dict[str, Any]:
+    """Merge a URL or options dict with keyword arguments; validate; fill defaults."""
+    if isinstance(url_or_options, (str, SplitResult)):
+        base: Mapping[str, Any] | None = _from_url(url_or_options)
+    elif url_or_options is None or isinstance(url_or_options, Mapping):
+        base = url_or_options
+    else:
+        raise errors.InvalidArgumentError(
+            f"options must be a URL string or a dict, not {type(url_or_options).__name__}",
+            "ERR_INVALID_ARG_TYPE",
+        )
+    opts = merge_options(REQUEST_OPTIONS, base, kwargs, what="request")
+    given_protocol = opts["protocol"] or protocol
+    if given_protocol != protocol:
+        raise errors.InvalidProtocolError(
+            f'Protocol "{given_protocol}" not supported. Expected "{protocol}"', "ERR_INVALID_PROTOCOL"
+        )
+    opts["protocol"] = protocol
+    host = opts["hostname"] or opts["host"] or "localhost"
+    if not isinstance(host, str) or _INVALID_HOST.search(host):
+        raise errors.InvalidArgumentError(f"Invalid host: {host!r}", "ERR_INVALID_CHAR")
+    opts["host"] = host.strip("[]") if host.startswith("[") else host
+    opts["port"] = int(opts["port"] or opts["default_port"] or default_port)
+    opts["default_port"] = opts["default_port"] or default_port
+    method = (opts["method"] or "GET")
+    if not isinstance(method, str) or not _TOKEN.match(method):
+        raise errors.InvalidArgumentError(f"Method must be a valid HTTP token [{method!r}]", "ERR_INVALID_HTTP_TOKEN")
+    opts["method"] = method.upper()
+    path = opts["path"] if opts["path"] is not None else "/"
+    if not isinstance(path, str) or _INVALID_PATH.search(path):
+        raise errors.InvalidURLError("Request path contains unescaped characters", "ERR_UNESCAPED_CHARACTERS")
+    opts["path"] = path
+    if opts["family"] not in (None, 0, 4, 6):
+        raise errors.InvalidArgumentError(f"family must be 4 or 6, not {opts['family']!r}", "ERR_INVALID_ARG_VALUE")
+    return opts
+
+
+def host_header(host: str, port: int, default_port: int) -> str:
+    """``Host`` value: ``host[:port]``, brackets around IPv6, no default port."""
+    name = f"[{host}]" if ":" in host else host
+    return name if port == default_port else f"{name}:{port}"
+
+
+def server_name(opts: Mapping[str, Any], headers_host: str | None) -> str:
+    """The name to verify and send as SNI: ``servername``, else the Host header's
+    name (without port), else the host."""
+    if opts.get("servername"):
+        return str(opts["servername"])
+    if headers_host:
+        if headers_host.startswith("["):
+            return headers_host[1 : headers_host.find("]")]
+        return headers_host.rsplit(":", 1)[0] if headers_host.count(":") == 1 else headers_host
+    return str(opts["host"])

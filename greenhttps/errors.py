@@ -1,0 +1,223 @@
+"""Errors raised by greenhttps, each with a Node.js ``code`` string.
+
+Catch ``greenhttps.Error`` for everything; the tree below says what else each class
+is, so code written for the standard library keeps working::
+
+    Error (Exception)                          .code, e.g. 'ERR_INVALID_CHAR'
+    ├── InvalidArgumentError (ValueError)      bad input from the caller; nothing was sent
+    │   ├── InvalidProtocolError (and TypeError)   ERR_INVALID_PROTOCOL
+    │   └── InvalidURLError                    ERR_INVALID_URL, ERR_UNESCAPED_CHARACTERS
+    ├── HeadersSentError                       ERR_HTTP_HEADERS_SENT, ERR_STREAM_WRITE_AFTER_END
+    ├── ProtocolError                          the peer broke HTTP/1.1 (HPE_* codes);
+    │                                          .status_hint is the reply a server owes it
+    └── NetworkError (OSError)                 the connection failed
+        ├── ConnectionRefusedError (builtin's too)   ECONNREFUSED
+        ├── ConnectionResetError (builtin's too)     ECONNRESET ("socket hang up"), EPIPE
+        ├── TimeoutError (builtin's too)             ETIMEDOUT
+        ├── NameResolutionError                      ENOTFOUND
+        ├── AddressInUseError                        EADDRINUSE
+        └── TLSError (ssl.SSLError)                  a handshake failed
+            └── CertificateError (ssl.SSLCertVerificationError)
+                                                     DEPTH_ZERO_SELF_SIGNED_CERT,
+                                                     ERR_TLS_CERT_ALTNAME_INVALID, ...
+
+Translation from ``socket``/``ssl``/``h11`` errors happens in one place,
+:func:`from_os_error` (used by the wire layer and the client), so every code path
+reports the same class and code for the same failure.
+"""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import socket
+import ssl
+
+__all__ = [
+    "Error",
+    "InvalidArgumentError",
+    "InvalidProtocolError",
+    "InvalidURLError",
+    "HeadersSentError",
+    "ProtocolError",
+    "NetworkError",
+    "ConnectionRefusedError",
+    "ConnectionResetError",
+    "TimeoutError",
+    "NameResolutionError",
+    "AddressInUseError",
+    "TLSError",
+    "CertificateError",
+    "from_os_error",
+]
+
+
+class Error(Exception):
+    """Base class of every greenhttps error. ``code`` is Node's error code."""
+
+    code: str = "ERR_GREENHTTPS"
+
+    def __init__(self, message: str = "", code: str | None = None, **attrs: object) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+        for name, value in attrs.items():
+            setattr(self, name, value)
+
+    def __str__(self) -> str:
+        message = str(self.args[0]) if self.args else ""
+        return f"{message} [{self.code}]" if message else self.code
+
+
+class InvalidArgumentError(Error, ValueError):
+    """The caller passed something that cannot go on the wire (Node's ERR_INVALID_*)."""
+
+    code = "ERR_INVALID_ARG_VALUE"
+
+
+class InvalidProtocolError(InvalidArgumentError, TypeError):
+    """A URL or option names a protocol this module does not speak."""
+
+    code = "ERR_INVALID_PROTOCOL"
+
+
+class InvalidURLError(InvalidArgumentError):
+    """A URL or request path that cannot be sent as given."""
+
+    code = "ERR_INVALID_URL"
+
+
+class HeadersSentError(Error):
+    """The head (or the whole message) has gone out already."""
+
+    code = "ERR_HTTP_HEADERS_SENT"
+
+
+class ProtocolError(Error):
+    """The peer sent something that is not valid HTTP/1.1.
+
+    ``status_hint`` is the status a server replies with (400, 413, 414, 431, 501...).
+    """
+
+    code = "HPE_INVALID"
+    status_hint: int = 400
+
+
+class NetworkError(Error, OSError):
+    """A connection could not be made or was lost."""
+
+    code = "ECONNRESET"
+
+    def __init__(self, message: str = "", code: str | None = None, **attrs: object) -> None:
+        Error.__init__(self, message, code, **attrs)
+        # Keep errno meaningful for code that inspects OSError.errno.
+        self.errno = getattr(errno, self.code, None)
+
+    def __str__(self) -> str:
+        return Error.__str__(self)
+
+
+class ConnectionRefusedError(NetworkError, builtins.ConnectionRefusedError):
+    code = "ECONNREFUSED"
+
+
+class ConnectionResetError(NetworkError, builtins.ConnectionResetError):
+    code = "ECONNRESET"
+
+
+class TimeoutError(NetworkError, builtins.TimeoutError):
+    code = "ETIMEDOUT"
+
+
+class NameResolutionError(NetworkError):
+    code = "ENOTFOUND"
+
+
+class AddressInUseError(NetworkError):
+    code = "EADDRINUSE"
+
+
+class TLSError(NetworkError, ssl.SSLError):
+    """The TLS handshake failed (protocol, cipher, or certificate)."""
+
+    code = "ERR_SSL_HANDSHAKE_FAILURE"
+
+
+class CertificateError(TLSError, ssl.SSLCertVerificationError):
+    """The peer's certificate did not verify; ``code`` is Node's name for why."""
+
+    code = "UNABLE_TO_VERIFY_LEAF_SIGNATURE"
+
+
+# OpenSSL's X509_V_ERR_* numbers -> the names Node reports for them.  Code 20 is
+# reported as 21 because Python's OpenSSL setup says "unable to get local issuer" for
+# a server that sends only its leaf, where Node says UNABLE_TO_VERIFY_LEAF_SIGNATURE.
+_VERIFY_CODES = {
+    2: "UNABLE_TO_GET_ISSUER_CERT",
+    3: "UNABLE_TO_GET_CRL",
+    4: "UNABLE_TO_DECRYPT_CERT_SIGNATURE",
+    6: "UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY",
+    7: "CERT_SIGNATURE_FAILURE",
+    9: "CERT_NOT_YET_VALID",
+    10: "CERT_HAS_EXPIRED",
+    13: "ERROR_IN_CERT_NOT_BEFORE_FIELD",
+    14: "ERROR_IN_CERT_NOT_AFTER_FIELD",
+    18: "DEPTH_ZERO_SELF_SIGNED_CERT",
+    19: "SELF_SIGNED_CERT_IN_CHAIN",
+    20: "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+    21: "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+    22: "CERT_CHAIN_TOO_LONG",
+    23: "CERT_REVOKED",
+    24: "INVALID_CA",
+    25: "PATH_LENGTH_EXCEEDED",
+    26: "INVALID_PURPOSE",
+    27: "CERT_UNTRUSTED",
+    28: "CERT_REJECTED",
+    62: "ERR_TLS_CERT_ALTNAME_INVALID",  # X509_V_ERR_HOSTNAME_MISMATCH
+    64: "ERR_TLS_CERT_ALTNAME_INVALID",  # X509_V_ERR_IP_ADDRESS_MISMATCH
+}
+
+
+def verify_code_name(verify_code: int) -> str:
+    """Node's code for an OpenSSL certificate verification result."""
+    return _VERIFY_CODES.get(verify_code, "CERT_VERIFY_FAILED")
+
+
+_ERRNO_CLASSES: dict[int, type[NetworkError]] = {
+    errno.ECONNREFUSED: ConnectionRefusedError,
+    errno.ECONNRESET: ConnectionResetError,
+    errno.EPIPE: ConnectionResetError,
+    errno.ECONNABORTED: ConnectionResetError,
+    errno.ETIMEDOUT: TimeoutError,
+    errno.EADDRINUSE: AddressInUseError,
+}
+
+
+def from_os_error(exc: BaseException, *, during: str = "") -> Error:
+    """Translate a ``socket``/``ssl`` exception into the matching greenhttps error.
+
+    ``during`` is a short phrase added to the message ("connect", "handshake").
+    A greenhttps error is returned unchanged.
+    """
+    if isinstance(exc, Error):
+        return exc
+    suffix = f" during {during}" if during else ""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        code = verify_code_name(exc.verify_code)
+        err = CertificateError(f"{exc.verify_message or exc.reason}{suffix}", code)
+        err.verify_code = exc.verify_code
+        return err
+    if isinstance(exc, ssl.SSLError):
+        if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+            return ConnectionResetError(f"socket hang up{suffix}", "ECONNRESET")
+        reason = exc.reason or str(exc)
+        return TLSError(f"{reason}{suffix}", f"ERR_SSL_{reason}".upper() if exc.reason else None)
+    if isinstance(exc, socket.gaierror):
+        return NameResolutionError(f"getaddrinfo ENOTFOUND: {exc.strerror}{suffix}")
+    if isinstance(exc, (socket.timeout, builtins.TimeoutError)):
+        return TimeoutError(f"timed out{suffix}")
+    if isinstance(exc, OSError):
+        cls = _ERRNO_CLASSES.get(exc.errno or 0, NetworkError)
+        code = errno.errorcode.get(exc.errno or 0, "ECONNRESET")
+        return cls(f"{exc.strerror or exc}{suffix}", code)
+    return NetworkError(f"{exc!r}{suffix}")

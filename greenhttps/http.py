@@ -1,0 +1,76 @@
+"""``greenhttps.http``: the same API over plain TCP (``http:`` URLs), Node's ``http``.
+
+It shares every class with the TLS module; only the server's ``secure`` flag, the
+agent's protocol and default port, and the global agent differ.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+from . import _agent, _client, _server
+from ._client import ClientRequest
+from ._incoming import IncomingMessage
+from ._outgoing import STATUS_CODES, ServerResponse
+
+__all__ = [
+    "Agent",
+    "ClientRequest",
+    "IncomingMessage",
+    "STATUS_CODES",
+    "Server",
+    "ServerResponse",
+    "create_server",
+    "createServer",
+    "get",
+    "global_agent",
+    "globalAgent",
+    "request",
+]
+
+
+class Agent(_agent.Agent):
+    """Node's ``http.Agent``: the same pool for ``http:`` connections."""
+
+    secure = False
+    default_port = 80
+    protocol = "http:"
+
+
+Server = _server.PlainServer
+Server.__name__ = Server.__qualname__ = "Server"
+Server.__module__ = Agent.__module__ = __name__
+
+#: The agent plain requests use when they name none.
+global_agent = Agent(keep_alive=True, timeout=5000)
+globalAgent = global_agent
+
+
+def create_server(
+    options: Mapping[str, Any] | Callable[..., Any] | None = None,
+    request_listener: Callable[..., Any] | None = None,
+    **kwargs: Any,
+) -> _server.Server:
+    """Node's ``http.createServer(options, requestListener)``."""
+    return Server(options, request_listener, **kwargs)
+
+
+def _global_agent() -> _agent.Agent:
+    return globals()["global_agent"]  # read at call time: reassignable
+
+
+def request(url_or_options: Any = None, callback: Callable[..., Any] | None = None, **kwargs: Any) -> ClientRequest:
+    """Node's ``http.request``: ``http:`` URLs only."""
+    return _client._make_request(url_or_options, callback, kwargs, agent_class=Agent, global_agent=_global_agent)
+
+
+def get(url_or_options: Any = None, callback: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
+    """Node's ``http.get``.  Without a callback: block and return the response."""
+    req = request(url_or_options, callback, **kwargs)
+    req.end()
+    if callback is None:
+        return req.getresponse()
+    return req
+
+
+createServer = create_server
