@@ -33,7 +33,7 @@ setup(
         "gevent>=24.2",
         "h11>=0.16,<0.17",
         "certifi",
-        "cryptography>=42",
+        "cryptography>=45",
     ],
     extras_require={
         "test": TEST_REQUIRES,

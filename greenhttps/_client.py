@@ -31,7 +31,7 @@ import gevent
 from gevent import socket as gsocket
 from gevent.event import AsyncResult
 
-from . import _tls, errors
+from . import _tls, _verify, errors
 from ._agent import Agent
 from ._connection import DeadlineExceeded, Head, Wire
 from ._events import logger
@@ -165,8 +165,8 @@ def _handshake(raw: gsocket.socket, opts: Mapping[str, Any], agent: Agent, name:
         raise errors.from_os_error(exc, during="TLS handshake") from exc
     sock._attach(tls, encrypted=True)
     sock.servername = servername
-    checker = opts.get("check_server_identity") or _tls.check_server_identity
-    authorized, reason = _tls.client_verify_result(tls, hostname=servername, ca=opts.get("ca"), check_identity=checker)
+    checker = opts.get("check_server_identity") or _verify.check_server_identity
+    authorized, reason = _verify.client_verify_result(tls, hostname=servername, ca=opts.get("ca"), check_identity=checker)
     sock.authorized, sock.authorization_error = authorized, reason
     if not authorized and opts.get("reject_unauthorized") is not False:
         raise errors.CertificateError(f"certificate not accepted for {servername}: {reason}", reason or None)

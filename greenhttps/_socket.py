@@ -157,7 +157,7 @@ class Socket(EventEmitter):
         """The peer's certificate as Python's ``getpeercert()`` dict; ``{}`` if none."""
         if not self.encrypted:
             return {}
-        from ._tls import peer_certificate
+        from ._verify import peer_certificate
 
         return peer_certificate(self._sock)  # type: ignore[arg-type]
 

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
-from greenhttps import _tls
+from greenhttps import _tls, _verify
 from greenhttps.errors import CertificateError, InvalidArgumentError
 
 pytestmark = pytest.mark.timeout(20)
@@ -384,7 +384,7 @@ def cert_dict(*sans: tuple[str, str], cn: str | None = None) -> dict[str, Any]:
     ("example.com", cert_dict(("IP Address", "10.0.0.1"), cn="example.com")),
 ])
 def test_check_server_identity_accepts(host: str, cert: dict[str, Any]) -> None:
-    assert _tls.check_server_identity(host, cert) is None
+    assert _verify.check_server_identity(host, cert) is None
 
 
 @pytest.mark.parametrize("host, cert, reason", [
@@ -401,7 +401,7 @@ def test_check_server_identity_accepts(host: str, cert: dict[str, Any]) -> None:
     ("example.com", cert_dict(), "Cert does not contain a DNS name"),
 ])
 def test_check_server_identity_rejects(host: str, cert: dict[str, Any], reason: str) -> None:
-    err = _tls.check_server_identity(host, cert)
+    err = _verify.check_server_identity(host, cert)
     assert isinstance(err, CertificateError) and isinstance(err, ssl.SSLCertVerificationError)
     assert err.code == "ERR_TLS_CERT_ALTNAME_INVALID"
     assert err.args[0] == f"Hostname/IP does not match certificate's altnames: {err.reason}"  # type: ignore[attr-defined]
@@ -420,8 +420,8 @@ def test_handshake_serves_cert_and_negotiates_http11(ca: trustme.CA, leaf: trust
         assert client.selected_alpn_protocol() == server.selected_alpn_protocol() == "http/1.1"
         assert ("DNS", "localhost") in client.getpeercert()["subjectAltName"]
         assert client.version() in ("TLSv1.2", "TLSv1.3")
-        assert _tls.client_verify_result(client, hostname="localhost", ca=ca.cert_pem.bytes()) == (True, None)
-        assert _tls.server_verify_result(server, request_cert=False) == (False, None)
+        assert _verify.client_verify_result(client, hostname="localhost", ca=ca.cert_pem.bytes()) == (True, None)
+        assert _verify.server_verify_result(server, request_cert=False) == (False, None)
         client.sendall(b"ping")
         assert server.recv(4) == b"ping"
     finally:
@@ -447,7 +447,7 @@ def sni_server_ctx(leaf: trustme.LeafCert, callback: Any) -> Any:
 
 
 def peer_names(sock: Any) -> list[str]:
-    return [value for kind, value in _tls.peer_certificate(sock)["subjectAltName"] if kind == "DNS"]
+    return [value for kind, value in _verify.peer_certificate(sock)["subjectAltName"] if kind == "DNS"]
 
 
 def test_sni_callback_python_style_switches_certificate(ca: trustme.CA, leaf: trustme.LeafCert) -> None:
@@ -465,7 +465,7 @@ def test_sni_callback_python_style_switches_certificate(ca: trustme.CA, leaf: tr
         client, server = handshake(server_ctx, client_ctx, name)
         assert peer_names(client) == expected
         assert client.selected_alpn_protocol() == "http/1.1"
-        assert _tls.client_verify_result(client, hostname=name, ca=ca.cert_pem.bytes()) == (True, None)
+        assert _verify.client_verify_result(client, hostname=name, ca=ca.cert_pem.bytes()) == (True, None)
         close(client, server)
     assert seen == ["other.test", "localhost", "other.test"]
 
@@ -524,7 +524,7 @@ def unverified(server_opts: dict[str, Any], host: str = "localhost", ca: Any = N
     client, server = handshake(_tls.create_server_context(**server_opts),
                                _tls.create_client_context(reject_unauthorized=False, ca=ca), host)
     try:
-        return _tls.client_verify_result(client, hostname=host, ca=ca)
+        return _verify.client_verify_result(client, hostname=host, ca=ca)
     finally:
         close(client, server)
 
@@ -586,8 +586,8 @@ def test_verify_result_custom_identity_check(ca: trustme.CA, leaf: trustme.LeafC
     def picky(host: str, cert: dict[str, Any]) -> None:
         raise CertificateError("not today", "ERR_CUSTOM")
 
-    assert _tls.client_verify_result(client, hostname="localhost", check_identity=picky) == (False, "ERR_CUSTOM")
-    assert _tls.client_verify_result(client, hostname=None) == (True, None)
+    assert _verify.client_verify_result(client, hostname="localhost", check_identity=picky) == (False, "ERR_CUSTOM")
+    assert _verify.client_verify_result(client, hostname=None) == (True, None)
     close(client, server)
 
 
@@ -597,14 +597,14 @@ def test_decoded_certificate_matches_getpeercert(ca: trustme.CA, leaf: trustme.L
     client, server = handshake(_tls.create_server_context(**key_cert(leaf)),
                                _tls.create_client_context(ca=ca.cert_pem.bytes()), "localhost")
     verified = client.getpeercert()
-    assert _tls.decode_certificate(client.getpeercert(binary_form=True)) == verified
-    assert _tls.peer_certificate(client) == verified
+    assert _verify.decode_certificate(client.getpeercert(binary_form=True)) == verified
+    assert _verify.peer_certificate(client) == verified
     close(client, server)
     client, server = handshake(_tls.create_server_context(**key_cert(leaf)),
                                _tls.create_client_context(reject_unauthorized=False), "localhost")
     assert client.getpeercert() == {}
-    assert _tls.peer_certificate(client) == verified  # fields even when not validated
-    assert _tls.peer_certificate(server) == {}  # no client certificate
+    assert _verify.peer_certificate(client) == verified  # fields even when not validated
+    assert _verify.peer_certificate(server) == {}  # no client certificate
     close(client, server)
 
 
@@ -614,11 +614,11 @@ def test_client_certificate(ca: trustme.CA, leaf: trustme.LeafCert) -> None:
                                             ca=ca.cert_pem.bytes(), **key_cert(leaf))
     with_cert = _tls.create_client_context(ca=ca.cert_pem.bytes(), **key_cert(user))
     client, server = handshake(server_ctx, with_cert, "localhost")
-    assert _tls.server_verify_result(server, request_cert=True) == (True, None)
-    assert ("email", "alice@example.com") in _tls.peer_certificate(server)["subjectAltName"]
+    assert _verify.server_verify_result(server, request_cert=True) == (True, None)
+    assert ("email", "alice@example.com") in _verify.peer_certificate(server)["subjectAltName"]
     close(client, server)
     client, server = handshake(server_ctx, _tls.create_client_context(ca=ca.cert_pem.bytes()), "localhost")
-    assert _tls.server_verify_result(server, request_cert=True) == (False, "UNABLE_TO_GET_ISSUER_CERT")
+    assert _verify.server_verify_result(server, request_cert=True) == (False, "UNABLE_TO_GET_ISSUER_CERT")
     close(client, server)
 
 
@@ -627,5 +627,5 @@ def test_client_certificate_from_pfx_required(ca: trustme.CA, leaf: trustme.Leaf
     server_ctx = _tls.create_server_context(request_cert=True, ca=ca.cert_pem.bytes(), **key_cert(leaf))
     client_ctx = _tls.create_client_context(ca=ca.cert_pem.bytes(), pfx=make_pfx(user, b"pw"), passphrase="pw")
     client, server = handshake(server_ctx, client_ctx, "localhost")
-    assert _tls.server_verify_result(server, request_cert=True) == (True, None)
+    assert _verify.server_verify_result(server, request_cert=True) == (True, None)
     close(client, server)

@@ -1,0 +1,287 @@
+"""Certificate identity and verification the way Node reports them; pure, no I/O.
+
+``check_server_identity`` is Node v20's ``tls.checkServerIdentity`` (subjectAltName
+DNS names with a single-label left-most wildcard, IP SANs for IP literals, the CN
+only when there is no SAN at all).  ``client_verify_result`` gives Node's
+``authorized``/``authorizationError`` pair for a finished client handshake, even one
+made with ``reject_unauthorized=False`` where OpenSSL's verdict is lost: the peer's
+chain is re-verified with ``cryptography.x509.verification`` against the same roots.
+``peer_certificate`` returns ``getpeercert()``'s dict, decoding the DER ourselves when
+Python would return ``{}`` for an unverified peer.
+"""
+
+from __future__ import annotations
+
+import _ssl
+import datetime
+import functools
+import ipaddress
+import os
+import pathlib
+import re
+import ssl
+import warnings
+from typing import Any, Callable, Mapping, Sequence, Union
+
+import certifi
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.x509.oid import AuthorityInformationAccessOID
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
+
+from greenhttps._tls import _PEM, _blobs
+from greenhttps.errors import CertificateError
+
+Material = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]"]
+Materials = Union[Material, Sequence[Material]]
+
+# --- identity and verification -----------------------------------------------------------
+
+_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _split_host(name: str) -> list[str]:
+    # Only A-Z are folded, as Node: str.lower() is Unicode-aware.
+    return (name[:-1] if name.endswith(".") else name).translate(_LOWER).split(".")
+
+
+def _wildcard_match(host: list[str], pattern: str) -> bool:
+    """Node's ``check()``: one ``*`` in the left-most label, never for ``*.tld``."""
+    parts = _split_host(pattern) if pattern else []
+    if len(parts) != len(host) or "" in parts or parts[1:] != host[1:]:
+        return False
+    if any(re.search(r"[^\x21-\x7f]", p) for p in parts):
+        return False
+    head, label = parts[0], host[0]
+    pieces = head.split("*")
+    if len(pieces) == 1 or "xn--" in head:
+        return label == head
+    if len(pieces) > 2 or len(parts) <= 2:
+        return False
+    prefix, suffix = pieces
+    return len(prefix) + len(suffix) <= len(label) and label.startswith(prefix) and label.endswith(suffix)
+
+
+def _ip(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def check_server_identity(hostname: str, cert: Mapping[str, Any]) -> CertificateError | None:
+    """Node v20's ``tls.checkServerIdentity`` over Python's ``getpeercert()`` dict.
+
+    IP literals match IP SANs only; names match DNS SANs, and the subject's CN only
+    when the certificate has no DNS SAN. Returns the error, does not raise it.
+    """
+    host = str(hostname)
+    host = host[:-1] if host.endswith(".") else host
+    sans = [(kind, value) for kind, value in cert.get("subjectAltName", ())]
+    altnames = ", ".join(f"{kind}:{value}" for kind, value in sans)
+    dns = [value for kind, value in sans if kind == "DNS"]
+    cns = [v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"]
+    ip = _ip(host)
+    if ip is not None:
+        ips = [_ip(v) or v for k, v in sans if k == "IP Address"]
+        valid = ip in ips
+        reason = f"IP: {host} is not in the cert's list: {', '.join(ips)}"
+    elif dns:
+        valid = any(_wildcard_match(_split_host(host), p) for p in dns)
+        reason = f"Host: {host}. is not in the cert's altnames: {altnames}"
+    elif cns:
+        valid = any(_wildcard_match(_split_host(host), cn) for cn in cns)
+        reason = f"Host: {host}. is not cert's CN: {','.join(cns)}"
+    else:
+        valid, reason = False, "Cert does not contain a DNS name"
+    if valid:
+        return None
+    return CertificateError(f"Hostname/IP does not match certificate's altnames: {reason}",
+                            "ERR_TLS_CERT_ALTNAME_INVALID", reason=reason, host=host, cert=cert)
+
+
+def _must_be_ca(_policy: Any, _cert: x509.Certificate, ext: x509.BasicConstraints) -> None:
+    if not ext.ca:
+        raise ValueError("basicConstraints says this is not a CA")
+
+
+# Lenient like OpenSSL, unlike the web PKI defaults: `openssl req -x509` roots have no
+# keyUsage, and trustme's leaves mark their subjectAltName critical.
+_CA_POLICY = ExtensionPolicy.permit_all().require_present(x509.BasicConstraints, Criticality.AGNOSTIC, _must_be_ca)
+
+
+@functools.lru_cache(maxsize=8)
+def _trust(blobs: tuple[bytes, ...] | None) -> tuple[Store, tuple[x509.Certificate, ...]]:
+    certs: list[x509.Certificate] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # certifi holds a root with a negative serial
+        for blob in blobs if blobs is not None else (pathlib.Path(certifi.where()).read_bytes(),):
+            certs += x509.load_pem_x509_certificates(blob) if _PEM in blob else [x509.load_der_x509_certificate(blob)]
+    return Store(certs), tuple(certs)
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+        return True
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+
+
+def _chain_error(chain: list[x509.Certificate], blobs: tuple[bytes, ...] | None) -> str | None:
+    """Node's code for why ``chain`` (leaf first) does not verify, or None."""
+    store, anchors = _trust(blobs)
+    try:
+        (PolicyBuilder().store(store)
+         .extension_policies(ca_policy=_CA_POLICY, ee_policy=ExtensionPolicy.permit_all())
+         .build_client_verifier().verify(chain[0], chain[1:]))
+        return None
+    except VerificationError:
+        pass
+    # Name the failure the way OpenSSL would: first the path to a trusted root...
+    cert, path = chain[0], [chain[0]]
+    while cert not in anchors:
+        anchor = next((a for a in anchors if _issued_by(cert, a)), None)
+        if anchor is not None:
+            path.append(anchor)
+            break
+        if cert.issuer == cert.subject:
+            return "DEPTH_ZERO_SELF_SIGNED_CERT" if len(path) == 1 else "SELF_SIGNED_CERT_IN_CHAIN"
+        parent = next((c for c in chain if c not in path and _issued_by(cert, c)), None)
+        if parent is None:
+            return "UNABLE_TO_VERIFY_LEAF_SIGNATURE" if len(path) == 1 else "UNABLE_TO_GET_ISSUER_CERT_LOCALLY"
+        cert = parent
+        path.append(cert)
+    # ...then the validity periods along it.
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for cert in path:
+        if cert.not_valid_after_utc < now:
+            return "CERT_HAS_EXPIRED"
+        if cert.not_valid_before_utc > now:
+            return "CERT_NOT_YET_VALID"
+    return "CERT_REJECTED"  # the chain is sound but breaks a rule (e.g. a CA without CA:TRUE)
+
+
+def _peer_chain(sslsock: Any) -> list[bytes]:
+    getter = getattr(sslsock, "get_unverified_chain", None)  # public in Python >= 3.13
+    if getter is None:  # private on the _ssl object since 3.10
+        getter = getattr(getattr(sslsock, "_sslobj", None), "get_unverified_chain", None)
+    chain = getter() if getter is not None else None
+    if chain:
+        return [c if isinstance(c, bytes) else c.public_bytes(_ssl.ENCODING_DER) for c in chain]
+    leaf = sslsock.getpeercert(binary_form=True)
+    return [leaf] if leaf else []
+
+
+def client_verify_result(
+    sslsock: Any, *, hostname: str | None, ca: Materials | None = None,
+    check_identity: Callable[[str, dict[str, Any]], BaseException | None] = check_server_identity,
+) -> tuple[bool, str | None]:
+    """``(authorized, authorization_error)`` for a finished client handshake.
+
+    ``ca`` is the option the context was built with (None: certifi). When the
+    context did not verify (``reject_unauthorized=False``), the chain is verified
+    here against the same roots; the name is checked with ``check_identity``
+    (skipped when ``hostname`` is None), which may return or raise its error.
+    """
+    chain = _peer_chain(sslsock)
+    if not chain:
+        return False, "UNABLE_TO_GET_ISSUER_CERT"
+    if sslsock.context.verify_mode == ssl.CERT_NONE:
+        certs = [x509.load_der_x509_certificate(der) for der in chain]
+        code = _chain_error(certs, None if ca is None else _blobs(ca, "ca"))
+        if code is not None:
+            return False, code
+    if hostname is not None:
+        try:
+            err = check_identity(hostname, peer_certificate(sslsock))
+        except Exception as exc:
+            err = exc
+        if err is not None:
+            return False, getattr(err, "code", None) or "ERR_TLS_CERT_ALTNAME_INVALID"
+    return True, None
+
+
+def server_verify_result(sslsock: Any, *, request_cert: bool) -> tuple[bool, str | None]:
+    """``(authorized, authorization_error)`` for a finished server handshake (Node's rules)."""
+    if not request_cert:
+        return False, None
+    if not sslsock.getpeercert(binary_form=True):
+        return False, "UNABLE_TO_GET_ISSUER_CERT"  # what Node reports for "no client cert"
+    return True, None  # it was verified: a bad one fails the handshake even with CERT_OPTIONAL
+
+
+# --- peer certificate as a dict --------------------------------------------------------------
+
+_MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
+
+
+def _asn1_time(when: datetime.datetime) -> str:
+    return f"{_MONTHS[when.month - 1]} {when.day:2d} {when:%H:%M:%S %Y} GMT"
+
+
+def _name(name: x509.Name) -> tuple[tuple[tuple[str, str], ...], ...]:
+    def label(oid: x509.ObjectIdentifier) -> str:
+        known = getattr(oid, "_name", "Unknown OID")
+        return oid.dotted_string if known == "Unknown OID" else known
+    return tuple(tuple((label(a.oid), str(a.value)) for a in rdn) for rdn in name.rdns)
+
+
+def _general_name(gn: x509.GeneralName) -> tuple[str, Any]:
+    if isinstance(gn, x509.IPAddress):
+        ip = gn.value
+        if ip.version == 6:  # OpenSSL's style: eight uncompressed upper-case groups
+            return "IP Address", ":".join(f"{int(g, 16):X}" for g in ip.exploded.split(":"))
+        return "IP Address", str(ip)
+    kinds = {x509.DNSName: "DNS", x509.RFC822Name: "email", x509.UniformResourceIdentifier: "URI"}
+    if type(gn) in kinds:
+        return kinds[type(gn)], gn.value
+    if isinstance(gn, x509.DirectoryName):
+        return "DirName", _name(gn.value)
+    if isinstance(gn, x509.RegisteredID):
+        return "Registered ID", gn.value.dotted_string
+    return "othername", "<unsupported>"
+
+
+def decode_certificate(der: bytes) -> dict[str, Any]:
+    """A DER certificate in the shape of Python's ``getpeercert()`` dict."""
+    cert = x509.load_der_x509_certificate(der)
+    serial = f"{cert.serial_number:X}"
+    out: dict[str, Any] = {
+        "subject": _name(cert.subject), "issuer": _name(cert.issuer), "version": cert.version.value + 1,
+        "serialNumber": serial.zfill(len(serial) + len(serial) % 2),
+        "notBefore": _asn1_time(cert.not_valid_before_utc), "notAfter": _asn1_time(cert.not_valid_after_utc),
+    }
+    for ext in cert.extensions:
+        if isinstance(ext.value, x509.SubjectAlternativeName):
+            out["subjectAltName"] = tuple(_general_name(gn) for gn in ext.value)
+        elif isinstance(ext.value, x509.AuthorityInformationAccess):
+            for key, oid in (("OCSP", AuthorityInformationAccessOID.OCSP),
+                             ("caIssuers", AuthorityInformationAccessOID.CA_ISSUERS)):
+                uris = tuple(d.access_location.value for d in ext.value if d.access_method == oid)
+                if uris:
+                    out[key] = uris
+        elif isinstance(ext.value, x509.CRLDistributionPoints):
+            out["crlDistributionPoints"] = tuple(
+                n.value for p in ext.value for n in p.full_name or () if isinstance(n, x509.UniformResourceIdentifier))
+    return out
+
+
+def peer_certificate(sslsock: Any) -> dict[str, Any]:
+    """The peer's certificate as Python's ``getpeercert()`` dict; ``{}`` when none.
+
+    Python gives ``{}`` for a certificate it did not verify; that one is decoded
+    here so that users always get its fields.
+    """
+    try:
+        cert = sslsock.getpeercert()
+        der = None if cert else sslsock.getpeercert(binary_form=True)
+    except ValueError:  # no handshake yet
+        return {}
+    return cert or (decode_certificate(der) if der else {})
