@@ -54,6 +54,8 @@ _WAIT_EXCEPTIONS = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError
 # checked separately (they must come as CRLF pairs ending lines).
 _CONTROL_CHAR = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _HEAD_END = b"\r\n\r\n"
+_VERSIONS = (b"1.1", b"1.0")
+_TRANSFER_ENCODING_LINE = re.compile(rb"\r\ntransfer-encoding[ \t]*:([^\r\n]*)", re.IGNORECASE)
 
 
 class DeadlineExceeded(Exception):
@@ -278,6 +280,8 @@ class Wire:
             if type(event) not in (h11.Response, h11.InformationalResponse):
                 raise _protocol_error(f"unexpected {type(event).__name__} instead of a response")
             fields = event.headers.raw_items()  # type: ignore[attr-defined]
+            if event.http_version not in _VERSIONS:  # type: ignore[attr-defined]
+                raise _protocol_error(f"unsupported HTTP version {event.http_version!r}", 502, "HPE_INVALID_VERSION")  # type: ignore[attr-defined]
             if self._strict:
                 self._check_head_bytes(pending)
                 self._check_fields(fields, request=False)
@@ -289,6 +293,10 @@ class Wire:
             )
         assert type(event) is h11.Request, event
         fields = event.headers.raw_items()
+        if event.http_version not in _VERSIONS:
+            # h11 takes any 1.x/2.x digit pair; only HTTP/1.0 and 1.1 are spoken here.
+            status = 505 if event.http_version[:1] >= b"2" else 400
+            raise _protocol_error(f"unsupported HTTP version {event.http_version!r}", status, "HPE_INVALID_VERSION")
         if self._strict:
             self._check_head_bytes(pending)
             self._check_fields(fields, request=True)
@@ -303,6 +311,13 @@ class Wire:
         status = exc.error_status_hint
         if status == 431 and not self._client and b"\n" not in pending[: MAX_REQUEST_LINE + 1]:
             status = 414
+        elif status == 501:
+            # h11 says 501 for any Transfer-Encoding but "chunked"; a repeated coding
+            # (two headers, or "chunked, chunked") is malformed, not unsupported: 400.
+            values = _TRANSFER_ENCODING_LINE.findall(pending[: pending.find(_HEAD_END) + 2])
+            codings = [c.strip().lower() for value in values for c in value.split(b",")]
+            if len(values) > 1 or len(codings) != len(set(codings)):
+                status = 400
         code = {431: "HPE_HEADER_OVERFLOW", 414: "HPE_URI_TOO_LONG", 501: "HPE_INVALID_TRANSFER_ENCODING"}
         return _protocol_error(str(exc), status, code.get(status, "HPE_INVALID"))
 
