@@ -556,7 +556,7 @@ class Wire:
         saved = sock.timeout
         try:
             sock.settimeout(0.0)
-            data = sock.recv(1)
+            sock.recv(1)
         except _WAIT_EXCEPTIONS:
             return True
         except OSError:
