@@ -55,6 +55,7 @@ _WAIT_EXCEPTIONS = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError
 _CONTROL_CHAR = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _HEAD_END = b"\r\n\r\n"
 _VERSIONS = (b"1.1", b"1.0")
+_INFORMATIONAL_REASONS = {100: "Continue", 101: "Switching Protocols", 102: "Processing", 103: "Early Hints"}
 _TRANSFER_ENCODING_LINE = re.compile(rb"\r\ntransfer-encoding[ \t]*:([^\r\n]*)", re.IGNORECASE)
 
 
@@ -477,6 +478,7 @@ class Wire:
         self._send(events)
 
     def send_informational(self, status: int, headers: HeaderPairs = (), reason: str = "") -> None:
+        reason = reason or _INFORMATIONAL_REASONS.get(status, "")
         self._send([h11.InformationalResponse(status_code=status, headers=headers, reason=reason.encode("latin-1"))])
 
     def send_data(self, data: bytes) -> None:
