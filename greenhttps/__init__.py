@@ -59,6 +59,8 @@ __all__ = [
     "request",
 ]
 
-for _name in ("Agent", "ClientRequest", "IncomingMessage", "Server", "ServerResponse", "Socket", "Error"):
-    globals()[_name].__module__ = __name__
-del _name
+# Show the public names where users import them from (reprs, help(), docs, pickle).
+for _obj in (Agent, ClientRequest, IncomingMessage, Server, ServerResponse, Socket, Error,
+             create_server, get, request):
+    _obj.__module__ = __name__
+del _obj

@@ -34,6 +34,7 @@ from gevent.event import AsyncResult
 
 from ._events import EventEmitter
 from ._options import AGENT_OPTIONS, CLIENT_TLS_KEYS, REQUEST_OPTIONS, merge_options, node_aliases
+from ._outgoing import attribute_aliases
 
 if TYPE_CHECKING:
     from ._client import ClientConnection
@@ -44,6 +45,10 @@ _INF = float("inf")
 
 
 @node_aliases
+@attribute_aliases(
+    "keep_alive", "keep_alive_msecs", "max_sockets", "max_total_sockets", "max_free_sockets",
+    "max_cached_sessions", "free_sockets",
+)
 class Agent(EventEmitter):
     """A pool of keep-alive connections per origin (Node's ``https.Agent``).
 
@@ -102,7 +107,12 @@ class Agent(EventEmitter):
         """The pool key: ``host:port:local_address:family:socket_path`` as Node,
         plus a digest of every TLS option that changes the connection."""
         opts = merge_options(REQUEST_OPTIONS, options, what="get_name", defaults=False)
-        host = opts.get("host") or opts.get("hostname") or "localhost"
+        # As a request does: hostname is preferred over host.
+        host = opts.get("hostname") or opts.get("host") or "localhost"
+        if opts.get("servername") == host:
+            # Node names the servername only when it differs from the host, so a
+            # name computed from the caller's options matches the request's own.
+            del opts["servername"]
         name = f"{host}:{opts.get('port') or ''}:{opts.get('local_address') or ''}:{opts.get('family') or ''}"
         if opts.get("socket_path"):
             name += f":{opts['socket_path']}"
@@ -126,11 +136,13 @@ class Agent(EventEmitter):
         is withdrawn either way.
         """
         conn = self._take(name)
+        if conn is None and not self._can_dial(name) and self._room_for(name):
+            self._evict_idle()  # only the total limit is in the way
         if conn is not None or self._can_dial(name):
             if conn is None:
                 self._reserve(name)
             return conn
-        waiter = AsyncResult()
+        waiter: AsyncResult[ClientConnection | None] = AsyncResult()
         entry = (waiter, request)
         self._waiters.setdefault(name, collections.deque()).append(entry)
         self.requests.setdefault(name, []).append(request)
@@ -170,9 +182,33 @@ class Agent(EventEmitter):
             self._sync(name)
         return conn
 
+    def _room_for(self, name: str) -> bool:
+        """``name`` is under ``max_sockets`` (the total limit aside)."""
+        return len(self._in_use.get(name, ())) + self._dialing.get(name, 0) < self.max_sockets
+
     def _can_dial(self, name: str) -> bool:
-        count = len(self._in_use.get(name, ())) + self._dialing.get(name, 0)
-        return count < self.max_sockets and self._total < self.max_total_sockets
+        return self._room_for(name) and self._total < self.max_total_sockets
+
+    def _evict_idle(self) -> bool:
+        """Close the free connection nearest its expiry to make room under
+        ``max_total_sockets``: idle sockets of one origin must not starve requests
+        for another (Node destroys a free socket in that case too)."""
+        oldest: ClientConnection | None = None
+        for conns in self._free.values():
+            for conn in conns:
+                if oldest is None or conn.expires_at < oldest.expires_at:
+                    oldest = conn
+        if oldest is None:
+            return False
+        self._free[oldest.name].remove(oldest)
+        self._sync(oldest.name)
+        self._total -= 1
+        oldest.close()
+        return True
+
+    def _starved_waiters(self) -> bool:
+        """Someone waits only because of ``max_total_sockets``."""
+        return self._total >= self.max_total_sockets and any(self._room_for(n) for n in self._waiters)
 
     def _reserve(self, name: str) -> None:
         self._dialing[name] = self._dialing.get(name, 0) + 1
@@ -271,7 +307,7 @@ class Agent(EventEmitter):
                 waiter.set(conn)
                 return
             free = self._free.get(name, ())
-            if self.keep_alive and len(free) < self.max_free_sockets:
+            if self.keep_alive and len(free) < self.max_free_sockets and not self._starved_waiters():
                 conn.park(self._idle_seconds(conn))
                 self._free.setdefault(name, []).append(conn)
                 self._sync(name)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import socket as _stdlib_socket
 import time
+import weakref
 from typing import Any, Callable, Mapping
 
 import gevent
@@ -35,15 +36,18 @@ from . import _tls, _verify, errors
 from ._agent import Agent
 from ._connection import DeadlineExceeded, Head, Wire
 from ._events import logger
+from ._headers import node_headers, raw_list
 from ._incoming import IncomingMessage
 from ._options import CLIENT_TLS_KEYS, ms_to_seconds, node_aliases
-from ._outgoing import OutgoingMessage
+from ._outgoing import OutgoingMessage, attribute_aliases
 from ._socket import Socket
 from ._url import host_header, is_ip, request_options, server_name
 
 __all__ = ["ClientRequest", "ClientConnection", "request", "get"]
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+#: Events whose listeners make ``end()`` read the response in a greenlet of its own.
+_READER_EVENTS = ("response", "upgrade", "connect")
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 _INF = float("inf")
 
@@ -159,24 +163,52 @@ def _handshake(raw: gsocket.socket, opts: Mapping[str, Any], agent: Agent, name:
         agent.evict_session(name)
         tls = _tls.wrap_socket(context, raw, server_side=False, server_hostname=sni)
     try:
-        with gevent.Timeout(timeout, errors.TimeoutError("TLS handshake timed out")):
-            tls.do_handshake()
-    except OSError as exc:
-        raise errors.from_os_error(exc, during="TLS handshake") from exc
-    sock._attach(tls, encrypted=True)
-    sock.servername = servername
-    checker = opts.get("check_server_identity") or _verify.check_server_identity
+        try:
+            with gevent.Timeout(timeout, errors.TimeoutError("TLS handshake timed out")):
+                tls.do_handshake()
+        except OSError as exc:
+            raise errors.from_os_error(exc, during="TLS handshake") from exc
+        sock._attach(tls, encrypted=True)
+        sock.servername = servername
+        _check_peer(tls, opts, sock, servername)
+    except BaseException:
+        # The TLS socket owns the descriptor now (closing `raw` does nothing): close
+        # it here, or a refused peer would keep an fd open until garbage collection.
+        tls.close()
+        raise
+    return tls
+
+
+def _check_peer(tls: Any, opts: Mapping[str, Any], sock: Socket, servername: str) -> None:
+    """Set ``authorized``/``authorization_error``; raise if the peer is refused."""
+    user_check = opts.get("check_server_identity") or _verify.check_server_identity
+    rejected: list[BaseException] = []
+
+    def checker(hostname: str, cert: dict[str, Any]) -> BaseException | None:
+        # Keep the checker's own error: Node emits exactly what it returned.
+        try:
+            err = user_check(hostname, cert)
+        except Exception as exc:
+            err = exc
+        if err is not None:
+            rejected.append(err)
+        return err
+
     authorized, reason = _verify.client_verify_result(tls, hostname=servername, ca=opts.get("ca"), check_identity=checker)
     sock.authorized, sock.authorization_error = authorized, reason
     if not authorized and opts.get("reject_unauthorized") is not False:
+        if rejected and isinstance(rejected[0], errors.CertificateError):
+            raise rejected[0]
+        if rejected:
+            raise errors.CertificateError(str(rejected[0]), reason or None) from rejected[0]
         raise errors.CertificateError(f"certificate not accepted for {servername}: {reason}", reason or None)
-    return tls
 
 
 # ------------------------------------------------------------ ClientRequest
 
 
 @node_aliases
+@attribute_aliases("reused_socket")
 class ClientRequest(OutgoingMessage):
     """Node's ``http.ClientRequest``: one outgoing request and its response."""
 
@@ -196,8 +228,14 @@ class ClientRequest(OutgoingMessage):
         self._explicit_chunked = True
         self._conn: ClientConnection | None = None
         self._name = ""
-        self._result = AsyncResult()
+        self._result: AsyncResult[IncomingMessage] = AsyncResult()
         self._replay: tuple[list[tuple[bytes, bytes]], bytes] | None = None
+        self._trailers: Any = ()
+        self._reclaim: weakref.finalize | None = None
+        #: The response body ends when the server closes (RFC 9112 §6.3 rule 8).
+        self._close_delimited = False
+        #: A 'timeout' listener has been called: the caller handles timeouts now.
+        self._timeout_handled = False
         self._deadline = time.monotonic() + opts["deadline"] / 1000.0 if opts.get("deadline") else None
         if callback is not None:
             self.once("response", callback)
@@ -233,6 +271,12 @@ class ClientRequest(OutgoingMessage):
         super()._frame(body_length)
 
     def _send_head(self, body: bytes | None, end: bool) -> None:
+        if "content-length" in self._out and "transfer-encoding" in self._out:
+            # RFC 9112 §6.1: a sender MUST NOT send both (the shape of CL.TE
+            # smuggling); h11 would send them as given.  Refuse before connecting.
+            raise errors.InvalidArgumentError(
+                "Content-Length and Transfer-Encoding cannot both be set", "ERR_HTTP_INVALID_HEADER_VALUE"
+            )
         self.headers_sent = True
         pairs = self._out.pairs()
         if end:
@@ -248,8 +292,13 @@ class ClientRequest(OutgoingMessage):
         except BaseException:
             self._discard_connection()
             raise
-        if "100-continue" in str(self._out.get("expect") or "").lower() and not self._reading:
-            self._start_reader()  # someone must read the 100 while the caller waits
+        if self._reading or self._conn is None or end:
+            return
+        # While the body is still being written, someone must read what the server
+        # says meanwhile: a 100 Continue, or (as Node hears it) an early response.
+        expects_continue = "100-continue" in str(self._out.get("expect") or "").lower()
+        if expects_continue or self.has_listeners("response"):
+            self._start_reader()
 
     def _wire(self) -> Wire:
         if self._conn is None:
@@ -283,7 +332,8 @@ class ClientRequest(OutgoingMessage):
         return self
 
     def _maybe_start_reader(self) -> None:
-        if not self._reading and not self._result.ready() and self.has_listeners("response"):
+        # Node's upgrade pattern listens to 'upgrade' (or 'connect') only.
+        if not self._reading and not self._result.ready() and any(map(self.has_listeners, _READER_EVENTS)):
             self._start_reader()
 
     def _acquire(self) -> None:
@@ -301,11 +351,34 @@ class ClientRequest(OutgoingMessage):
             self.reused_socket = True
             if self._opts.get("timeout"):
                 conn.wire.set_idle_timeout(ms_to_seconds(self._opts["timeout"]))
+        self._hold(conn)
+        self.emit("socket", conn.socket)
+
+    def _hold(self, conn: ClientConnection) -> None:
+        """Make ``conn`` this request's connection until :meth:`_let_go`.
+
+        A request abandoned with its connection still in use (its greenlet killed
+        between two reads of the body, or the response simply dropped) gives the
+        connection back when it is garbage-collected: closed, never pooled, so the
+        slot is not lost for good.  The wire only holds a weak reference to us.
+        """
         conn.uses += 1
-        conn.wire.on_idle = self._on_idle
+        ref = weakref.ref(self)
+        conn.wire.on_idle = lambda: _on_idle_of(ref)
         self._conn = conn
         self.socket = conn.socket
-        self.emit("socket", conn.socket)
+        self._reclaim = weakref.finalize(self, _reclaim_abandoned, self.agent, conn)
+        self._reclaim.atexit = False
+
+    def _let_go(self) -> ClientConnection | None:
+        """Take the connection away from this request (the caller decides its fate)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.wire.on_idle = None
+            if self._reclaim is not None:
+                self._reclaim.detach()
+                self._reclaim = None
+        return conn
 
     # ------------------------------------------------------------ failure
 
@@ -333,7 +406,7 @@ class ClientRequest(OutgoingMessage):
     _waited = False
 
     def _discard_connection(self) -> None:
-        conn, self._conn = self._conn, None
+        conn = self._let_go()
         if conn is not None:
             self.agent.destroy_connection(conn)
 
@@ -380,9 +453,12 @@ class ClientRequest(OutgoingMessage):
 
     def _on_idle(self) -> bool:
         # With a listener, Node's rule: only emit; keep waiting unless it aborted us.
-        # With none, fail with ETIMEDOUT rather than wait forever (a blocking caller
-        # has no other way out).
-        if self.emit("timeout"):
+        # Node emits 'timeout' once (set_timeout's callback is a `once` listener):
+        # once someone has been told, later idle periods are theirs to handle too.
+        # With no listener ever, fail with ETIMEDOUT rather than wait forever (a
+        # blocking caller has no other way out).
+        if self.emit("timeout") or self._timeout_handled:
+            self._timeout_handled = True
             return not (self.aborted or self.destroyed)
         return False
 
@@ -413,15 +489,25 @@ class ClientRequest(OutgoingMessage):
         """Block until the response head arrives and return it (ends the request
         first if needed).  ``timeout`` in milliseconds.  Raises the request's error."""
         self._waited = True
-        if not self.finished:
-            self.end()
-        if not self._reading and not self._result.ready():
-            self._reading = True
-            self._read_response()
+        seconds = ms_to_seconds(timeout)
+        expired = errors.TimeoutError(f"no response within {timeout} ms", "ETIMEDOUT")
         try:
-            return self._result.get(timeout=ms_to_seconds(timeout))  # type: ignore[no-any-return]
-        except gevent.Timeout:
-            raise errors.TimeoutError("no response in time") from None
+            with gevent.Timeout(seconds, expired):
+                if not self.finished:
+                    self.end()
+                if not self._reading and not self._result.ready():
+                    self._reading = True
+                    self._read_response()
+                res = self._result.get()
+                assert res is not None  # get() blocks until set
+                return res
+        except errors.TimeoutError as exc:
+            if exc is not expired:
+                raise
+            # The wait is over and the exchange is in an unknown state: the request
+            # fails (its connection is closed, never pooled) rather than linger.
+            self._fail(expired)
+            raise expired from None
 
     def _read_response(self) -> IncomingMessage | None:
         try:
@@ -438,9 +524,17 @@ class ClientRequest(OutgoingMessage):
             return None
         conn = self._conn
         assert conn is not None
-        res = IncomingMessage(head, conn.socket, self._read_body_chunk, trailers=lambda: conn.wire.trailers)
+        # The wire forgets trailers when it starts its next exchange (the connection
+        # is pooled the moment the body ends), so the request keeps its own copy.
+        res = IncomingMessage(head, conn.socket, self._read_body_chunk, trailers=lambda: self._trailers)
         res.req = self  # type: ignore[attr-defined]
         self.res = res
+        self._close_delimited = (
+            self.method != "HEAD"
+            and head.status not in (204, 304)
+            and "content-length" not in res.headers
+            and "transfer-encoding" not in res.headers
+        )
         keep_alive = res.headers.get("keep-alive")
         if isinstance(keep_alive, str) and "timeout=" in keep_alive:
             try:
@@ -467,16 +561,31 @@ class ClientRequest(OutgoingMessage):
                 if self._may_retry(wire, exc):
                     self._retry()
                     continue
+                if isinstance(exc, errors.ProtocolError) and wire.bytes_received == 0:
+                    # h11 calls a close before any response byte a protocol error;
+                    # with nothing received it can only be the peer hanging up (Node's
+                    # ECONNRESET "socket hang up").
+                    raise errors.ConnectionResetError("socket hang up") from exc
                 raise
+            if self.method == "CONNECT" and 200 <= head.status < 300:
+                # The tunnel is open: the socket is the caller's now (Node's 'connect').
+                self._upgrade(head, "connect")
+                return None
             if head.status >= 200:
                 return head
             if head.status == 100:
                 self.emit("continue")
             elif head.status == 101:
-                self._upgrade(head)
+                self._upgrade(head, "upgrade")
                 return None
             else:
-                self.emit("information", {"status_code": head.status, "status_message": head.reason})
+                self.emit("information", {
+                    "status_code": head.status,
+                    "status_message": head.reason,
+                    "http_version": head.http_version,
+                    "headers": node_headers(head.headers),
+                    "raw_headers": raw_list(head.headers),
+                })
 
     def _may_retry(self, wire: Wire, exc: BaseException) -> bool:
         return (
@@ -492,7 +601,7 @@ class ClientRequest(OutgoingMessage):
         assert self._replay is not None
         pairs, body = self._replay
         self._replay = None
-        stale, self._conn = self._conn, None
+        stale = self._let_go()
         self.reused_socket = False
         if stale is not None:
             self.agent.replace(stale)  # its slot becomes our permit to dial
@@ -502,20 +611,20 @@ class ClientRequest(OutgoingMessage):
             self.agent.dial_failed(self._name)
             raise
         self.agent.connected(self._name, conn)
-        conn.uses += 1
-        conn.wire.on_idle = self._on_idle
-        self._conn, self.socket = conn, conn.socket
+        self._hold(conn)
         conn.wire.send_head(method=self.method, target=self.path, headers=pairs, body=body, end=True)
 
-    def _upgrade(self, head: Head) -> None:
+    def _upgrade(self, head: Head, event: str) -> None:
+        """Hand the socket to the ``event`` ('upgrade' or 'connect') listener, with
+        the bytes already read past the head; without a listener it is destroyed."""
         conn = self._conn
         assert conn is not None
         res = IncomingMessage(head, conn.socket, lambda: b"", has_body=False)
         _, rest = conn.wire.detach()
-        self._conn = None
+        self._let_go()
         self.agent.detach(conn)
         self._result.set(res)
-        if not self.emit("upgrade", res, conn.socket, rest):
+        if not self.emit(event, res, conn.socket, rest):
             conn.socket.destroy()
 
     def _read_body_chunk(self) -> bytes:
@@ -531,24 +640,47 @@ class ClientRequest(OutgoingMessage):
             self._discard_connection()
             raise
         if not chunk:
+            self._trailers = conn.wire.trailers
             self._response_done(conn)
         return chunk
 
     def _response_done(self, conn: ClientConnection) -> None:
-        self._conn = None
+        self._let_go()
         if conn.session is None and conn.socket.encrypted:
             # Once per connection: fetching the session costs ~0.2 ms, and by the end
             # of the first response TLS 1.3 tickets have arrived.
             conn.session = conn.socket.get_session()
             self.agent.cache_session(conn.name, conn.session)
-        reusable = conn.wire.response_complete and conn.wire.start_next_cycle()
-        conn.wire.on_idle = None
+        wire = conn.wire
+        reusable = (
+            not self._close_delimited
+            # Bytes after the end of the response: nobody asked for them, and the
+            # next exchange would read them as its response.
+            and not wire.head_started
+            and wire.response_complete
+            and wire.start_next_cycle()
+        )
         self.agent.release(conn, reusable=reusable)
         self.emit("close")
 
 
 def _no_more() -> bytes:
     return b""
+
+
+def _reclaim_abandoned(agent: Agent, conn: ClientConnection) -> None:
+    """Finalizer of a request dropped while holding a connection: destroy it on the
+    loop's next turn, never in the middle of the pool bookkeeping that a garbage
+    collection may interrupt."""
+    try:
+        gevent.get_hub().loop.run_callback(agent.destroy_connection, conn)
+    except Exception:  # interpreter shutdown: nothing left to give back to
+        conn.close()
+
+
+def _on_idle_of(ref: weakref.ReferenceType[ClientRequest]) -> bool:
+    req = ref()
+    return req._on_idle() if req is not None else False
 
 
 _NAME_KEYS = frozenset({"host", "port", "local_address", "family", "socket_path"}) | CLIENT_TLS_KEYS

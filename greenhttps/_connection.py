@@ -111,6 +111,7 @@ class Wire:
         "_client",
         "_strict",
         "_max_headers_count",
+        "_max_header_size",
         "_idle",
         "on_idle",
         "trailers",
@@ -136,6 +137,7 @@ class Wire:
         )
         self._strict = strict
         self._max_headers_count = max_headers_count
+        self._max_header_size = max_header_size
         self._idle = idle_timeout
         sock.settimeout(idle_timeout)
         #: Called when the socket has been idle for ``idle_timeout``; returns True to
@@ -266,6 +268,9 @@ class Wire:
             try:
                 event = h.next_event()
             except h11.RemoteProtocolError as exc:
+                if self._client and h.trailing_data[1]:
+                    # The server closed inside the head: to the caller that is a hang-up.
+                    raise errors.ConnectionResetError("socket hang up") from exc
                 raise self._head_error(exc, pending) from exc
             if event is not h11.NEED_DATA:
                 break
@@ -277,6 +282,11 @@ class Wire:
                 deadline = time.monotonic() + headers_timeout
         if type(event) is h11.ConnectionClosed:
             return None
+        # h11's limit only applies while a head is incomplete; one that arrived whole
+        # in a single read must be held to the same bound.  (h11 consumed exactly the
+        # head from its buffer, so the difference is the head's size.)
+        if len(pending) - len(h._receive_buffer) > self._max_header_size:
+            raise _protocol_error("header block too large", 431, "HPE_HEADER_OVERFLOW")
         if self._client:
             if type(event) not in (h11.Response, h11.InformationalResponse):
                 raise _protocol_error(f"unexpected {type(event).__name__} instead of a response")

@@ -22,14 +22,25 @@ Listener = Callable[..., Any]
 class _Once:
     """Wraps a listener so it removes itself before its first call."""
 
-    __slots__ = ("emitter", "event", "listener")
+    __slots__ = ("emitter", "event", "listener", "fired")
 
     def __init__(self, emitter: EventEmitter, event: str, listener: Listener) -> None:
         self.emitter, self.event, self.listener = emitter, event, listener
+        self.fired = False
 
     def __call__(self, *args: Any) -> Any:
+        # An emit snapshots its listeners, so a nested emit of the same event (from an
+        # earlier listener) can reach this wrapper after it fired: call it once only,
+        # as Node's onceWrapper does.
+        if self.fired:
+            return None
+        self.fired = True
         self.emitter.remove_listener(self.event, self)
         return self.listener(*args)
+
+
+def _unwrap(listener: Listener) -> Listener:
+    return listener.listener if isinstance(listener, _Once) else listener
 
 
 class EventEmitter:
@@ -54,22 +65,32 @@ class EventEmitter:
         self._listeners.setdefault(event, []).append(listener)
         return self
 
-    def once(self, event: str, listener: Listener) -> EventEmitter:
-        """Add ``listener`` for the next ``event`` only."""
+    def once(self, event: str, listener: Listener | None = None) -> Any:
+        """Add ``listener`` for the next ``event`` only (a decorator when bare, as ``on``)."""
+        if listener is None:
+            def decorator(fn: Listener) -> Listener:
+                self.once(event, fn)
+                return fn
+            return decorator
         return self.on(event, _Once(self, event, listener))
 
     def prepend_listener(self, event: str, listener: Listener) -> EventEmitter:
+        """Add ``listener`` before the others of ``event``."""
         if self._listeners is None:
             self._listeners = {}
         self._listeners.setdefault(event, []).insert(0, listener)
         return self
 
     def remove_listener(self, event: str, listener: Listener) -> EventEmitter:
-        """Remove one registration of ``listener`` (or of a ``once`` wrapping it)."""
+        """Remove one registration of ``listener`` (or of a ``once`` wrapping it).
+
+        As Node, the most recently added one goes when it was added several times.
+        """
         listeners = (self._listeners or {}).get(event)
         if listeners:
-            for i, registered in enumerate(listeners):
-                if registered is listener or getattr(registered, "listener", None) is listener:
+            for i in range(len(listeners) - 1, -1, -1):
+                registered = listeners[i]
+                if registered is listener or _unwrap(registered) is listener:
                     del listeners[i]
                     break
             if not listeners:
@@ -79,6 +100,7 @@ class EventEmitter:
     off = remove_listener
 
     def remove_all_listeners(self, event: str | None = None) -> EventEmitter:
+        """Remove every listener of ``event``, or of all events when None."""
         if self._listeners is not None:
             if event is None:
                 self._listeners.clear()
@@ -87,12 +109,15 @@ class EventEmitter:
         return self
 
     def listeners(self, event: str) -> list[Listener]:
-        return [getattr(fn, "listener", fn) for fn in (self._listeners or {}).get(event, ())]
+        """A copy of the listeners of ``event``, in call order (``once`` ones unwrapped)."""
+        return [_unwrap(fn) for fn in (self._listeners or {}).get(event, ())]
 
     def listener_count(self, event: str) -> int:
+        """How many listeners ``event`` has."""
         return len((self._listeners or {}).get(event, ()))
 
     def has_listeners(self, event: str) -> bool:
+        """Whether ``event`` has any listener."""
         return bool(self._listeners and event in self._listeners)
 
     def emit(self, event: str, *args: Any) -> bool:

@@ -17,12 +17,14 @@ from ._connection import Head
 from ._events import EventEmitter
 from ._headers import node_headers, raw_list
 from ._options import node_aliases
+from ._outgoing import attribute_aliases
 from ._socket import Socket
 
 __all__ = ["IncomingMessage"]
 
 
 @node_aliases
+@attribute_aliases("status_code", "status_message", "http_version")
 class IncomingMessage(EventEmitter):
     """Node's ``http.IncomingMessage``."""
 

@@ -13,6 +13,7 @@ own snake_case names, so there is one rule and no copied code.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Iterable, Mapping, TypeVar
 
@@ -113,6 +114,18 @@ AGENT_OPTIONS: dict[str, Any] = {
 CLIENT_TLS_KEYS = frozenset(_TLS_CLIENT) | {"servername", "check_server_identity"}
 
 
+def _option_name(key: object) -> str | None:
+    """The snake_case name for a Node spelling, or None when ``key`` is not one.
+
+    Only the exact spelling counts: ``Host`` or ``HeadersTimeout`` would lowercase
+    into valid names, but they are typos, and typos must not pass silently.
+    """
+    if not isinstance(key, str):
+        return None
+    name = snake_case(key)
+    return name if key in _SPECIAL_SNAKE or camel_case(name) == key else None
+
+
 def merge_options(
     table: Mapping[str, Any],
     *sources: Mapping[str, Any] | None,
@@ -129,8 +142,8 @@ def merge_options(
         if not source:
             continue
         for key, value in source.items():
-            name = key if key in table else snake_case(key)
-            if name not in table:
+            name = key if key in table else _option_name(key)
+            if name is None or name not in table:
                 raise TypeError(f"{what}: unknown option {key!r}")
             merged[name] = value
     return merged
@@ -142,10 +155,10 @@ def given(options: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
 
 
 def ms_to_seconds(msecs: float | None) -> float | None:
-    """Node milliseconds to a gevent timeout; 0 and None mean "no timeout"."""
-    if not msecs:
+    """Node milliseconds to a gevent timeout; 0, None and infinity mean "no timeout"."""
+    if not msecs or msecs == math.inf:
         return None
-    if msecs < 0:
+    if not msecs > 0:  # negative, or NaN (which compares false with everything)
         raise ValueError(f"timeout must be >= 0 milliseconds, got {msecs}")
     return msecs / 1000.0
 
@@ -153,12 +166,40 @@ def ms_to_seconds(msecs: float | None) -> float | None:
 _C = TypeVar("_C", bound=type)
 
 
+def _forward(name: str) -> property:
+    """A read-write property standing for attribute ``name`` (an alias of a value)."""
+
+    def fget(self: Any) -> Any:
+        return getattr(self, name)
+
+    def fset(self: Any, value: Any) -> None:
+        setattr(self, name, value)
+
+    return property(fget, fset, doc=f"Alias of ``{name}``.")
+
+
 def node_aliases(cls: _C) -> _C:
-    """Give ``cls`` a camelCase alias for each public snake_case attribute it defines."""
-    for name, value in list(vars(cls).items()):
+    """Give ``cls`` a camelCase alias for each public snake_case attribute it has.
+
+    Inherited attributes count too (``ServerResponse.setHeader`` comes from its base);
+    a name's alias follows the definition ``cls`` actually uses.  Methods and
+    descriptors are aliased as the same object; a plain class value (``send_date =
+    True``) gets a read-write property instead, because a copy would not see
+    ``res.sendDate = False``.  Instance attributes (set in ``__init__``) are not in
+    the class, so they are not seen here (``_outgoing.attribute_aliases`` adds those).
+    """
+    mro = cls.__mro__[:-1]  # without object
+    owner: dict[str, int] = {}  # attribute name -> index in the MRO of the class that defines it
+    for index in range(len(mro) - 1, -1, -1):
+        owner.update(dict.fromkeys(vars(mro[index]), index))
+    for name, where in owner.items():
         if name.startswith("_") or "_" not in name:
             continue
         alias = camel_case(name)
-        if alias != name and alias not in vars(cls):
-            setattr(cls, alias, value)
+        # Keep an alias defined as or more derived than the attribute (hand-written
+        # ones included); replace one a subclass's override made stale.
+        if alias == name or owner.get(alias, len(mro)) <= where:
+            continue
+        value = vars(mro[where])[name]
+        setattr(cls, alias, value if hasattr(type(value), "__get__") else _forward(name))
     return cls

@@ -13,19 +13,19 @@ from __future__ import annotations
 
 import time
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, TypeVar
 
 from . import errors
 from ._events import EventEmitter
-from ._headers import OutgoingHeaders, pairs_from
-from ._options import node_aliases
+from ._headers import OutgoingHeaders, check_value, pairs_from
+from ._options import camel_case, node_aliases
 
 if TYPE_CHECKING:
     from ._connection import Wire
     from ._incoming import IncomingMessage
     from ._socket import Socket
 
-__all__ = ["OutgoingMessage", "ServerResponse", "STATUS_CODES"]
+__all__ = ["OutgoingMessage", "ServerResponse", "STATUS_CODES", "attribute_aliases"]
 
 STATUS_CODES: dict[int, str] = {
     100: "Continue", 101: "Switching Protocols", 102: "Processing", 103: "Early Hints",
@@ -44,6 +44,8 @@ STATUS_CODES: dict[int, str] = {
     500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
     503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported",
 }
+
+_C = TypeVar("_C", bound=type)
 
 _date_cache: list[Any] = [0, ""]
 
@@ -66,6 +68,68 @@ def _as_bytes(chunk: bytes | bytearray | memoryview | str, encoding: str) -> byt
     )
 
 
+def attribute_aliases(*names: str) -> Callable[[_C], _C]:
+    """Class decorator: a camelCase property for each plain instance attribute named.
+
+    :func:`node_aliases` aliases what a class body defines (methods, properties); an
+    attribute that ``__init__`` assigns (``status_code``) is not there to copy, so its
+    alias (``statusCode``) reads and writes the snake_case attribute by name.
+    """
+
+    def alias(name: str) -> property:
+        return property(
+            lambda self: getattr(self, name),
+            lambda self, value: setattr(self, name, value),
+            doc=f"Node's spelling of ``{name}``.",
+        )
+
+    def decorate(cls: _C) -> _C:
+        for name in names:
+            setattr(cls, camel_case(name), alias(name))
+        return cls
+
+    return decorate
+
+
+def _check_status(status: object) -> None:
+    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 999:
+        raise errors.InvalidArgumentError(f"Invalid status code: {status!r}", "ERR_HTTP_INVALID_STATUS_CODE")
+    if status < 200:
+        # h11 sends 1xx heads only as interim responses, never as the final one.
+        raise errors.InvalidArgumentError(
+            f"Invalid status code: {status} (send 1xx with write_continue, write_processing "
+            "or write_early_hints)",
+            "ERR_HTTP_INVALID_STATUS_CODE",
+        )
+
+
+def _head_headers(headers: Mapping[str, Any] | Iterable[Any] | None) -> OutgoingHeaders:
+    """``write_head``'s headers, validated (Node: a dict, pairs, or a flat list)."""
+    given = OutgoingHeaders()
+    if not headers:
+        return given
+    if isinstance(headers, Mapping):
+        given.update(headers)
+        return given
+    flat = list(headers)
+    if flat and isinstance(flat[0], str):
+        if len(flat) % 2:
+            raise errors.InvalidArgumentError("headers: a flat list needs name, value pairs", "ERR_INVALID_ARG_VALUE")
+        pairs = list(zip(flat[0::2], flat[1::2]))
+    else:
+        pairs = [tuple(pair) for pair in flat]
+    for name, value in pairs:  # a list may repeat a name: each one is sent
+        existing = given.get(name)
+        if existing is None:
+            given.set(name, value)
+        else:
+            more = list(value) if isinstance(value, (list, tuple)) else [value]
+            given.set(name, [*(existing if isinstance(existing, list) else [existing]), *more])
+    return given
+
+
+@node_aliases
+@attribute_aliases("headers_sent", "writable_finished")
 class OutgoingMessage(EventEmitter):
     """Headers and body of a message we send; subclasses say how the head looks."""
 
@@ -73,12 +137,16 @@ class OutgoingMessage(EventEmitter):
     _has_body = True
     #: ``write_head()`` fixed the head: its framing can no longer use the body length.
     _head_frozen = False
+    #: The head has been handed to the wire (``headers_sent`` turns True earlier, at
+    #: ``write_head()``, as in Node, where the head is then stored but not yet sent).
+    _head_written = False
 
     def __init__(self) -> None:
         self._out = OutgoingHeaders()
         self._removed: set[str] = set()
         self._trailers: list[tuple[bytes, bytes]] = []
         self._chunked = False
+        #: The head is fixed: sent, or stored by ``write_head()`` (Node's ``headersSent``).
         self.headers_sent = False
         #: ``end()`` has been called (Node's ``writableEnded``; ``finished`` too).
         self.finished = False
@@ -138,26 +206,35 @@ class OutgoingMessage(EventEmitter):
         self._removed.add(name.lower())
 
     def add_trailers(self, headers: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> None:
-        """Trailers to send after a chunked body (dropped otherwise, as Node)."""
-        self._trailers.extend(pairs_from(headers))
+        """Trailers to send after a chunked body (dropped otherwise, as Node).
+
+        Pairs are sent one line each, repeats included (as Node's array form).
+        """
+        items = headers.items() if isinstance(headers, Mapping) else headers
+        for pair in items:
+            self._trailers.extend(pairs_from([pair]))
 
     # ---------------------------------------------------------------- body
 
     def _frame(self, body_length: int | None) -> None:
-        """Add the framing header: Content-Length when the length is known."""
+        """Choose the framing: Content-Length when the length is known, else chunked.
+
+        A user's own Content-Length or Transfer-Encoding wins; a removed one is not
+        put back.  A ``Trailer`` header asks for chunking (trailers need it), as Node.
+        """
         out = self._out
-        if not self._has_body or "transfer-encoding" in out:
-            self._chunked = "transfer-encoding" in out
-            return
-        if "content-length" in out:
-            return
-        if body_length is not None:
-            if "content-length" not in self._removed:
+        if self._has_body and "transfer-encoding" not in out and "content-length" not in out:
+            if body_length is not None and "content-length" not in self._removed and "trailer" not in out:
                 out.set_default("content-length", "Content-Length", str(body_length))
-        else:
-            self._chunked = self._use_chunked()
-            if self._chunked and self._explicit_chunked and "transfer-encoding" not in self._removed:
+            elif self._use_chunked() and self._explicit_chunked and "transfer-encoding" not in self._removed:
                 out.set_default("transfer-encoding", "Transfer-Encoding", "chunked")
+        # What the wire will do: chunk a body whose length the head does not give
+        # (only chunked bodies can carry trailers).
+        self._chunked = (
+            self._has_body
+            and self._use_chunked()
+            and ("transfer-encoding" in out or "content-length" not in out)
+        )
 
     #: Write "Transfer-Encoding: chunked" ourselves (the client must; for the server
     #: h11 adds it, and knows when an HTTP/1.0 peer cannot take it).
@@ -166,8 +243,16 @@ class OutgoingMessage(EventEmitter):
     def _use_chunked(self) -> bool:
         return True
 
+    def _check_head(self) -> None:
+        """Raise if the head cannot be sent as it stands (before any state changes)."""
+
     def _send_head(self, body: bytes | None, end: bool) -> None:
         raise NotImplementedError
+
+    def _start(self, body: bytes | None, end: bool) -> None:
+        """Send the head (the framing is chosen), with ``body`` and the end if given."""
+        self._head_written = self.headers_sent = True
+        self._send_head(body if body and self._has_body else None, end)
 
     def _wire_for_body(self) -> Wire:
         raise NotImplementedError
@@ -179,9 +264,10 @@ class OutgoingMessage(EventEmitter):
 
     def flush_headers(self) -> None:
         """Send the head now (its framing can no longer depend on the body)."""
-        if not self.headers_sent:
+        if not self._head_written:
+            self._check_head()
             self._frame(None)
-            self._send_head(None, False)
+            self._start(None, False)
 
     def write(self, chunk: bytes | str, encoding: str = "utf-8", callback: Callable[..., Any] | None = None) -> bool:
         """Send a piece of the body; blocks cooperatively until written.  Returns True
@@ -191,9 +277,10 @@ class OutgoingMessage(EventEmitter):
         if self.destroyed:
             return False
         data = _as_bytes(chunk, encoding)
-        if not self.headers_sent:
+        if not self._head_written:
+            self._check_head()
             self._frame(None)
-            self._send_head(data if self._has_body else None, False)
+            self._start(data, False)
         elif data and self._has_body:
             self._wire_for_body().send_data(data)
         if callback is not None:
@@ -212,22 +299,27 @@ class OutgoingMessage(EventEmitter):
         if callable(data):  # end(callback), as Node allows
             data, callback = None, data
         body = _as_bytes(data, encoding) if data else b""
-        if not self._has_body:
-            body = b""
+        if not self._head_written:
+            self._check_head()
         if callback is not None:
             self.once("finish", callback)
         self.finished = True
-        if not self.headers_sent:
+        if not self._head_written:
             self._frame(None if self._head_frozen else len(body))
-            self._send_head(body, True)
+            if self._chunked and self._trailers:
+                self._start(body, False)  # the head cannot carry the trailers' end
+                self._wire_for_body().send_end(self._trailers)
+            else:
+                self._start(body, True)
         else:
             trailers = self._trailers if self._chunked else []
-            self._wire_for_body().send_end(trailers, body)
+            self._wire_for_body().send_end(trailers, body if self._has_body else None)
         self._finish()
         return self
 
 
 @node_aliases
+@attribute_aliases("status_code", "status_message", "should_keep_alive")
 class ServerResponse(OutgoingMessage):
     """Node's ``http.ServerResponse``: the answer to one request on one connection."""
 
@@ -262,44 +354,45 @@ class ServerResponse(OutgoingMessage):
     ) -> ServerResponse:
         """Set the status and headers and freeze the head (Node's ``writeHead``).
 
-        ``write_head(200, {'Content-Type': 'text/plain'})`` works as in Node.  The
-        head is sent with the first ``write()``/``end()``.
+        ``write_head(200, {'Content-Type': 'text/plain'})`` works as in Node, and so do
+        a list of pairs and a flat ``[name, value, ...]`` list (whose repeated names
+        all go out).  Given headers replace same-named ones set before.  The head is
+        sent with the first ``write()``/``end()``; from now on ``headers_sent`` is
+        True and ``set_header`` raises, as in Node.  Everything is checked before
+        anything changes.
         """
-        if self.headers_sent or self._head_frozen:
+        if self.headers_sent:
             raise errors.HeadersSentError("Cannot write headers after they are sent to the client")
         if not isinstance(reason, (str, type(None))):
             reason, headers = None, reason
-        if not isinstance(status_code, int) or not 100 <= status_code <= 999:
-            raise errors.InvalidArgumentError(f"Invalid status code: {status_code!r}", "ERR_HTTP_INVALID_STATUS_CODE")
+        _check_status(status_code)
+        if reason is not None:
+            check_value("statusMessage", reason)
+        given = _head_headers(headers)
         self.status_code = status_code
         if reason is not None:
             self.status_message = reason
-        if headers:
-            if isinstance(headers, Mapping):
-                items = list(headers.items())
-            else:
-                flat = list(headers)
-                # Node also takes a flat [name, value, name, value] list.
-                if flat and isinstance(flat[0], str):
-                    items = list(zip(flat[0::2], flat[1::2]))
-                else:
-                    items = [tuple(pair) for pair in flat]
-            for name, value in items:
-                if name.lower() in self._out and name.lower() != "set-cookie":
-                    self._out.set(name, value)
-                else:
-                    self.append_header(name, value)
-        self._head_frozen = True
+        for name in given.names():
+            self._out.set(name, given.get(name))
+            self._removed.discard(name.lower())
+        self.headers_sent = self._head_frozen = True
         return self
 
     def _use_chunked(self) -> bool:
         return not self._peer_http10
 
+    def _check_head(self) -> None:
+        _check_status(self.status_code)
+        if self.status_message is not None:
+            check_value("statusMessage", self.status_message)
+
+    def _frame(self, body_length: int | None) -> None:
+        if self.status_code in (204, 304):  # RFC 9110 §6.4.1: never a body
+            self._has_body = False
+        super()._frame(body_length)
+
     def _send_head(self, body: bytes | None, end: bool) -> None:
         status = self.status_code
-        if status in (204, 304) or 100 <= status < 200:
-            self._has_body = False
-            body = None
         out = self._out
         removed = self._removed
         if self.send_date and "date" not in removed:
@@ -315,9 +408,7 @@ class ServerResponse(OutgoingMessage):
         connection = out.get("connection")
         if isinstance(connection, str) and "close" in connection.lower():
             self.should_keep_alive = False
-        self.headers_sent = True
-        self._chunked = self._chunked and not self._peer_http10
-        reason = self.status_message or STATUS_CODES.get(status, "Unknown")
+        reason = self.status_message or STATUS_CODES.get(status, "unknown")  # Node's spelling
         self._wire.send_head(status=status, reason=reason, headers=out.pairs(), body=body, end=end)
 
     def _wire_for_body(self) -> Wire:
@@ -332,10 +423,20 @@ class ServerResponse(OutgoingMessage):
         self._conn.send_continue()
 
     def write_processing(self) -> None:
-        self._wire.send_informational(102)
+        """Send ``102 Processing`` (Node's ``writeProcessing``)."""
+        self._informational(102)
 
-    def write_early_hints(self, hints: Mapping[str, Any]) -> None:
-        self._wire.send_informational(103, pairs_from(hints))
+    def write_early_hints(self, hints: Mapping[str, Any], callback: Callable[[], Any] | None = None) -> None:
+        """Send ``103 Early Hints`` with ``hints`` (e.g. ``{'link': '</a.css>; rel=preload'}``)."""
+        self._informational(103, pairs_from(hints))
+        if callback is not None:
+            callback()
+
+    def _informational(self, status: int, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        # RFC 9110 §15.2: no 1xx to an HTTP/1.0 client; none once the final head is out.
+        if self._peer_http10 or self._head_written:
+            return
+        self._wire.send_informational(status, headers or (), STATUS_CODES[status])
 
     def set_timeout(self, msecs: float, callback: Callable[[], Any] | None = None) -> ServerResponse:
         """Socket idle timeout in ms; ``callback`` gets this response's ``'timeout'``."""

@@ -30,6 +30,7 @@ from gevent.pool import Group
 from . import _tls, errors
 from ._events import EventEmitter, logger
 from ._options import SERVER_OPTIONS, merge_options, node_aliases
+from ._outgoing import attribute_aliases
 from ._server_conn import ConnState, ServerConnection
 
 __all__ = ["Server", "PlainServer", "create_server"]
@@ -50,8 +51,24 @@ class Server(EventEmitter):
     ``pfx``, ``passphrase``, ``ca``, ``ciphers``, ``secure_protocol``,
     ``honor_cipher_order``, ``request_cert``, ``reject_unauthorized``,
     ``sni_callback``, ``alpn_protocols``, ``ssl_context``.  Each non-TLS option is
-    also a writable attribute.
+    also a writable attribute, under both spellings (``server.headersTimeout``), read
+    when a connection needs it.
     """
+
+    # The non-TLS options (see SERVER_OPTIONS), set in __init__; times in milliseconds.
+    timeout: float
+    headers_timeout: float
+    request_timeout: float
+    keep_alive_timeout: float
+    handshake_timeout: float
+    max_headers_count: int
+    max_header_size: int
+    max_requests_per_socket: int
+    no_delay: bool
+    keep_alive: bool
+    keep_alive_initial_delay: float
+    require_host_header: bool
+    insecure_http_parser: bool
 
     #: Serve TLS (False for ``greenhttps.http``).
     secure = True
@@ -63,16 +80,21 @@ class Server(EventEmitter):
 
     def __init__(
         self,
-        options: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | Callable[..., Any] | None = None,
         request_listener: Callable[..., Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        if callable(options) and request_listener is None:
+        if callable(options):  # createServer(requestListener), as Node allows
+            if request_listener is not None:
+                raise TypeError("create_server(options, request_listener): options must be a mapping")
             options, request_listener = None, options
+        self._context: _tls.Context | None
         opts = merge_options(SERVER_OPTIONS, options, kwargs, what=type(self).__name__)
         tls = {name: opts.pop(name) for name in _TLS_ONLY if name in opts}
         if self.secure:
             self._context = _tls.create_server_context(**{k: v for k, v in tls.items() if v is not None})
+            if tls.get("ssl_context") is None:
+                _record_servername(self._context)  # ours to configure (never the user's)
         else:
             given = sorted(name for name, value in tls.items() if value is not None)
             if given:
@@ -82,6 +104,8 @@ class Server(EventEmitter):
         for name, value in opts.items():
             setattr(self, name, value)
         self._listener: gsocket.socket | None = None
+        #: The Unix socket file listen() created (removed again by close()).
+        self._unix_path: tuple[str, int, int] | None = None
         self._accept_loop: gevent.Greenlet | None = None
         self._group = Group()
         self._connections: set[ServerConnection] = set()
@@ -124,9 +148,13 @@ class Server(EventEmitter):
             fd = target.get("fd")
             target = target.get("path", target.get("port", 0))
         if fd is not None:
-            # Socket activation: the descriptor is handed to us and becomes ours.
-            target = _stdlib_socket.socket(fileno=fd)
-        self._listener = self._bind(target, host, backlog)
+            # Socket activation: the descriptor is handed to us and becomes ours, so it
+            # is used as is (no dup) and closed by close().
+            listener = gsocket.socket(fileno=fd)
+            self._listen_on(listener, backlog)
+        else:
+            listener = self._bind(target, host, backlog)
+        self._listener = listener
         if callback is not None:
             self.once("listening", callback)
         self._closing = False
@@ -139,38 +167,66 @@ class Server(EventEmitter):
         if hasattr(target, "fileno"):
             # Ours to close: a duplicate, so the caller's object stays theirs.
             sock = gsocket.socket(target.family, target.type, target.proto, fileno=os.dup(target.fileno()))
-            try:
-                sock.listen(backlog)
-            except OSError:
-                pass  # already listening
+            self._listen_on(sock, backlog)
             return sock
-        if isinstance(target, str) and not target.isdigit():
+        if isinstance(target, (str, os.PathLike)) and not str(target).isdigit():
+            path = os.fspath(target)
             sock = gsocket.socket(_stdlib_socket.AF_UNIX, _stdlib_socket.SOCK_STREAM)
             try:
-                sock.bind(target)
+                sock.bind(path)
+                sock.listen(backlog)
             except OSError as exc:
                 sock.close()
-                raise errors.from_os_error(exc, during=f"listen on {target}") from exc
-            sock.listen(backlog)
+                raise errors.from_os_error(exc, during=f"listen on {path}") from exc
+            # We created the socket file, so close() removes it (as libuv does): a
+            # restarted server can then bind the same path.
+            stat = os.stat(path)
+            self._unix_path = (path, stat.st_dev, stat.st_ino)
             return sock
         port = int(target or 0)
+        family: int
         if host is None:
-            family, address = (_stdlib_socket.AF_INET6, "::") if _stdlib_socket.has_ipv6 else (_stdlib_socket.AF_INET, "0.0.0.0")
+            if _stdlib_socket.has_ipv6:
+                try:
+                    return self._bind_inet(_stdlib_socket.AF_INET6, "::", port, backlog, dual_stack=True)
+                except errors.AddressInUseError:
+                    raise
+                except errors.Error:
+                    pass  # IPv6 compiled in but unavailable here: Node falls back to IPv4
+            family, address = _stdlib_socket.AF_INET, "0.0.0.0"
         else:
             info = gsocket.getaddrinfo(host, port, 0, _stdlib_socket.SOCK_STREAM)[0]
-            family, address = info[0], info[4][0]
-        sock = gsocket.socket(family, _stdlib_socket.SOCK_STREAM)
+            family, address = info[0], str(info[4][0])
+        return self._bind_inet(family, address, port, backlog)
+
+    @staticmethod
+    def _bind_inet(family: int, address: str, port: int, backlog: int, dual_stack: bool = False) -> gsocket.socket:
+        where = f"listen on {address}:{port}"
+        try:
+            sock = gsocket.socket(family, _stdlib_socket.SOCK_STREAM)
+        except OSError as exc:
+            raise errors.from_os_error(exc, during=where) from exc
         try:
             sock.setsockopt(_stdlib_socket.SOL_SOCKET, _stdlib_socket.SO_REUSEADDR, 1)
-            if family == _stdlib_socket.AF_INET6 and host is None:
+            if dual_stack:  # '::' also takes IPv4 connections, as Node's default
                 sock.setsockopt(_stdlib_socket.IPPROTO_IPV6, _stdlib_socket.IPV6_V6ONLY, 0)
             sock.bind((address, port))
             sock.listen(backlog)
         except OSError as exc:
             sock.close()
-            err = errors.from_os_error(exc, during=f"listen on {address}:{port}")
-            raise err from exc
+            raise errors.from_os_error(exc, during=where) from exc
         return sock
+
+    @staticmethod
+    def _listen_on(sock: gsocket.socket, backlog: int) -> None:
+        """``listen()`` a handed-over socket; one that already listens keeps its backlog."""
+        if sock.getsockopt(_stdlib_socket.SOL_SOCKET, _stdlib_socket.SO_ACCEPTCONN):
+            return
+        try:
+            sock.listen(backlog)
+        except OSError as exc:
+            sock.close()
+            raise errors.from_os_error(exc, during="listen") from exc
 
     def address(self) -> dict[str, Any] | str | None:
         """``{'address', 'family', 'port'}`` (or the Unix path); None when closed."""
@@ -239,25 +295,42 @@ class Server(EventEmitter):
         """Stop accepting now; close idle connections now; let in-flight requests
         finish (with ``Connection: close``); then emit ``'close'`` and call
         ``callback``."""
-        if callback is not None:
-            self.once("close", callback)
         if self._listener is None:
             if callback is not None:
-                gevent.spawn(self._emit_not_running)
+                # As Node: the callback hears why; 'close' listeners get no arguments.
+                self.once("close", lambda *_: callback(errors.Error("Server is not running.", "ERR_SERVER_NOT_RUNNING")))
+            gevent.spawn(self.emit, "close")
             return self
+        if callback is not None:
+            self.once("close", callback)
         self._closing = True
         self.listening = False
         listener, self._listener = self._listener, None
+        loop = self._accept_loop
+        self._accept_loop = None
+        if loop is not None:
+            # gevent defers closing a socket some greenlet is waiting on to a later
+            # loop turn, and until then the kernel keeps accepting connections.  So
+            # end the accept loop first (unless that is us, or we are the hub, which
+            # cannot block): then the close below is immediate, as Node's is.
+            current = gevent.getcurrent()
+            if current is loop or current is gevent.get_hub():
+                loop.kill(block=False)
+            else:
+                loop.kill(block=True)
         listener.close()
-        if self._accept_loop is not None:
-            self._accept_loop.kill(block=False)
+        if self._unix_path is not None:
+            (path, dev, ino), self._unix_path = self._unix_path, None
+            try:
+                info = os.stat(path)
+                if (info.st_dev, info.st_ino) == (dev, ino):  # still ours, not a newer one
+                    os.unlink(path)
+            except OSError:
+                pass  # already gone
         self.close_idle_connections()
         if not self._connections:
             self._finish_close()
         return self
-
-    def _emit_not_running(self) -> None:
-        self.emit("close", errors.Error("Server is not running.", "ERR_SERVER_NOT_RUNNING"))
 
     def _finish_close(self) -> None:
         if not self._closed.is_set():
@@ -291,6 +364,28 @@ class Server(EventEmitter):
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
         self.close_all_connections()
+
+
+# Each non-TLS option is also a writable attribute (``server.headers_timeout = 500``);
+# Node spells them ``server.headersTimeout``, so each gets its camelCase twin, which
+# reads and writes the snake_case attribute.  (``timeout`` is its own spelling.)
+attribute_aliases(*(name for name in SERVER_OPTIONS if name not in _TLS_ONLY and "_" in name))(Server)
+
+
+def _record_servername(ctx: Any) -> None:
+    """Keep the SNI name a client sent, for ``socket.servername`` (Node's
+    ``tlsSocket.servername``): Python's server sockets expose it only to the context's
+    ``sni_callback``, so wrap that (or install one) to note it on the socket."""
+    inner = ctx.sni_callback
+
+    def on_servername(sslsock: Any, servername: str | None, context: ssl.SSLContext) -> Any:
+        try:
+            sslsock.greenhttps_servername = servername
+        except AttributeError:
+            pass  # a socket class without a __dict__: no name, nothing else lost
+        return inner(sslsock, servername, context) if inner is not None else None
+
+    ctx.sni_callback = on_servername
 
 
 class PlainServer(Server):

@@ -106,6 +106,13 @@ class ServerConnection:
             pass
         except errors.NetworkError as exc:
             logger.debug("connection %r ended: %s", self, exc)
+            self._abandon_detached()
+        except Exception:
+            # A listener ('connection', 'secureConnection', 'upgrade', 'timeout', ...)
+            # raised.  Node would crash the process; here the error is logged, only this
+            # connection ends, and nothing reaches the hub.
+            logger.error("connection %r: a listener failed", self, exc_info=True)
+            self._abandon_detached()
         except BaseException:
             if self.state is not ConnState.CLOSED:
                 self._close()
@@ -117,19 +124,26 @@ class ServerConnection:
 
     def _handshake(self) -> ssl.SSLSocket | None:
         server = self.server
+        self.socket._peername()  # cache it: wrapping detaches the raw socket
         try:
             tls = server._wrap(self.raw)
         except (OSError, ValueError) as exc:
             self._tls_failed(exc)
             return None
+        # gevent's SSLSocket takes the raw socket's descriptor over (the raw object is
+        # detached), so from here the Socket must hold -- and close -- the TLS one, even
+        # if the handshake fails.  Not closing it there leaked one fd per failure for as
+        # long as anything (a listener keeping the error and its traceback) referred to it.
+        self.socket._attach(tls, encrypted=False)
         seconds = ms_to_seconds(server.handshake_timeout)
         try:
-            with gevent.Timeout(seconds, errors.TimeoutError("TLS handshake timeout")):
+            with gevent.Timeout(seconds, errors.TimeoutError("TLS handshake timeout", "ERR_TLS_HANDSHAKE_TIMEOUT")):
                 tls.do_handshake()
         except (OSError, ValueError, errors.TimeoutError) as exc:
             self._tls_failed(exc)
             return None
         self.socket._attach(tls, encrypted=True)
+        self.socket.servername = getattr(tls, "greenhttps_servername", None) or None
         if server.request_cert:
             self._authorize(tls)
         server.emit("secureConnection", self.socket)
@@ -148,6 +162,10 @@ class ServerConnection:
     def _tls_failed(self, exc: BaseException) -> None:
         err = errors.from_os_error(exc, during="TLS handshake")
         logger.debug("TLS handshake with %s failed: %s", self.socket.remote_address, err)
+        # As in Node, the listeners get a socket that is already destroyed (not
+        # writable): no HTTP reply can go over a failed handshake.
+        self.state = ConnState.CLOSED
+        self.socket.destroy()
         server = self.server
         server.emit("tlsClientError", err, self.socket)
         # Node's https.Server re-emits a handshake failure as 'clientError'; its
@@ -335,7 +353,7 @@ class ServerConnection:
         if self.wire is not None:
             self.wire.set_idle_timeout(seconds)
         else:
-            self.raw.settimeout(seconds)
+            self.socket._sock.settimeout(seconds)
 
     def _on_idle(self) -> bool:
         """The socket idled past its timeout: True if a listener took the event."""
@@ -381,6 +399,12 @@ class ServerConnection:
         if self._res is not None and not self._res.finished:
             self._res.destroyed = True
             self._res.emit("close")
+
+    def _abandon_detached(self) -> None:
+        """A handed-over socket whose listener failed has no owner left: destroy it."""
+        if self.state is ConnState.DETACHED:
+            self.state = ConnState.CLOSED
+            self.socket.destroy()
 
     def close_if_idle(self) -> bool:
         """Close now if waiting between requests; True if it did."""

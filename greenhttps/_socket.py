@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 from typing import Any, Callable
 
+from . import errors
 from ._events import EventEmitter
 from ._options import ms_to_seconds, node_aliases
 
 __all__ = ["Socket"]
+
+#: How long ``end()`` drains the peer's last bytes before closing (seconds).
+_END_LINGER = 0.1
 
 
 @node_aliases
@@ -35,7 +40,7 @@ class Socket(EventEmitter):
         self.encrypted = encrypted
         self.destroyed = False
         #: Node milliseconds; 0 means no idle timeout.
-        self.timeout = 0
+        self.timeout: float = 0
         #: Set by the owner of the connection (server loop, client) to apply a new
         #: idle timeout to its reads and writes.
         self._apply_timeout: Callable[[float | None], None] | None = None
@@ -95,17 +100,51 @@ class Socket(EventEmitter):
 
     # --------------------------------------------------------- Node methods
 
+    @property
+    def writable(self) -> bool:
+        """False once the socket is destroyed or ended (Node's ``socket.writable``).
+
+        A ``'clientError'`` listener checks it, as in Node's docs: after a failed TLS
+        handshake the socket it gets is already destroyed."""
+        return not self.destroyed
+
     def write(self, data: bytes | str, encoding: str = "utf-8") -> bool:
-        """Send ``data`` (blocking cooperatively until the kernel has it)."""
+        """Send ``data`` (blocking cooperatively until the kernel has it).
+
+        Raises a :class:`greenhttps.Error` (``ERR_STREAM_DESTROYED`` after
+        :meth:`destroy`; a network error, e.g. ``ECONNRESET``, if the peer is gone).
+        """
+        if self.destroyed:
+            raise errors.Error("Cannot call write after a stream was destroyed", "ERR_STREAM_DESTROYED")
         if isinstance(data, str):
             data = data.encode(encoding)
-        self._sock.sendall(data)
+        try:
+            self._sock.sendall(data)
+        except OSError as exc:
+            raise errors.from_os_error(exc) from exc
         return True
 
     def end(self, data: bytes | str | None = None, encoding: str = "utf-8") -> None:
-        """Send ``data`` if given, then close our side."""
+        """Send ``data`` if given, then close: a half-close (FIN), a short drain of
+        what the peer still sends, then :meth:`destroy`.
+
+        Closing with unread input would make the kernel send a reset instead of a FIN,
+        which can destroy the reply before the peer has read it (RFC 9112 §9.6).  On a
+        socket already destroyed, ``end()`` does nothing.
+        """
+        if self.destroyed:
+            return
         if data:
             self.write(data, encoding)
+        sock = self._sock
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            sock.settimeout(_END_LINGER)
+            deadline = time.monotonic() + _END_LINGER
+            while time.monotonic() < deadline and sock.recv(65536):
+                pass
+        except (OSError, ValueError):
+            pass  # the peer is gone already: nothing left to protect
         self.destroy()
 
     def destroy(self, error: BaseException | None = None) -> None:

@@ -83,6 +83,10 @@ def request_options(
     if not isinstance(host, str) or _INVALID_HOST.search(host):
         raise errors.InvalidArgumentError(f"Invalid host: {host!r}", "ERR_INVALID_CHAR")
     opts["host"] = host.strip("[]") if host.startswith("[") else host
+    servername = opts["servername"]
+    if servername is not None and (not isinstance(servername, str) or _INVALID_HOST.search(servername)):
+        # It becomes SNI and the name checked: refuse what no DNS name can hold.
+        raise errors.InvalidArgumentError(f"Invalid servername: {servername!r}", "ERR_INVALID_CHAR")
     opts["port"] = int(opts["port"] or opts["default_port"] or default_port)
     opts["default_port"] = opts["default_port"] or default_port
     method = (opts["method"] or "GET")

@@ -49,6 +49,7 @@ __all__ = [
     "TLSError",
     "CertificateError",
     "from_os_error",
+    "verify_code_name",
 ]
 
 
@@ -64,9 +65,21 @@ class Error(Exception):
         for name, value in attrs.items():
             setattr(self, name, value)
 
+    @property
+    def message(self) -> str:
+        """The message without the code (Node's ``err.message``)."""
+        return str(self.args[0]) if self.args else ""
+
     def __str__(self) -> str:
-        message = str(self.args[0]) if self.args else ""
+        message = self.message
         return f"{message} [{self.code}]" if message else self.code
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # The default (type, args, __dict__) loses a per-instance code when args are
+        # rebuilt (``OSError``'s reduce), and recomputes NetworkError.errno from the
+        # class default; rebuilding through __init__ with the code keeps both.
+        state = {k: v for k, v in self.__dict__.items() if k != "code"}
+        return (type(self), (self.message, self.code), state or None)
 
 
 class InvalidArgumentError(Error, ValueError):
@@ -110,30 +123,43 @@ class NetworkError(Error, OSError):
 
     def __init__(self, message: str = "", code: str | None = None, **attrs: object) -> None:
         Error.__init__(self, message, code, **attrs)
-        # Keep errno meaningful for code that inspects OSError.errno.
-        self.errno = getattr(errno, self.code, None)
+        # Keep OSError's fields meaningful for code that inspects them: the errno number
+        # of the Node code when it is one (ECONNREFUSED -> 111), else None.
+        number = getattr(errno, self.code, None) if self.code.startswith("E") else None
+        self.errno = number if isinstance(number, int) else None
+        self.strerror = message or None
 
     def __str__(self) -> str:
         return Error.__str__(self)
 
 
 class ConnectionRefusedError(NetworkError, builtins.ConnectionRefusedError):
+    """Nothing listens at the address (ECONNREFUSED)."""
+
     code = "ECONNREFUSED"
 
 
 class ConnectionResetError(NetworkError, builtins.ConnectionResetError):
+    """The peer closed or reset the connection (ECONNRESET "socket hang up", EPIPE)."""
+
     code = "ECONNRESET"
 
 
 class TimeoutError(NetworkError, builtins.TimeoutError):
+    """A connect, handshake or read took too long (ETIMEDOUT)."""
+
     code = "ETIMEDOUT"
 
 
 class NameResolutionError(NetworkError):
+    """The host name did not resolve (ENOTFOUND)."""
+
     code = "ENOTFOUND"
 
 
 class AddressInUseError(NetworkError):
+    """``listen()`` on an address already taken (EADDRINUSE)."""
+
     code = "EADDRINUSE"
 
 
@@ -141,12 +167,20 @@ class TLSError(NetworkError, ssl.SSLError):
     """The TLS handshake failed (protocol, cipher, or certificate)."""
 
     code = "ERR_SSL_HANDSHAKE_FAILURE"
+    # ssl.SSLError's fields, present (None) even when we build the error ourselves;
+    # typeshed types them as always set, hence the ignores.
+    library = None  # type: ignore[assignment]
+    reason = None  # type: ignore[assignment]
 
 
 class CertificateError(TLSError, ssl.SSLCertVerificationError):
     """The peer's certificate did not verify; ``code`` is Node's name for why."""
 
     code = "UNABLE_TO_VERIFY_LEAF_SIGNATURE"
+    # ssl.SSLCertVerificationError's fields: OpenSSL's X509_V_ERR_* number and text
+    # (None when the failure was found by our own checks, not OpenSSL's).
+    verify_code = None  # type: ignore[assignment]
+    verify_message = None  # type: ignore[assignment]
 
 
 # OpenSSL's X509_V_ERR_* numbers -> the names Node reports for them.  Code 20 is
@@ -203,21 +237,29 @@ def from_os_error(exc: BaseException, *, during: str = "") -> Error:
         return exc
     suffix = f" during {during}" if during else ""
     if isinstance(exc, ssl.SSLCertVerificationError):
-        code = verify_code_name(exc.verify_code)
-        err = CertificateError(f"{exc.verify_message or exc.reason}{suffix}", code)
-        err.verify_code = exc.verify_code
-        return err
+        # The attributes exist on errors raised by _ssl, not on ones built in Python.
+        verify_code = getattr(exc, "verify_code", None)
+        verify_message = getattr(exc, "verify_message", None)
+        text = verify_message or getattr(exc, "reason", None) or "certificate verify failed"
+        code = verify_code_name(verify_code) if verify_code is not None else None
+        return CertificateError(
+            f"{text}{suffix}", code, verify_code=verify_code, verify_message=verify_message
+        )
     if isinstance(exc, ssl.SSLError):
         if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
             return ConnectionResetError(f"socket hang up{suffix}", "ECONNRESET")
-        reason = exc.reason or str(exc)
-        return TLSError(f"{reason}{suffix}", f"ERR_SSL_{reason}".upper() if exc.reason else None)
+        reason = getattr(exc, "reason", None)
+        err = TLSError(f"{reason or exc}{suffix}", f"ERR_SSL_{reason}".upper() if reason else None)
+        err.library, err.reason = getattr(exc, "library", None), reason
+        return err
     if isinstance(exc, socket.gaierror):
         return NameResolutionError(f"getaddrinfo ENOTFOUND: {exc.strerror}{suffix}")
     if isinstance(exc, (socket.timeout, builtins.TimeoutError)):
-        return TimeoutError(f"timed out{suffix}")
+        return TimeoutError(f"{exc.strerror or 'timed out'}{suffix}")
     if isinstance(exc, OSError):
-        cls = _ERRNO_CLASSES.get(exc.errno or 0, NetworkError)
-        code = errno.errorcode.get(exc.errno or 0, "ECONNRESET")
+        # No errno (an OSError built by hand): report a reset, with the class to match.
+        number = exc.errno if isinstance(exc.errno, int) and exc.errno else errno.ECONNRESET
+        cls = _ERRNO_CLASSES.get(number, NetworkError)
+        code = errno.errorcode.get(number, "ECONNRESET")
         return cls(f"{exc.strerror or exc}{suffix}", code)
     return NetworkError(f"{exc!r}{suffix}")

@@ -6,7 +6,10 @@ agent's protocol and default port, and the global agent differ.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+# Private names: the module's namespace is its public API (see __all__).
+from typing import Any as _Any
+from typing import Callable as _Callable
+from typing import Mapping as _Mapping
 
 from . import _agent, _client, _server
 from ._client import ClientRequest
@@ -47,9 +50,9 @@ globalAgent = global_agent
 
 
 def create_server(
-    options: Mapping[str, Any] | Callable[..., Any] | None = None,
-    request_listener: Callable[..., Any] | None = None,
-    **kwargs: Any,
+    options: _Mapping[str, _Any] | _Callable[..., _Any] | None = None,
+    request_listener: _Callable[..., _Any] | None = None,
+    **kwargs: _Any,
 ) -> _server.Server:
     """Node's ``http.createServer(options, requestListener)``."""
     return Server(options, request_listener, **kwargs)
@@ -59,12 +62,16 @@ def _global_agent() -> _agent.Agent:
     return globals()["global_agent"]  # read at call time: reassignable
 
 
-def request(url_or_options: Any = None, callback: Callable[..., Any] | None = None, **kwargs: Any) -> ClientRequest:
+def request(
+    url_or_options: _Any = None, callback: _Callable[..., _Any] | None = None, **kwargs: _Any
+) -> ClientRequest:
     """Node's ``http.request``: ``http:`` URLs only."""
     return _client._make_request(url_or_options, callback, kwargs, agent_class=Agent, global_agent=_global_agent)
 
 
-def get(url_or_options: Any = None, callback: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
+def get(
+    url_or_options: _Any = None, callback: _Callable[..., _Any] | None = None, **kwargs: _Any
+) -> _Any:
     """Node's ``http.get``.  Without a callback: block and return the response."""
     req = request(url_or_options, callback, **kwargs)
     req.end()

@@ -1,5 +1,9 @@
 """Fixtures and peers shared by the client tests (test_client, test_agent, test_client_tls).
 
+A test module takes the fixtures by importing ``FIXTURES`` names (``serve``,
+``serve_http`` and the autouse clean-up of the global agents are registered under
+those names; the functions have other names so parameters do not shadow imports).
+
 Independent of greenhttps's own parser: requests the client sends are read here by
 a small hand-written HTTP/1.1 request reader, so a capture server can assert the exact
 bytes (request line, Host, Connection, framing) without trusting h11 or the server
@@ -177,8 +181,8 @@ def wait_for(predicate: Callable[[], object], timeout: float = 5, what: str = "c
 # ---------------------------------------------------------------- fixtures
 
 
-@pytest.fixture
-def serve(tls_options: dict[str, bytes]) -> Iterator[Callable[..., Any]]:
+@pytest.fixture(name="serve")
+def serve_fixture(tls_options: dict[str, bytes]) -> Iterator[Callable[..., Any]]:
     """Factory: ``serve(handler, **server_options) -> Server`` listening on 127.0.0.1:0.
 
     TLS with the session CA's localhost certificate; closed at teardown.
@@ -198,8 +202,8 @@ def serve(tls_options: dict[str, bytes]) -> Iterator[Callable[..., Any]]:
     gevent.sleep(0)
 
 
-@pytest.fixture
-def serve_http() -> Iterator[Callable[..., Any]]:
+@pytest.fixture(name="serve_http")
+def serve_http_fixture() -> Iterator[Callable[..., Any]]:
     """Factory: ``serve_http(handler, **options) -> greenhttps.http Server``."""
     import greenhttps.http
 
@@ -216,8 +220,8 @@ def serve_http() -> Iterator[Callable[..., Any]]:
     gevent.sleep(0)
 
 
-@pytest.fixture(autouse=True)
-def _clean_global_agents() -> Iterator[None]:
+@pytest.fixture(autouse=True, name="_clean_global_agents")
+def clean_global_agents_fixture() -> Iterator[None]:
     """Close what the global agents pooled, so no test sees another's sockets."""
     yield
     import greenhttps

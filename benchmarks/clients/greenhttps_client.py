@@ -1,0 +1,31 @@
+"""greenhttps client: one Agent(keep_alive=True) for the pooled modes; agent=False
+(full handshake each time) and Agent(keep_alive=False) (cached TLS sessions) for the
+new-connection modes."""
+
+from __future__ import annotations
+
+import _common
+
+import greenhttps
+
+args = _common.parse()
+with open(args.ca, "rb") as f:
+    ca = f.read()
+if args.mode in ("keepalive", "big"):
+    agent = greenhttps.Agent(keep_alive=True)
+elif args.mode == "newconn":
+    agent = False
+else:
+    agent = greenhttps.Agent(keep_alive=False)
+OPTIONS = {"hostname": "127.0.0.1", "port": args.port, "path": "/", "agent": agent, "ca": ca}
+
+
+def one() -> int:
+    res = greenhttps.get(OPTIONS)
+    body = res.read()
+    if res.status_code != 200:
+        raise RuntimeError(f"status {res.status_code}")
+    return len(body)
+
+
+_common.run_greenlets(args, one)
