@@ -302,3 +302,14 @@ def script_server(server_ssl_context: ssl.SSLContext) -> Iterator[ScriptServer]:
 def repo_root() -> Path:
     """The checkout root (for tests that run examples/ or scripts)."""
     return helpers.REPO_ROOT
+
+
+@pytest.fixture(autouse=True)
+def _fresh_global_agents() -> Iterator[None]:
+    """Close the global agents' pooled sockets after each test, so no test inherits
+    another's connections (or sees them close during its own fd/greenlet counts)."""
+    yield
+    module = sys.modules.get("greenhttps")
+    if module is not None:
+        module.global_agent.destroy()
+        module.http.global_agent.destroy()

@@ -259,10 +259,10 @@ def test_failed_verification_sends_no_request_bytes(
     # closes when its handler returns, so allow it a moment under load.)
     for _ in range(20):
         helpers.settle()
-        if helpers.open_fds() == fds:
+        if helpers.open_fds() <= fds:
             break
         gevent.sleep(0.1)
-    assert helpers.open_fds() == fds
+    assert helpers.open_fds() <= fds  # (earlier tests' sockets may close meanwhile)
 
 
 # ================================================= reject_unauthorized=False

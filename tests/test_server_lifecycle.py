@@ -972,8 +972,12 @@ def test_failing_connections_leak_nothing(make_server: Any, capfd: Any) -> None:
         gevent.sleep(0.05)
     helpers.settle(0.3)
     assert srv.connections == 0
-    assert abs(helpers.live_greenlets() - greenlets) <= 2
-    assert abs(helpers.open_fds() - fds) <= 2
+    # One-sided: leftovers of earlier tests may finish meanwhile and lower the counts.
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and helpers.live_greenlets() > greenlets + 2:
+        helpers.settle(0.1)
+    assert helpers.live_greenlets() <= greenlets + 2
+    assert helpers.open_fds() <= fds + 2
     assert len(client_errors) >= 120 + 12  # the garbage, plaintext and 400 ones at least
     assert "Traceback" not in capfd.readouterr().err
 
