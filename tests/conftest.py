@@ -9,6 +9,7 @@ greenhttps, so these fixtures work whatever state the package is in.
 from __future__ import annotations
 
 import ssl
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
