@@ -42,7 +42,7 @@ from . import errors
 
 __all__ = ["Wire", "Head", "DeadlineExceeded", "IdleTimeout", "HeaderPairs"]
 
-HeaderPairs = Sequence[tuple[bytes, bytes]]
+HeaderPairs = list[tuple[bytes, bytes]]
 
 #: Longest request line accepted before answering 414 (Node and nginx use 8 KiB).
 MAX_REQUEST_LINE = 8192
@@ -143,7 +143,7 @@ class Wire:
         #: Called when the socket has been idle for ``idle_timeout``; returns True to
         #: keep waiting (someone handled ``'timeout'``), False to fail the operation.
         self.on_idle = on_idle
-        self.trailers: HeaderPairs = ()
+        self.trailers: HeaderPairs = []
         #: Bytes received in the current exchange (0 means "nothing yet": a failed
         #: reused socket may then be retried).
         self.bytes_received = 0
@@ -190,7 +190,7 @@ class Wire:
         h = self._h11
         if h.our_state is h11.DONE and h.their_state is h11.DONE:
             h.start_next_cycle()
-            self.trailers = ()
+            self.trailers = []
             self.bytes_received = 0
             return True
         return False
@@ -288,21 +288,21 @@ class Wire:
         if len(pending) - len(h._receive_buffer) > self._max_header_size:
             raise _protocol_error("header block too large", 431, "HPE_HEADER_OVERFLOW")
         if self._client:
-            if type(event) not in (h11.Response, h11.InformationalResponse):
+            if not isinstance(event, (h11.Response, h11.InformationalResponse)):
                 raise _protocol_error(f"unexpected {type(event).__name__} instead of a response")
-            fields = event.headers.raw_items()  # type: ignore[attr-defined]
-            if event.http_version not in _VERSIONS:  # type: ignore[attr-defined]
-                raise _protocol_error(f"unsupported HTTP version {event.http_version!r}", 502, "HPE_INVALID_VERSION")  # type: ignore[attr-defined]
+            fields = event.headers.raw_items()
+            if event.http_version not in _VERSIONS:
+                raise _protocol_error(f"unsupported HTTP version {event.http_version!r}", 502, "HPE_INVALID_VERSION")
             if self._strict:
                 self._check_head_bytes(pending)
                 self._check_fields(fields, request=False)
             return Head(
-                status=event.status_code,  # type: ignore[attr-defined]
-                reason=event.reason.decode("latin-1"),  # type: ignore[attr-defined]
-                http_version=event.http_version.decode("ascii"),  # type: ignore[attr-defined]
+                status=event.status_code,
+                reason=event.reason.decode("latin-1"),
+                http_version=event.http_version.decode("ascii"),
                 headers=fields,
             )
-        assert type(event) is h11.Request, event
+        assert isinstance(event, h11.Request), event
         fields = event.headers.raw_items()
         if event.http_version not in _VERSIONS:
             # h11 takes any 1.x/2.x digit pair; only HTTP/1.0 and 1.1 are spoken here.
@@ -487,15 +487,15 @@ class Wire:
             events.append(h11.EndOfMessage())
         self._send(events)
 
-    def send_informational(self, status: int, headers: HeaderPairs = (), reason: str = "") -> None:
+    def send_informational(self, status: int, headers: HeaderPairs | None = None, reason: str = "") -> None:
         reason = reason or _INFORMATIONAL_REASONS.get(status, "")
-        self._send([h11.InformationalResponse(status_code=status, headers=headers, reason=reason.encode("latin-1"))])
+        self._send([h11.InformationalResponse(status_code=status, headers=headers or [], reason=reason.encode("latin-1"))])
 
     def send_data(self, data: bytes) -> None:
         if data:
             self._send([h11.Data(data=data)])
 
-    def send_end(self, trailers: HeaderPairs = (), body: bytes | None = None) -> None:
+    def send_end(self, trailers: HeaderPairs | None = None, body: bytes | None = None) -> None:
         events: list[object] = [h11.Data(data=body)] if body else []
         events.append(h11.EndOfMessage(headers=trailers))
         self._send(events)

@@ -418,6 +418,20 @@ class ServerResponse(OutgoingMessage):
         super()._finish()
         self._conn.response_finished(self)
 
+    def _send_error(self, status: int) -> bool:
+        """Replace whatever the handler prepared with a bare ``status`` reply and
+        ``Connection: close``; False if part of the response is already on the wire."""
+        if self._head_written:
+            return False
+        self._out = OutgoingHeaders()
+        self._removed.clear()
+        self._trailers = []
+        self.headers_sent = self._head_frozen = self.finished = False
+        self.status_code, self.status_message = status, None
+        self.set_header("Connection", "close")
+        self.end()
+        return True
+
     def write_continue(self) -> None:
         """Send ``100 Continue`` (Node's ``writeContinue``)."""
         self._conn.send_continue()
@@ -436,7 +450,7 @@ class ServerResponse(OutgoingMessage):
         # RFC 9110 §15.2: no 1xx to an HTTP/1.0 client; none once the final head is out.
         if self._peer_http10 or self._head_written:
             return
-        self._wire.send_informational(status, headers or (), STATUS_CODES[status])
+        self._wire.send_informational(status, headers or None, STATUS_CODES[status])
 
     def set_timeout(self, msecs: float, callback: Callable[[], Any] | None = None) -> ServerResponse:
         """Socket idle timeout in ms; ``callback`` gets this response's ``'timeout'``."""

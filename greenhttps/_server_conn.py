@@ -258,14 +258,9 @@ class ServerConnection:
             return False
         except Exception as exc:
             logger.error("request handler failed for %s %s", req.method, req.url, exc_info=exc)
-            if res.headers_sent:
-                return False  # a half-sent response cannot be finished: abort
             try:
-                res._out = type(res._out)()
-                res._removed.clear()
-                res.status_code, res.status_message = 500, None
-                res.set_header("Connection", "close")
-                res.end()
+                # A response partly on the wire cannot be finished: abort instead.
+                return res._send_error(500)
             except errors.Error:
                 return False
         return True

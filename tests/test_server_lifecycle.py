@@ -514,6 +514,24 @@ def test_handler_raises_before_head_gives_500(make_server: Any, caplog: Any) -> 
     assert get_ok(srv).body == b"fine"
 
 
+def test_handler_raises_after_write_head_still_gives_500(make_server: Any, caplog: Any) -> None:
+    # write_head() only stages the head (headers_sent turns True, as in Node); until a
+    # byte is on the wire the failure can still be answered properly.
+    def handler(req: Any, res: Any) -> None:
+        res.write_head(200, {"X-Staged": "1"})
+        raise RuntimeError("after write_head")
+
+    srv = make_server(handler)
+    caplog.set_level(logging.CRITICAL, logger="greenhttps")
+    sock = connect(srv)
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    resp = helpers.read_response(sock)
+    assert resp.status == 500
+    assert resp.get("x-staged") is None
+    assert resp.get("connection") == b"close"
+    sock.close()
+
+
 def test_handler_raises_after_write_aborts_connection(make_server: Any, caplog: Any) -> None:
     def handler(req: Any, res: Any) -> None:
         if req.url == "/half":
