@@ -314,3 +314,43 @@ def _fresh_global_agents() -> Iterator[None]:
     if module is not None:
         module.global_agent.destroy()
         module.http.global_agent.destroy()
+
+
+def _answer_ok(req: Any, res: Any) -> None:
+    res.end("ok")
+
+
+@pytest.fixture
+def make_server(tls_options: dict[str, bytes]) -> Iterator[Callable[..., Any]]:
+    """Factory: ``make_server(handler=<answers "ok">, *, tls=True, listen=True, **options)``.
+
+    A greenhttps server on 127.0.0.1:0 (TLS with ``tls_options`` unless the options
+    name their own key material; plain ``greenhttps.http`` with ``tls=False``).
+    Every server is closed, connections too, at teardown.
+    """
+    import greenhttps  # lazily: the helpers' self-check runs without the package
+
+    servers: list[Any] = []
+
+    def make(handler: Any = _answer_ok, *, tls: bool = True, listen: bool = True, **opts: Any) -> Any:
+        if tls:
+            own_keys = {"pfx", "ssl_context", "key", "cert"} & set(opts)
+            srv = greenhttps.create_server({**({} if own_keys else tls_options), **opts}, handler)
+        else:
+            srv = greenhttps.http.create_server(opts, handler)
+        servers.append(srv)
+        if listen:
+            srv.listen(0, "127.0.0.1")
+        return srv
+
+    yield make
+    for srv in servers:
+        srv.close()
+        srv.close_all_connections()
+    helpers.settle()
+
+
+@pytest.fixture
+def serve(make_server: Callable[..., Any]) -> Callable[..., int]:
+    """Factory: ``serve(handler, **server_options) -> port`` of a listening TLS server."""
+    return lambda handler, **opts: int(make_server(handler, **opts).address()["port"])

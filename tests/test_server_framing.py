@@ -8,14 +8,13 @@ and header lines are checked as they appear on the wire.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import gevent
 import gevent.event
 import pytest
 
-import greenhttps
 import helpers
 from greenhttps import errors
 
@@ -25,24 +24,6 @@ Handler = Callable[[Any, Any], Any]
 
 
 # ------------------------------------------------------------------ fixtures
-
-
-@pytest.fixture
-def serve(tls_options: dict[str, bytes]) -> Iterator[Callable[..., int]]:
-    """Factory: ``serve(handler, **server_options) -> port`` (TLS, 127.0.0.1:0)."""
-    servers: list[Any] = []
-
-    def start(handler: Handler, **opts: Any) -> int:
-        srv = greenhttps.create_server({**tls_options, **opts}, handler)
-        servers.append(srv)
-        srv.listen(0, "127.0.0.1")
-        return int(srv.address()["port"])
-
-    yield start
-    for srv in servers:
-        srv.close()
-        srv.close_all_connections()
-    helpers.settle()
 
 
 def request_bytes(method: str = "GET", path: str = "/", version: str = "1.1", extra: str = "") -> bytes:

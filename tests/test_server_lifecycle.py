@@ -14,7 +14,6 @@ import os
 import socket as stdlib_socket
 import ssl
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import gevent
@@ -33,35 +32,6 @@ REQ = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
 
 
 # ------------------------------------------------------------------ fixtures
-
-
-def ok(req: Any, res: Any) -> None:
-    res.end("ok")
-
-
-@pytest.fixture
-def make_server(tls_options: dict[str, bytes]) -> Iterator[Callable[..., Any]]:
-    """Factory: ``make_server(handler=ok, tls=True, listen=True, **options)``.
-
-    Listens on 127.0.0.1:0; every server is closed (connections too) at teardown.
-    """
-    servers: list[Any] = []
-
-    def make(handler: Any = ok, *, tls: bool = True, listen: bool = True, **opts: Any) -> Any:
-        if tls:
-            srv = greenhttps.create_server({**tls_options, **opts}, handler)
-        else:
-            srv = greenhttps.http.create_server(opts, handler)
-        servers.append(srv)
-        if listen:
-            srv.listen(0, "127.0.0.1")
-        return srv
-
-    yield make
-    for srv in servers:
-        srv.close()
-        srv.close_all_connections()
-    helpers.settle()
 
 
 def port_of(srv: Any) -> int:

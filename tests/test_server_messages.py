@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,30 +29,6 @@ Handler = Callable[[Any, Any], Any]
 
 
 # ------------------------------------------------------------------ fixtures
-
-
-@pytest.fixture
-def make_server(tls_options: dict[str, bytes]) -> Iterator[Callable[..., Any]]:
-    """Factory: ``make_server(handler=None, **server_options) -> Server`` (listening)."""
-    servers: list[Any] = []
-
-    def make(handler: Handler | None = None, **opts: Any) -> Any:
-        srv = greenhttps.create_server({**tls_options, **opts}, handler)
-        servers.append(srv)
-        srv.listen(0, "127.0.0.1")
-        return srv
-
-    yield make
-    for srv in servers:
-        srv.close()
-        srv.close_all_connections()
-    helpers.settle()
-
-
-@pytest.fixture
-def serve(make_server: Callable[..., Any]) -> Callable[..., int]:
-    """Factory: ``serve(handler, **server_options) -> port``."""
-    return lambda handler, **opts: port_of(make_server(handler, **opts))
 
 
 def port_of(srv: Any) -> int:

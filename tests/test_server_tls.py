@@ -12,7 +12,7 @@ import socket as stdlib_socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import gevent
@@ -34,33 +34,6 @@ REQ = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
 
 
 # ------------------------------------------------------------------ fixtures
-
-
-def echo_socket_info(req: Any, res: Any) -> None:
-    res.end("ok")
-
-
-@pytest.fixture
-def make_server(tls_options: dict[str, bytes]) -> Iterator[Callable[..., Any]]:
-    """Factory: ``make_server(handler=..., **options)`` -> a TLS server on 127.0.0.1:0.
-
-    ``options`` replace the default key/cert when they name other key material.
-    """
-    servers: list[Any] = []
-
-    def make(handler: Any = echo_socket_info, *, listen: bool = True, **opts: Any) -> Any:
-        base = {} if {"pfx", "ssl_context", "key", "cert"} & set(opts) else dict(tls_options)
-        srv = greenhttps.create_server({**base, **opts}, handler)
-        servers.append(srv)
-        if listen:
-            srv.listen(0, "127.0.0.1")
-        return srv
-
-    yield make
-    for srv in servers:
-        srv.close()
-        srv.close_all_connections()
-    helpers.settle()
 
 
 def port_of(srv: Any) -> int:
