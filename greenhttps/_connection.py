@@ -15,6 +15,13 @@ to a :class:`Wire` through a handful of methods::
     start_next_cycle() -> bool           keep-alive: ready for the next exchange?
     detach()         -> (socket, bytes)  hand the socket over (Upgrade, CONNECT)
 
+h11 is the parser only.  What we send is serialised by :mod:`._wire_format`: the
+messages we send are validated where they are built, and h11's writer and state
+machine cost as much again as its parser.  So each exchange gets a fresh
+``h11.Connection`` (fed whatever the peer sent past the last message), the client
+tells it the request method through a body-less copy of the request head, and the
+wire itself tracks what it sent: framing, end of message, ``Connection: close``.
+
 h11 is correct but lenient (see ``shared/HARDENING.md``): it accepts bare LF line
 endings, obs-fold, control characters in values, and Content-Length together with
 Transfer-Encoding.  Each of those was a request-smuggling CVE elsewhere, so
@@ -34,11 +41,19 @@ import re
 import socket
 import ssl
 import time
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import h11
 
 from . import errors
+from ._wire_format import (
+    Framing,
+    OutgoingFraming,
+    frame_request,
+    frame_response,
+    request_head,
+    response_head,
+)
 
 __all__ = ["Wire", "Head", "DeadlineExceeded", "IdleTimeout", "HeaderPairs"]
 
@@ -46,6 +61,11 @@ HeaderPairs = list[tuple[bytes, bytes]]
 
 #: Longest request line accepted before answering 414 (Node and nginx use 8 KiB).
 MAX_REQUEST_LINE = 8192
+
+#: Longest chunk-size line (with its extensions) accepted in a chunked body.
+MAX_CHUNK_LINE = 16384
+_MAX_CHUNK_SIZE = 2**63 - 1
+_ChunkedReader = h11._readers.ChunkedReader  # type: ignore[attr-defined]
 
 _RECV_SIZE = 65536
 _WAIT_EXCEPTIONS = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, socket.timeout)
@@ -56,6 +76,7 @@ _CONTROL_CHAR = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _HEAD_END = b"\r\n\r\n"
 _VERSIONS = (b"1.1", b"1.0")
 _INFORMATIONAL_REASONS = {100: "Continue", 101: "Switching Protocols", 102: "Processing", 103: "Early Hints"}
+_CONTENT_LENGTH_LINE = re.compile(rb"\r\ncontent-length[ \t]*:([^\r\n]*)", re.IGNORECASE)
 _TRANSFER_ENCODING_LINE = re.compile(rb"\r\ntransfer-encoding[ \t]*:([^\r\n]*)", re.IGNORECASE)
 
 
@@ -109,6 +130,11 @@ class Wire:
         "sock",
         "_h11",
         "_client",
+        "_out",
+        "_out_done",
+        "_sent_interim",
+        "_request_method",
+        "_peer_http10",
         "_strict",
         "_max_headers_count",
         "_max_header_size",
@@ -132,12 +158,16 @@ class Wire:
     ) -> None:
         self.sock = sock
         self._client = client
-        self._h11 = h11.Connection(
-            h11.CLIENT if client else h11.SERVER, max_incomplete_event_size=max_header_size
-        )
         self._strict = strict
         self._max_headers_count = max_headers_count
         self._max_header_size = max_header_size
+        self._h11 = self._parser(b"")
+        #: The framing of the message we are sending (None before its head).
+        self._out: OutgoingFraming | None = None
+        self._out_done = False
+        self._sent_interim = False
+        self._request_method = ""
+        self._peer_http10 = False
         self._idle = idle_timeout
         sock.settimeout(idle_timeout)
         #: Called when the socket has been idle for ``idle_timeout``; returns True to
@@ -161,7 +191,8 @@ class Wire:
 
     @property
     def peer_wants_100_continue(self) -> bool:
-        return self._h11.client_is_waiting_for_100_continue
+        """The client sent ``Expect: 100-continue`` and is still waiting for an answer."""
+        return self._h11.client_is_waiting_for_100_continue and not self._sent_interim and self._out is None
 
     @property
     def message_complete(self) -> bool:
@@ -171,13 +202,17 @@ class Wire:
     @property
     def response_complete(self) -> bool:
         """Our side of the current exchange has been sent in full."""
-        return self._h11.our_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED)
+        return self._out_done
 
     @property
     def keep_alive(self) -> bool:
         """Both sides still intend to reuse the connection after this exchange."""
-        return self._h11.our_state is not h11.MUST_CLOSE and self._h11.their_state is not h11.MUST_CLOSE and bool(
-            self._h11._cstate.keep_alive  # h11 has no public spelling for this
+        h = self._h11
+        out = self._out
+        return (
+            h.their_state is not h11.MUST_CLOSE
+            and bool(h._cstate.keep_alive)  # h11 has no public spelling for this
+            and (out is None or not out.close)
         )
 
     @property
@@ -185,15 +220,30 @@ class Wire:
         """Some bytes of the next head are buffered (a pipelined request)."""
         return bool(self._h11.trailing_data[0])
 
+    def _parser(self, data: bytes) -> h11.Connection:
+        parser = h11.Connection(
+            h11.CLIENT if self._client else h11.SERVER, max_incomplete_event_size=self._max_header_size
+        )
+        if data:
+            parser.receive_data(data)
+        return parser
+
     def start_next_cycle(self) -> bool:
         """Reset for the next exchange; False if the connection cannot be reused."""
         h = self._h11
-        if h.our_state is h11.DONE and h.their_state is h11.DONE:
-            h.start_next_cycle()
-            self.trailers = []
-            self.bytes_received = 0
-            return True
-        return False
+        out = self._out
+        # MIGHT_SWITCH_PROTOCOL: an Upgrade request answered without switching.
+        if not self._out_done or out is None or out.close or h.their_state not in (h11.DONE, h11.MIGHT_SWITCH_PROTOCOL):
+            return False
+        data, closed = h.trailing_data
+        if closed:
+            return False
+        self._h11 = self._parser(data)
+        self._out = None
+        self._out_done = self._sent_interim = False
+        self.trailers = []
+        self.bytes_received = 0
+        return True
 
     # --------------------------------------------------------------- reading
 
@@ -227,6 +277,8 @@ class Wire:
     def _next_event(self, deadline: float | None, phase: str) -> object:
         h = self._h11
         while True:
+            if type(h._reader) is _ChunkedReader:
+                self._check_chunked_body(h._reader, h._receive_buffer._data)
             try:
                 event = h.next_event()
             except h11.RemoteProtocolError as exc:
@@ -235,6 +287,25 @@ class Wire:
                 self._receive(deadline, phase)
                 continue
             return event
+
+    def _check_chunked_body(self, reader: Any, buffered: bytearray) -> None:
+        """Limits h11 does not keep in a chunked body (it reads h11's private reader
+        state; h11 is pinned to 0.16): a chunk size of at most 16 hex digits (llhttp:
+        below 2**64), a chunk line with its extensions within 16 KiB (Node: 413), and
+        a trailer section within ``max_header_size`` (431), even when one arrives
+        whole in a single read, where h11's incomplete-event limit does not look."""
+        if reader._bytes_in_chunk > _MAX_CHUNK_SIZE:
+            raise _protocol_error("chunk size too large", 400, "HPE_INVALID_CHUNK_SIZE")
+        if reader._reading_trailer:
+            if buffered[:1] == b"\n" or buffered[:2] == b"\r\n":
+                return  # no trailers: what follows is the next message
+            limit, status, code, end = self._max_header_size, 431, "HPE_HEADER_OVERFLOW", b"\n\r\n"
+        elif reader._bytes_in_chunk == 0 and not reader._bytes_to_discard:
+            limit, status, code, end = MAX_CHUNK_LINE, 413, "HPE_CHUNK_EXTENSIONS_OVERFLOW", b"\n"
+        else:
+            return
+        if len(buffered) > limit and buffered.find(end, 0, limit) < 0:
+            raise _protocol_error("chunk extensions or trailers too large", status, code)
 
     def read_head(
         self,
@@ -255,13 +326,14 @@ class Wire:
         h = self._h11
         # h11 consumes nothing until a whole head is buffered, so its buffer is
         # exactly the head bytes received so far: the strict checks read them.
-        pending = h.trailing_data[0]
+        # (``_receive_buffer``: h11's public ``trailing_data`` copies it.)
+        pending = bytes(h._receive_buffer)
         if not pending and first_byte_timeout is not None:
             try:
                 self._receive(time.monotonic() + first_byte_timeout, "keep-alive")
             except DeadlineExceeded:
                 return None
-            pending = h.trailing_data[0]
+            pending = bytes(h._receive_buffer)
         if pending and deadline is None and headers_timeout is not None:
             deadline = time.monotonic() + headers_timeout
         while True:
@@ -277,7 +349,7 @@ class Wire:
             if len(pending) > MAX_REQUEST_LINE and not self._client:
                 self._check_request_line(pending)
             self._receive(deadline, "headers")
-            pending = h.trailing_data[0]
+            pending = bytes(h._receive_buffer)
             if deadline is None and headers_timeout is not None:
                 deadline = time.monotonic() + headers_timeout
         if type(event) is h11.ConnectionClosed:
@@ -295,7 +367,8 @@ class Wire:
                 raise _protocol_error(f"unsupported HTTP version {event.http_version!r}", 502, "HPE_INVALID_VERSION")
             if self._strict:
                 self._check_head_bytes(pending)
-                self._check_fields(fields, request=False)
+                if self._check_fields(fields, request=False) is None:
+                    self._check_raw_content_length(pending)
             return Head(
                 status=event.status_code,
                 reason=event.reason.decode("latin-1"),
@@ -308,11 +381,21 @@ class Wire:
             # h11 takes any 1.x/2.x digit pair; only HTTP/1.0 and 1.1 are spoken here.
             status = 505 if event.http_version[:1] >= b"2" else 400
             raise _protocol_error(f"unsupported HTTP version {event.http_version!r}", status, "HPE_INVALID_VERSION")
+        has_body: bool | None = True
         if self._strict:
             self._check_head_bytes(pending)
-            self._check_fields(fields, request=True)
+            has_body = self._check_fields(fields, request=True)
+            if has_body is None:
+                self._check_raw_content_length(pending)
+        method = event.method.decode("ascii")
+        self._request_method = method
+        self._peer_http10 = event.http_version == b"1.0"
+        if has_body is False:
+            # Take the end of a body-less request now (h11 has it without I/O), so
+            # the common GET needs no body read at all.
+            h.next_event()
         return Head(
-            method=event.method.decode("ascii"),
+            method=method,
             target=event.target.decode("latin-1"),
             http_version=event.http_version.decode("ascii"),
             headers=fields,
@@ -354,14 +437,28 @@ class Wire:
         if _CONTROL_CHAR.search(head):
             raise _protocol_error("control character in head", 400, "HPE_INVALID_HEADER_TOKEN")
 
-    def _check_fields(self, fields: Iterable[tuple[bytes, bytes]], *, request: bool) -> None:
-        count = hosts = 0
-        has_length = has_chunked = False
+    @staticmethod
+    def _check_raw_content_length(pending: bytes) -> None:
+        # h11 folds "5, 5" and equal repeated fields into one value; llhttp refuses
+        # both, and so do we: a proxy in front may have read them differently.
+        values = _CONTENT_LENGTH_LINE.findall(pending, 0, pending.find(_HEAD_END) + 2)
+        if len(values) > 1 or not values[0].strip(b" \t").isdigit():
+            raise _protocol_error("invalid Content-Length", 400, "HPE_INVALID_CONTENT_LENGTH")
+
+    def _check_fields(self, fields: Iterable[tuple[bytes, bytes]], *, request: bool) -> bool | None:
+        """Checks h11 does not make; returns whether the message declares a body
+        (None: a Content-Length the caller must check in the raw head)."""
+        count = hosts = lengths = 0
+        has_chunked = False
+        length = b""
         for name, value in fields:
             count += 1
+            if len(name) not in (4, 14, 17):
+                continue
             lname = name.lower()
             if lname == b"content-length":
-                has_length = True
+                lengths += 1
+                length = value
             elif lname == b"transfer-encoding":
                 has_chunked = True
             elif lname == b"host":
@@ -370,12 +467,20 @@ class Wire:
                     raise _protocol_error("invalid Host header", 400)
         if count > self._max_headers_count:
             raise _protocol_error("too many header fields", 431, "HPE_HEADER_OVERFLOW")
-        if has_length and has_chunked:
-            # RFC 9112 §6.1: a sender MUST NOT send both; h11 lets TE win, which is how
-            # CL.TE smuggling works.  We refuse the message outright.
-            raise _protocol_error("both Content-Length and Transfer-Encoding", 400, "HPE_UNEXPECTED_CONTENT_LENGTH")
+        if lengths:
+            if has_chunked:
+                # RFC 9112 §6.1: a sender MUST NOT send both; h11 lets TE win, which is
+                # how CL.TE smuggling works.  We refuse the message outright.
+                raise _protocol_error("both Content-Length and Transfer-Encoding", 400, "HPE_UNEXPECTED_CONTENT_LENGTH")
+            # h11 takes "5, 5" as 5 and any size; as llhttp, one plain decimal of at
+            # most 18 digits (2**63 > 10**18).
+            if lengths > 1 or not length.isdigit() or len(length) > 18:
+                raise _protocol_error("invalid Content-Length", 400, "HPE_INVALID_CONTENT_LENGTH")
         if request and hosts > 1:
             raise _protocol_error("more than one Host header", 400)
+        if lengths:
+            return None
+        return has_chunked
 
     def read_body(self, *, deadline: float | None = None) -> bytes:
         """The next piece of the peer's body; b'' once it has all been read.
@@ -397,8 +502,11 @@ class Wire:
             return data if type(data) is bytes else bytes(data)
         if type(event) is h11.EndOfMessage:
             self.trailers = event.headers.raw_items()
-            if self._strict and self.trailers:
-                self._check_fields(self.trailers, request=False)
+            if self.trailers:
+                if sum(len(name) + len(value) + 4 for name, value in self.trailers) > self._max_header_size:
+                    raise _protocol_error("trailer section too large", 431, "HPE_HEADER_OVERFLOW")
+                if self._strict:
+                    self._check_fields(self.trailers, request=False)
             return b""
         if type(event) is h11.ConnectionClosed:
             raise errors.ConnectionResetError("aborted: peer closed before the body ended")
@@ -434,31 +542,40 @@ class Wire:
                 raise errors.from_os_error(exc) from exc
             view = view[sent:]
 
-    def _send(self, events: Sequence[object]) -> None:
-        """Serialise ``events`` with h11 and write them in as few sends as possible."""
-        h = self._h11
-        pieces: list[bytes] = []
+    def _send(self, pieces: Sequence[bytes], *, end: bool = False) -> None:
+        """Write ``pieces`` in as few sends as possible; ``end``: they finish our message."""
         try:
-            for event in events:
-                try:
-                    out = h.send_with_data_passthrough(event)  # type: ignore[arg-type]
-                except h11.LocalProtocolError as exc:
-                    raise errors.InvalidArgumentError(str(exc), "ERR_HTTP_INVALID_MESSAGE") from exc
-                if out:
-                    pieces.extend(out)
             if len(pieces) == 1:
                 self._write(pieces[0])
             elif sum(map(len, pieces)) <= _RECV_SIZE:
                 self._write(b"".join(pieces))
             else:
                 for piece in pieces:
-                    self._write(piece)
-        except errors.InvalidArgumentError:
-            raise
+                    if piece:
+                        self._write(piece)
         except BaseException:
             # Half a message may be on the wire: the connection cannot be reused.
-            h.send_failed()
+            self._poison()
             raise
+        if end:
+            self._out_done = True
+
+    def _poison(self) -> None:
+        if self._out is None:
+            self._out = OutgoingFraming(Framing.NONE)
+        self._out.close = True
+
+    def _body_pieces(self, out: OutgoingFraming, body: bytes | None, end: bool, trailers: HeaderPairs | None) -> list[bytes]:
+        try:
+            pieces = list(out.frame(body)) if body else []
+            if end:
+                tail = out.end(trailers)
+                if tail:
+                    pieces.append(tail)
+        except errors.InvalidArgumentError:
+            self._poison()
+            raise
+        return pieces
 
     def send_head(
         self,
@@ -472,33 +589,64 @@ class Wire:
         end: bool = False,
     ) -> None:
         """Send a request head (``method`` given) or a response head, and optionally
-        the body and the end of the message in the same write."""
-        events: list[object]
+        the body and the end of the message in the same write.
+
+        ``headers`` must be valid already (:class:`OutgoingHeaders` checks them); the
+        framing headers decide how the body is sent (see :mod:`._wire_format`).
+        """
+        if self._out is not None:
+            raise errors.InvalidArgumentError("the head of this message was already sent", "ERR_HTTP_HEADERS_SENT")
+        if method:
+            bmethod = method.encode("ascii", "replace")
+            btarget = target.encode("latin-1", "replace")
+            head = request_head(bmethod, btarget, headers)
+            out = frame_request(headers)
+            self._tell_parser(method, headers)
+        else:
+            pairs = list(headers)
+            out = frame_response(
+                pairs,
+                status=status,
+                head_request=self._request_method == "HEAD",
+                peer_http10=self._peer_http10,
+                keep_alive=bool(self._h11._cstate.keep_alive),
+            )
+            head = response_head(status, reason.encode("latin-1"), pairs)
+        self._out = out
+        pieces = [head]
+        pieces.extend(self._body_pieces(out, body, end, None))
+        self._send(pieces, end=end)
+
+    def _tell_parser(self, method: str, headers: HeaderPairs) -> None:
+        """Client: give h11 what it needs to parse the response to our request -- the
+        method (HEAD, CONNECT), Upgrade and Connection -- without the cost of the rest."""
+        shadow: list[tuple[bytes, bytes]] = [(b"host", b"_")]
+        for name, value in headers:
+            if len(name) in (7, 10) and name.lower() in (b"upgrade", b"connection"):
+                shadow.append((name, value))
         try:
-            if method:
-                events = [h11.Request(method=method, target=target, headers=headers)]
-            else:
-                events = [h11.Response(status_code=status, reason=reason.encode("latin-1"), headers=headers)]
+            self._h11.send(h11.Request(method=method, target="/", headers=shadow))
         except h11.LocalProtocolError as exc:
             raise errors.InvalidArgumentError(str(exc), "ERR_HTTP_INVALID_MESSAGE") from exc
-        if body:
-            events.append(h11.Data(data=body))
-        if end:
-            events.append(h11.EndOfMessage())
-        self._send(events)
 
     def send_informational(self, status: int, headers: HeaderPairs | None = None, reason: str = "") -> None:
         reason = reason or _INFORMATIONAL_REASONS.get(status, "")
-        self._send([h11.InformationalResponse(status_code=status, headers=headers or [], reason=reason.encode("latin-1"))])
+        self._sent_interim = True
+        self._write(response_head(status, reason.encode("latin-1"), headers or ()))
 
     def send_data(self, data: bytes) -> None:
-        if data:
-            self._send([h11.Data(data=data)])
+        out = self._out
+        if not data:
+            return
+        if out is None or self._out_done:
+            raise errors.InvalidArgumentError("no message body is being sent", "ERR_STREAM_WRITE_AFTER_END")
+        self._send(self._body_pieces(out, data, False, None))
 
     def send_end(self, trailers: HeaderPairs | None = None, body: bytes | None = None) -> None:
-        events: list[object] = [h11.Data(data=body)] if body else []
-        events.append(h11.EndOfMessage(headers=trailers))
-        self._send(events)
+        out = self._out
+        if out is None or self._out_done:
+            raise errors.InvalidArgumentError("no message body is being sent", "ERR_STREAM_WRITE_AFTER_END")
+        self._send(self._body_pieces(out, body, True, trailers), end=True)
 
     def send_raw(self, data: bytes) -> None:
         """Write bytes h11 did not produce: a reply to a request h11 could not parse

@@ -193,7 +193,8 @@ class IncomingMessage(EventEmitter):
             while self._next_chunk():
                 pass
         except errors.Error as exc:
-            if not self.aborted:
+            # An abort was announced already ('aborted'); a malformed body was not.
+            if not self.aborted or isinstance(exc, errors.ProtocolError):
                 self.emit_error(exc)
 
     @property

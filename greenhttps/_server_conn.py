@@ -28,7 +28,7 @@ import enum
 import socket
 import ssl
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import gevent
 from gevent.event import Event
@@ -62,6 +62,27 @@ class _Closed(Exception):
     """Internal: the connection is over; leave the loop quietly."""
 
 
+def _upgrade_and_expect(head: Head) -> tuple[bool, str | None]:
+    """(an Upgrade is asked for, the Expect value lowercased) from the raw fields.
+
+    Done on the wire pairs so that the common request never builds Node's header
+    dict (most handlers never look at it).
+    """
+    upgrade = False
+    connection = expect = None
+    for name, value in head.headers:
+        if len(name) not in (6, 7, 10):
+            continue
+        lname = name.lower()
+        if lname == b"upgrade":
+            upgrade = True
+        elif lname == b"connection":
+            connection = value if connection is None else connection + b"," + value
+        elif lname == b"expect":
+            expect = value.decode("latin-1").strip().lower() if expect is None else "\0"  # repeated: not 100-continue
+    return upgrade and connection is not None and b"upgrade" in connection.lower(), expect
+
+
 class ServerConnection:
     """One accepted connection and the greenlet serving it."""
 
@@ -78,6 +99,8 @@ class ServerConnection:
         self._res: ServerResponse | None = None
         self._done = Event()
         self._continue_sent = False
+        #: The request body was malformed (or cut short) and has been answered.
+        self._body_error = False
 
     def __repr__(self) -> str:
         return f"<ServerConnection {self.state.value} {self.socket.remote_address}:{self.socket.remote_port}>"
@@ -218,9 +241,9 @@ class ServerConnection:
         res.send_date = server.send_date
         self._req, self._res = req, res
 
-        headers = req.headers
         method = head.method
-        if method == "CONNECT" or ("upgrade" in headers and "upgrade" in str(headers.get("connection", "")).lower()):
+        upgrade, expect = _upgrade_and_expect(head)
+        if method == "CONNECT" or upgrade:
             event = "connect" if method == "CONNECT" else "upgrade"
             if server.has_listeners(event):
                 self._hand_over(event, req, wire)
@@ -228,7 +251,7 @@ class ServerConnection:
             if method == "CONNECT":
                 return False  # Node closes a CONNECT nobody handles
 
-        if not self._dispatch(req, res, headers):
+        if not self._dispatch(req, res, expect):
             return False
         if req._wants_flow:
             req._flow()
@@ -236,13 +259,12 @@ class ServerConnection:
             self._wait_for_response(res)
         return self._after_response(wire, req, res)
 
-    def _dispatch(self, req: IncomingMessage, res: ServerResponse, headers: dict[str, Any]) -> bool:
+    def _dispatch(self, req: IncomingMessage, res: ServerResponse, expect: str | None) -> bool:
         server = self.server
-        expect = headers.get("expect")
         try:
             if expect is None or req.http_version == "1.0":
                 server.emit("request", req, res)
-            elif isinstance(expect, str) and expect.lower() == "100-continue":
+            elif expect == "100-continue":
                 if server.has_listeners("checkContinue"):
                     server.emit("checkContinue", req, res)
                 else:
@@ -257,6 +279,11 @@ class ServerConnection:
             logger.debug("request %s %s: connection lost in handler: %s", req.method, req.url, exc)
             return False
         except Exception as exc:
+            if self._body_error:
+                # The request body was malformed and has been answered (_body_failed);
+                # the handler only saw that error come out of its read.
+                logger.debug("request %s %s: %s", req.method, req.url, exc)
+                return False
             logger.error("request handler failed for %s %s", req.method, req.url, exc_info=exc)
             try:
                 # A response partly on the wire cannot be finished: abort instead.
@@ -267,7 +294,7 @@ class ServerConnection:
 
     def _wait_for_response(self, res: ServerResponse) -> None:
         """Wait for ``res.end()`` from another greenlet, honouring the idle timeout."""
-        while not res.finished and self.state is ConnState.ACTIVE:
+        while not res.finished and self.state is ConnState.ACTIVE and not self._body_error:
             timeout = self.wire.idle_timeout if self.wire else None
             if self._done.wait(timeout):
                 continue
@@ -275,7 +302,7 @@ class ServerConnection:
                 raise _Closed()
 
     def _after_response(self, wire: Wire, req: IncomingMessage, res: ServerResponse) -> bool:
-        if res.destroyed or not res.should_keep_alive or not wire.keep_alive:
+        if self._body_error or res.destroyed or not res.should_keep_alive or not wire.keep_alive:
             return False
         if not wire.message_complete:
             if wire.peer_wants_100_continue:
@@ -335,12 +362,39 @@ class ServerConnection:
             self.send_continue()
         try:
             return wire.read_body(deadline=self._request_deadline)
+        except errors.ProtocolError as exc:
+            # A malformed body (bad chunk, oversized trailers): Node's parser error,
+            # answered as a bad head is, and the connection ends.
+            self._body_failed(exc.status_hint)
+            raise
+        except errors.ConnectionResetError:
+            self._body_failed(400)  # the peer closed mid-body (llhttp: HPE_INVALID_EOF_STATE)
+            raise
         except DeadlineExceeded:
             res = self._res
             if res is not None and not res.headers_sent:
                 self._reject(408)
             self._close()
             raise errors.TimeoutError("request timeout: body not received in time") from None
+
+    def _body_failed(self, status: int) -> None:
+        """Answer ``status`` (if no response has started) and end the exchange.
+
+        The socket is only half-closed here: the handler still sees the error come
+        out of its read (or as the request's ``'error'``) before the loop closes the
+        connection, which lingers to let the answer arrive.
+        """
+        self._body_error = True
+        res = self._res
+        if res is not None and not res._head_written:
+            logger.debug("bad request body from %s: answering %d", self.socket.remote_address, status)
+            self._reject(status)
+        if self.wire is not None:
+            try:
+                self.wire.sock.shutdown(socket.SHUT_WR)  # nothing more may follow the answer
+            except OSError:
+                pass
+        self._done.set()
 
     # ------------------------------------------------------------ timeouts
 
