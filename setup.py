@@ -14,6 +14,11 @@ TEST_REQUIRES = [
     "pytest-timeout",
     "trustme",
     "hypothesis",
+    # Real applications for greenhttps.wsgi and greenhttps.gunicorn (tests/test_wsgi.py,
+    # tests/test_gunicorn.py).
+    "flask",
+    "falcon",
+    "gunicorn",
 ]
 
 setup(

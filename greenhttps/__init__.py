@@ -38,7 +38,7 @@ global_agent = Agent(keep_alive=True, timeout=5000)
 createServer = create_server
 globalAgent = global_agent  # an alias of the initial agent; reassign global_agent
 
-from . import http  # noqa: E402  (needs the classes above)
+from . import http, wsgi  # noqa: E402  (need the classes above)
 
 __all__ = [
     "Agent",
@@ -57,6 +57,7 @@ __all__ = [
     "globalAgent",
     "http",
     "request",
+    "wsgi",
 ]
 
 # Show the public names where users import them from (reprs, help(), docs, pickle).

@@ -125,10 +125,15 @@ class Server(EventEmitter):
     def listen(self, *args: Any, **kwargs: Any) -> Server:
         """Start accepting; returns the server at once (Node's ``server.listen``).
 
-        ``listen(port=0, host=None, backlog=511, callback=None)``, ``listen(path)`` for
-        a Unix socket, ``listen(sock)`` with a bound socket object, ``listen({'fd': n})``
-        or ``listen({'port': .., 'host': .., 'path': ..})``.  The callback runs on
-        ``'listening'``.  A port in use raises ``greenhttps.errors.AddressInUseError``.
+        ``listen(port=0, host=None, backlog=511, callback=None, reuse_port=False)``,
+        ``listen(path)`` for a Unix socket, ``listen(sock)`` with a bound socket object,
+        ``listen({'fd': n})`` or ``listen({'port': .., 'host': .., 'path': ..,
+        'reusePort': ..})``.  The callback runs on ``'listening'``.  A port in use
+        raises ``greenhttps.errors.AddressInUseError``.
+
+        ``reuse_port`` (Node 22's ``reusePort``) sets ``SO_REUSEPORT``: several
+        processes that all set it can listen on the same port, and the kernel spreads
+        new connections over them -- one server process per core without a master.
         """
         args_list = list(args)
         callback = kwargs.pop("callback", None)
@@ -139,6 +144,7 @@ class Server(EventEmitter):
         target: Any = args_list[0] if args_list else kwargs.pop("port", 0)
         host = args_list[1] if len(args_list) > 1 else kwargs.pop("host", None)
         backlog = args_list[2] if len(args_list) > 2 else kwargs.pop("backlog", 511)
+        reuse_port = bool(kwargs.pop("reuse_port", kwargs.pop("reusePort", False)))
         if kwargs:
             raise TypeError(f"listen: unknown argument(s) {', '.join(kwargs)}")
         fd = None
@@ -146,6 +152,7 @@ class Server(EventEmitter):
             host = target.get("host", host)
             backlog = target.get("backlog", backlog)
             fd = target.get("fd")
+            reuse_port = bool(target.get("reuse_port", target.get("reusePort", reuse_port)))
             target = target.get("path", target.get("port", 0))
         if fd is not None:
             # Socket activation: the descriptor is handed to us and becomes ours, so it
@@ -153,7 +160,7 @@ class Server(EventEmitter):
             listener = gsocket.socket(fileno=fd)
             self._listen_on(listener, backlog)
         else:
-            listener = self._bind(target, host, backlog)
+            listener = self._bind(target, host, backlog, reuse_port)
         self._listener = listener
         if callback is not None:
             self.once("listening", callback)
@@ -163,7 +170,7 @@ class Server(EventEmitter):
         self._accept_loop = gevent.spawn(self._accept_forever, self._listener)
         return self
 
-    def _bind(self, target: Any, host: str | None, backlog: int) -> gsocket.socket:
+    def _bind(self, target: Any, host: str | None, backlog: int, reuse_port: bool = False) -> gsocket.socket:
         if hasattr(target, "fileno"):
             # Ours to close: a duplicate, so the caller's object stays theirs.
             sock = gsocket.socket(target.family, target.type, target.proto, fileno=os.dup(target.fileno()))
@@ -188,7 +195,8 @@ class Server(EventEmitter):
         if host is None:
             if _stdlib_socket.has_ipv6:
                 try:
-                    return self._bind_inet(_stdlib_socket.AF_INET6, "::", port, backlog, dual_stack=True)
+                    return self._bind_inet(_stdlib_socket.AF_INET6, "::", port, backlog, dual_stack=True,
+                                           reuse_port=reuse_port)
                 except errors.AddressInUseError:
                     raise
                 except errors.Error:
@@ -197,17 +205,24 @@ class Server(EventEmitter):
         else:
             info = gsocket.getaddrinfo(host, port, 0, _stdlib_socket.SOCK_STREAM)[0]
             family, address = info[0], str(info[4][0])
-        return self._bind_inet(family, address, port, backlog)
+        return self._bind_inet(family, address, port, backlog, reuse_port=reuse_port)
 
     @staticmethod
-    def _bind_inet(family: int, address: str, port: int, backlog: int, dual_stack: bool = False) -> gsocket.socket:
+    def _bind_inet(
+        family: int, address: str, port: int, backlog: int, dual_stack: bool = False, reuse_port: bool = False
+    ) -> gsocket.socket:
         where = f"listen on {address}:{port}"
+        if reuse_port and not hasattr(_stdlib_socket, "SO_REUSEPORT"):
+            raise errors.Error("listen: reuse_port is not supported on this platform", "ENOTSUP")
         try:
             sock = gsocket.socket(family, _stdlib_socket.SOCK_STREAM)
         except OSError as exc:
             raise errors.from_os_error(exc, during=where) from exc
         try:
             sock.setsockopt(_stdlib_socket.SOL_SOCKET, _stdlib_socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                # Every socket sharing the port must set it before bind (Linux, BSDs).
+                sock.setsockopt(_stdlib_socket.SOL_SOCKET, _stdlib_socket.SO_REUSEPORT, 1)
             if dual_stack:  # '::' also takes IPv4 connections, as Node's default
                 sock.setsockopt(_stdlib_socket.IPPROTO_IPV6, _stdlib_socket.IPV6_V6ONLY, 0)
             sock.bind((address, port))

@@ -1,0 +1,269 @@
+#!/usr/bin/env python3
+"""A Flask hello-world over TLS: greenhttps's WSGI adapter and gunicorn worker against
+gevent.pywsgi and gunicorn's own gevent worker, with 1 and then 2 workers.
+
+    python benchmarks/wsgi_bench.py [--runs 3] [--duration 5] [--workers 1,2] [--only A,B]
+
+Run it with a Python that has flask, gunicorn and gevent (``pip install -e .[test]``
+gives them); greenhttps comes from the work tree.  Every server runs the same app
+(benchmarks/wsgi/flask_app.py: ``Response(b"hello world\\n", mimetype="text/plain")``)
+with the same throwaway ECDSA P-256 certificate as benchmarks/run.py, access logs off:
+
+| name | what |
+|---|---|
+| greenhttps wsgi | ``create_server({key, cert}, WSGIHandler(app))``; N processes with ``reuse_port`` |
+| pywsgi+NODELAY | ``gevent.pywsgi.WSGIServer(keyfile=, certfile=)``, TCP_NODELAY on accepted sockets; N processes sharing the port with SO_REUSEPORT |
+| gunicorn gevent | ``gunicorn -k gevent -w N --certfile --keyfile`` |
+| gunicorn greenhttps | ``gunicorn -k greenhttps.gunicorn.Worker -w N --certfile --keyfile`` |
+
+Load: ``wrk -tN -c50 -d<duration>s --latency`` (keep-alive, after a 1 s warm-up).
+With 1 worker the servers are pinned to core 0 and wrk to core 1 (``taskset``), as in
+run.py.  With 2 workers the servers get cores 0-1 and wrk shares them (a 2-core
+machine has no third core): the 2-worker numbers and the scaling ratio are therefore
+bounded by wrk's own share of the CPU; compare servers within a run.
+
+Prints the medians of ``--runs`` runs (interleaved) and the ratios: greenhttps wsgi /
+pywsgi+NODELAY and gunicorn greenhttps / gunicorn gevent at each worker count, and the
+2-worker / 1-worker scaling of each server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import signal
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import run as suite  # noqa: E402  (certificates, pinned child processes, wrk's Lua hook)
+
+APPS = HERE / "wsgi"
+PY = sys.executable
+
+
+def _gunicorn_extra() -> list[str]:
+    try:
+        from gunicorn.config import KNOWN_SETTINGS
+    except ImportError:
+        return []
+    # gunicorn >= 25 opens a control socket in ~/.gunicorn by default: not wanted here.
+    return ["--no-control-socket"] if any(s.name == "control_socket_disable" for s in KNOWN_SETTINGS) else []
+
+
+def commands(name: str, port: int, certs: dict[str, str], workers: int) -> list[list[str]]:
+    """The processes that make up server ``name`` with ``workers`` workers."""
+    cert, key = certs["cert"], certs["key"]
+    if name == "greenhttps wsgi":
+        return [[PY, str(APPS / "greenhttps_wsgi.py"), str(port), cert, key]] * workers
+    if name == "pywsgi+NODELAY":
+        return [[PY, str(APPS / "pywsgi_wsgi.py"), str(port), cert, key]] * workers
+    worker = {"gunicorn gevent": "gevent", "gunicorn greenhttps": "greenhttps.gunicorn.Worker"}[name]
+    return [[PY, "-m", "gunicorn", "-k", worker, "-w", str(workers), "-b", f"127.0.0.1:{port}",
+             "--certfile", cert, "--keyfile", key, "--log-level", "warning", "--chdir", str(APPS),
+             *_gunicorn_extra(), "flask_app:app"]]
+
+
+SERVERS = ["greenhttps wsgi", "pywsgi+NODELAY", "gunicorn gevent", "gunicorn greenhttps"]
+CHECKS = {
+    "greenhttps wsgi": "import flask, greenhttps.wsgi",
+    "pywsgi+NODELAY": "import flask, gevent.pywsgi",
+    "gunicorn gevent": "import flask, gunicorn.workers.ggevent",
+    "gunicorn greenhttps": "import flask, greenhttps.gunicorn",
+}
+
+
+def _ready(port: int, timeout: float = 20.0, procs: list[subprocess.Popen[Any]] | None = None) -> None:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in procs or []:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as raw, ctx.wrap_socket(raw) as tls:
+                tls.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                if tls.recv(100).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"not ready after {timeout} s")
+
+
+def measure(name: str, certs: dict[str, str], workers: int, cfg: argparse.Namespace, logdir: Path) -> dict[str, float]:
+    port = suite.free_port()
+    cores = "0" if workers == 1 else ",".join(str(i) for i in range(workers))
+    load_core = suite.LOAD_CORE if workers == 1 else cores
+    log = open(logdir / f"{re.sub(r'[^a-z0-9]+', '_', name)}-{workers}-{port}.log", "w")
+    procs = [suite.spawn(cmd, cores, stdout=log, stderr=subprocess.STDOUT, cwd=str(APPS))
+             for cmd in commands(name, port, certs, workers)]
+    try:
+        try:
+            _ready(port, procs=procs)
+        except RuntimeError as exc:
+            log.flush()
+            raise RuntimeError(f"{exc}:\n{Path(log.name).read_text()[-1500:]}") from None
+        time.sleep(1.0 if workers > 1 else 0.2)  # let every worker finish booting
+        threads = str(workers)
+
+        def wrk(seconds: float) -> dict[str, Any]:
+            out = run_pinned_on(load_core, ["wrk", f"-t{threads}", "-c50", f"-d{seconds:g}s", "--latency",
+                                                  "-s", cfg.lua, f"https://127.0.0.1:{port}/"], seconds + 30)
+            return suite.last_json(out)
+
+        if cfg.warmup:
+            wrk(cfg.warmup)
+        w = wrk(cfg.duration)
+        if w["errors"]:
+            print(f"    ! {name} x{workers}: wrk reported {w['errors']} socket errors", flush=True)
+        return {"rps": w["requests"] / (w["duration_us"] / 1e6), "p50_ms": w["p50_us"] / 1000,
+                "p99_ms": w["p99_us"] / 1000}
+    finally:
+        for proc in procs:
+            suite.stop(proc)
+        log.close()
+
+
+def run_pinned_on(core: str, cmd: list[str], timeout: float) -> str:
+    proc = suite.spawn(cmd, core, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"timed out after {timeout:.0f} s: {' '.join(cmd)}") from None
+    finally:
+        suite.stop(proc)
+    if proc.returncode != 0:
+        raise RuntimeError(f"exit {proc.returncode}: {' '.join(cmd)}\n{err.strip()[-1500:]}")
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3, help="runs per measurement; medians are shown (default 3)")
+    parser.add_argument("--duration", type=float, default=5, help="seconds of wrk load per run (default 5)")
+    parser.add_argument("--warmup", type=float, default=1, help="seconds of unmeasured load first (default 1)")
+    parser.add_argument("--workers", default="1,2", help="worker counts to measure (default 1,2)")
+    parser.add_argument("--only", metavar="A,B", help="only servers whose names contain one of these words")
+    parser.add_argument("--json", metavar="FILE", help="also write every run's numbers to FILE")
+    cfg = parser.parse_args()
+    counts = [int(n) for n in cfg.workers.split(",") if n.strip()]
+    for tool in ("taskset", "wrk"):
+        if not shutil.which(tool):
+            print(f"{tool} is required")
+            return 2
+    servers = SERVERS
+    if cfg.only:
+        words = [w.strip().lower() for w in cfg.only.split(",") if w.strip()]
+        servers = [s for s in servers if any(w in s for w in words)]
+    ok = []
+    for name in servers:
+        proc = subprocess.run([PY, "-c", CHECKS[name]], capture_output=True, text=True, env=suite.child_env())
+        if proc.returncode == 0:
+            ok.append(name)
+        else:
+            print(f"skipped: {name}: {(proc.stderr.strip().splitlines() or ['import failed'])[-1]}")
+    print(suite.header().split("\npeers:")[0])
+    from importlib.metadata import version
+
+    def v(pkg: str) -> str:
+        try:
+            return version(pkg)
+        except Exception:
+            return "not installed"
+
+    print(f"flask {v('flask')}, werkzeug {v('werkzeug')}, gunicorn {v('gunicorn')}, gevent {v('gevent')}; "
+          f"python {sys.executable}")
+    print(f"runs: {cfg.runs}; wrk -t<workers> -c50 -d{cfg.duration:g}s after {cfg.warmup:g}s warm-up; "
+          f"workers: {counts}", flush=True)
+
+    tmp = Path(tempfile.mkdtemp(prefix="greenhttps-wsgi-bench-"))
+    certs = suite.make_certs(tmp)
+    cfg.lua = str(tmp / "report.lua")
+    Path(cfg.lua).write_text(suite.WRK_LUA)
+    data: dict[tuple[str, int], dict[str, list[float]]] = {}
+    raw: list[dict[str, Any]] = []
+    started = time.monotonic()
+    try:
+        for run in range(1, cfg.runs + 1):
+            for workers in counts:
+                for name in ok:
+                    print(f"[run {run}/{cfg.runs} {time.monotonic() - started:4.0f}s] {name} x{workers} ...",
+                          flush=True)
+                    try:
+                        r = measure(name, certs, workers, cfg, tmp)
+                    except RuntimeError as exc:
+                        print(f"    ! {name} x{workers}: {exc}", flush=True)
+                        continue
+                    print("    " + "  ".join(f"{k}={suite.fmt(val)}" for k, val in r.items()), flush=True)
+                    raw.append({"run": run, "server": name, "workers": workers, **r})
+                    for k, val in r.items():
+                        data.setdefault((name, workers), {}).setdefault(k, []).append(val)
+    finally:
+        suite.stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    med = {key: {k: statistics.median(vals) for k, vals in cols.items()} for key, cols in data.items()}
+    print()
+    print(f"Medians of {cfg.runs} run(s); Flask hello-world over TLS, keep-alive, 50 connections.")
+    print()
+    print("| server | workers | req/s ↑ | p50 ms ↓ | p99 ms ↓ |")
+    print("|---|---|---|---|---|")
+    for workers in counts:
+        for name in ok:
+            m = med.get((name, workers))
+            if m:
+                print(f"| {name} | {workers} | {suite.fmt(m['rps'])} | {suite.fmt(m['p50_ms'])} | "
+                      f"{suite.fmt(m['p99_ms'])} |")
+    print()
+    print("| ratio (req/s) | " + " | ".join(f"{w} worker{'s' if w > 1 else ''}" for w in counts) + " |")
+    print("|---|" + "---|" * len(counts))
+
+    def ratio(a: tuple[str, int], b: tuple[str, int]) -> str:
+        if a in med and b in med and med[b]["rps"]:
+            return f"{med[a]['rps'] / med[b]['rps']:.2f}×"
+        return "—"
+
+    for mine, peer in (("greenhttps wsgi", "pywsgi+NODELAY"), ("gunicorn greenhttps", "gunicorn gevent"),
+                       ("gunicorn greenhttps", "pywsgi+NODELAY")):
+        print(f"| {mine} / {peer} | " + " | ".join(ratio((mine, w), (peer, w)) for w in counts) + " |")
+    if len(counts) > 1:
+        lo, hi = counts[0], counts[-1]
+        print()
+        print(f"| scaling {hi} / {lo} workers | req/s ratio |")
+        print("|---|---|")
+        for name in ok:
+            print(f"| {name} | {ratio((name, hi), (name, lo))} |")
+    if cfg.json:
+        Path(cfg.json).write_text(json.dumps({"runs": cfg.runs, "results": raw}, indent=1))
+        print(f"\nraw numbers written to {cfg.json}")
+    return 0
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("\ninterrupted; all child processes stopped", file=sys.stderr)
+        sys.exit(130)
+    finally:
+        suite.stop_all()

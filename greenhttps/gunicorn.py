@@ -1,0 +1,230 @@
+"""A gunicorn worker that serves through greenhttps::
+
+    gunicorn -k greenhttps.gunicorn.Worker -w 2 --certfile cert.pem --keyfile key.pem app:app
+
+Theory of operation
+-------------------
+gunicorn's arbiter binds the listening sockets, forks the workers and watches them;
+each worker here turns every listening socket into a greenhttps server (TLS when
+gunicorn has ``--certfile``/``--keyfile``, plain HTTP otherwise) whose request
+listener is :class:`greenhttps.wsgi.WSGIHandler`.  Like gunicorn's own ``gevent``
+worker, :class:`Worker` monkey-patches the process first, so that the application's
+blocking calls (``time.sleep``, database drivers, ``requests``) yield to the other
+connections; :class:`UnpatchedWorker` leaves the process alone, for applications
+written against gevent directly.
+
+The arbiter's contract, and how it is kept:
+
+* **Heartbeat.**  The worker's main greenlet calls ``notify()`` at least every
+  ``timeout / 2`` seconds (and at most once a second); a worker whose event loop is
+  blocked stops notifying and the arbiter kills it (``--timeout``).
+* **SIGTERM** (graceful: also what the arbiter sends to old workers on SIGHUP reload
+  and on ``max_requests``): stop accepting at once, close idle keep-alive
+  connections, let requests in flight finish (their responses say ``Connection:
+  close``) for up to ``--graceful-timeout`` seconds, then close what is left and exit.
+* **SIGQUIT / SIGINT**: exit at once (gunicorn's ``handle_quit``).
+* **max_requests** (+ jitter, drawn by gunicorn): after that many requests the worker
+  shuts down gracefully as for SIGTERM and the arbiter starts a fresh one.
+* A worker whose parent changed (the arbiter died) exits.
+
+Mapped settings: ``keepalive`` (seconds) -> ``keep_alive_timeout``,
+``limit_request_fields`` -> ``max_headers_count``; TLS: ``certfile``, ``keyfile``,
+``ca_certs`` (client certificates: ``cert_reqs`` CERT_OPTIONAL/CERT_REQUIRED ->
+``request_cert`` and ``reject_unauthorized``), ``ciphers``.  The access log uses
+gunicorn's logger and ``access_log_format``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import ssl
+import time
+from typing import Any
+
+import gevent
+from gevent.event import Event
+from gunicorn.http.wsgi import base_environ  # type: ignore[import-untyped]
+from gunicorn.workers import base  # type: ignore[import-untyped]
+
+from . import __version__, http
+from ._server import create_server
+from .wsgi import WSGIHandler
+
+__all__ = ["Worker", "UnpatchedWorker"]
+
+SERVER_SOFTWARE = f"greenhttps/{__version__} gunicorn"
+
+
+def tls_options(cfg: Any) -> dict[str, Any] | None:
+    """greenhttps TLS options from gunicorn's settings; None for plain HTTP."""
+    if not cfg.is_ssl:
+        return None
+    opts: dict[str, Any] = {
+        "cert": os.fspath(cfg.certfile),
+        # A certfile holding the key too is how gunicorn works without --keyfile.
+        "key": os.fspath(cfg.keyfile or cfg.certfile),
+    }
+    if cfg.ca_certs:
+        opts["ca"] = os.fspath(cfg.ca_certs)
+    if cfg.ciphers:
+        opts["ciphers"] = cfg.ciphers
+    if cfg.cert_reqs in (ssl.CERT_OPTIONAL, ssl.CERT_REQUIRED):
+        opts["request_cert"] = True
+        opts["reject_unauthorized"] = cfg.cert_reqs == ssl.CERT_REQUIRED
+    return opts
+
+
+class _Response:
+    """What gunicorn's access logger reads from a response."""
+
+    __slots__ = ("status", "headers", "sent")
+
+    def __init__(self, status: str, headers: list[tuple[str, str]], sent: int | None) -> None:
+        self.status, self.headers, self.sent = status, headers, sent
+
+
+class _Handler(WSGIHandler):
+    """WSGIHandler that counts requests for ``max_requests`` and writes the access log."""
+
+    def __init__(self, worker: Worker, app: Any, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.worker = worker
+        self.access_log = bool(worker.log.access_log_enabled)
+
+    def __call__(self, req: Any, res: Any) -> None:
+        worker = self.worker
+        worker.nr += 1
+        if worker.nr >= worker.max_requests and worker.alive:
+            worker.log.info("Autorestarting worker after current request.")
+            worker.stop()
+        env = self.make_environ(req)
+        if self.access_log:
+            started = datetime.datetime.now()
+            res.once("finish", lambda: self._log(req, res, env, started))
+        self.serve(env, req, res)
+
+    def _log(self, req: Any, res: Any, env: dict[str, Any], started: datetime.datetime) -> None:
+        headers = [(name, str(value)) for name, value in res.get_headers().items()]
+        length = res.get_header("content-length")
+        status = f"{res.status_code} {res.status_message or ''}".rstrip()
+        req_headers = [(name, str(value)) for name, value in req.headers.items()]
+        self.worker.log.access(
+            _Response(status, headers, int(length) if isinstance(length, str) and length.isdigit() else None),
+            req_headers, env, datetime.datetime.now() - started,
+        )
+
+
+class Worker(base.Worker):
+    """gunicorn worker: greenhttps servers on the arbiter's sockets, gevent-patched."""
+
+    #: Monkey-patch the worker process (as gunicorn's gevent worker does).
+    monkey_patch = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._wake: Event | None = None
+        self.servers: list[Any] = []
+
+    def init_process(self) -> None:
+        if self.monkey_patch:
+            from gevent import monkey
+
+            monkey.patch_all()
+        # The arbiter's hub (if it made one) belongs to the parent: start afresh.
+        gevent.reinit()
+        super().init_process()
+
+    # ---------------------------------------------------------------- signals
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown (SIGTERM, max_requests)."""
+        self.alive = False
+        if self._wake is not None:
+            self._wake.set()
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        # A signal handler runs in whatever greenlet was interrupted: only set flags
+        # and wake the main greenlet, which does the work.
+        self.stop()
+
+    def handle_quit(self, sig: int, frame: Any) -> None:
+        # gunicorn's handle_quit sleeps and exits: do it in a greenlet of its own (the
+        # SystemExit then reaches the main greenlet through the hub, and exits).
+        gevent.spawn(super().handle_quit, sig, frame)
+
+    def handle_usr1(self, sig: int, frame: Any) -> None:
+        gevent.spawn(super().handle_usr1, sig, frame)
+
+    def notify(self) -> None:
+        super().notify()
+        if self.ppid != os.getppid():
+            self.log.info("Parent changed, shutting down: %s", self)
+            self.stop()
+
+    # ---------------------------------------------------------------- serving
+
+    def _environ(self) -> dict[str, Any]:
+        env = base_environ(self.cfg)
+        env["SERVER_SOFTWARE"] = SERVER_SOFTWARE
+        env.pop("wsgi.file_wrapper", None)  # ours streams through ServerResponse
+        return env
+
+    def run(self) -> None:
+        self._wake = Event()
+        tls = tls_options(self.cfg)
+        handler = _Handler(self, self.wsgi, environ=self._environ())
+        options: dict[str, Any] = {
+            "keep_alive_timeout": max(0, int(self.cfg.keepalive)) * 1000,
+        }
+        if self.cfg.limit_request_fields:
+            options["max_headers_count"] = int(self.cfg.limit_request_fields)
+        for sock in self.sockets:
+            if tls is not None:
+                server = create_server({**tls, **options}, handler)
+            else:
+                server = http.create_server(options, handler)
+            server.listen(sock.sock)  # a duplicate: gunicorn keeps and closes its own
+            self.servers.append(server)
+        if not self.alive:  # a signal came while starting
+            self._wake.set()
+        self.log.debug("greenhttps worker serving (pid: %s)", self.pid)
+
+        interval = max(0.05, min(1.0, float(self.timeout or 1.0)))
+        while self.alive:
+            self.notify()
+            self._wake.wait(interval)
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        """Graceful: no new connections; in-flight requests get graceful_timeout."""
+        servers = self.servers
+        closed = Event()
+        pending = [len(servers)]
+
+        def one_closed(*_: Any) -> None:
+            pending[0] -= 1
+            if pending[0] <= 0:
+                closed.set()
+
+        for server in servers:
+            server.close(one_closed)
+        deadline = time.monotonic() + float(self.cfg.graceful_timeout)
+        interval = max(0.05, min(1.0, float(self.timeout or 1.0)))
+        while not closed.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.log.warning("Worker graceful timeout (pid:%s)", self.pid)
+                for server in servers:
+                    server.close_all_connections()
+                closed.wait(1.0)
+                break
+            self.notify()
+            closed.wait(min(interval, remaining))
+
+
+class UnpatchedWorker(Worker):
+    """The same worker without monkey-patching: the application must cooperate
+    with gevent itself (``gevent.sleep``, gevent sockets)."""
+
+    monkey_patch = False

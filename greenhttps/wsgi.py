@@ -1,0 +1,409 @@
+"""Serve any PEP 3333 (WSGI) application with a greenhttps server.
+
+::
+
+    from greenhttps.wsgi import WSGIHandler
+
+    server = greenhttps.create_server(tls_options, WSGIHandler(app))
+    server.listen(8443)
+
+Theory of operation
+-------------------
+:class:`WSGIHandler` is an ordinary request listener: it runs in the connection's
+greenlet, builds the environ from the :class:`~greenhttps.IncomingMessage`, calls the
+application, and writes what it returns through the
+:class:`~greenhttps.ServerResponse`, which does all the framing (``Content-Length``
+when the application gives one or returns a one-item list, chunked otherwise on
+HTTP/1.1, no body for HEAD/204/304) and keep-alive.
+
+* ``wsgi.input`` reads the request body from the message as the application asks
+  for it (never buffered whole); ``100 Continue`` goes out on the first read.
+* Blocks are written as the application yields them (PEP 3333: never delayed);
+  ``res.write`` blocks until the kernel took the bytes, which is the back-pressure.
+* The result's ``close()`` is always called: at the end, when the application
+  raises, when the client goes away, when the greenlet is killed.
+* An application that raises before anything was sent gets the server's 500; after
+  that the connection is aborted (the client sees a truncated response).  Either
+  way the error is logged and the server keeps serving (SPEC: "a handler that
+  raises").
+
+Request headers whose names contain ``_`` are dropped: ``X_Forwarded_For`` and
+``X-Forwarded-For`` would both become ``HTTP_X_FORWARDED_FOR``, letting a client
+spoof what a proxy set (gunicorn and gevent.pywsgi drop them too).  Repeated headers
+are joined with ``,`` (``Cookie`` with ``; ``, the only separator cookie parsers
+accept).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, Callable, Iterable, Iterator, Mapping
+from urllib.parse import unquote_to_bytes
+
+from . import __version__, errors
+
+__all__ = ["WSGIHandler", "FileWrapper", "Input"]
+
+logger = logging.getLogger("greenhttps.wsgi")
+
+SERVER_SOFTWARE = f"greenhttps/{__version__}"
+
+_Environ = dict[str, Any]
+_StartResponse = Callable[..., Callable[[bytes], None]]
+Application = Callable[[_Environ, _StartResponse], Iterable[bytes]]
+
+# Header names that are not HTTP_*: PEP 3333 names them without the prefix.
+_SPECIAL = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}
+
+
+class Input:
+    """``wsgi.input``: the request body, read from the connection on demand.
+
+    ``read(n)``, ``readline(limit)``, ``readlines(hint)`` and iteration, as PEP 3333
+    asks.  At most one received piece plus one line is held in memory.
+    """
+
+    __slots__ = ("_req", "_buf")
+
+    def __init__(self, req: Any) -> None:
+        self._req = req
+        self._buf = b""
+
+    def _more(self) -> bytes:
+        """The next received piece of the body (b'' at its end)."""
+        return self._req.read(65536)  # type: ignore[no-any-return]
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            data = self._buf + self._req.read()
+            self._buf = b""
+            return data
+        # As a buffered file (and gunicorn's and pywsgi's inputs): ``size`` bytes
+        # unless the body ends first.  Frameworks rely on it (Falcon's bounded
+        # stream reads Content-Length bytes once and takes a short read as the end).
+        if len(self._buf) >= size:
+            data, self._buf = self._buf[:size], self._buf[size:]
+            return data
+        parts = [self._buf]
+        have = len(self._buf)
+        self._buf = b""
+        while have < size:
+            piece = self._req.read(size - have)
+            if not piece:
+                break
+            parts.append(piece)
+            have += len(piece)
+        return b"".join(parts)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        limit = -1 if size is None else size
+        buf = self._buf
+        while True:
+            end = buf.find(b"\n") + 1
+            if end:
+                cut = end if limit < 0 else min(end, limit)
+                break
+            if 0 <= limit <= len(buf):
+                cut = limit
+                break
+            piece = self._more()
+            if not piece:
+                cut = len(buf)
+                break
+            buf += piece
+        line, self._buf = buf[:cut], buf[cut:]
+        return line
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        lines: list[bytes] = []
+        total = 0
+        while True:
+            line = self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            line = self.readline()
+            if not line:
+                return
+            yield line
+
+    def close(self) -> None:
+        """No-op: the server owns the connection (present for file-likes' sake)."""
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper``: iterate over a file-like object in ``block_size`` reads,
+    and close it when the server closes the response."""
+
+    def __init__(self, filelike: Any, block_size: int = 8192) -> None:
+        self.filelike = filelike
+        self.block_size = block_size
+
+    def __iter__(self) -> Iterator[bytes]:
+        read = self.filelike.read
+        size = self.block_size
+        while True:
+            data = read(size)
+            if not data:
+                return
+            yield data
+
+    def close(self) -> None:
+        close = getattr(self.filelike, "close", None)
+        if close is not None:
+            close()
+
+
+class _ErrorStream:
+    """``wsgi.errors`` default: text written by the application goes to stderr."""
+
+    def write(self, text: str) -> None:
+        sys.stderr.write(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        sys.stderr.writelines(lines)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+class _Response:
+    """One request's WSGI response state (``start_response``, ``write``)."""
+
+    __slots__ = ("res", "status", "headers", "remaining", "started", "head_sent")
+
+    def __init__(self, res: Any) -> None:
+        self.res = res
+        self.status: str | None = None
+        self.headers: list[tuple[str, str]] = []
+        #: Bytes the application's Content-Length still allows (None: no length).
+        self.remaining: int | None = None
+        self.started = False
+        self.head_sent = False
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], None]:
+        if exc_info:
+            try:
+                if self.head_sent:
+                    # PEP 3333: too late to change the response; re-raise the original.
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None  # no reference cycle through the traceback
+        elif self.started:
+            raise AssertionError("start_response() called again without exc_info")
+        if not isinstance(status, str):
+            raise TypeError(f"status must be str, not {type(status).__name__}")
+        code = status[:3]
+        if len(status) < 4 or not code.isdigit() or status[3] != " ":
+            raise ValueError(f"status must look like '200 OK', not {status!r}")
+        for pair in headers:
+            if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str)
+                    and isinstance(pair[1], str)):
+                raise TypeError(f"headers must be (str, str) tuples, not {pair!r}")
+        self.status = status
+        self.headers = headers
+        self.started = True
+        return self.write
+
+    def _send_head(self) -> None:
+        """Put the status and headers on the response (they go out with the first
+        body bytes or the end, so a one-block body gets its Content-Length)."""
+        res = self.res
+        status = self.status
+        assert status is not None
+        res.status_code = int(status[:3])
+        res.status_message = status[4:] or None
+        # A HEAD, 204 or 304 response announces a length it never sends.
+        counted = res.req.method != "HEAD" and res.status_code not in (204, 304)
+        grouped: dict[str, list[str]] = {}
+        names: dict[str, str] = {}
+        for name, value in self.headers:
+            key = name.lower()
+            if key == "content-length" and counted:
+                try:
+                    self.remaining = int(value)
+                except ValueError:
+                    raise ValueError(f"invalid Content-Length from the application: {value!r}") from None
+            if key in grouped:
+                grouped[key].append(value)
+            else:
+                grouped[key] = [value]
+                names[key] = name
+        for key, values in grouped.items():
+            res.set_header(names[key], values[0] if len(values) == 1 else values)
+        self.head_sent = True
+
+    def _clip(self, data: bytes) -> bytes:
+        """Never send more than the application's Content-Length (gunicorn does the
+        same): extra bytes would be read as the start of the next response."""
+        if self.remaining is not None:
+            if len(data) > self.remaining:
+                data = data[: self.remaining]
+            self.remaining -= len(data)
+        return data
+
+    def write(self, data: bytes) -> None:
+        """PEP 3333's ``write()`` callable (and the path every block takes)."""
+        if not self.started:
+            raise AssertionError("write() before start_response()")
+        if not isinstance(data, (bytes, bytearray)):
+            raise TypeError(f"WSGI body blocks must be bytes, not {type(data).__name__}")
+        if not self.head_sent:
+            self._send_head()
+        if not self.res.write(self._clip(data)):
+            raise errors.ConnectionResetError("client went away during the response")
+
+    def end(self, data: bytes = b"") -> None:
+        if not self.started:
+            raise AssertionError("the application returned without calling start_response()")
+        if not isinstance(data, (bytes, bytearray)):
+            raise TypeError(f"WSGI body blocks must be bytes, not {type(data).__name__}")
+        if not self.head_sent:
+            self._send_head()
+        data = self._clip(data)
+        if self.remaining:
+            # Shorter than promised: an application error.  The server answers 500 if
+            # nothing was sent yet, else it closes the connection, which is the only
+            # way left to tell the client that the body is incomplete.
+            raise errors.Error(
+                f"the application sent {self.remaining} bytes fewer than its Content-Length"
+            )
+        self.res.end(data)
+
+
+class WSGIHandler:
+    """A request listener that runs the WSGI application ``app``.
+
+    ``environ`` adds or overrides environ keys for every request (e.g.
+    ``{'wsgi.multiprocess': True}`` when several processes serve the app, or
+    ``{'SCRIPT_NAME': '/mount'}``).  ``server_name`` replaces ``SERVER_NAME``, which
+    otherwise is the address the connection came in on (``SERVER_PORT`` its port),
+    as wsgiref and gevent.pywsgi do; the ``Host`` header is ``HTTP_HOST``.
+    """
+
+    def __init__(
+        self,
+        app: Application,
+        *,
+        environ: Mapping[str, Any] | None = None,
+        server_name: str | None = None,
+    ) -> None:
+        self.app = app
+        self.server_name = server_name
+        self.base_environ: _Environ = {
+            "SCRIPT_NAME": "",
+            "SERVER_SOFTWARE": SERVER_SOFTWARE,
+            "wsgi.version": (1, 0),
+            "wsgi.errors": _ErrorStream(),
+            "wsgi.multithread": False,
+            "wsgi.multiprocess": False,
+            "wsgi.run_once": False,
+            "wsgi.input_terminated": True,
+            "wsgi.file_wrapper": FileWrapper,
+        }
+        if environ:
+            self.base_environ.update(environ)
+
+    def __repr__(self) -> str:
+        return f"<greenhttps.wsgi.WSGIHandler {self.app!r}>"
+
+    def make_environ(self, req: Any) -> _Environ:
+        """The PEP 3333 environ for ``req`` (without ``wsgi.input``)."""
+        env = self.base_environ.copy()
+        target: str = req.url
+        if target.startswith("/"):
+            path, _, query = target.partition("?")
+        elif target == "*":  # OPTIONS *
+            path, query = "*", ""
+        else:  # absolute-form (a proxy-style request): keep the path and query
+            rest = target.partition("://")[2]
+            slash = rest.find("/")
+            path, _, query = (rest[slash:] if slash >= 0 else "/").partition("?")
+        env["REQUEST_METHOD"] = req.method
+        # PEP 3333: the decoded path as bytes carried in a latin-1 str.
+        env["PATH_INFO"] = unquote_to_bytes(path).decode("latin-1") if "%" in path else path
+        env["QUERY_STRING"] = query
+        env["RAW_URI"] = env["REQUEST_URI"] = target
+        env["SERVER_PROTOCOL"] = "HTTP/" + req.http_version
+        sock = req.socket
+        env["wsgi.url_scheme"] = "https" if sock.encrypted else "http"
+        env["REMOTE_ADDR"] = sock.remote_address or ""
+        port = sock.remote_port
+        env["REMOTE_PORT"] = "" if port is None else str(port)
+        joined: dict[str, str] = {}
+        for raw_name, raw_value in req._head.headers:
+            if b"_" in raw_name:
+                continue  # see the module docstring: spoofing
+            name = raw_name.lower()
+            key = _SPECIAL.get(name) or "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
+            value = raw_value.decode("latin-1")
+            if key in joined:
+                joined[key] += ("; " if key == "HTTP_COOKIE" else ",") + value
+            else:
+                joined[key] = value
+        env.update(joined)
+        if self.server_name is not None:
+            env["SERVER_NAME"] = self.server_name
+            env["SERVER_PORT"] = str(sock.local_port or "")
+        else:
+            _server_address(env, sock)  # after the headers: a Unix socket uses Host
+        return env
+
+    def __call__(self, req: Any, res: Any) -> None:
+        self.serve(self.make_environ(req), req, res)
+
+    def serve(self, env: _Environ, req: Any, res: Any) -> None:
+        """Run the application with ``env`` (from :meth:`make_environ`) for ``req``."""
+        env["wsgi.input"] = Input(req)
+        out = _Response(res)
+        result = self.app(env, out.start_response)
+        try:
+            if isinstance(result, (list, tuple)) and len(result) == 1:
+                # The whole body at once: end() sends it with its Content-Length in one
+                # write (the common case: frameworks return [body]).
+                out.end(result[0])
+                return
+            for data in result:
+                if data:
+                    out.write(data)
+                elif not out.started:
+                    raise AssertionError("the application yielded before calling start_response()")
+            out.end()
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+
+
+def _server_address(env: _Environ, sock: Any) -> None:
+    # One getsockname() per connection, not two per request: the socket is the same
+    # for every request a keep-alive connection carries.
+    local = sock.__dict__.get("_wsgi_local")
+    if local is None:
+        try:
+            name = sock.getsockname()
+        except OSError:
+            name = ""
+        local = sock._wsgi_local = (name[0], str(name[1])) if isinstance(name, tuple) else False
+    if local:
+        env["SERVER_NAME"], env["SERVER_PORT"] = local
+        return
+    # A Unix socket: no address to give; use the Host header (PEP 3333 asks for both).
+    host = env.get("HTTP_HOST", "")
+    default_port = "443" if env["wsgi.url_scheme"] == "https" else "80"
+    if host.startswith("["):
+        name, _, rest = host[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else default_port
+    else:
+        name, _, port = host.partition(":")
+    env["SERVER_NAME"] = name or "localhost"
+    env["SERVER_PORT"] = port or default_port

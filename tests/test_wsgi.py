@@ -1,0 +1,769 @@
+"""greenhttps.wsgi.WSGIHandler: PEP 3333 applications served over real TLS.
+
+The peers are raw TLS sockets with exact bytes read back by the hand-written parser in
+helpers.py, and http.client / curl in subprocesses for the Flask and Falcon apps, so
+the adapter and the client cannot agree on a shared mistake.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import textwrap
+import time
+import warnings
+from typing import Any, Callable, Iterator
+from wsgiref.validate import WSGIWarning, validator
+
+import gevent
+import gevent.event
+import pytest
+
+import greenhttps
+from greenhttps.wsgi import WSGIHandler
+from helpers import raw_connect, read_response, read_until_eof, rst_close, run_python
+
+pytestmark = pytest.mark.timeout(20)
+
+App = Callable[..., Any]
+
+
+@pytest.fixture
+def wsgi(serve: Callable[..., int]) -> Callable[..., int]:
+    """``wsgi(app, **server_options) -> port`` of a TLS server running ``app``."""
+    return lambda app, **opts: serve(WSGIHandler(app), **opts)
+
+
+def roundtrip(port: int, request: bytes, method: str = "GET") -> Any:
+    sock = raw_connect(port, tls=True)
+    try:
+        sock.sendall(request)
+        return read_response(sock, method)
+    finally:
+        sock.close()
+
+
+def get(path: str = "/", extra: bytes = b"") -> bytes:
+    return b"GET " + path.encode() + b" HTTP/1.1\r\nHost: localhost\r\n" + extra + b"\r\n"
+
+
+def environ_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    body = environ["wsgi.input"].read()
+    shown = {k: v for k, v in environ.items() if isinstance(v, (str, bool, tuple))}
+    shown["body"] = body.decode("latin-1")
+    shown["file_wrapper"] = environ["wsgi.file_wrapper"] is not None
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps(shown).encode()]
+
+
+# ----------------------------------------------------------------- environ
+
+
+def test_environ_is_pep3333(wsgi: Callable[..., int]) -> None:
+    port = wsgi(environ_app)
+    sock = raw_connect(port, tls=True)
+    client_port = sock.getsockname()[1]
+    sock.sendall(
+        b"POST /caf%C3%A9/a%2Fb%20c?q=a%20b&x=1 HTTP/1.1\r\nHost: example.org:8443\r\n"
+        b"X-Multi: one\r\nX-Multi: two\r\nX_Spoof: evil\r\nX-Spoof: real\r\n"
+        b"Cookie: a=1\r\nCookie: b=2\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello"
+    )
+    resp = read_response(sock)
+    sock.close()
+    assert resp.status == 200
+    env = json.loads(resp.body)
+    assert env["REQUEST_METHOD"] == "POST"
+    assert env["SCRIPT_NAME"] == ""
+    # Percent-decoded, bytes carried in a latin-1 str (PEP 3333), %2F decoded too.
+    assert env["PATH_INFO"] == "/caf\u00c3\u00a9/a/b c"
+    assert env["QUERY_STRING"] == "q=a%20b&x=1"
+    assert env["RAW_URI"] == "/caf%C3%A9/a%2Fb%20c?q=a%20b&x=1"
+    assert env["SERVER_NAME"] == "127.0.0.1"
+    assert env["SERVER_PORT"] == str(port)
+    assert env["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert env["REMOTE_ADDR"] == "127.0.0.1"
+    assert env["REMOTE_PORT"] == str(client_port)
+    assert env["HTTP_HOST"] == "example.org:8443"
+    assert env["HTTP_X_MULTI"] == "one,two"
+    assert env["HTTP_COOKIE"] == "a=1; b=2"
+    assert env["HTTP_X_SPOOF"] == "real"  # the underscore spelling was dropped
+    assert env["CONTENT_TYPE"] == "text/plain"
+    assert env["CONTENT_LENGTH"] == "5"
+    assert "HTTP_CONTENT_TYPE" not in env and "HTTP_CONTENT_LENGTH" not in env
+    assert env["body"] == "hello"
+    assert env["wsgi.url_scheme"] == "https"
+    assert env["wsgi.version"] == [1, 0]
+    assert env["wsgi.input_terminated"] is True
+    assert env["wsgi.multithread"] is False
+    assert env["wsgi.multiprocess"] is False
+    assert env["wsgi.run_once"] is False
+    assert env["file_wrapper"] is True
+
+
+def test_environ_without_body_headers(wsgi: Callable[..., int]) -> None:
+    env = json.loads(roundtrip(wsgi(environ_app), get("/plain")).body)
+    assert "CONTENT_LENGTH" not in env and "CONTENT_TYPE" not in env
+    assert env["QUERY_STRING"] == ""
+    assert env["PATH_INFO"] == "/plain"
+
+
+def test_http_server_says_http(make_server: Callable[..., Any]) -> None:
+    port = make_server(WSGIHandler(environ_app), tls=False).address()["port"]
+    sock = raw_connect(port)
+    sock.sendall(get())
+    env = json.loads(read_response(sock).body)
+    sock.close()
+    assert env["wsgi.url_scheme"] == "http"
+
+
+def test_extra_environ_and_server_name(serve: Callable[..., int]) -> None:
+    handler = WSGIHandler(environ_app, environ={"SCRIPT_NAME": "/mount", "wsgi.multiprocess": True},
+                          server_name="www.example.org")
+    port = serve(handler)
+    env = json.loads(roundtrip(port, get()).body)
+    assert env["SCRIPT_NAME"] == "/mount"
+    assert env["wsgi.multiprocess"] is True
+    assert env["SERVER_NAME"] == "www.example.org"
+    assert env["SERVER_PORT"] == str(port)
+
+
+def test_chunked_upload_has_no_content_length(wsgi: Callable[..., int]) -> None:
+    resp = roundtrip(wsgi(environ_app), b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+    env = json.loads(resp.body)
+    assert env["body"] == "abcde"
+    assert "CONTENT_LENGTH" not in env
+
+
+# ---------------------------------------------------------- wsgiref.validate
+
+
+def _validated_apps() -> dict[str, App]:
+    def simple(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+        return [b"ok"]
+
+    def reader(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        inp = environ["wsgi.input"]
+        first = inp.readline()
+        rest = inp.readlines()
+        tail = inp.read(10)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield first
+        yield b"".join(rest)
+        yield tail
+
+    def streamer(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        for i in range(3):
+            yield b"part%d\n" % i
+
+    def writer(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        write = start_response("201 Created", [("Content-Type", "text/plain")])
+        write(b"written ")
+        return [b"and returned"]
+
+    def iterate_input(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        lines = list(environ["wsgi.input"])
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"%d lines" % len(lines)]
+
+    return {"simple": simple, "reader": reader, "streamer": streamer, "writer": writer,
+            "iterate_input": iterate_input}
+
+
+@pytest.mark.parametrize(
+    ("name", "request_bytes", "method", "status", "body"),
+    [
+        ("simple", get(), "GET", 200, b"ok"),
+        ("simple", b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", "HEAD", 200, b""),
+        ("reader", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\n"
+         b"l1\nl2\nl3\nxyz", "POST", 200, b"l1\nl2\nl3\nxyz"),
+        ("streamer", get(), "GET", 200, b"part0\npart1\npart2\n"),
+        ("writer", get(), "GET", 201, b"written and returned"),
+        ("iterate_input", b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\n"
+         b"a\nb\nc\n", "PUT", 200, b"3 lines"),
+    ],
+)
+def test_wsgiref_validate_finds_nothing(
+    wsgi: Callable[..., int], caplog: pytest.LogCaptureFixture,
+    name: str, request_bytes: bytes, method: str, status: int, body: bytes,
+) -> None:
+    port = wsgi(validator(_validated_apps()[name]))
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.ERROR, logger="greenhttps"):
+        warnings.simplefilter("always", WSGIWarning)
+        resp = roundtrip(port, request_bytes, method)
+        gevent.sleep(0.05)
+    assert [str(w.message) for w in caught if issubclass(w.category, WSGIWarning)] == []
+    assert caplog.records == []  # an AssertionError from the validator would be logged
+    assert resp.status == status
+    assert resp.body == body
+
+
+# --------------------------------------------------------------- framing
+
+
+def test_one_block_gets_content_length(wsgi: Callable[..., int]) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"hello world"]
+
+    resp = roundtrip(wsgi(app), get())
+    assert resp.framing == "content-length"
+    assert resp.get("content-length") == b"11"
+    assert resp.body == b"hello world"
+
+
+def test_generator_without_length_is_chunked_and_blocks_are_not_merged(wsgi: Callable[..., int]) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")])
+        yield b"one"
+        yield b""
+        yield b"two"
+
+    resp = roundtrip(wsgi(app), get())
+    assert resp.framing == "chunked"
+    assert resp.chunks == [b"one", b"two"]
+    assert resp.get_all("set-cookie") == [b"a=1", b"b=2"]
+
+
+def test_application_content_length_is_respected(wsgi: Callable[..., int]) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Length", "6")])
+        yield b"abc"
+        yield b"def"
+
+    resp = roundtrip(wsgi(app), get())
+    assert resp.framing == "content-length"
+    assert resp.body == b"abcdef"
+
+
+def test_extra_bytes_beyond_content_length_are_not_sent(wsgi: Callable[..., int]) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Length", "3")])
+        return [b"abc", b"TRAILING GARBAGE"]
+
+    port = wsgi(app)
+    sock = raw_connect(port, tls=True)
+    sock.sendall(get() + get())  # keep-alive: the second response must parse cleanly
+    first = read_response(sock)
+    second = read_response(sock)
+    sock.close()
+    assert (first.body, second.body) == (b"abc", b"abc")
+
+
+def test_short_body_aborts_the_connection(wsgi: Callable[..., int], caplog: pytest.LogCaptureFixture) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Length", "100")])
+        yield b"only this"
+
+    port = wsgi(app)
+    sock = raw_connect(port, tls=True)
+    sock.sendall(get())
+    data = read_until_eof(sock, reset_ok=True)
+    sock.close()
+    assert data.startswith(b"HTTP/1.1 200 OK")
+    assert data.endswith(b"only this")  # and then the connection closed: truncated
+    logged = lambda: any(r.exc_info and "fewer than its Content-Length" in str(r.exc_info[1])  # noqa: E731
+                         for r in caplog.records)
+    deadline = time.monotonic() + 2  # the server logs after it closed the connection
+    while not logged() and time.monotonic() < deadline:
+        gevent.sleep(0.01)
+    assert logged()
+
+
+def test_head_sends_no_body_and_keeps_the_connection(wsgi: Callable[..., int]) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        body = b"twelve bytes"
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body] if environ["REQUEST_METHOD"] != "HEAD" else []
+
+    port = wsgi(app)
+    sock = raw_connect(port, tls=True)
+    sock.sendall(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = read_response(sock, "HEAD")
+    sock.sendall(get())
+    after = read_response(sock)
+    sock.close()
+    assert head.framing == "none" and head.body == b""
+    assert head.get("content-length") == b"12"
+    assert after.body == b"twelve bytes"
+
+
+def test_head_of_a_generator(wsgi: Callable[..., int]) -> None:
+    closed = []
+
+    class Body:
+        def __iter__(self) -> Iterator[bytes]:
+            yield b"x" * 100
+
+        def close(self) -> None:
+            closed.append(True)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Body:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Body()
+
+    port = wsgi(app)
+    sock = raw_connect(port, tls=True)
+    sock.sendall(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n" + get())
+    head = read_response(sock, "HEAD")
+    after = read_response(sock)
+    sock.close()
+    assert head.body == b"" and head.status == 200
+    assert after.body == b"x" * 100
+    assert closed == [True, True]
+
+
+def test_http10_client_gets_close_delimited_body(wsgi: Callable[..., int]) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [])
+        yield environ["SERVER_PROTOCOL"].encode()
+        yield b"!"
+
+    sock = raw_connect(wsgi(app), tls=True)
+    sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    data = read_until_eof(sock, reset_ok=True)
+    sock.close()
+    assert data.startswith(b"HTTP/1.1 200")
+    assert data.endswith(b"\r\n\r\nHTTP/1.0!")
+
+
+def test_file_wrapper(wsgi: Callable[..., int], tmp_path: Any) -> None:
+    payload = bytes(range(256)) * 1000
+    path = tmp_path / "blob.bin"
+    path.write_bytes(payload)
+    files: list[Any] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        f = open(path, "rb")
+        files.append(f)
+        start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                  ("Content-Length", str(len(payload)))])
+        return environ["wsgi.file_wrapper"](f, 4096)
+
+    resp = roundtrip(wsgi(app), get())
+    assert resp.body == payload
+    assert resp.framing == "content-length"
+    assert files[0].closed  # the wrapper's close() closed the file
+
+
+def test_expect_100_continue_on_first_read(wsgi: Callable[..., int]) -> None:
+    sock = raw_connect(wsgi(environ_app), tls=True)
+    sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+    interim = read_response(sock)
+    assert interim.status == 100
+    sock.sendall(b"data")
+    final = read_response(sock)
+    sock.close()
+    assert json.loads(final.body)["body"] == "data"
+
+
+# -------------------------------------------------- streaming the request body
+
+
+def test_upload_is_streamed_not_buffered(wsgi: Callable[..., int]) -> None:
+    """The application sees the first bytes while the client is still sending, and
+    each read returns at most what was asked for."""
+    first_seen = gevent.event.Event()
+    sizes: list[int] = []
+    total = 8 * 1024 * 1024
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        inp = environ["wsgi.input"]
+        received = 0
+        while True:
+            piece = inp.read(65536)
+            if not piece:
+                break
+            sizes.append(len(piece))
+            received += len(piece)
+            first_seen.set()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [str(received).encode()]
+
+    sock = raw_connect(wsgi(app), tls=True)
+    sock.sendall(b"PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % total)
+    block = b"z" * 65536
+    sock.sendall(block * 4)
+    # The rest is not sent until the application has read the start of it.
+    assert first_seen.wait(5), "the application saw nothing before the upload ended"
+    for _ in range(total // len(block) - 4):
+        sock.sendall(block)
+    resp = read_response(sock)
+    sock.close()
+    assert resp.body == str(total).encode()
+    assert max(sizes) <= 65536
+
+
+def test_readline_with_limit_and_read_mix(wsgi: Callable[..., int]) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        inp = environ["wsgi.input"]
+        parts = [inp.readline(3), inp.readline(), inp.read(2), inp.readline(-1), inp.read(), inp.readline()]
+        start_response("200 OK", [])
+        return [json.dumps([p.decode() for p in parts]).encode()]
+
+    resp = roundtrip(wsgi(app), b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 17\r\n\r\nabcdef\nghij\nklmno")
+    assert json.loads(resp.body) == ["abc", "def\n", "gh", "ij\n", "klmno", ""]
+
+
+# ------------------------------------------------- response back-pressure
+
+
+def test_response_is_streamed_with_back_pressure(wsgi: Callable[..., int]) -> None:
+    produced = [0]
+    block = b"b" * 65536
+    count = 1024  # 64 MiB: far more than the socket buffers hold
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Length", str(len(block) * count))])
+        for _ in range(count):
+            produced[0] += 1
+            yield block
+
+    sock = raw_connect(wsgi(app), tls=True)
+    sock.sendall(get())
+    gevent.sleep(0.5)  # the client reads nothing meanwhile
+    stalled_at = produced[0]
+    assert 0 < stalled_at < count // 2, f"the app ran ahead of the client: {stalled_at} blocks"
+    resp = read_response(sock, timeout=15)
+    sock.close()
+    assert len(resp.body) == len(block) * count
+    assert produced[0] == count
+
+
+# ------------------------------------------------------ close() and errors
+
+
+class Tracked:
+    """A response iterable that records close() and can stall or fail."""
+
+    def __init__(self, blocks: int | None = None, fail_after: int | None = None) -> None:
+        self.blocks, self.fail_after = blocks, fail_after
+        self.closed = gevent.event.Event()
+
+    def __iter__(self) -> Iterator[bytes]:
+        n = 0
+        while self.blocks is None or n < self.blocks:
+            if self.fail_after is not None and n >= self.fail_after:
+                raise RuntimeError("app failed mid-body")
+            n += 1
+            yield b"x" * 65536
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def test_close_called_when_client_disconnects(wsgi: Callable[..., int]) -> None:
+    body = Tracked(blocks=None)  # endless
+
+    def app(environ: dict[str, Any], start_response: Any) -> Tracked:
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return body
+
+    port = wsgi(app)
+    sock = raw_connect(port, tls=True)
+    sock.sendall(get())
+    assert sock.recv(1000).startswith(b"HTTP/1.1 200")
+    rst_close(sock)
+    assert body.closed.wait(5), "close() was not called after the client went away"
+    again = raw_connect(port, tls=True)
+    again.sendall(get())
+    assert again.recv(1000).startswith(b"HTTP/1.1 200")
+    again.close()
+
+
+def test_error_before_start_response_is_500_and_server_keeps_serving(
+    wsgi: Callable[..., int], caplog: pytest.LogCaptureFixture
+) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        if environ["PATH_INFO"] == "/boom":
+            raise ZeroDivisionError("boom")
+        start_response("200 OK", [])
+        return [b"fine"]
+
+    port = wsgi(app)
+    with caplog.at_level(logging.ERROR, logger="greenhttps"):
+        resp = roundtrip(port, get("/boom"))
+    assert resp.status == 500
+    assert any(r.exc_info and r.exc_info[0] is ZeroDivisionError for r in caplog.records)
+    assert roundtrip(port, get("/ok")).body == b"fine"
+
+
+def test_error_mid_body_aborts_and_calls_close(wsgi: Callable[..., int], caplog: pytest.LogCaptureFixture) -> None:
+    bodies: list[Tracked] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> Tracked:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        bodies.append(Tracked(blocks=10, fail_after=2))
+        return bodies[-1]
+
+    port = wsgi(app)
+    sock = raw_connect(port, tls=True)
+    sock.sendall(get())
+    data = read_until_eof(sock, reset_ok=True)
+    sock.close()
+    assert data.startswith(b"HTTP/1.1 200")
+    assert not data.endswith(b"0\r\n\r\n")  # no last chunk: the client knows it is cut
+    assert bodies[0].closed.is_set()
+    assert any(r.exc_info and r.exc_info[0] is RuntimeError for r in caplog.records)
+    sock = raw_connect(port, tls=True)
+    sock.sendall(get())
+    assert sock.recv(100).startswith(b"HTTP/1.1 200")  # still serving
+    sock.close()
+
+
+def test_exc_info_before_head_replaces_the_response(wsgi: Callable[..., int]) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain"), ("X-Dropped", "yes")])
+        try:
+            raise ValueError("render failed")
+        except ValueError:
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain")], sys.exc_info())
+        return [b"sorry"]
+
+    resp = roundtrip(wsgi(app), get())
+    assert resp.status == 503
+    assert resp.reason == b"Service Unavailable"
+    assert resp.get("x-dropped") is None
+    assert resp.body == b"sorry"
+
+
+def test_exc_info_after_head_reraises_the_original(
+    wsgi: Callable[..., int], caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[BaseException] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"partial ")
+        try:
+            raise KeyError("original")
+        except KeyError:
+            try:
+                start_response("500 Internal Server Error", [], sys.exc_info())
+            except KeyError as exc:
+                seen.append(exc)
+                raise
+        yield b"never"
+
+    port = wsgi(app)
+    sock = raw_connect(port, tls=True)
+    sock.sendall(get())
+    data = read_until_eof(sock, reset_ok=True)
+    sock.close()
+    assert data.startswith(b"HTTP/1.1 200")
+    assert b"partial" in data and b"never" not in data
+    assert len(seen) == 1 and seen[0].args == ("original",)
+    assert any(r.exc_info and r.exc_info[0] is KeyError for r in caplog.records)
+
+
+def test_start_response_twice_without_exc_info_is_an_error(wsgi: Callable[..., int]) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [])
+        start_response("201 Created", [])
+        return [b"x"]
+
+    assert roundtrip(wsgi(app), get()).status == 500
+
+
+def test_app_raising_calls_close_of_a_returned_iterable(wsgi: Callable[..., int]) -> None:
+    body = Tracked(blocks=1)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Tracked:
+        return body  # never calls start_response: the server must still close it
+
+    assert roundtrip(wsgi(app), get()).status == 500
+    assert body.closed.is_set()
+
+
+# ------------------------------------------------- real frameworks, real clients
+
+HTTP_CLIENT = """
+import http.client, json, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+conn = http.client.HTTPSConnection("localhost", int(sys.argv[2]), context=ctx, timeout=10)
+out = []
+for method, path, body, headers in json.loads(sys.argv[3]):
+    conn.request(method, path, body=body.encode() if body is not None else None, headers=headers)
+    r = conn.getresponse()
+    out.append([r.status, r.getheader("Content-Type"), r.read().decode("latin-1")])
+print(json.dumps(out))
+"""
+
+
+def http_client(ca_file: str, port: int, requests: list[Any]) -> list[Any]:
+    proc = run_python(f"import sys; sys.argv[1:] = {[ca_file, str(port), json.dumps(requests)]!r}\n"
+                      + textwrap.dedent(HTTP_CLIENT), timeout=15)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)  # type: ignore[no-any-return]
+
+
+def test_flask_app(wsgi: Callable[..., int], ca_file: str, tmp_path: Any) -> None:
+    flask = pytest.importorskip("flask")
+    app = flask.Flask("greenhttps_test")
+    (tmp_path / "static.txt").write_bytes(b"static file\n" * 1000)
+
+    @app.route("/hello/<name>")
+    def hello(name: str) -> Any:
+        return {"hello": name, "q": flask.request.args.get("q"), "scheme": flask.request.scheme,
+                "host": flask.request.host, "url": flask.request.url}
+
+    @app.route("/echo", methods=["POST"])
+    def echo() -> Any:
+        return {"json": flask.request.get_json(), "length": flask.request.content_length}
+
+    @app.route("/stream")
+    def stream() -> Any:
+        return flask.Response((f"line {i}\n" for i in range(5)), mimetype="text/plain")
+
+    @app.route("/file")
+    def file() -> Any:
+        return flask.send_file(tmp_path / "static.txt")
+
+    @app.route("/fail")
+    def fail() -> Any:
+        raise RuntimeError("flask view failed")
+
+    port = wsgi(app.wsgi_app)
+    results = http_client(ca_file, port, [
+        ["GET", "/hello/w%C3%B6rld?q=1+2", None, {}],
+        ["POST", "/echo", json.dumps({"a": [1, 2]}), {"Content-Type": "application/json"}],
+        ["GET", "/stream", None, {}],
+        ["GET", "/file", None, {}],
+        ["GET", "/missing", None, {}],
+        ["GET", "/fail", None, {}],
+        ["HEAD", "/file", None, {}],
+        ["GET", "/hello/again", None, {}],
+    ])
+    status = [r[0] for r in results]
+    assert status == [200, 200, 200, 200, 404, 500, 200, 200]
+    greeting = json.loads(results[0][2])
+    assert greeting == {"hello": "wörld", "q": "1 2", "scheme": "https", "host": f"localhost:{port}",
+                     "url": f"https://localhost:{port}/hello/wörld?q=1+2"}  # werkzeug gives an IRI
+    assert json.loads(results[1][2]) == {"json": {"a": [1, 2]}, "length": 13}
+    assert results[2][2] == "".join(f"line {i}\n" for i in range(5))
+    assert results[3][2] == "static file\n" * 1000
+    assert results[6][2] == ""
+
+
+def test_falcon_app(wsgi: Callable[..., int], ca_file: str) -> None:
+    falcon = pytest.importorskip("falcon")
+
+    class Things:
+        def on_get(self, req: Any, resp: Any, thing_id: str) -> None:
+            resp.media = {"id": thing_id, "q": req.get_param("q"), "secure": req.scheme,
+                          "forwarded_host": req.forwarded_host}
+
+        def on_post(self, req: Any, resp: Any, thing_id: str) -> None:
+            data = req.bounded_stream.read()
+            resp.status = falcon.HTTP_201
+            resp.content_type = falcon.MEDIA_TEXT
+            resp.text = f"{thing_id}:{len(data)}:{data[:5].decode()}"
+
+    app = falcon.App()
+    app.add_route("/things/{thing_id}", Things())
+    port = wsgi(app)
+    results = http_client(ca_file, port, [
+        ["GET", "/things/42?q=x", None, {}],
+        ["POST", "/things/7", "hello" * 20000, {"Content-Type": "text/plain"}],
+        ["GET", "/nothing", None, {}],
+    ])
+    assert [r[0] for r in results] == [200, 201, 404]
+    assert json.loads(results[0][2]) == {"id": "42", "q": "x", "secure": "https", "forwarded_host": f"localhost:{port}"}
+    assert results[1][2] == "7:100000:hello"
+
+
+@pytest.mark.needs_curl
+def test_flask_with_curl(wsgi: Callable[..., int], ca_file: str) -> None:
+    flask = pytest.importorskip("flask")
+    app = flask.Flask("greenhttps_curl")
+
+    @app.route("/upload", methods=["POST"])
+    def upload() -> Any:
+        f = flask.request.files["doc"]
+        return {"name": f.filename, "size": len(f.read()), "field": flask.request.form["field"]}
+
+    port = wsgi(app)
+    from helpers import run_command
+
+    proc = run_command(["curl", "-sS", "--cacert", ca_file, "-F", "field=value", "-F", "doc=@-;filename=a.bin",
+                        f"https://localhost:{port}/upload"], input=b"\x00" * 300000, timeout=15)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"name": "a.bin", "size": 300000, "field": "value"}
+
+
+def test_public_names() -> None:
+    import greenhttps.wsgi as mod
+
+    assert set(mod.__all__) == {"WSGIHandler", "FileWrapper", "Input"}
+    assert greenhttps.wsgi is mod
+
+
+def test_read_n_returns_n_bytes_unless_the_body_ends(wsgi: Callable[..., int]) -> None:
+    """As a buffered file: one read(n) returns n bytes even when they arrive in pieces."""
+    got: list[int] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        inp = environ["wsgi.input"]
+        got.extend([len(inp.read(50000)), len(inp.read(50000)), len(inp.read(50000)), len(inp.read(1))])
+        start_response("200 OK", [])
+        return [b"done"]
+
+    sock = raw_connect(wsgi(app), tls=True)
+    sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 120000\r\n\r\n")
+    for _ in range(12):
+        sock.sendall(b"y" * 10000)
+        gevent.sleep(0.005)  # separate TLS records, separate reads on the server
+    assert read_response(sock).body == b"done"
+    sock.close()
+    assert got == [50000, 50000, 20000, 0]
+
+
+def test_close_called_when_the_server_kills_the_connection(make_server: Callable[..., Any]) -> None:
+    body = Tracked(blocks=None)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Tracked:
+        start_response("200 OK", [])
+        return body
+
+    server = make_server(WSGIHandler(app))
+    sock = raw_connect(server.address()["port"], tls=True)
+    sock.sendall(get())
+    assert sock.recv(100).startswith(b"HTTP/1.1 200")
+    server.close()
+    server.close_all_connections()
+    assert body.closed.wait(5)
+    sock.close()
+
+
+def test_unix_socket_server_name_comes_from_host(make_server: Callable[..., Any], tmp_path: Any) -> None:
+    import socket as stdlib_socket
+
+    import gevent.socket
+
+    from helpers import unverified_client_context, wrap_client
+
+    path = str(tmp_path / "wsgi.sock")
+    make_server(WSGIHandler(environ_app), listen=False).listen(path)
+    raw = gevent.socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
+    raw.connect(path)
+    sock = wrap_client(raw, unverified_client_context(), "localhost")
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: [::1]:8443\r\n\r\n")
+    env = json.loads(read_response(sock).body)
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: example.org\r\n\r\n")
+    env2 = json.loads(read_response(sock).body)
+    sock.close()
+    assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("::1", "8443")
+    assert (env2["SERVER_NAME"], env2["SERVER_PORT"]) == ("example.org", "443")
+    assert env["REMOTE_ADDR"] == ""
+
+
+@pytest.mark.parametrize("result", [["text, not bytes"], iter(["text"])], ids=["list", "generator"])
+def test_str_body_is_an_application_error(wsgi: Callable[..., int], result: Any) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [])
+        return result
+
+    assert roundtrip(wsgi(app), get()).status == 500
