@@ -1,11 +1,18 @@
-"""``python -m greenhttps``: a demo HTTPS server, and a small curl-like client.
+"""``python -m greenhttps``: an HTTPS server (demo or static files), and a small
+curl-like client.
 
-    python -m greenhttps [serve] [--host H] [--port P] [--cert F --key F | --pfx F]
+    python -m greenhttps [serve] [DIR] [--host H] [--port P] [--cert F --key F | --pfx F]
     python -m greenhttps get URL [--ca FILE] [-k] [-o FILE] [-H 'Name: value'] [-X M] [-d DATA]
 
-The demo server makes a development CA and certificate once (kept in the user cache
+Without DIR the server answers every request with a JSON description of it (the
+demo); with DIR it serves the files under DIR (``greenhttps._static``).  Without a
+certificate it makes a development CA and certificate once (kept in the user cache
 folder, never in the repository) and prints the exact commands that reach it with
 verification on.  Its first line is the URL, with the real port when ``--port 0``.
+
+``get`` prints the status and headers to stderr and the body to stdout (or ``-o``),
+with a progress bar on stderr for large or slow downloads when stderr is a terminal
+and the body is not going to that terminal.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -23,6 +31,7 @@ import gevent
 import greenhttps
 
 from ._devcert import dev_certificate
+from ._static import StaticFiles
 
 _COMMANDS = ("serve", "get")
 
@@ -88,6 +97,12 @@ def _access_log(server: Any) -> None:
 
 def serve(args: argparse.Namespace) -> int:
     ca_file = None
+    on_request: Any = _demo_handler
+    if args.directory is not None:
+        try:
+            on_request = StaticFiles(args.directory)
+        except OSError as exc:
+            return _fail(f"cannot serve {args.directory}: {_one_line(exc)}", 2)
     try:
         if args.pfx:
             with open(args.pfx, "rb") as f:
@@ -99,7 +114,7 @@ def serve(args: argparse.Namespace) -> int:
         else:
             dev = dev_certificate()
             options, ca_file = dev.server_options(), str(dev.ca_file)
-        server = greenhttps.create_server(options, _demo_handler)
+        server = greenhttps.create_server(options, on_request)
     except (greenhttps.Error, OSError, ValueError) as exc:  # unreadable, mismatched, passphrase
         return _fail(f"cannot load the certificate: {_one_line(exc)}")
     _access_log(server)
@@ -122,6 +137,8 @@ def serve(args: argparse.Namespace) -> int:
             return _fail(f"cannot listen on {args.host}:{args.port}: {_one_line(exc)}")
         url = f"https://localhost:{server.address()['port']}/"  # type: ignore[index]  # real port
         print(f"greenhttps {greenhttps.__version__}: serving HTTPS on {url}")
+        if isinstance(on_request, StaticFiles):
+            print(f"files from {on_request.root} (GET/HEAD, Range, directory listings)")
         if ca_file:
             print(f"development CA (trust it to verify the server): {ca_file}")
             print("reach it with verification on:")
@@ -138,10 +155,89 @@ def serve(args: argparse.Namespace) -> int:
 # -------------------------------------------------------------------- get
 
 
-def _copy(res: Any, out: Any) -> None:
+def _size(n: float) -> str:
+    """``n`` bytes for people: ``512 B``, ``1.5 KiB``, ``3.0 MiB``."""
+    if n < 1024:
+        return f"{n:.0f} B"
+    for unit in ("KiB", "MiB", "GiB"):
+        n /= 1024
+        if n < 1024:
+            break
+    else:
+        unit = "TiB"
+        n /= 1024
+    return f"{n:.1f} {unit}"
+
+
+class _Progress:
+    """A one-line progress bar, redrawn in place (``\\r``) on a terminal.
+
+    It appears only for a large download (``LARGE`` bytes) or a slow one (still going
+    after ``SLOW`` seconds): a small quick answer shows no bar at all.  Redrawn at most
+    every ``INTERVAL`` seconds; :meth:`finish` draws the final state and a newline.
+    """
+
+    LARGE = 1 << 20
+    SLOW = 1.0
+    INTERVAL = 0.1
+    WIDTH = 24  # of the bar itself
+
+    def __init__(self, total: int | None, stream: Any) -> None:
+        self.total = total
+        self.stream = stream
+        self.received = 0
+        self.started = time.monotonic()
+        self._drawn_at: float | None = None
+        self._length = 0  # of the last line drawn, to blank out what a shorter one leaves
+
+    def update(self, count: int) -> None:
+        self.received += count
+        now = time.monotonic()
+        if self._drawn_at is None:
+            if self.received < self.LARGE and now - self.started < self.SLOW:
+                return
+        elif now - self._drawn_at < self.INTERVAL:
+            return
+        self._draw(now)
+
+    def finish(self) -> None:
+        """Draw the final state and end the line (nothing if no bar was due)."""
+        if self._drawn_at is None and self.received < self.LARGE:
+            return
+        self._draw(time.monotonic())
+        self.stream.write("\n")
+        self.stream.flush()
+
+    def _draw(self, now: float) -> None:
+        self._drawn_at = now
+        rate = f"{_size(self.received / max(now - self.started, 1e-3))}/s"
+        if self.total:  # the size is known: percentage and bar
+            done = min(self.received / self.total, 1.0)
+            filled = int(done * self.WIDTH)
+            bar = "#" * filled + " " * (self.WIDTH - filled)
+            line = (
+                f"{done * 100:3.0f}% [{bar}] {_size(self.received)} of {_size(self.total)}  {rate}"
+            )
+        else:
+            line = f"{_size(self.received)}  {rate}"
+        self.stream.write("\r" + line.ljust(self._length))
+        self.stream.flush()
+        self._length = len(line)
+
+
+def _wants_progress(args: argparse.Namespace) -> bool:
+    """A bar on a terminal's stderr, unless the body itself goes to that terminal."""
+    if args.no_progress or not sys.stderr.isatty():
+        return False
+    return bool(args.output) or not sys.stdout.isatty()
+
+
+def _copy(res: Any, out: Any, progress: _Progress | None) -> None:
     for chunk in res:  # as it arrives: a streamed response shows as it streams
         out.write(chunk)
         out.flush()
+        if progress is not None:
+            progress.update(len(chunk))
 
 
 def get(args: argparse.Namespace) -> int:
@@ -158,6 +254,7 @@ def get(args: argparse.Namespace) -> int:
     if args.timeout:
         options["timeout"] = int(args.timeout * 1000)  # greenhttps takes milliseconds
     secure = not args.url.startswith("http:")
+    progress: _Progress | None = None
     if secure and args.insecure:
         options["reject_unauthorized"] = False
     try:
@@ -171,11 +268,26 @@ def get(args: argparse.Namespace) -> int:
         for name, value in zip(res.raw_headers[0::2], res.raw_headers[1::2]):
             print(f"{name}: {value}", file=sys.stderr)
         sys.stderr.flush()
-        if args.output:
-            with open(args.output, "wb") as out:
-                _copy(res, out)
-        else:
-            _copy(res, sys.stdout.buffer)
+        length = res.headers.get("content-length")
+        if _wants_progress(args):
+            total = int(length) if isinstance(length, str) and length.isdigit() else None
+            progress = _Progress(total, sys.stderr)
+        try:
+            if args.output:
+                with open(args.output, "wb") as out:
+                    _copy(res, out, progress)
+            else:
+                _copy(res, sys.stdout.buffer, progress)
+        finally:
+            if progress is not None:
+                progress.finish()  # also before an error: it then starts a fresh line
+    except BrokenPipeError as exc:
+        if args.output or isinstance(exc, greenhttps.Error):
+            return _fail(_one_line(exc))
+        # `get URL | head`: the reader of stdout has what it wanted.  Quietly, as curl;
+        # stdout goes to /dev/null so that the exit's final flush cannot complain.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (greenhttps.Error, OSError, ValueError) as exc:
         return _fail(_one_line(exc))
     return 0 if res.status_code < 400 else 22  # curl --fail's code for an HTTP error
@@ -187,12 +299,24 @@ def get(args: argparse.Namespace) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m greenhttps",
-        description="A demo HTTPS server (the default command) and a small curl-like client.",
+        description="An HTTPS server (the default command: a demo, or the files in DIR) "
+        "and a small curl-like client.",
         epilog="get exits 0 on success, 22 for an HTTP status of 400 or more (as curl --fail), "
         "1 on a network or TLS error (one line on stderr), 2 on bad arguments.",
     )
     commands = parser.add_subparsers(dest="command", metavar="{serve,get}")
-    p_serve = commands.add_parser("serve", help="demo HTTPS server with a development certificate")
+    p_serve = commands.add_parser(
+        "serve",
+        help="HTTPS server: the files in DIR, or a JSON demo without DIR",
+        description="Serve the files in DIR over HTTPS (directory listings, Range, "
+        "conditional GET), or without DIR a demo answering every request with JSON. "
+        "Without --cert/--key or --pfx a development certificate is made (once, in the "
+        "user cache folder) and the commands that reach the server are printed. "
+        "One access-log line per request on stderr.",
+    )
+    p_serve.add_argument(
+        "directory", nargs="?", metavar="DIR", help="serve the files in DIR (default: the demo)"
+    )
     p_serve.add_argument(
         "--host", default="localhost", help="address to listen on (default localhost)"
     )
@@ -217,6 +341,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p_get.add_argument("-X", "--method", help="default GET, or POST with -d")
     p_get.add_argument("-d", "--data", help="request body")
+    p_get.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (by default one is drawn on stderr when it is a terminal)",
+    )
     p_get.add_argument(
         "--timeout",
         type=float,

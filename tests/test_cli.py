@@ -14,6 +14,7 @@ import datetime
 import hashlib
 import json
 import os
+import pty
 import re
 import shlex
 import signal
@@ -527,3 +528,312 @@ def test_dev_certificate_made_by_several_processes_at_once(tmp_path: Path) -> No
     dev = _devcert.DevCertificate(tmp_path / "greenhttps")
     final = hashlib.sha256(dev.ca_file.read_bytes() + dev.cert_file.read_bytes()).hexdigest()
     assert [out.strip() for out, _ in results] == [final] * 4, results
+
+
+# ------------------------------------------------------------ serve DIR (static files)
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    root = tmp_path / "site"
+    (root / "sub dir").mkdir(parents=True)
+    (root / "hello.txt").write_bytes(b"hello from a file\n")
+    (root / "sub dir" / "a&b.html").write_bytes(b"<p>a&amp;b</p>\n")
+    (root / "big.bin").write_bytes(hashlib.sha256(b"big").digest() * (3 << 15))  # 3 MiB
+    (tmp_path / "secret.txt").write_bytes(b"outside\n")
+    return root
+
+
+@pytest.mark.needs_curl
+def test_serve_dir_with_curl_and_an_access_log_line_per_request(tmp_path: Path, site: Path) -> None:
+    with demo("serve", str(site), "--port", "0", cache=tmp_path) as server:
+        assert server.line_starting("files from ").startswith(f"files from {site.resolve()} ")
+        ca_file = str(tmp_path / "greenhttps" / "dev-ca.pem")
+        # The printed curl line still works: it now gets the listing.
+        listing = helpers.run_command(shlex.split(server.line_starting("curl ")), timeout=TIMEOUT)
+        assert listing.returncode == 0, listing.stderr
+        assert b'<a href="hello.txt">hello.txt</a>' in listing.stdout
+        assert b'<a href="sub%20dir/">sub dir/</a>' in listing.stdout
+
+        def curl(*args: str) -> gevent.subprocess.CompletedProcess[bytes]:
+            return helpers.run_command(["curl", "-sS", "--cacert", ca_file, *args], timeout=TIMEOUT)
+
+        assert curl(f"{server.url}hello.txt", "-r", "6-9").stdout == b"from"
+        head = curl("-I", f"{server.url}sub%20dir/a%26b.html").stdout.decode()
+        assert head.startswith("HTTP/1.1 200 OK\r\n")
+        assert "Content-Type: text/html; charset=utf-8\r\n" in head
+        assert "Content-Length: 15\r\n" in head
+        outside = curl("--path-as-is", "-o", "/dev/null", "-w", "%{http_code}",
+                       f"{server.url}%2e%2e/secret.txt")  # fmt: skip
+        assert outside.stdout == b"404"
+        posted = curl("-d", "x", "-o", "/dev/null", "-w", "%{http_code}", f"{server.url}hello.txt")
+        assert posted.stdout == b"405"
+        code, stderr = server.stop()
+    assert code == 0, stderr
+    log = [line for line in stderr.splitlines() if '" ' in line]
+    expected = [
+        ("GET /", 200),
+        ("GET /hello.txt", 206),
+        ("HEAD /sub%20dir/a%26b.html", 200),
+        ("GET /%2e%2e/secret.txt", 404),
+        ("POST /hello.txt", 405),
+    ]
+    assert len(log) == len(expected), stderr
+    for line, (request_line, status) in zip(log, expected):
+        assert re.fullmatch(rf'\S+ "{re.escape(request_line)} HTTP/1\.1" {status} \d+\.\dms', line)
+
+
+def test_serve_dir_is_the_default_command_and_get_downloads_a_big_file(
+    tmp_path: Path, site: Path
+) -> None:
+    """``python -m greenhttps DIR`` serves DIR; ``get -o`` (CLI against CLI) saves a
+    3 MiB file whole; with stderr a pipe there is no progress bar."""
+    with demo(str(site), "--port", "0", cache=tmp_path) as server:
+        ca_file = str(tmp_path / "greenhttps" / "dev-ca.pem")
+        out = tmp_path / "big.copy"
+        proc = cli("get", f"{server.url}big.bin", "--ca", ca_file, "-o", str(out), cache=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert out.read_bytes() == (site / "big.bin").read_bytes()
+        assert proc.stderr.startswith("HTTP/1.1 200 OK\n")
+        assert f"Content-Length: {3 << 20}" in proc.stderr.splitlines()
+        assert "\r" not in proc.stderr and "%" not in proc.stderr
+        missing = cli("get", f"{server.url}nope", "--ca", ca_file, cache=tmp_path)
+        assert missing.returncode == 22 and missing.stdout == "404 Not Found\n"
+        assert server.stop()[0] == 0
+
+
+def test_serve_dir_that_is_not_a_directory_fails_in_one_line(tmp_path: Path, site: Path) -> None:
+    for path in (site / "missing", site / "hello.txt"):
+        proc = cli("serve", str(path), "--port", "0", cache=tmp_path)
+        assert proc.returncode == 2
+        assert str(path) in one_line_error(proc)
+
+
+# ------------------------------------------------------------ get: progress bar
+
+DRAW = re.compile(r"\r([^\r\n]*)")
+SIZE = r"\d+(\.\d)? (B|KiB|MiB|GiB)"
+KNOWN = re.compile(rf" *(\d+)% \[[# ]{{24}}\] {SIZE} of 3\.0 MiB  {SIZE}/s *")
+UNKNOWN = re.compile(rf"{SIZE}  {SIZE}/s *")
+
+
+@pytest.fixture
+def download_server(serve) -> int:  # type: ignore[no-untyped-def]
+    """Slow bodies in many small pieces (so an unthrottled bar would redraw ~200 times).
+
+    /known: 3 MiB with Content-Length; /unknown: 1.5 MiB chunked; /small: 5 bytes;
+    /cut: promises 3 MiB, sends 1.5 MiB and drops the connection.
+    """
+    piece = b"p" * (16 * 1024)
+
+    def handler(req, res):  # type: ignore[no-untyped-def]
+        if req.url == "/small":
+            res.end("small")
+            return
+        count = 96 if req.url in ("/unknown", "/cut") else 192
+        if req.url != "/unknown":
+            res.set_header("Content-Length", 192 * len(piece))
+        for _ in range(count):
+            res.write(piece)
+            gevent.sleep(0.003)
+        if req.url == "/cut":
+            res.destroy()
+        else:
+            res.end()
+
+    return int(serve(handler))
+
+
+def on_a_terminal(*args: str, cache: Path) -> tuple[int, bytes, str, float]:
+    """Run the CLI with stderr on a pseudo-terminal (stdout a pipe): returns the exit
+    code, stdout, what the terminal showed (its "\\r\\n" back to "\\n") and the time."""
+    master, slave = pty.openpty()
+    started = time.monotonic()
+    try:
+        proc = gevent.subprocess.Popen(
+            [sys.executable, "-m", "greenhttps", *args],
+            stdin=gevent.subprocess.DEVNULL,
+            stdout=gevent.subprocess.PIPE,
+            stderr=slave,
+            env=_env(cache),
+            cwd=str(cache),
+        )
+    finally:
+        os.close(slave)  # the child holds the only copy: EIO on master once it exits
+    reader = gevent.spawn(proc.stdout.read)
+    shown = bytearray()
+    os.set_blocking(master, False)
+    try:
+        with gevent.Timeout(TIMEOUT, AssertionError(f"still running; shown: {shown!r}")):
+            while True:
+                try:
+                    data = os.read(master, 65536)
+                except BlockingIOError:
+                    gevent.socket.wait_read(master)
+                    continue
+                except OSError:  # EIO: the terminal has no writer left
+                    break
+                if not data:
+                    break
+                shown += data
+            code = proc.wait()
+            out = reader.get()
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+    return code, out, shown.decode().replace("\r\n", "\n"), time.monotonic() - started
+
+
+def test_progress_bar_with_a_known_size(tmp_path: Path, download_server: int, ca_file: str) -> None:
+    out = tmp_path / "known.bin"
+    code, stdout, shown, took = on_a_terminal(
+        "get", f"https://localhost:{download_server}/known", "--ca", ca_file, "-o", str(out),
+        cache=tmp_path,
+    )  # fmt: skip
+    assert code == 0, shown
+    assert out.stat().st_size == 3 << 20 and stdout == b""
+    assert shown.startswith("HTTP/1.1 200 OK\n")
+    draws = DRAW.findall(shown)
+    assert len(draws) >= 2, shown  # at least one while it ran, and the final one
+    assert all(KNOWN.fullmatch(draw) for draw in draws), draws
+    percents = [int(KNOWN.fullmatch(draw).group(1)) for draw in draws]  # type: ignore[union-attr]
+    assert percents == sorted(percents) and percents[-1] == 100
+    assert draws[-1].startswith("100% [" + "#" * 24 + "] 3.0 MiB of 3.0 MiB  ")
+    # Redrawn at most ~10 times a second (192 pieces arrived), then a newline.
+    assert len(draws) <= took * 10 + 2, (len(draws), took)
+    assert shown.endswith(draws[-1] + "\n")
+
+
+def test_progress_bar_with_an_unknown_size_on_stdout_pipe(
+    tmp_path: Path, download_server: int, ca_file: str
+) -> None:
+    code, stdout, shown, _ = on_a_terminal(
+        "get", f"https://localhost:{download_server}/unknown", "--ca", ca_file, cache=tmp_path
+    )
+    assert code == 0, shown
+    assert stdout == b"p" * (3 << 19)  # the body went to stdout (a pipe), the bar to stderr
+    draws = DRAW.findall(shown)
+    assert draws and all(UNKNOWN.fullmatch(draw) for draw in draws), draws
+    assert "%" not in shown
+    assert draws[-1].startswith("1.5 MiB  ")
+    assert shown.endswith(draws[-1] + "\n")
+
+
+def test_no_progress_bar_for_small_bodies_or_when_asked(
+    tmp_path: Path, download_server: int, ca_file: str
+) -> None:
+    base = f"https://localhost:{download_server}"
+    code, stdout, shown, _ = on_a_terminal("get", f"{base}/small", "--ca", ca_file, cache=tmp_path)
+    assert (code, stdout) == (0, b"small")
+    assert "\r" not in shown and shown.startswith("HTTP/1.1 200 OK\n")
+    code, _, shown, _ = on_a_terminal(
+        "get", f"{base}/known", "--ca", ca_file, "--no-progress", "-o", str(tmp_path / "x"),
+        cache=tmp_path,
+    )  # fmt: skip
+    assert code == 0 and "\r" not in shown and "%" not in shown
+
+
+def test_no_progress_bar_when_stderr_is_a_pipe(
+    tmp_path: Path, download_server: int, ca_file: str
+) -> None:
+    proc = cli(
+        "get", f"https://localhost:{download_server}/known", "--ca", ca_file,
+        "-o", str(tmp_path / "known.bin"), cache=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "known.bin").stat().st_size == 3 << 20
+    assert "\r" not in proc.stderr and "%" not in proc.stderr
+    assert proc.stderr.splitlines()[0] == "HTTP/1.1 200 OK"
+
+
+def test_download_cut_short_ends_the_bar_then_one_error_line(
+    tmp_path: Path, download_server: int, ca_file: str
+) -> None:
+    code, _, shown, _ = on_a_terminal(
+        "get", f"https://localhost:{download_server}/cut", "--ca", ca_file,
+        "-o", str(tmp_path / "cut.bin"), cache=tmp_path,
+    )  # fmt: skip
+    assert code == 1, shown
+    *before, error, end = shown.rsplit("\n", 2)
+    assert end == "" and error.startswith("greenhttps: "), shown  # a line of its own
+    assert "\r" not in error and "Traceback" not in shown
+    assert DRAW.findall(before[0])[-1].startswith(" 50% [")  # how far it got
+
+
+# ------------------------------------------------------------- get: more error paths
+
+
+def test_get_output_into_a_missing_directory_fails_in_one_line(
+    tmp_path: Path, echo_server: int, ca_file: str
+) -> None:
+    target = tmp_path / "no" / "such" / "dir" / "out"
+    proc = cli(
+        "get", f"https://localhost:{echo_server}/", "--ca", ca_file, "-o", str(target),
+        cache=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[0] == "HTTP/1.1 200 OK"
+    assert proc.stderr.splitlines()[-1].startswith("greenhttps: ")
+    assert str(target) in proc.stderr.splitlines()[-1]
+    assert "Traceback" not in proc.stderr
+
+
+def test_get_into_a_closed_pipe_is_quiet(
+    tmp_path: Path, download_server: int, ca_file: str
+) -> None:
+    """``get URL | head -c 5``: the reader leaves early; no traceback, no error line."""
+    command = (
+        f"{shlex.quote(sys.executable)} -m greenhttps get "
+        f"https://localhost:{download_server}/known --ca {shlex.quote(ca_file)} | head -c 5; "
+        'echo " ${PIPESTATUS[0]}"'
+    )
+    done = gevent.subprocess.run(
+        ["bash", "-c", command],
+        stdout=gevent.subprocess.PIPE,
+        stderr=gevent.subprocess.PIPE,
+        env=_env(tmp_path),
+        timeout=TIMEOUT,
+        universal_newlines=True,
+        check=False,
+    )
+    assert done.stdout == "ppppp 1\n", done
+    assert "Traceback" not in done.stderr and "greenhttps:" not in done.stderr, done.stderr
+    assert "Broken pipe" not in done.stderr and "Exception ignored" not in done.stderr
+
+
+# ------------------------------------------------------------------ console script
+
+SCRIPT = Path(sys.executable).parent / "greenhttps"
+
+
+@pytest.mark.skipif(
+    not SCRIPT.exists(), reason=f"no console script at {SCRIPT} (not pip-installed)"
+)
+def test_console_script(tmp_path: Path, echo_server: int, ca_file: str) -> None:
+    """The ``greenhttps`` entry point that ``pip install`` makes runs the same CLI, with
+    the package found through the install (no PYTHONPATH)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["XDG_CACHE_HOME"] = str(tmp_path)
+
+    def run(*args: str) -> gevent.subprocess.CompletedProcess[str]:
+        return gevent.subprocess.run(
+            [str(SCRIPT), *args],
+            stdout=gevent.subprocess.PIPE,
+            stderr=gevent.subprocess.PIPE,
+            env=env,
+            cwd=str(tmp_path),  # not the checkout: the import must come from the install
+            timeout=TIMEOUT,
+            universal_newlines=True,
+            check=False,
+        )
+
+    helped = run("--help")
+    assert helped.returncode == 0 and "serve" in helped.stdout and "get" in helped.stdout
+    got = run("get", f"https://localhost:{echo_server}/via-script", "--ca", ca_file)
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout)["url"] == "/via-script"
+    refused = run("get", f"https://127.0.0.1:{closed_port()}/")
+    assert refused.returncode == 1 and "ECONNREFUSED" in one_line_error(refused)
