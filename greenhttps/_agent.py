@@ -90,6 +90,7 @@ class Agent(EventEmitter):
         self._total = 0
         self._sessions: collections.OrderedDict[str, Any] = collections.OrderedDict()
         self._sweeper: gevent.Greenlet | None = None
+        self._sweep_at = _INF
 
     def __repr__(self) -> str:
         busy = sum(map(len, self._in_use.values()))
@@ -99,13 +100,18 @@ class Agent(EventEmitter):
 
     @property
     def total_socket_count(self) -> int:
+        """Connections the agent holds or is dialing, in use and free (Node's ``totalSocketCount``)."""
         return self._total
 
     # ---------------------------------------------------------------- names
 
     def get_name(self, options: Mapping[str, Any] | None = None) -> str:
         """The pool key: ``host:port:local_address:family:socket_path`` as Node,
-        plus a digest of every TLS option that changes the connection."""
+        plus a digest of every TLS option that changes the connection.
+
+        ``options`` are request options (camelCase or snake_case keys), as Node's
+        ``agent.getName(options)``.  Raises ``TypeError`` for an unknown option.
+        """
         opts = merge_options(REQUEST_OPTIONS, options, what="get_name", defaults=False)
         # As a request does: hostname is preferred over host.
         host = opts.get("hostname") or opts.get("host") or "localhost"
@@ -131,7 +137,9 @@ class Agent(EventEmitter):
     def acquire(self, name: str, request: Any, timeout: float | None = None) -> ClientConnection | None:
         """A live idle connection for ``name``, or None: a permit to dial one.
 
-        Blocks (cooperatively, FIFO) while the name or the agent is at its limit.
+        Pool internals, used by ``request``; ``request`` is the ClientRequest asking
+        (counted in Node's ``agent.requests``).  Blocks (cooperatively, FIFO) while the
+        name or the agent is at its limit, at most ``timeout`` seconds (None: no limit).
         Raises ``gevent.Timeout`` subclasses / ``GreenletExit`` untouched; the wait
         is withdrawn either way.
         """
@@ -224,7 +232,7 @@ class Agent(EventEmitter):
         self._wake_for_permit(name)
 
     def connected(self, name: str, conn: ClientConnection) -> None:
-        """A dial made with a permit succeeded: the connection is now in use."""
+        """A dial made with a permit for ``name`` succeeded: ``conn`` is now in use."""
         left = self._dialing.get(name, 0) - 1
         if left > 0:
             self._dialing[name] = left
@@ -234,7 +242,7 @@ class Agent(EventEmitter):
         self._sync(name)
 
     def dial_failed(self, name: str) -> None:
-        """A dial made with a permit failed: give the slot to the next waiter."""
+        """A dial made with a permit for ``name`` failed: give the slot to the next waiter."""
         self._unreserve(name)
 
     def _withdraw(self, name: str, entry: tuple[AsyncResult, Any]) -> None:
@@ -287,7 +295,7 @@ class Agent(EventEmitter):
     # -------------------------------------------------------------- release
 
     def release(self, conn: ClientConnection, *, reusable: bool) -> None:
-        """Return a connection after its exchange; ``reusable`` if it may carry another."""
+        """Return ``conn`` after its exchange; ``reusable`` if it may carry another."""
         name = conn.name
         in_use = self._in_use.get(name)
         if in_use is not None and conn in in_use:
@@ -311,7 +319,7 @@ class Agent(EventEmitter):
                 conn.park(self._idle_seconds(conn))
                 self._free.setdefault(name, []).append(conn)
                 self._sync(name)
-                self._ensure_sweeper()
+                self._ensure_sweeper(conn.expires_at)
                 return
         self._total -= 1
         conn.close()
@@ -322,14 +330,14 @@ class Agent(EventEmitter):
         self._total -= 1
 
     def replace(self, conn: ClientConnection) -> None:
-        """Close an in-use connection but keep its slot as a permit to dial anew."""
+        """Close ``conn`` (in use) but keep its slot as a permit to dial anew."""
         self._detach(conn)
         self._reserve(conn.name)
         self._total -= 1  # _reserve counted the slot again
         conn.close()
 
     def detach(self, conn: ClientConnection) -> None:
-        """Forget a connection handed to user code (Upgrade): no longer pooled."""
+        """Forget ``conn``, handed to user code (Upgrade): no longer pooled."""
         if self._detach(conn):
             self._total -= 1
             self._wake_for_permit(conn.name)
@@ -343,7 +351,7 @@ class Agent(EventEmitter):
         return True
 
     def destroy_connection(self, conn: ClientConnection) -> None:
-        """Close a connection in use (error, abort) and free its slot."""
+        """Close ``conn``, in use (error, abort), and free its slot."""
         conn.close()
         self.release(conn, reusable=False)
 
@@ -365,13 +373,26 @@ class Agent(EventEmitter):
                 internal.pop(name, None)
                 public.pop(name, None)
 
-    def _ensure_sweeper(self) -> None:
-        if (self._sweeper is None or self._sweeper.dead) and self._free:
-            self._sweeper = gevent.spawn(self._sweep)
+    def _ensure_sweeper(self, expires_at: float) -> None:
+        """Make sure a sweep is due by ``expires_at``.
+
+        The sweeper outlives a momentarily empty free list while connections are in
+        use: a busy agent whose connection goes free and is taken again on every
+        request would otherwise start (and end) a greenlet per request.
+        """
+        if expires_at == _INF:
+            return  # no idle timeout: nothing to sweep
+        sweeper = self._sweeper
+        if sweeper is not None and not sweeper.dead:
+            if expires_at >= self._sweep_at:
+                return
+            sweeper.kill(block=False)  # due later than this connection expires
+        self._sweep_at = expires_at
+        self._sweeper = gevent.spawn_later(max(expires_at - time.monotonic(), 0.0), self._sweep)
 
     def _sweep(self) -> None:
         """Close free connections past their idle time (one greenlet per agent)."""
-        while self._free:
+        while self._free or self._in_use:
             now = time.monotonic()
             expired = []
             soonest = _INF
@@ -389,14 +410,24 @@ class Agent(EventEmitter):
                 self._total -= 1
                 conn.close()
             if soonest == _INF:
-                if not self._free:
-                    break
-                soonest = now + 60.0
+                # Nothing free: a connection released from now on expires one idle
+                # period after its release at the earliest.
+                soonest = now + self._shortest_idle()
+            self._sweep_at = soonest
             gevent.sleep(max(soonest - time.monotonic(), 0.01))
+
+    def _shortest_idle(self) -> float:
+        in_use = [conn for conns in self._in_use.values() for conn in conns]
+        return min([60.0, *(self._idle_seconds(conn) for conn in in_use)])
 
     # ---------------------------------------------------------- TLS sessions
 
     def cache_session(self, name: str, session: Any) -> None:
+        """Keep TLS ``session`` for resumption by the next connection to pool key ``name``.
+
+        At most ``max_cached_sessions`` (Node's ``maxCachedSessions``) are kept, the
+        least recently stored going first; 0 keeps none.
+        """
         if not self.max_cached_sessions:
             return
         self._sessions[name] = session
@@ -405,9 +436,11 @@ class Agent(EventEmitter):
             self._sessions.popitem(last=False)
 
     def get_session(self, name: str) -> Any:
+        """The TLS session cached for pool key ``name``, or None."""
         return self._sessions.get(name)
 
     def evict_session(self, name: str) -> None:
+        """Drop the TLS session cached for pool key ``name`` (after a failed resumption)."""
         self._sessions.pop(name, None)
 
     # ------------------------------------------------------------ shutdown

@@ -309,6 +309,10 @@ class ClientRequest(OutgoingMessage):
         return self._wire()
 
     def write(self, chunk: bytes | str, encoding: str = "utf-8", callback: Callable[..., Any] | None = None) -> bool:
+        """Send ``chunk`` of the request body (Node's ``request.write()``), as
+        :meth:`OutgoingMessage.write <greenhttps._outgoing.OutgoingMessage.write>`
+        (``encoding``, ``callback``).  A network error does not raise: it fails the
+        request (``'error'``, or raised by :meth:`getresponse`) and returns False."""
         if self._result.ready() and not self._result.successful():
             return False
         try:
@@ -318,6 +322,9 @@ class ClientRequest(OutgoingMessage):
             return False
 
     def end(self, data: bytes | str | None = None, encoding: str = "utf-8", callback: Callable[..., Any] | None = None) -> ClientRequest:
+        """Finish the request, sending ``data`` first (Node's ``request.end()``); a str is
+        encoded with ``encoding``, ``callback()`` is called once sent.  Returns self; a
+        network error fails the request (``'error'``/:meth:`getresponse`) instead of raising."""
         if self.finished:
             return self
         try:
@@ -443,7 +450,9 @@ class ClientRequest(OutgoingMessage):
     # ------------------------------------------------------------ timeouts
 
     def set_timeout(self, msecs: float, callback: Callable[..., Any] | None = None) -> ClientRequest:
-        """Idle timeout in ms: emits ``'timeout'`` (aborting is the caller's call)."""
+        """Idle timeout, ``msecs`` in milliseconds: emits ``'timeout'`` (aborting is the
+        caller's call); ``callback`` is added once to ``'timeout'``.  With no listener
+        at all, the request fails with ETIMEDOUT.  Node: ``request.setTimeout()``."""
         if callback is not None:
             self.once("timeout", callback)
         self._opts["timeout"] = msecs
@@ -463,10 +472,16 @@ class ClientRequest(OutgoingMessage):
         return False
 
     def set_no_delay(self, no_delay: bool = True) -> None:
+        """Nagle off (``no_delay`` True) on the request's socket, once it has one.
+
+        Node: ``request.setNoDelay()``.
+        """
         if self.socket is not None:
             self.socket.set_no_delay(no_delay)
 
     def set_socket_keep_alive(self, enable: bool = False, initial_delay: float = 0) -> None:
+        """TCP keep-alive on the request's socket if ``enable``, ``initial_delay`` in
+        milliseconds; Node's ``request.setSocketKeepAlive()``."""
         if self.socket is not None:
             self.socket.set_keep_alive(enable, initial_delay)
 
@@ -490,7 +505,7 @@ class ClientRequest(OutgoingMessage):
         first if needed).  ``timeout`` in milliseconds.  Raises the request's error."""
         self._waited = True
         seconds = ms_to_seconds(timeout)
-        expired = errors.TimeoutError(f"no response within {timeout} ms", "ETIMEDOUT")
+        expired = errors.TimeoutError(f"no response within {timeout} ms", "ETIMEDOUT") if seconds else None
         try:
             with gevent.Timeout(seconds, expired):
                 if not self.finished:
@@ -720,7 +735,15 @@ def request(
     callback: Callable[..., Any] | None = None,
     **kwargs: Any,
 ) -> ClientRequest:
-    """Node's ``https.request``: returns a ``ClientRequest`` to write to and end."""
+    """Node's ``https.request``: returns a ``ClientRequest`` to write to and end.
+
+    ``url_or_options`` is a URL string, a ``urllib.parse`` result or a dict of request
+    options; keyword arguments are more options (camelCase or snake_case; times in
+    milliseconds) and win.  ``callback(res)`` is added to ``'response'``.  Raises
+    :class:`~greenhttps.errors.InvalidURLError` / ``InvalidProtocolError`` for a bad
+    URL and ``TypeError`` for an unknown option; network errors come later (``'error'``
+    or :meth:`ClientRequest.getresponse`).
+    """
     return _make_request(url_or_options, callback, kwargs, agent_class=Agent, global_agent=_global_agent)
 
 
@@ -732,7 +755,12 @@ def _global_agent() -> Agent:
 
 
 def get(url_or_options: Any = None, callback: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
-    """Node's ``https.get``.  Without a callback: block and return the response."""
+    """Node's ``https.get``.  Without a callback: block and return the response.
+
+    ``url_or_options`` and the keyword options are :func:`request`'s, with the
+    request ended at once.  With a ``callback(res)``, returns the ``ClientRequest``.
+    Raises what :func:`request` and :meth:`ClientRequest.getresponse` raise.
+    """
     req = request(url_or_options, callback, **kwargs)
     req.end()
     if callback is None:

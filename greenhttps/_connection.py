@@ -68,6 +68,8 @@ _MAX_CHUNK_SIZE = 2**63 - 1
 _ChunkedReader = h11._readers.ChunkedReader  # type: ignore[attr-defined]
 
 _RECV_SIZE = 65536
+#: h11 events are immutable: one body-less stand-in per distinct request shape.
+_SHADOW_REQUESTS: dict[tuple[object, ...], h11.Request] = {}
 _WAIT_EXCEPTIONS = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, socket.timeout)
 
 # RFC 9110 §5.5: field values are VCHAR / obs-text / SP / HTAB.  CR and LF are
@@ -620,14 +622,20 @@ class Wire:
     def _tell_parser(self, method: str, headers: HeaderPairs) -> None:
         """Client: give h11 what it needs to parse the response to our request -- the
         method (HEAD, CONNECT), Upgrade and Connection -- without the cost of the rest."""
-        shadow: list[tuple[bytes, bytes]] = [(b"host", b"_")]
+        key: tuple[object, ...] = (method,)
         for name, value in headers:
             if len(name) in (7, 10) and name.lower() in (b"upgrade", b"connection"):
-                shadow.append((name, value))
-        try:
-            self._h11.send(h11.Request(method=method, target="/", headers=shadow))
-        except h11.LocalProtocolError as exc:
-            raise errors.InvalidArgumentError(str(exc), "ERR_HTTP_INVALID_MESSAGE") from exc
+                key += ((name, value),)
+        shadow = _SHADOW_REQUESTS.get(key)
+        if shadow is None:
+            try:
+                shadow = h11.Request(method=method, target="/", headers=[(b"host", b"_"), *key[1:]])
+            except h11.LocalProtocolError as exc:
+                raise errors.InvalidArgumentError(str(exc), "ERR_HTTP_INVALID_MESSAGE") from exc
+            if len(_SHADOW_REQUESTS) >= 256:
+                _SHADOW_REQUESTS.clear()
+            _SHADOW_REQUESTS[key] = shadow
+        self._h11.send(shadow)
 
     def send_informational(self, status: int, headers: HeaderPairs | None = None, reason: str = "") -> None:
         reason = reason or _INFORMATIONAL_REASONS.get(status, "")
