@@ -82,7 +82,7 @@ class EventEmitter:
         return self
 
     def remove_listener(self, event: str, listener: Listener) -> EventEmitter:
-        """Remove one registration of ``listener`` (or of a ``once`` wrapping it).
+        """Remove one registration of ``listener`` (or of a ``once`` wrapping it) from ``event``.
 
         As Node, the most recently added one goes when it was added several times.
         """
@@ -121,7 +121,10 @@ class EventEmitter:
         return bool(self._listeners and event in self._listeners)
 
     def emit(self, event: str, *args: Any) -> bool:
-        """Call each listener of ``event`` in order; True if there was any."""
+        """Call each listener of ``event`` in order with ``args``; True if there was any.
+
+        A listener's exception propagates to the caller (Node's ``emit()`` too).
+        """
         if not self._listeners:
             return False
         listeners = self._listeners.get(event)
@@ -132,7 +135,10 @@ class EventEmitter:
         return True
 
     def emit_error(self, err: BaseException) -> None:
-        """Emit ``'error'``; with no listener, log it rather than lose it."""
+        """Emit ``err`` as ``'error'``; with no listener, log it rather than lose it.
+
+        Unlike Node, an unhandled ``'error'`` is never raised (it would kill the greenlet).
+        """
         if not self.emit("error", err):
             logger.error("unhandled 'error' on %r: %s", self, err, exc_info=err)
 

@@ -60,6 +60,7 @@ class IncomingMessage(EventEmitter):
         if not has_body:
             self._read_chunk = _no_body
 
+    #: Node's deprecated alias of ``socket`` (``message.connection``).
     connection = property(lambda self: self.socket)
 
     def __repr__(self) -> str:
@@ -67,10 +68,12 @@ class IncomingMessage(EventEmitter):
 
     @property
     def http_version_major(self) -> int:
+        """1 for HTTP/1.x (Node's ``message.httpVersionMajor``)."""
         return int(self.http_version.split(".")[0])
 
     @property
     def http_version_minor(self) -> int:
+        """0 or 1 for HTTP/1.0 or 1.1 (Node's ``message.httpVersionMinor``)."""
         parts = self.http_version.split(".")
         return int(parts[1]) if len(parts) > 1 else 0
 
@@ -83,6 +86,7 @@ class IncomingMessage(EventEmitter):
 
     @property
     def raw_headers(self) -> list[str]:
+        """Header names and values as received, flat ``[name, value, ...]``; Node's ``rawHeaders``."""
         return raw_list(self._head.headers)
 
     @property
@@ -96,6 +100,7 @@ class IncomingMessage(EventEmitter):
 
     @property
     def raw_trailers(self) -> list[str]:
+        """Trailers as received, flat ``[name, value, ...]`` (``[]`` before the body ends); Node's ``rawTrailers``."""
         return raw_list(self._trailer_source()) if self.complete else []
 
     # ------------------------------------------------------------------ body
@@ -162,11 +167,18 @@ class IncomingMessage(EventEmitter):
             yield chunk
 
     def text(self, encoding: str | None = None, errors: str = "replace") -> str:
-        """The whole body decoded (charset from Content-Type, else UTF-8)."""
+        """The whole body decoded (Python only; no Node counterpart).
+
+        ``encoding`` defaults to the Content-Type charset, else UTF-8; ``errors`` is the
+        codec's error handler.  Raises as :meth:`read`.
+        """
         return self.read().decode(encoding or self._charset(), errors)
 
     def json(self, **kwargs: Any) -> Any:
-        """The whole body parsed as JSON."""
+        """The whole body parsed as JSON; ``kwargs`` go to ``json.loads`` (Python only).
+
+        Raises ``json.JSONDecodeError`` for a body that is not JSON, else as :meth:`read`.
+        """
         return _json.loads(self.read(), **kwargs)
 
     def _charset(self) -> str:
@@ -202,13 +214,16 @@ class IncomingMessage(EventEmitter):
         return not self._ended and (self.has_listeners("data") or self.has_listeners("end"))
 
     def set_timeout(self, msecs: float, callback: Callable[[], Any] | None = None) -> IncomingMessage:
-        """As Node: sets the socket's idle timeout; ``callback`` gets ``'timeout'``."""
+        """As Node's ``message.setTimeout()``: sets the socket's idle timeout, ``msecs``
+        in milliseconds (0 disables); ``callback`` gets ``'timeout'``.  Returns self."""
         if callback is not None:
             self.on("timeout", callback)
         self.socket.set_timeout(msecs)
         return self
 
     def destroy(self, error: BaseException | None = None) -> None:
+        """Close the connection (Node's ``message.destroy(error)``); ``error``, if given,
+        is emitted on the socket as ``'error'``."""
         self.socket.destroy(error)
 
 

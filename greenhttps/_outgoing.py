@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["OutgoingMessage", "ServerResponse", "STATUS_CODES", "attribute_aliases"]
 
+#: Status code -> standard reason phrase (Node's ``http.STATUS_CODES``).
 STATUS_CODES: dict[int, str] = {
     100: "Continue", 101: "Switching Protocols", 102: "Processing", 103: "Early Hints",
     200: "OK", 201: "Created", 202: "Accepted", 203: "Non-Authoritative Information",
@@ -131,7 +132,11 @@ def _head_headers(headers: Mapping[str, Any] | Iterable[Any] | None) -> Outgoing
 @node_aliases
 @attribute_aliases("headers_sent", "writable_finished")
 class OutgoingMessage(EventEmitter):
-    """Headers and body of a message we send; subclasses say how the head looks."""
+    """Headers and body of a message we send; subclasses say how the head looks.
+
+    Node's ``http.OutgoingMessage``, the base of ``ServerResponse`` and ``ClientRequest``:
+    its methods are Node's of the same camelCase name (``set_header`` is ``setHeader``).
+    """
 
     #: Whether this message may carry a body (False for HEAD responses, 204, 304).
     _has_body = True
@@ -154,6 +159,7 @@ class OutgoingMessage(EventEmitter):
         self.writable_finished = False
         self.destroyed = False
 
+    #: True once ``end()`` has been called (Node's ``writableEnded``; read-only).
     writable_ended = property(lambda self: self.finished)
 
     # ------------------------------------------------------------- headers
@@ -163,18 +169,31 @@ class OutgoingMessage(EventEmitter):
             raise errors.HeadersSentError(f"Cannot {what} headers after they are sent to the client")
 
     def set_header(self, name: str, value: Any) -> OutgoingMessage:
-        """Set one header (a list value sends it once per item); returns self."""
+        """Set header ``name`` to ``value`` (a list sends it once per item); returns self.
+
+        Node: ``setHeader()``.  Raises :class:`~greenhttps.errors.HeadersSentError` once
+        the head is sent, :class:`~greenhttps.errors.InvalidArgumentError` for a name or
+        value that cannot go on the wire.
+        """
         self._check_not_sent("set")
         self._out.set(name, value)
         self._removed.discard(name.lower())
         return self
 
     def set_headers(self, headers: Mapping[str, Any]) -> OutgoingMessage:
+        """:meth:`set_header` for each item of the mapping ``headers``; returns self.
+
+        Node: ``setHeaders()``; raises as :meth:`set_header`.
+        """
         for name, value in headers.items():
             self.set_header(name, value)
         return self
 
     def append_header(self, name: str, value: Any) -> OutgoingMessage:
+        """Add ``value`` (or each item of a list) to header ``name``, keeping earlier values.
+
+        Node: ``appendHeader()``; returns self; raises as :meth:`set_header`.
+        """
         self._check_not_sent("append")
         existing = self._out.get(name)
         if existing is None:
@@ -185,22 +204,31 @@ class OutgoingMessage(EventEmitter):
         return self
 
     def get_header(self, name: str) -> str | list[str] | None:
+        """The value set for header ``name`` (any case), None if unset; Node's ``getHeader()``."""
         return self._out.get(name)
 
     def get_headers(self) -> dict[str, str | list[str]]:
+        """A copy of the headers set, keyed by lower-case name; Node's ``getHeaders()``."""
         return self._out.as_dict()
 
     def get_header_names(self) -> list[str]:
+        """The lower-case names of the headers set; Node's ``getHeaderNames()``."""
         return list(self._out.as_dict())
 
     def get_raw_header_names(self) -> list[str]:
+        """The names of the headers set, in the case given; Node's ``getRawHeaderNames()``."""
         return self._out.names()
 
     def has_header(self, name: str) -> bool:
+        """Whether header ``name`` (any case) is set; Node's ``hasHeader()``."""
         return name.lower() in self._out
 
     def remove_header(self, name: str) -> None:
-        """Remove a header; automatic ones removed this way are not added back."""
+        """Remove header ``name``; automatic ones removed this way are not added back.
+
+        Node: ``removeHeader()``.  Raises :class:`~greenhttps.errors.HeadersSentError`
+        once the head is sent.
+        """
         self._check_not_sent("remove")
         self._out.remove(name)
         self._removed.add(name.lower())
@@ -208,7 +236,8 @@ class OutgoingMessage(EventEmitter):
     def add_trailers(self, headers: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> None:
         """Trailers to send after a chunked body (dropped otherwise, as Node).
 
-        Pairs are sent one line each, repeats included (as Node's array form).
+        ``headers`` is a mapping or an iterable of (name, value) pairs; pairs are sent
+        one line each, repeats included (as Node's array form of ``addTrailers()``).
         """
         items = headers.items() if isinstance(headers, Mapping) else headers
         for pair in items:
@@ -270,8 +299,13 @@ class OutgoingMessage(EventEmitter):
             self._start(None, False)
 
     def write(self, chunk: bytes | str, encoding: str = "utf-8", callback: Callable[..., Any] | None = None) -> bool:
-        """Send a piece of the body; blocks cooperatively until written.  Returns True
-        (the bytes are with the kernel) — False only if the message was destroyed."""
+        """Send ``chunk`` of the body; blocks cooperatively until written.  Returns True
+        (the bytes are with the kernel) — False only if the message was destroyed.
+
+        Node: ``write(chunk, encoding, callback)``; a str is encoded with ``encoding``,
+        ``callback()`` is called once written.  Raises
+        :class:`~greenhttps.errors.HeadersSentError` (``ERR_STREAM_WRITE_AFTER_END``)
+        after ``end()``, and a network error if the connection fails."""
         if self.finished:
             raise errors.HeadersSentError("write after end", "ERR_STREAM_WRITE_AFTER_END")
         if self.destroyed:
@@ -293,7 +327,12 @@ class OutgoingMessage(EventEmitter):
         encoding: str = "utf-8",
         callback: Callable[..., Any] | None = None,
     ) -> OutgoingMessage:
-        """Finish the message, sending ``data`` first if given.  Returns self."""
+        """Finish the message, sending ``data`` first if given.  Returns self.
+
+        Node: ``end(data, encoding, callback)``; a str ``data`` is encoded with
+        ``encoding``, ``callback()`` is called once finished (``end(callback)`` works
+        too).  A second call does nothing.
+        """
         if self.finished:
             return self
         if callable(data):  # end(callback), as Node allows
@@ -341,6 +380,7 @@ class ServerResponse(OutgoingMessage):
         #: True when this response ends the connection (Connection: close).
         self.should_keep_alive = not self._peer_http10
 
+    #: Node's deprecated alias of ``socket`` (``response.connection``).
     connection = property(lambda self: self.socket)
 
     def __repr__(self) -> str:
@@ -360,6 +400,11 @@ class ServerResponse(OutgoingMessage):
         sent with the first ``write()``/``end()``; from now on ``headers_sent`` is
         True and ``set_header`` raises, as in Node.  Everything is checked before
         anything changes.
+
+        ``status_code`` is the 3-digit status; ``reason`` the reason phrase (default:
+        the standard one; may be omitted, ``write_head(200, headers)``).  Raises
+        :class:`~greenhttps.errors.HeadersSentError` if the head is already fixed and
+        :class:`~greenhttps.errors.InvalidArgumentError` for a bad status, reason or header.
         """
         if self.headers_sent:
             raise errors.HeadersSentError("Cannot write headers after they are sent to the client")
@@ -441,7 +486,11 @@ class ServerResponse(OutgoingMessage):
         self._informational(102)
 
     def write_early_hints(self, hints: Mapping[str, Any], callback: Callable[[], Any] | None = None) -> None:
-        """Send ``103 Early Hints`` with ``hints`` (e.g. ``{'link': '</a.css>; rel=preload'}``)."""
+        """Send ``103 Early Hints`` with ``hints`` (e.g. ``{'link': '</a.css>; rel=preload'}``).
+
+        Node: ``writeEarlyHints(hints, callback)``; ``callback()`` is called once sent.
+        Nothing is sent to an HTTP/1.0 client or once the final head is out.
+        """
         self._informational(103, pairs_from(hints))
         if callback is not None:
             callback()
@@ -453,13 +502,17 @@ class ServerResponse(OutgoingMessage):
         self._wire.send_informational(status, headers or None, STATUS_CODES[status])
 
     def set_timeout(self, msecs: float, callback: Callable[[], Any] | None = None) -> ServerResponse:
-        """Socket idle timeout in ms; ``callback`` gets this response's ``'timeout'``."""
+        """Socket idle timeout, ``msecs`` in milliseconds (0 disables); ``callback`` gets
+        this response's ``'timeout'``.  Node: ``response.setTimeout()``; returns self."""
         if callback is not None:
             self.on("timeout", callback)
         self.socket.set_timeout(msecs)
         return self
 
     def destroy(self, error: BaseException | None = None) -> None:
-        """Abort: close the connection without finishing the response."""
+        """Abort: close the connection without finishing the response.
+
+        Node: ``response.destroy(error)``; a given ``error`` is emitted as ``'error'``.
+        """
         self.destroyed = True
         self._conn.abort(error)

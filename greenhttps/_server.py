@@ -53,6 +53,11 @@ class Server(EventEmitter):
     ``sni_callback``, ``alpn_protocols``, ``ssl_context``.  Each non-TLS option is
     also a writable attribute, under both spellings (``server.headersTimeout``), read
     when a connection needs it.
+
+    ``Server(options, request_listener, **kwargs)``: ``options`` is a dict of the above
+    (or the ``request_listener`` itself, as Node allows), ``request_listener(req, res)``
+    is added to ``'request'``.  Raises ``TypeError`` for an unknown option and a TLS
+    error for a wrong passphrase or a key that does not match the certificate.
     """
 
     # The non-TLS options (see SERVER_OPTIONS), set in __init__; times in milliseconds.
@@ -125,6 +130,7 @@ class Server(EventEmitter):
     def listen(self, *args: Any, **kwargs: Any) -> Server:
         """Start accepting; returns the server at once (Node's ``server.listen``).
 
+        Its arguments, positional or keyword, are Node's:
         ``listen(port=0, host=None, backlog=511, callback=None, reuse_port=False)``,
         ``listen(path)`` for a Unix socket, ``listen(sock)`` with a bound socket object,
         ``listen({'fd': n})`` or ``listen({'port': .., 'host': .., 'path': ..,
@@ -298,7 +304,11 @@ class Server(EventEmitter):
         self._closed.wait()
 
     def set_timeout(self, msecs: float = 0, callback: Callable[..., Any] | None = None) -> Server:
-        """Socket idle timeout in milliseconds (Node's ``server.setTimeout``)."""
+        """Socket idle timeout, ``msecs`` in milliseconds (Node's ``server.setTimeout``).
+
+        0 disables it; applies to connections accepted from now on.  ``callback`` is
+        added to ``'timeout'``.  Returns the server.
+        """
         self.timeout = msecs
         if callback is not None:
             self.on("timeout", callback)
@@ -369,6 +379,10 @@ class Server(EventEmitter):
         return len(self._connections)
 
     def get_connections(self, callback: Callable[[Any, int], Any] | None = None) -> int:
+        """The number of open connections (Node's ``server.getConnections()``).
+
+        Also passed as ``callback(None, count)`` when a ``callback`` is given.
+        """
         if callback is not None:
             callback(None, len(self._connections))
         return len(self._connections)
@@ -404,7 +418,7 @@ def _record_servername(ctx: Any) -> None:
 
 
 class PlainServer(Server):
-    """The same server without TLS: ``greenhttps.http.Server``."""
+    """The same server without TLS: ``greenhttps.http.Server`` (Node's ``http.Server``)."""
 
     secure = False
 

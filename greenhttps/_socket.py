@@ -71,21 +71,25 @@ class Socket(EventEmitter):
 
     @property
     def remote_address(self) -> str | None:
+        """The peer's IP address (Node's ``socket.remoteAddress``); None once unknown."""
         peer = self._peername()
         return peer[0] if peer else None
 
     @property
     def remote_port(self) -> int | None:
+        """The peer's port (Node's ``socket.remotePort``); None once unknown."""
         peer = self._peername()
         return peer[1] if peer else None
 
     @property
     def remote_family(self) -> str | None:
+        """``'IPv4'`` or ``'IPv6'`` (Node's ``socket.remoteFamily``); None for a Unix socket."""
         family = getattr(self._sock, "family", None)
         return {socket.AF_INET: "IPv4", socket.AF_INET6: "IPv6"}.get(family)  # type: ignore[arg-type]
 
     @property
     def local_address(self) -> str | None:
+        """The local IP address (Node's ``socket.localAddress``); None once closed."""
         try:
             return self._sock.getsockname()[0]  # type: ignore[no-any-return]
         except (OSError, IndexError):
@@ -93,6 +97,7 @@ class Socket(EventEmitter):
 
     @property
     def local_port(self) -> int | None:
+        """The local port (Node's ``socket.localPort``); None once closed."""
         try:
             return self._sock.getsockname()[1]  # type: ignore[no-any-return]
         except (OSError, IndexError):
@@ -109,9 +114,9 @@ class Socket(EventEmitter):
         return not self.destroyed
 
     def write(self, data: bytes | str, encoding: str = "utf-8") -> bool:
-        """Send ``data`` (blocking cooperatively until the kernel has it).
+        """Send ``data`` (blocking cooperatively until the kernel has it); Node's ``socket.write()``.
 
-        Raises a :class:`greenhttps.Error` (``ERR_STREAM_DESTROYED`` after
+        A str is encoded with ``encoding``.  Returns True.  Raises a :class:`greenhttps.Error` (``ERR_STREAM_DESTROYED`` after
         :meth:`destroy`; a network error, e.g. ``ECONNRESET``, if the peer is gone).
         """
         if self.destroyed:
@@ -126,7 +131,8 @@ class Socket(EventEmitter):
 
     def end(self, data: bytes | str | None = None, encoding: str = "utf-8") -> None:
         """Send ``data`` if given, then close: a half-close (FIN), a short drain of
-        what the peer still sends, then :meth:`destroy`.
+        what the peer still sends, then :meth:`destroy`.  Node's ``socket.end()``; a str
+        ``data`` is encoded with ``encoding``.
 
         Closing with unread input would make the kernel send a reset instead of a FIN,
         which can destroy the reply before the peer has read it (RFC 9112 §9.6).  On a
@@ -148,7 +154,10 @@ class Socket(EventEmitter):
         self.destroy()
 
     def destroy(self, error: BaseException | None = None) -> None:
-        """Close the connection now; emits ``'close'`` once."""
+        """Close the connection now; emits ``'close'`` once (Node's ``socket.destroy()``).
+
+        A given ``error`` is emitted as ``'error'`` first and ``'close'`` gets True.
+        """
         if self.destroyed:
             return
         self.destroyed = True
@@ -161,8 +170,9 @@ class Socket(EventEmitter):
         self.emit("close", error is not None)
 
     def set_timeout(self, msecs: float, callback: Callable[[], Any] | None = None) -> Socket:
-        """Idle timeout in milliseconds (0 disables); ``callback`` is added to
-        ``'timeout'``.  The owner of the connection decides what expiry does."""
+        """Idle timeout: ``msecs`` in milliseconds (0 disables); ``callback`` is added to
+        ``'timeout'``.  The owner of the connection decides what expiry does.
+        Node: ``socket.setTimeout()``."""
         self.timeout = msecs
         if callback is not None:
             self.once("timeout", callback)
@@ -173,6 +183,10 @@ class Socket(EventEmitter):
         return self
 
     def set_no_delay(self, no_delay: bool = True) -> Socket:
+        """Turn Nagle's algorithm off (``no_delay`` True) or on; Node's ``socket.setNoDelay()``.
+
+        A no-op on a Unix socket; never raises.  Returns the socket.
+        """
         try:
             self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(no_delay))
         except OSError:
@@ -180,7 +194,8 @@ class Socket(EventEmitter):
         return self
 
     def set_keep_alive(self, enable: bool = False, initial_delay: float = 0) -> Socket:
-        """TCP keep-alive; ``initial_delay`` in milliseconds, as Node."""
+        """TCP keep-alive on if ``enable``; ``initial_delay`` in milliseconds, as Node's
+        ``socket.setKeepAlive()``.  Never raises; returns the socket."""
         try:
             self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, int(enable))
             if enable and initial_delay and hasattr(socket, "TCP_KEEPIDLE"):
@@ -193,7 +208,11 @@ class Socket(EventEmitter):
     # ------------------------------------------------------------- TLS info
 
     def get_peer_certificate(self, detailed: bool = False) -> dict[str, Any]:
-        """The peer's certificate as Python's ``getpeercert()`` dict; ``{}`` if none."""
+        """The peer's certificate as Python's ``getpeercert()`` dict; ``{}`` if none.
+
+        Node's ``tlsSocket.getPeerCertificate(detailed)``; ``detailed`` (the issuer
+        chain) is accepted for Node's signature and ignored.
+        """
         if not self.encrypted:
             return {}
         from ._verify import peer_certificate
@@ -201,26 +220,35 @@ class Socket(EventEmitter):
         return peer_certificate(self._sock)  # type: ignore[arg-type]
 
     def get_cipher(self) -> dict[str, str] | None:
+        """``{'name', 'standard_name', 'version'}`` of the cipher in use, None without TLS.
+
+        Node: ``tlsSocket.getCipher()``.
+        """
         cipher = self._sock.cipher() if self.encrypted else None  # type: ignore[attr-defined]
         if not cipher:
             return None
         return {"name": cipher[0], "standard_name": cipher[0], "version": cipher[1]}
 
     def get_protocol(self) -> str | None:
+        """The TLS version (``'TLSv1.3'``), None without TLS; Node's ``tlsSocket.getProtocol()``."""
         return self._sock.version() if self.encrypted else None  # type: ignore[attr-defined]
 
     def get_session(self) -> ssl.SSLSession | None:
+        """The TLS session (for resumption), None without TLS; Node's ``tlsSocket.getSession()``."""
         return getattr(self._sock, "session", None) if self.encrypted else None
 
     @property
     def session_reused(self) -> bool:
+        """True when the TLS handshake resumed a cached session (see :meth:`is_session_reused`)."""
         return bool(self.encrypted and getattr(self._sock, "session_reused", False))
 
     def is_session_reused(self) -> bool:
+        """Node's ``tlsSocket.isSessionReused()``: :attr:`session_reused`."""
         return self.session_reused
 
     @property
     def alpn_protocol(self) -> str | None:
+        """The protocol ALPN chose (``'http/1.1'``), None if none; Node's ``tlsSocket.alpnProtocol``."""
         if not self.encrypted:
             return None
         return self._sock.selected_alpn_protocol() or None  # type: ignore[attr-defined]

@@ -54,7 +54,12 @@ __all__ = [
 
 
 class Error(Exception):
-    """Base class of every greenhttps error. ``code`` is Node's error code."""
+    """Base class of every greenhttps error. ``code`` is Node's error code.
+
+    ``Error(message='', code=None, **attrs)``: ``message`` is the text (Node's
+    ``err.message``), ``code`` overrides the class's Node code (``err.code``), and each
+    of ``attrs`` becomes an attribute of the error (as Node sets ``err.reason``...).
+    """
 
     code: str = "ERR_GREENHTTPS"
 
@@ -89,25 +94,25 @@ class InvalidArgumentError(Error, ValueError):
 
 
 class InvalidProtocolError(InvalidArgumentError, TypeError):
-    """A URL or option names a protocol this module does not speak."""
+    """A URL or option names a protocol this module does not speak (Node's ERR_INVALID_PROTOCOL)."""
 
     code = "ERR_INVALID_PROTOCOL"
 
 
 class InvalidURLError(InvalidArgumentError):
-    """A URL or request path that cannot be sent as given."""
+    """A URL or request path that cannot be sent as given (Node's ERR_INVALID_URL)."""
 
     code = "ERR_INVALID_URL"
 
 
 class HeadersSentError(Error):
-    """The head (or the whole message) has gone out already."""
+    """The head (or the whole message) has gone out already (Node's ERR_HTTP_HEADERS_SENT)."""
 
     code = "ERR_HTTP_HEADERS_SENT"
 
 
 class ProtocolError(Error):
-    """The peer sent something that is not valid HTTP/1.1.
+    """The peer sent something that is not valid HTTP/1.1 (Node's llhttp ``HPE_*`` codes).
 
     ``status_hint`` is the status a server replies with (400, 413, 414, 431, 501...).
     """
@@ -117,7 +122,11 @@ class ProtocolError(Error):
 
 
 class NetworkError(Error, OSError):
-    """A connection could not be made or was lost."""
+    """A connection could not be made or was lost (Node's system errors, ``E*`` codes).
+
+    Takes :class:`Error`'s ``message``, ``code`` and ``**attrs``; also an ``OSError``,
+    with ``errno`` the number of the Node code (``ECONNREFUSED`` -> 111) or None.
+    """
 
     code = "ECONNRESET"
 
@@ -134,37 +143,37 @@ class NetworkError(Error, OSError):
 
 
 class ConnectionRefusedError(NetworkError, builtins.ConnectionRefusedError):
-    """Nothing listens at the address (ECONNREFUSED)."""
+    """Nothing listens at the address (Node's ECONNREFUSED)."""
 
     code = "ECONNREFUSED"
 
 
 class ConnectionResetError(NetworkError, builtins.ConnectionResetError):
-    """The peer closed or reset the connection (ECONNRESET "socket hang up", EPIPE)."""
+    """The peer closed or reset the connection (Node's ECONNRESET "socket hang up", EPIPE)."""
 
     code = "ECONNRESET"
 
 
 class TimeoutError(NetworkError, builtins.TimeoutError):
-    """A connect, handshake or read took too long (ETIMEDOUT)."""
+    """A connect, handshake or read took too long (Node's ETIMEDOUT)."""
 
     code = "ETIMEDOUT"
 
 
 class NameResolutionError(NetworkError):
-    """The host name did not resolve (ENOTFOUND)."""
+    """The host name did not resolve (Node's ENOTFOUND)."""
 
     code = "ENOTFOUND"
 
 
 class AddressInUseError(NetworkError):
-    """``listen()`` on an address already taken (EADDRINUSE)."""
+    """``listen()`` on an address already taken (Node's EADDRINUSE)."""
 
     code = "EADDRINUSE"
 
 
 class TLSError(NetworkError, ssl.SSLError):
-    """The TLS handshake failed (protocol, cipher, or certificate)."""
+    """The TLS handshake failed (protocol, cipher, or certificate; Node's ERR_SSL_* codes)."""
 
     code = "ERR_SSL_HANDSHAKE_FAILURE"
     # ssl.SSLError's fields, present (None) even when we build the error ourselves;
@@ -213,7 +222,11 @@ _VERIFY_CODES = {
 
 
 def verify_code_name(verify_code: int) -> str:
-    """Node's code for an OpenSSL certificate verification result."""
+    """Node's code for an OpenSSL certificate verification result.
+
+    ``verify_code`` is OpenSSL's ``X509_V_ERR_*`` number (``ssl.SSLCertVerificationError
+    .verify_code``); an unknown number gives ``'CERT_VERIFY_FAILED'``.  Never raises.
+    """
     return _VERIFY_CODES.get(verify_code, "CERT_VERIFY_FAILED")
 
 
@@ -230,7 +243,7 @@ _ERRNO_CLASSES: dict[int, type[NetworkError]] = {
 def from_os_error(exc: BaseException, *, during: str = "") -> Error:
     """Translate a ``socket``/``ssl`` exception into the matching greenhttps error.
 
-    ``during`` is a short phrase added to the message ("connect", "handshake").
+    ``exc`` is the exception caught; the result is returned, not raised.  ``during`` is a short phrase added to the message ("connect", "handshake").
     A greenhttps error is returned unchanged.
     """
     if isinstance(exc, Error):

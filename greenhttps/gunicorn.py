@@ -127,6 +127,8 @@ class Worker(base.Worker):
         self.servers: list[Any] = []
 
     def init_process(self) -> None:
+        """gunicorn's hook in the new worker process: patch (unless unpatched), reinit
+        the hub, then gunicorn's own setup, which calls :meth:`run`."""
         if self.monkey_patch:
             from gevent import monkey
 
@@ -144,19 +146,23 @@ class Worker(base.Worker):
             self._wake.set()
 
     def handle_exit(self, sig: int, frame: Any) -> None:
+        """SIGTERM handler (``sig``, ``frame`` as for any signal handler): :meth:`stop`."""
         # A signal handler runs in whatever greenlet was interrupted: only set flags
         # and wake the main greenlet, which does the work.
         self.stop()
 
     def handle_quit(self, sig: int, frame: Any) -> None:
+        """SIGQUIT/SIGINT handler (``sig``, ``frame``): gunicorn's quick exit, in a greenlet."""
         # gunicorn's handle_quit sleeps and exits: do it in a greenlet of its own (the
         # SystemExit then reaches the main greenlet through the hub, and exits).
         gevent.spawn(super().handle_quit, sig, frame)
 
     def handle_usr1(self, sig: int, frame: Any) -> None:
+        """SIGUSR1 handler (``sig``, ``frame``): gunicorn's log reopening, in a greenlet."""
         gevent.spawn(super().handle_usr1, sig, frame)
 
     def notify(self) -> None:
+        """Heartbeat to the arbiter; shut down gracefully if the parent has changed."""
         super().notify()
         if self.ppid != os.getppid():
             self.log.info("Parent changed, shutting down: %s", self)
@@ -171,6 +177,7 @@ class Worker(base.Worker):
         return env
 
     def run(self) -> None:
+        """Serve on gunicorn's listening sockets until stopped, then close gracefully."""
         self._wake = Event()
         tls = tls_options(self.cfg)
         handler = _Handler(self, self.wsgi, environ=self._environ())

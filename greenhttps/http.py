@@ -65,14 +65,21 @@ def _global_agent() -> _agent.Agent:
 def request(
     url_or_options: _Any = None, callback: _Callable[..., _Any] | None = None, **kwargs: _Any
 ) -> ClientRequest:
-    """Node's ``http.request``: ``http:`` URLs only."""
+    """Node's ``http.request``: ``http:`` URLs only.
+
+    ``url_or_options``, ``callback`` and the keyword options as in
+    :func:`greenhttps.request`.
+    """
     return _client._make_request(url_or_options, callback, kwargs, agent_class=Agent, global_agent=_global_agent)
 
 
 def get(
     url_or_options: _Any = None, callback: _Callable[..., _Any] | None = None, **kwargs: _Any
 ) -> _Any:
-    """Node's ``http.get``.  Without a callback: block and return the response."""
+    """Node's ``http.get``.  Without a callback: block and return the response.
+
+    ``url_or_options`` and the keyword options as in :func:`greenhttps.get`.
+    """
     req = request(url_or_options, callback, **kwargs)
     req.end()
     if callback is None:

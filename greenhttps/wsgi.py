@@ -75,6 +75,10 @@ class Input:
         return self._req.read(65536)  # type: ignore[no-any-return]
 
     def read(self, size: int | None = -1) -> bytes:
+        """Up to ``size`` bytes (all of the rest if None or negative); ``b''`` at the end.
+
+        Raises the request's error (e.g. a ProtocolError for a malformed body).
+        """
         if size is None or size < 0:
             data = self._buf + self._req.read()
             self._buf = b""
@@ -97,6 +101,7 @@ class Input:
         return b"".join(parts)
 
     def readline(self, size: int | None = -1) -> bytes:
+        """One line, newline included, at most ``size`` bytes if that is not None or negative."""
         limit = -1 if size is None else size
         buf = self._buf
         while True:
@@ -116,6 +121,7 @@ class Input:
         return line
 
     def readlines(self, hint: int | None = -1) -> list[bytes]:
+        """The remaining lines; stops once ``hint`` bytes (if positive) have been read."""
         lines: list[bytes] = []
         total = 0
         while True:
@@ -139,7 +145,7 @@ class Input:
 
 
 class FileWrapper:
-    """``wsgi.file_wrapper``: iterate over a file-like object in ``block_size`` reads,
+    """``wsgi.file_wrapper``: iterate over ``filelike`` in ``block_size`` reads (bytes),
     and close it when the server closes the response."""
 
     def __init__(self, filelike: Any, block_size: int = 8192) -> None:
@@ -156,6 +162,7 @@ class FileWrapper:
             yield data
 
     def close(self) -> None:
+        """Close the wrapped file, if it has a ``close()`` (PEP 3333)."""
         close = getattr(self.filelike, "close", None)
         if close is not None:
             close()
@@ -362,7 +369,8 @@ class WSGIHandler:
         self.serve(self.make_environ(req), req, res)
 
     def serve(self, env: _Environ, req: Any, res: Any) -> None:
-        """Run the application with ``env`` (from :meth:`make_environ`) for ``req``."""
+        """Run the application with ``env`` (from :meth:`make_environ`) for ``req``,
+        answering through the ServerResponse ``res``."""
         env["wsgi.input"] = Input(req)
         out = _Response(res)
         result = self.app(env, out.start_response)
