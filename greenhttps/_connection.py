@@ -69,7 +69,7 @@ _ChunkedReader = h11._readers.ChunkedReader  # type: ignore[attr-defined]
 
 _RECV_SIZE = 65536
 #: h11 events are immutable: one body-less stand-in per distinct request shape.
-_SHADOW_REQUESTS: dict[tuple[object, ...], h11.Request] = {}
+_SHADOW_REQUESTS: dict[tuple[str, tuple[tuple[bytes, bytes], ...]], h11.Request] = {}
 _WAIT_EXCEPTIONS = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, socket.timeout)
 
 # RFC 9110 §5.5: field values are VCHAR / obs-text / SP / HTAB.  CR and LF are
@@ -622,14 +622,15 @@ class Wire:
     def _tell_parser(self, method: str, headers: HeaderPairs) -> None:
         """Client: give h11 what it needs to parse the response to our request -- the
         method (HEAD, CONNECT), Upgrade and Connection -- without the cost of the rest."""
-        key: tuple[object, ...] = (method,)
-        for name, value in headers:
-            if len(name) in (7, 10) and name.lower() in (b"upgrade", b"connection"):
-                key += ((name, value),)
+        fields = tuple(
+            (name, value) for name, value in headers
+            if len(name) in (7, 10) and name.lower() in (b"upgrade", b"connection")
+        )
+        key = (method, fields)
         shadow = _SHADOW_REQUESTS.get(key)
         if shadow is None:
             try:
-                shadow = h11.Request(method=method, target="/", headers=[(b"host", b"_"), *key[1:]])
+                shadow = h11.Request(method=method, target="/", headers=[(b"host", b"_"), *fields])
             except h11.LocalProtocolError as exc:
                 raise errors.InvalidArgumentError(str(exc), "ERR_HTTP_INVALID_MESSAGE") from exc
             if len(_SHADOW_REQUESTS) >= 256:
