@@ -273,8 +273,11 @@ class Wire:
             except OSError as exc:
                 raise errors.from_os_error(exc) from exc
             self.bytes_received += len(data)
-            self._h11.receive_data(data)  # b'' tells h11 the peer closed
+            self._received(data)
             return
+
+    def _received(self, data: bytes) -> None:
+        self._h11.receive_data(data)  # b'' tells h11 the peer closed
 
     def _next_event(self, deadline: float | None, phase: str) -> object:
         h = self._h11
@@ -611,13 +614,17 @@ class Wire:
                 status=status,
                 head_request=self._request_method == "HEAD",
                 peer_http10=self._peer_http10,
-                keep_alive=bool(self._h11._cstate.keep_alive),
+                keep_alive=self._peer_keeps_alive(),
             )
             head = response_head(status, reason.encode("latin-1"), pairs)
         self._out = out
         pieces = [head]
         pieces.extend(self._body_pieces(out, body, end, None))
         self._send(pieces, end=end)
+
+    def _peer_keeps_alive(self) -> bool:
+        """The peer's message allows another exchange (HTTP/1.1, no ``close``)."""
+        return bool(self._h11._cstate.keep_alive)  # h11 has no public spelling for this
 
     def _tell_parser(self, method: str, headers: HeaderPairs) -> None:
         """Client: give h11 what it needs to parse the response to our request -- the

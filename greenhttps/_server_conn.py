@@ -25,6 +25,7 @@ socket); with no listener anywhere the socket is destroyed.  ``headers_timeout``
 from __future__ import annotations
 
 import enum
+import os
 import socket
 import ssl
 import time
@@ -48,6 +49,27 @@ __all__ = ["ServerConnection", "ConnState"]
 
 #: How much of an unread request body we read and drop to keep a connection alive.
 DISCARD_LIMIT = 256 * 1024
+
+
+def _wire_class() -> type[Wire]:
+    """llhttp (Node's parser) when httptools is installed, else h11.
+
+    ``GREENHTTPS_PARSER=h11`` forces h11, ``llhttp`` insists on httptools.
+    """
+    choice = os.environ.get("GREENHTTPS_PARSER", "auto").lower()
+    if choice != "h11":
+        try:
+            from ._wire_llhttp import LlhttpWire
+        except ImportError:
+            if choice == "llhttp":
+                raise
+        else:
+            return LlhttpWire
+    return Wire
+
+
+#: The wire class servers use (chosen once, at import).
+SERVER_WIRE = _wire_class()
 
 
 class ConnState(enum.Enum):
@@ -116,7 +138,7 @@ class ServerConnection:
             sock = self._handshake() if server.secure else self.raw
             if sock is None:
                 return
-            self.wire = Wire(
+            self.wire = SERVER_WIRE(
                 sock,
                 max_header_size=server.max_header_size,
                 max_headers_count=server.max_headers_count or 1 << 30,

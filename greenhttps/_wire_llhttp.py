@@ -1,0 +1,342 @@
+"""LlhttpWire: the server's wire with llhttp (Node's parser, via httptools) parsing.
+
+Theory of operation
+-------------------
+Same interface, same strict checks, same serialisation as :class:`Wire` -- only the
+parsing of requests differs.  h11 costs ~40 us per request on this kind of machine;
+llhttp parses a head in ~1 us.  Used by servers when httptools is installed
+(``GREENHTTPS_PARSER=h11`` forces h11; ``llhttp`` insists on httptools).
+
+llhttp is a push parser that would happily run on into the next pipelined request,
+and httptools does not say where a message ended.  So the wire feeds it exactly one
+message: it finds the end of a head itself (the strict checks need the raw head
+anyway), feeds a ``Content-Length`` body byte-exactly, and feeds a chunked body only
+up to the next ``CRLF CRLF`` (every chunked message ends with one, so it can never
+overrun the end).  Chunk-size lines are fed one at a time, which is also how their
+16 KiB limit (Node's) is kept.
+
+The client keeps h11: llhttp (through httptools) cannot be told that a response
+answers a HEAD request.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from typing import Any
+
+import httptools  # type: ignore[import-not-found,unused-ignore]
+
+from . import errors
+from ._connection import (
+    MAX_CHUNK_LINE,
+    MAX_REQUEST_LINE,
+    DeadlineExceeded,
+    Head,
+    HeaderPairs,
+    Wire,
+    _protocol_error,
+)
+
+__all__ = ["LlhttpWire"]
+
+#: Largest piece of a chunked body handed to llhttp at once.
+_FEED_SLICE = 65536
+_HEX_RUN = re.compile(rb"[0-9A-Fa-f]*")
+_REQUEST_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^ \x00-\x1f\x7f]+ HTTP/(\d)\.(\d)\r?")
+
+
+class _Message:
+    """What llhttp reported about the request being read (its callback target)."""
+
+    __slots__ = ("url", "fields", "trailers", "body", "headers_done", "done", "in_size_line")
+
+    def __init__(self) -> None:
+        self.url = b""
+        self.fields: HeaderPairs = []
+        self.trailers: HeaderPairs = []
+        self.body: list[bytes] = []
+        self.headers_done = False
+        self.done = False
+        self.in_size_line = False
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # llhttp keeps trailing whitespace; RFC 9110 §5.5 (and h11) drop it.
+        (self.trailers if self.headers_done else self.fields).append((name, value.rstrip(b" \t")))
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.done = True
+
+    def on_chunk_header(self) -> None:
+        self.in_size_line = False
+
+    def on_chunk_complete(self) -> None:
+        self.in_size_line = True
+
+
+class LlhttpWire(Wire):
+    """A server-side :class:`Wire` whose requests llhttp parses."""
+
+    __slots__ = ("_buf", "_msg", "_parser_obj", "_chunked", "_body_left", "_keep_alive",
+                 "_expect_continue", "_body_seen", "_eof", "_line_run", "_tail")
+
+    def __init__(self, sock: socket.socket, **kwargs: Any) -> None:
+        super().__init__(sock, **kwargs)
+        assert not self._client, "LlhttpWire is for servers"
+        self._buf = bytearray()
+        self._eof = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self._msg = _Message()
+        self._parser_obj: Any = None
+        self._chunked = False
+        self._body_left = 0
+        self._keep_alive = False
+        self._expect_continue = False
+        self._body_seen = False
+        self._line_run = 0
+        self._tail = b""
+        self._msg.done = True  # nothing being read until a head arrives
+
+    def _parser(self, data: bytes) -> Any:  # type: ignore[override]
+        return None  # h11 is not used
+
+    def _received(self, data: bytes) -> None:
+        if data:
+            self._buf += data
+        else:
+            self._eof = True
+
+    # ----------------------------------------------------------------- state
+
+    @property
+    def peer_wants_100_continue(self) -> bool:
+        return self._expect_continue and not self._body_seen and not self._sent_interim and self._out is None
+
+    @property
+    def message_complete(self) -> bool:
+        return self._msg.done
+
+    @property
+    def keep_alive(self) -> bool:
+        out = self._out
+        return self._keep_alive and (out is None or not out.close)
+
+    @property
+    def head_started(self) -> bool:
+        return bool(self._buf)
+
+    def _peer_keeps_alive(self) -> bool:
+        return self._keep_alive
+
+    def start_next_cycle(self) -> bool:
+        out = self._out
+        if not self._out_done or out is None or out.close or not self._msg.done or not self._keep_alive or self._eof:
+            return False
+        self._reset()
+        self._out = None
+        self._out_done = self._sent_interim = False
+        self.trailers = []
+        self.bytes_received = 0
+        return True
+
+    # --------------------------------------------------------------- reading
+
+    def _head_end(self) -> int:
+        """The end of the head in the buffer (after its blank line), or -1."""
+        buf = self._buf
+        crlf = buf.find(b"\r\n\r\n")
+        bare = buf.find(b"\n\n")  # the strict checks will refuse it; h11 ends heads there too
+        ends = [i + 4 for i in (crlf,) if i >= 0] + [i + 2 for i in (bare,) if i >= 0]
+        return min(ends) if ends else -1
+
+    def read_head(
+        self,
+        *,
+        deadline: float | None = None,
+        first_byte_timeout: float | None = None,
+        headers_timeout: float | None = None,
+    ) -> Head | None:
+        buf = self._buf
+        if not buf and first_byte_timeout is not None and not self._eof:
+            try:
+                self._receive(time.monotonic() + first_byte_timeout, "keep-alive")
+            except DeadlineExceeded:
+                return None
+        if buf and deadline is None and headers_timeout is not None:
+            deadline = time.monotonic() + headers_timeout
+        while True:
+            end = self._head_end()
+            if end >= 0:
+                break
+            if len(buf) > MAX_REQUEST_LINE and b"\n" not in buf[: MAX_REQUEST_LINE + 1]:
+                raise _protocol_error("request line too long", 414, "HPE_URI_TOO_LONG")
+            if len(buf) > self._max_header_size:
+                raise _protocol_error("header block too large", 431, "HPE_HEADER_OVERFLOW")
+            if self._eof:
+                if not buf:
+                    return None
+                raise _protocol_error("peer closed in the middle of a request head", 400)
+            self._receive(deadline, "headers")
+            if deadline is None and headers_timeout is not None:
+                deadline = time.monotonic() + headers_timeout
+        head = bytes(buf[:end])
+        if end > self._max_header_size:
+            status = 414 if b"\n" not in head[: MAX_REQUEST_LINE + 1] else 431
+            raise _protocol_error("header block too large", status, "HPE_HEADER_OVERFLOW")
+        return self._parse_head(head, end)
+
+    def _parse_head(self, head: bytes, end: int) -> Head:
+        line_end = head.find(b"\n")
+        if line_end > MAX_REQUEST_LINE:
+            raise _protocol_error("request line too long", 414, "HPE_URI_TOO_LONG")
+        version = _REQUEST_LINE.fullmatch(head, 0, line_end)
+        if version is None and self._strict:
+            # RFC 9112 §3: exactly one SP between the parts (llhttp takes several).
+            raise _protocol_error("malformed request line", 400)
+        if version is not None and version.group(1, 2) not in ((b"1", b"1"), (b"1", b"0")):
+            status = 505 if version.group(1) >= b"2" else 400
+            raise _protocol_error(f"unsupported HTTP version {version.group(0)!r}", status, "HPE_INVALID_VERSION")
+        if self._strict:
+            self._check_head_bytes(head)
+        msg = _Message()
+        msg.done = False
+        parser = httptools.HttpRequestParser(msg)
+        method = head[: head.find(b" ")]
+        try:
+            try:
+                parser.feed_data(head)
+            except httptools.HttpParserInvalidMethodError:
+                if version is None:
+                    raise
+                # llhttp knows a fixed list of methods; any token is a method (RFC
+                # 9110 §9, and h11).  Parse the rest as a POST, keep the real name.
+                msg = _Message()
+                msg.done = False
+                parser = httptools.HttpRequestParser(msg)
+                parser.feed_data(b"POST" + head[len(method):])
+        except httptools.HttpParserUpgrade:
+            msg.done = True  # Upgrade / CONNECT: what follows is not HTTP
+        except httptools.HttpParserError as exc:
+            status = self._rejection_status(head)
+            code = "HPE_INVALID_TRANSFER_ENCODING" if status == 501 else "HPE_INVALID"
+            raise _protocol_error(str(exc), status, code) from exc
+        if not msg.headers_done:
+            raise _protocol_error("malformed request head", 400)
+        fields = msg.fields
+        if version is not None and version.group(2) == b"1" and not any(n.lower() == b"host" for n, _ in fields):
+            raise _protocol_error("missing Host header", 400)  # RFC 9112 §3.2 (h11 too)
+        if self._strict and self._check_fields(fields, request=True) is None:
+            self._check_raw_content_length(head)
+        del self._buf[:end]
+        http_version = parser.get_http_version()
+        self._msg, self._parser_obj = msg, parser
+        self._request_method = method.decode("ascii")
+        self._peer_http10 = http_version == "1.0"
+        connection = b",".join(v for n, v in fields if n.lower() == b"connection").lower()
+        self._keep_alive = http_version == "1.1" and b"close" not in connection
+        self._chunked = False
+        if not msg.done:
+            for name, value in fields:
+                lname = name.lower()
+                if lname == b"transfer-encoding":
+                    self._chunked = True
+                elif lname == b"content-length":
+                    self._body_left = int(value)
+                elif lname == b"expect" and http_version == "1.1":
+                    self._expect_continue = value.strip().lower() == b"100-continue"
+            msg.in_size_line = self._chunked
+        return Head(method=self._request_method, target=msg.url.decode("latin-1"), http_version=http_version, headers=fields)
+
+    @staticmethod
+    def _rejection_status(head: bytes) -> int:
+        """h11's statuses for what llhttp refuses: 501 for an unknown transfer coding
+        (400 when a coding repeats), 400 for the rest."""
+        values = re.findall(rb"\r\ntransfer-encoding[ \t]*:([^\r\n]*)", head, re.IGNORECASE)
+        if values:
+            codings = [c.strip().lower() for value in values for c in value.split(b",")]
+            if len(values) > 1 or len(codings) != len(set(codings)):
+                return 400
+            if codings[-1] != b"chunked":
+                return 501
+        return 400
+
+    def read_body(self, *, deadline: float | None = None) -> bytes:
+        msg = self._msg
+        while True:
+            if msg.body:
+                data = msg.body[0] if len(msg.body) == 1 else b"".join(msg.body)
+                msg.body.clear()
+                return data
+            if msg.done:
+                if msg.trailers:
+                    self.trailers, msg.trailers = msg.trailers, []
+                    if self._strict:
+                        self._check_fields(self.trailers, request=False)
+                return b""
+            if self._buf:
+                self._feed_body()
+                continue
+            if self._eof:
+                raise errors.ConnectionResetError("aborted: peer closed before the body ended")
+            self._receive(deadline, "request")
+
+    def _feed_body(self) -> None:
+        buf, msg = self._buf, self._msg
+        if not self._chunked:
+            size = min(len(buf), self._body_left)
+            self._body_left -= size
+        elif msg.in_size_line:
+            # One chunk-size line at a time: its length is then known exactly.
+            newline = buf.find(b"\n", 0, MAX_CHUNK_LINE + 2 - self._line_run)
+            if newline < 0:
+                self._line_run += len(buf)
+                if self._line_run > MAX_CHUNK_LINE + 2:
+                    raise _protocol_error("chunk extensions too large", 413, "HPE_CHUNK_EXTENSIONS_OVERFLOW")
+                size = len(buf)
+            else:
+                if self._line_run == 0 and len(_HEX_RUN.match(buf).group()) > 16:  # type: ignore[union-attr]
+                    raise _protocol_error("chunk size too large", 400, "HPE_INVALID_CHUNK_SIZE")
+                self._line_run = 0
+                size = newline + 1
+        else:
+            # Never past the next CRLF CRLF: the message cannot end beyond it.
+            window = self._tail + bytes(buf[:_FEED_SLICE])
+            stop = window.find(b"\r\n\r\n")
+            size = min(len(buf), _FEED_SLICE) if stop < 0 else stop + 4 - len(self._tail)
+        piece = bytes(buf[:size])
+        del buf[:size]
+        self._tail = (self._tail + piece)[-3:]
+        self._body_seen = True
+        try:
+            self._parser_obj.feed_data(piece)
+        except httptools.HttpParserUpgrade:
+            msg.done = True
+        except httptools.HttpParserError as exc:
+            raise _protocol_error(str(exc), 400, "HPE_INVALID") from exc
+        trailers = msg.trailers
+        if trailers and (
+            len(trailers) > self._max_headers_count
+            or sum(len(name) + len(value) + 4 for name, value in trailers) > self._max_header_size
+        ):
+            raise _protocol_error("trailer section too large", 431, "HPE_HEADER_OVERFLOW")
+
+    # --------------------------------------------------------------- lifecycle
+
+    def detach(self) -> tuple[socket.socket, bytes]:
+        data = bytes(self._buf)
+        self._buf.clear()
+        self.closed = True
+        return self.sock, data
+

@@ -1,0 +1,62 @@
+"""The server has two request parsers: llhttp (through httptools, when installed) and
+h11.  The main run uses the default one; this module runs the server-side tests again
+with the other, so both stay correct against the same cases."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from greenhttps import _server_conn
+from greenhttps._connection import Wire
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER_TESTS = [
+    "tests/test_server_framing.py",
+    "tests/test_server_messages.py",
+    "tests/test_server_lifecycle.py",
+    "tests/test_server_tls.py",
+    "tests/test_hardening.py",
+    "tests/test_fuzz.py",
+    "tests/test_wsgi.py",
+]
+
+
+def _has_httptools() -> bool:
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _chosen(parser: str) -> str:
+    code = "from greenhttps import _server_conn; print(_server_conn.SERVER_WIRE.__name__)"
+    env = {**os.environ, "GREENHTTPS_PARSER": parser}
+    return subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_the_parser_is_chosen_as_documented() -> None:
+    assert _chosen("h11") == "Wire"
+    assert _chosen("auto") == ("LlhttpWire" if _has_httptools() else "Wire")
+    if _has_httptools():
+        assert _chosen("llhttp") == "LlhttpWire"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_server_tests_pass_with_the_other_parser() -> None:
+    other = "h11" if _server_conn.SERVER_WIRE is not Wire else "llhttp"
+    if other == "llhttp" and not _has_httptools():
+        pytest.skip("httptools is not installed: only h11 is available")
+    env = {**os.environ, "GREENHTTPS_PARSER": other}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *SERVER_TESTS],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=400,
+    )
+    assert proc.returncode == 0, f"GREENHTTPS_PARSER={other}:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}"
