@@ -364,6 +364,8 @@ class Wire:
         # head from its buffer, so the difference is the head's size.)
         if len(pending) - len(h._receive_buffer) > self._max_header_size:
             raise _protocol_error("header block too large", 431, "HPE_HEADER_OVERFLOW")
+        if not self._client and pending.find(b"\n") > MAX_REQUEST_LINE:
+            raise _protocol_error("request line too long", 414, "HPE_URI_TOO_LONG")
         if self._client:
             if not isinstance(event, (h11.Response, h11.InformationalResponse)):
                 raise _protocol_error(f"unexpected {type(event).__name__} instead of a response")

@@ -153,6 +153,8 @@ def xfail(reason: str) -> Any:
 
 
 HEAD_CASES = [
+    # -- a request line over 8 KiB that arrives whole, with its head (catalog 12)
+    pytest.param(b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, id="9 KiB request line, whole head"),
     # -- Content-Length (catalog 16, 17): llhttp's answers
     pytest.param(POST + b"Content-Length: +5\r\n\r\nhello", 400, id="CL +5"),
     pytest.param(POST + b"Content-Length: -1\r\n\r\nhello", 400, id="CL -1"),
