@@ -333,6 +333,26 @@ def test_free_socket_timeout_closes_idle_sockets(script_server: Any, ca_pem: byt
     assert agent.free_sockets == {} and agent.total_socket_count == 0
 
 
+def test_busy_agent_keeps_one_sweeper_and_still_expires_sockets(script_server: Any, ca_pem: bytes) -> None:
+    """A connection that goes free and is taken again on every request must not start
+    a sweeper greenlet per request, and the idle timeout must still hold afterwards."""
+    counter = Counter()
+    port = counting_server(script_server, counter)
+    agent = greenhttps.Agent(keep_alive=True, timeout=300)
+    greenhttps.get(url(port), ca=ca_pem, agent=agent).read()
+    sweeper = agent._sweeper
+    assert sweeper is not None
+    for _ in range(20):
+        greenhttps.get(url(port), ca=ca_pem, agent=agent).read()
+        gevent.sleep(0)  # let a freshly spawned sweeper (the old bug) run and exit
+        assert agent._sweeper is sweeper
+    assert counter.eofs == 0  # one connection, reused throughout
+    start = time.monotonic()
+    wait_for(lambda: counter.eofs == 1, what="the idle pooled socket to be closed")
+    assert time.monotonic() - start < 1.5
+    assert agent.free_sockets == {} and agent.total_socket_count == 0
+
+
 def test_free_socket_without_timeout_stays_open(script_server: Any, ca_pem: bytes) -> None:
     """Negative control for the idle timeout."""
     counter = Counter()
