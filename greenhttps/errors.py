@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import builtins
 import errno
+import re
 import socket
 import ssl
 
@@ -262,7 +263,10 @@ def from_os_error(exc: BaseException, *, during: str = "") -> Error:
         if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
             return ConnectionResetError(f"socket hang up{suffix}", "ECONNRESET")
         reason = getattr(exc, "reason", None)
-        err = TLSError(f"{reason or exc}{suffix}", f"ERR_SSL_{reason}".upper() if reason else None)
+        # OpenSSL reasons are WORDS_LIKE_THIS, but Python makes some of its own up
+        # ("closed before TLS handshake with data in recv buffer."): a code is a token.
+        code = "ERR_SSL_" + re.sub(r"[^A-Za-z0-9]+", "_", reason).strip("_").upper() if reason else None
+        err = TLSError(f"{reason or exc}{suffix}", code)
         err.library, err.reason = getattr(exc, "library", None), reason
         return err
     if isinstance(exc, socket.gaierror):

@@ -849,6 +849,16 @@ def test_pickle_round_trip(err: errors.Error) -> None:
 # ---------------------------------------------------------- from_os_error
 
 
+def test_from_os_error_tls_codes_are_tokens() -> None:
+    """Python invents some SSL reasons in prose; the code must still be a token."""
+    exc = ssl.SSLError(1, "[SSL] closed before TLS handshake with data in recv buffer.")
+    exc.reason, exc.library = "closed before TLS handshake with data in recv buffer.", "SSL"  # type: ignore[misc]
+    err = errors.from_os_error(exc, during="TLS handshake")
+    assert err.code == "ERR_SSL_CLOSED_BEFORE_TLS_HANDSHAKE_WITH_DATA_IN_RECV_BUFFER"
+    exc.reason = "WRONG_VERSION_NUMBER"  # type: ignore[misc]
+    assert errors.from_os_error(exc).code == "ERR_SSL_WRONG_VERSION_NUMBER"
+
+
 def test_from_os_error_returns_our_errors_unchanged() -> None:
     err = errors.TimeoutError("x")
     assert errors.from_os_error(err) is err
