@@ -34,7 +34,7 @@ from gevent.event import AsyncResult
 
 from . import _tls, _verify, errors
 from ._agent import Agent
-from ._connection import DeadlineExceeded, Head, Wire
+from ._connection import DeadlineExceeded, Head, Wire, wire_class
 from ._events import logger
 from ._headers import node_headers, raw_list
 from ._incoming import IncomingMessage
@@ -50,6 +50,8 @@ _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 _READER_EVENTS = ("response", "upgrade", "connect")
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 _INF = float("inf")
+#: The wire class connections use (chosen once, at import; see wire_class).
+CLIENT_WIRE = wire_class(client=True)
 
 
 class ClientConnection:
@@ -138,7 +140,7 @@ def dial(opts: Mapping[str, Any], agent: Agent, name: str) -> ClientConnection:
             stream = _handshake(raw, opts, agent, name, sock, connect_timeout)
         else:
             stream = raw
-        wire = Wire(
+        wire = CLIENT_WIRE(
             stream,
             client=True,
             max_header_size=opts.get("max_header_size") or 16384,

@@ -37,6 +37,7 @@ raises :class:`DeadlineExceeded` naming the phase; the owner decides what to ans
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import ssl
@@ -745,3 +746,21 @@ class Wire:
             except OSError:
                 pass
         return False  # EOF, or bytes nobody asked for: either way unusable
+
+
+def wire_class(*, client: bool) -> type[Wire]:
+    """llhttp (Node's parser) when httptools is installed, else h11.
+
+    ``GREENHTTPS_PARSER=h11`` forces h11, ``llhttp`` insists on httptools; read once
+    per call (servers and the client each choose once, at import).
+    """
+    choice = os.environ.get("GREENHTTPS_PARSER", "auto").lower()
+    if choice != "h11":
+        try:
+            from ._wire_llhttp import LlhttpWire  # imports this module: only at call time
+        except ImportError:
+            if choice == "llhttp":
+                raise
+        else:
+            return LlhttpWire
+    return Wire

@@ -25,7 +25,6 @@ socket); with no listener anywhere the socket is destroyed.  ``headers_timeout``
 from __future__ import annotations
 
 import enum
-import os
 import socket
 import ssl
 import time
@@ -35,7 +34,7 @@ import gevent
 from gevent.event import Event
 
 from . import errors
-from ._connection import DeadlineExceeded, Head, Wire
+from ._connection import DeadlineExceeded, Head, Wire, wire_class
 from ._events import logger
 from ._incoming import IncomingMessage
 from ._options import ms_to_seconds
@@ -51,25 +50,8 @@ __all__ = ["ServerConnection", "ConnState"]
 DISCARD_LIMIT = 256 * 1024
 
 
-def _wire_class() -> type[Wire]:
-    """llhttp (Node's parser) when httptools is installed, else h11.
-
-    ``GREENHTTPS_PARSER=h11`` forces h11, ``llhttp`` insists on httptools.
-    """
-    choice = os.environ.get("GREENHTTPS_PARSER", "auto").lower()
-    if choice != "h11":
-        try:
-            from ._wire_llhttp import LlhttpWire
-        except ImportError:
-            if choice == "llhttp":
-                raise
-        else:
-            return LlhttpWire
-    return Wire
-
-
 #: The wire class servers use (chosen once, at import).
-SERVER_WIRE = _wire_class()
+SERVER_WIRE = wire_class(client=False)
 
 
 class ConnState(enum.Enum):

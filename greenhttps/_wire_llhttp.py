@@ -1,22 +1,22 @@
-"""LlhttpWire: the server's wire with llhttp (Node's parser, via httptools) parsing.
+"""LlhttpWire: the wire with llhttp (Node's parser, via httptools) parsing.
 
 Theory of operation
 -------------------
 Same interface, same strict checks, same serialisation as :class:`Wire` -- only the
-parsing of requests differs.  h11 costs ~40 us per request on this kind of machine;
-llhttp parses a head in ~1 us.  Used by servers when httptools is installed
+parsing differs.  h11 costs ~40 us per request/response on this kind of machine;
+llhttp parses a head in ~1 us.  Used when httptools is installed
 (``GREENHTTPS_PARSER=h11`` forces h11; ``llhttp`` insists on httptools).
 
-llhttp is a push parser that would happily run on into the next pipelined request,
+llhttp is a push parser that would happily run on into the next pipelined message,
 and httptools does not say where a message ended.  So the wire feeds it exactly one
-message: it finds the end of a head itself (the strict checks need the raw head
-anyway), feeds a ``Content-Length`` body byte-exactly, and feeds a chunked body only
-up to the next ``CRLF CRLF`` (every chunked message ends with one, so it can never
-overrun the end).  Chunk-size lines are fed one at a time, which is also how their
-16 KiB limit (Node's) is kept.
+message head: it finds the end of a head itself (the strict checks need the raw head
+anyway).  A ``Content-Length`` (or close-delimited) body needs no parser and is passed
+on as it arrives; a chunked body is fed only up to the next ``CRLF CRLF`` (every
+chunked message ends with one, so it can never overrun the end), and its chunk-size
+lines one at a time, which is also how their 16 KiB limit (Node's) is kept.
 
-The client keeps h11: llhttp (through httptools) cannot be told that a response
-answers a HEAD request.
+llhttp cannot be told that a response answers a HEAD (or CONNECT) request, so for
+responses the wire decides itself which have no body (RFC 9112 §6.3).
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ __all__ = ["LlhttpWire"]
 
 #: Largest piece of a chunked body handed to llhttp at once.
 _FEED_SLICE = 65536
+_TRANSFER_ENCODING = re.compile(rb"\r\ntransfer-encoding[ \t]*:([^\r\n]*)", re.IGNORECASE)
+_STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) (\d{3})(?: [^\r\n]*)?\r?")
 _HEX_RUN = re.compile(rb"[0-9A-Fa-f]*")
 _REQUEST_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^ \x00-\x1f\x7f]+ HTTP/(\d)\.(\d)\r?")
 
@@ -50,10 +52,11 @@ _REQUEST_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^ \x00-\x1f\x7f]+ HTT
 class _Message:
     """What llhttp reported about the request being read (its callback target)."""
 
-    __slots__ = ("url", "fields", "trailers", "body", "headers_done", "done", "in_size_line")
+    __slots__ = ("url", "reason", "fields", "trailers", "body", "headers_done", "done", "in_size_line")
 
     def __init__(self) -> None:
         self.url = b""
+        self.reason = b""
         self.fields: HeaderPairs = []
         self.trailers: HeaderPairs = []
         self.body: list[bytes] = []
@@ -63,6 +66,9 @@ class _Message:
 
     def on_url(self, url: bytes) -> None:
         self.url += url
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # llhttp keeps trailing whitespace; RFC 9110 §5.5 (and h11) drop it.
@@ -85,14 +91,13 @@ class _Message:
 
 
 class LlhttpWire(Wire):
-    """A server-side :class:`Wire` whose requests llhttp parses."""
+    """A :class:`Wire` whose requests (server) or responses (client) llhttp parses."""
 
     __slots__ = ("_buf", "_msg", "_parser_obj", "_chunked", "_body_left", "_keep_alive",
-                 "_expect_continue", "_body_seen", "_eof", "_line_run", "_tail")
+                 "_expect_continue", "_body_seen", "_eof", "_line_run", "_tail", "_close_delimited")
 
     def __init__(self, sock: socket.socket, **kwargs: Any) -> None:
         super().__init__(sock, **kwargs)
-        assert not self._client, "LlhttpWire is for servers"
         self._buf = bytearray()
         self._eof = False
         self._reset()
@@ -100,7 +105,7 @@ class LlhttpWire(Wire):
     def _reset(self) -> None:
         self._msg = _Message()
         self._parser_obj: Any = None
-        self._chunked = False
+        self._chunked = self._close_delimited = False
         self._body_left = 0
         self._keep_alive = False
         self._expect_continue = False
@@ -180,22 +185,86 @@ class LlhttpWire(Wire):
             end = self._head_end()
             if end >= 0:
                 break
-            if len(buf) > MAX_REQUEST_LINE and b"\n" not in buf[: MAX_REQUEST_LINE + 1]:
+            if not self._client and len(buf) > MAX_REQUEST_LINE and b"\n" not in buf[: MAX_REQUEST_LINE + 1]:
                 raise _protocol_error("request line too long", 414, "HPE_URI_TOO_LONG")
             if len(buf) > self._max_header_size:
                 raise _protocol_error("header block too large", 431, "HPE_HEADER_OVERFLOW")
             if self._eof:
                 if not buf:
                     return None
+                if self._client:
+                    raise errors.ConnectionResetError("socket hang up")  # closed inside the head
                 raise _protocol_error("peer closed in the middle of a request head", 400)
             self._receive(deadline, "headers")
             if deadline is None and headers_timeout is not None:
                 deadline = time.monotonic() + headers_timeout
         head = bytes(buf[:end])
         if end > self._max_header_size:
-            status = 414 if b"\n" not in head[: MAX_REQUEST_LINE + 1] else 431
+            status = 414 if not self._client and b"\n" not in head[: MAX_REQUEST_LINE + 1] else 431
             raise _protocol_error("header block too large", status, "HPE_HEADER_OVERFLOW")
+        if self._client:
+            return self._parse_response_head(head, end)
         return self._parse_head(head, end)
+
+    def _parse_response_head(self, head: bytes, end: int) -> Head:
+        status_line = _STATUS_LINE.fullmatch(head, 0, head.find(b"\n"))
+        if status_line is None:
+            raise _protocol_error("malformed status line", 400)
+        if status_line.group(1, 2) not in ((b"1", b"1"), (b"1", b"0")):
+            raise _protocol_error(f"unsupported HTTP version {head[:8]!r}", 502, "HPE_INVALID_VERSION")
+        if self._strict:
+            self._check_head_bytes(head)
+        msg = _Message()
+        msg.done = False
+        parser = httptools.HttpResponseParser(msg)
+        try:
+            parser.feed_data(head)
+        except httptools.HttpParserUpgrade:
+            msg.done = True  # 101: what follows is not HTTP
+        except httptools.HttpParserError as exc:
+            raise _protocol_error(str(exc), 400, "HPE_INVALID") from exc
+        if not msg.headers_done:
+            raise _protocol_error("malformed response head", 400)
+        fields = msg.fields
+        if self._strict and self._check_fields(fields, request=False) is None:
+            self._check_raw_content_length(head)
+        if self._transfer_coding_status(head) is not None:
+            raise _protocol_error("unsupported or repeated Transfer-Encoding", 400, "HPE_INVALID_TRANSFER_ENCODING")
+        del self._buf[:end]
+        status = int(status_line.group(3))
+        http_version = "1.1" if status_line.group(2) == b"1" else "1.0"
+        method = self._request_method
+        self._msg, self._parser_obj = msg, parser
+        self._chunked = self._close_delimited = False
+        self._body_left = 0
+        connection = b""
+        length = None
+        for name, value in fields:
+            lname = name.lower()
+            if lname == b"transfer-encoding":
+                self._chunked = True
+            elif lname == b"content-length":
+                length = int(value)
+            elif lname == b"connection":
+                connection += b"," + value.lower()
+        # RFC 9112 §6.3: no body after HEAD, 1xx, 204, 304 or a 2xx to CONNECT,
+        # whatever the head says (llhttp cannot be told the request's method).
+        if method == "HEAD" or status < 200 or status in (204, 304) or (method == "CONNECT" and status < 300):
+            msg.done = True
+            self._chunked = False
+        elif self._chunked:
+            msg.done = False
+            msg.in_size_line = True
+        elif length is not None:
+            self._body_left = length
+            msg.done = length == 0
+        else:
+            self._close_delimited = True
+            msg.done = False
+        self._keep_alive = (
+            http_version == "1.1" and b"close" not in connection and not self._close_delimited
+        )
+        return Head(status=status, reason=msg.reason.decode("latin-1"), http_version=http_version, headers=fields)
 
     def _parse_head(self, head: bytes, end: int) -> Head:
         line_end = head.find(b"\n")
@@ -260,17 +329,21 @@ class LlhttpWire(Wire):
         return Head(method=self._request_method, target=msg.url.decode("latin-1"), http_version=http_version, headers=fields)
 
     @staticmethod
-    def _rejection_status(head: bytes) -> int:
-        """h11's statuses for what llhttp refuses: 501 for an unknown transfer coding
-        (400 when a coding repeats), 400 for the rest."""
-        values = re.findall(rb"\r\ntransfer-encoding[ \t]*:([^\r\n]*)", head, re.IGNORECASE)
+    def _transfer_coding_status(head: bytes) -> int | None:
+        """h11's answer to a Transfer-Encoding it refuses: 400 when a coding repeats
+        (in one field or two), 501 when the last is not chunked; None if it is fine."""
+        values = _TRANSFER_ENCODING.findall(head)
         if values:
             codings = [c.strip().lower() for value in values for c in value.split(b",")]
             if len(values) > 1 or len(codings) != len(set(codings)):
                 return 400
             if codings[-1] != b"chunked":
                 return 501
-        return 400
+        return None
+
+    @classmethod
+    def _rejection_status(cls, head: bytes) -> int:
+        return cls._transfer_coding_status(head) or 400
 
     def read_body(self, *, deadline: float | None = None) -> bytes:
         msg = self._msg
@@ -289,15 +362,25 @@ class LlhttpWire(Wire):
                 self._feed_body()
                 continue
             if self._eof:
+                if self._close_delimited:
+                    msg.done = True
+                    continue
                 raise errors.ConnectionResetError("aborted: peer closed before the body ended")
             self._receive(deadline, "request")
 
     def _feed_body(self) -> None:
         buf, msg = self._buf, self._msg
         if not self._chunked:
-            size = min(len(buf), self._body_left)
-            self._body_left -= size
-        elif msg.in_size_line:
+            # A counted (or close-delimited) body needs no parser: pass the bytes on.
+            size = len(buf) if self._close_delimited else min(len(buf), self._body_left)
+            msg.body.append(bytes(buf[:size]))
+            del buf[:size]
+            self._body_seen = True
+            if not self._close_delimited:
+                self._body_left -= size
+                msg.done = self._body_left == 0
+            return
+        if msg.in_size_line:
             # One chunk-size line at a time: its length is then known exactly.
             newline = buf.find(b"\n", 0, MAX_CHUNK_LINE + 2 - self._line_run)
             if newline < 0:
@@ -331,6 +414,9 @@ class LlhttpWire(Wire):
             or sum(len(name) + len(value) + 4 for name, value in trailers) > self._max_header_size
         ):
             raise _protocol_error("trailer section too large", 431, "HPE_HEADER_OVERFLOW")
+
+    def _tell_parser(self, method: str, headers: HeaderPairs) -> None:
+        self._request_method = method
 
     # --------------------------------------------------------------- lifecycle
 

@@ -1,5 +1,5 @@
-"""The server has two request parsers: llhttp (through httptools, when installed) and
-h11.  The main run uses the default one; this module runs the server-side tests again
+"""There are two parsers: llhttp (through httptools, when installed) and h11.  The
+main run uses the default one; this module runs the server and client tests again
 with the other, so both stay correct against the same cases."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from greenhttps import _server_conn
 from greenhttps._connection import Wire
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVER_TESTS = [
+PARSER_TESTS = [
     "tests/test_server_framing.py",
     "tests/test_server_messages.py",
     "tests/test_server_lifecycle.py",
@@ -23,6 +23,10 @@ SERVER_TESTS = [
     "tests/test_hardening.py",
     "tests/test_fuzz.py",
     "tests/test_wsgi.py",
+    "tests/test_client.py",
+    "tests/test_agent.py",
+    "tests/test_client_tls.py",
+    "tests/test_hardening_client.py",
 ]
 
 
@@ -35,28 +39,29 @@ def _has_httptools() -> bool:
 
 
 def _chosen(parser: str) -> str:
-    code = "from greenhttps import _server_conn; print(_server_conn.SERVER_WIRE.__name__)"
+    code = ("from greenhttps import _client, _server_conn; "
+            "print(_server_conn.SERVER_WIRE.__name__, _client.CLIENT_WIRE.__name__)")
     env = {**os.environ, "GREENHTTPS_PARSER": parser}
     return subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
                           check=True).stdout.strip()
 
 
 def test_the_parser_is_chosen_as_documented() -> None:
-    assert _chosen("h11") == "Wire"
-    assert _chosen("auto") == ("LlhttpWire" if _has_httptools() else "Wire")
+    assert _chosen("h11") == "Wire Wire"
+    assert _chosen("auto") == ("LlhttpWire LlhttpWire" if _has_httptools() else "Wire Wire")
     if _has_httptools():
-        assert _chosen("llhttp") == "LlhttpWire"
+        assert _chosen("llhttp") == "LlhttpWire LlhttpWire"
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(420)
-def test_server_tests_pass_with_the_other_parser() -> None:
+@pytest.mark.timeout(600)
+def test_server_and_client_tests_pass_with_the_other_parser() -> None:
     other = "h11" if _server_conn.SERVER_WIRE is not Wire else "llhttp"
     if other == "llhttp" and not _has_httptools():
         pytest.skip("httptools is not installed: only h11 is available")
     env = {**os.environ, "GREENHTTPS_PARSER": other}
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *SERVER_TESTS],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=400,
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *PARSER_TESTS],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=580,
     )
     assert proc.returncode == 0, f"GREENHTTPS_PARSER={other}:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}"
