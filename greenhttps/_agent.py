@@ -89,6 +89,8 @@ class Agent(EventEmitter):
         self._dialing: dict[str, int] = {}
         self._total = 0
         self._sessions: collections.OrderedDict[str, Any] = collections.OrderedDict()
+        #: get_name() results by their (hashable) options: a request asks once each.
+        self._names: dict[frozenset[Any], str] = {}
         self._sweeper: gevent.Greenlet | None = None
         self._sweep_at = _INF
 
@@ -112,6 +114,23 @@ class Agent(EventEmitter):
         ``options`` are request options (camelCase or snake_case keys), as Node's
         ``agent.getName(options)``.  Raises ``TypeError`` for an unknown option.
         """
+        key: frozenset[Any] | None
+        try:
+            key = frozenset(options.items()) if options else frozenset()
+        except TypeError:  # an unhashable value (a list of CAs, say): compute it
+            key = None
+        if key is not None:
+            cached = self._names.get(key)
+            if cached is not None:
+                return cached
+        name = self._compute_name(options)
+        if key is not None:
+            if len(self._names) >= 256:
+                self._names.clear()
+            self._names[key] = name
+        return name
+
+    def _compute_name(self, options: Mapping[str, Any] | None) -> str:
         opts = merge_options(REQUEST_OPTIONS, options, what="get_name", defaults=False)
         # As a request does: hostname is preferred over host.
         host = opts.get("hostname") or opts.get("host") or "localhost"

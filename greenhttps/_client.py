@@ -546,20 +546,28 @@ class ClientRequest(OutgoingMessage):
         res = IncomingMessage(head, conn.socket, self._read_body_chunk, trailers=lambda: self._trailers)
         res.req = self  # type: ignore[attr-defined]
         self.res = res
-        self._close_delimited = (
-            self.method != "HEAD"
-            and head.status not in (204, 304)
-            and "content-length" not in res.headers
-            and "transfer-encoding" not in res.headers
-        )
-        keep_alive = res.headers.get("keep-alive")
-        if isinstance(keep_alive, str) and "timeout=" in keep_alive:
+        # From the raw fields: most callers never look at Node's header dict.
+        framed = empty = False
+        keep_alive = None
+        for name, value in head.headers:
+            if len(name) not in (10, 14, 17):
+                continue
+            lname = name.lower()
+            if lname == b"content-length":
+                framed = True
+                empty = value.strip() == b"0"
+            elif lname == b"transfer-encoding":
+                framed = True
+            elif lname == b"keep-alive":
+                keep_alive = value.decode("latin-1")
+        self._close_delimited = self.method != "HEAD" and head.status not in (204, 304) and not framed
+        if keep_alive is not None and "timeout=" in keep_alive:
             try:
                 conn.server_keep_alive = float(keep_alive.split("timeout=")[1].split(",")[0])
             except ValueError:
                 pass
         self._result.set(res)
-        if self.method == "HEAD" or head.status in (204, 304) or res.headers.get("content-length") == "0":
+        if self.method == "HEAD" or head.status in (204, 304) or empty:
             # No body is coming: take the end marker now (h11 has it without I/O) so
             # the connection returns to the pool even if nobody reads the body.
             self._read_body_chunk()

@@ -415,6 +415,11 @@ class LlhttpWire(Wire):
         ):
             raise _protocol_error("trailer section too large", 431, "HPE_HEADER_OVERFLOW")
 
+    @staticmethod
+    def _check_raw_content_length(pending: bytes) -> None:
+        """Nothing to do: llhttp reports every field as sent (h11 folds repeats), so
+        :meth:`_check_fields` has already seen each Content-Length."""
+
     def _tell_parser(self, method: str, headers: HeaderPairs) -> None:
         self._request_method = method
 
