@@ -118,10 +118,25 @@ class LlhttpWire(Wire):
         return None  # h11 is not used
 
     def _received(self, data: bytes) -> None:
-        if data:
+        if not data:
+            self._eof = True
+        elif self._buf or self._chunked or self._msg.done or not self._msg.headers_done:
             self._buf += data
         else:
-            self._eof = True
+            # The common case of a counted (or close-delimited) body arriving: hand the
+            # bytes on without a trip through the buffer.
+            if not self._close_delimited and len(data) > self._body_left:
+                self._buf += data[self._body_left:]
+                data = data[: self._body_left]
+            self._pass_body(data)
+
+    def _pass_body(self, data: bytes) -> None:
+        msg = self._msg
+        msg.body.append(data)
+        self._body_seen = True
+        if not self._close_delimited:
+            self._body_left -= len(data)
+            msg.done = self._body_left == 0
 
     # ----------------------------------------------------------------- state
 
@@ -373,12 +388,9 @@ class LlhttpWire(Wire):
         if not self._chunked:
             # A counted (or close-delimited) body needs no parser: pass the bytes on.
             size = len(buf) if self._close_delimited else min(len(buf), self._body_left)
-            msg.body.append(bytes(buf[:size]))
+            data = bytes(buf[:size])
             del buf[:size]
-            self._body_seen = True
-            if not self._close_delimited:
-                self._body_left -= size
-                msg.done = self._body_left == 0
+            self._pass_body(data)
             return
         if msg.in_size_line:
             # One chunk-size line at a time: its length is then known exactly.
