@@ -1078,6 +1078,29 @@ _NODE_SERVER = textwrap.dedent(
 
 
 @pytest.mark.needs_node
+@pytest.mark.xfail(
+    strict=False,
+    reason="BUG (open): sequential new connections to Node's https server never resume the cached "
+    "session (0 of 4 here), although the benchmark's 8 concurrent connections resume 99%; suspected: "
+    "OpenSSL marks the shared SSL_SESSION not resumable when the first connection is freed without "
+    "close_notify",
+)
+def test_node_server_resumes_every_new_connection(server_cert_files: dict[str, str], ca_pem: bytes) -> None:
+    """The session from the one full handshake keeps resuming against Node's server
+    (the client does not re-fetch the session after a resumed handshake)."""
+    with helpers.node_server(_NODE_SERVER, [server_cert_files["key"], server_cert_files["cert"]]) as port:
+        agent = greenhttps.Agent()  # keep_alive=False: every request dials anew
+        reused, ports = [], set()
+        for _ in range(5):
+            res = greenhttps.get(f"https://localhost:{port}/", ca=ca_pem, agent=agent)
+            res.read()
+            reused.append(res.socket.session_reused)
+            ports.add(res.socket.local_port)
+        assert reused == [False, True, True, True, True]
+        assert len(ports) == 5
+
+
+@pytest.mark.needs_node
 def test_against_node_https_server(server_cert_files: dict[str, str], ca_pem: bytes) -> None:
     with helpers.node_server(_NODE_SERVER, [server_cert_files["key"], server_cert_files["cert"]]) as port:
         agent = greenhttps.Agent(keep_alive=True)
