@@ -589,9 +589,16 @@ def open_fds() -> int:
 
 
 def live_greenlets() -> int:
-    """The number of greenlets (the hub and main one included) that are not dead."""
+    """The number of greenlets (the hub and main one included) that are not dead.
+
+    gevent's thread-pool workers (the resolver behind ``create_connection`` grows its
+    pool on demand, up to its size) are gevent's, not ours: they are not counted.
+    """
     gc.collect()
-    return sum(1 for obj in gc.get_objects() if isinstance(obj, greenlet.greenlet) and not obj.dead)
+    return sum(
+        1 for obj in gc.get_objects()
+        if isinstance(obj, greenlet.greenlet) and not obj.dead and type(obj).__name__ != "ThreadPoolWorker"
+    )
 
 
 def settle(seconds: float = 0.05) -> None:
