@@ -34,7 +34,6 @@ from gevent.event import AsyncResult
 
 from . import _tls, _verify, errors
 from ._agent import Agent
-from ._connection import DeadlineExceeded, Head, Wire, wire_class
 from ._events import logger
 from ._headers import node_headers, raw_list
 from ._incoming import IncomingMessage
@@ -42,6 +41,7 @@ from ._options import CLIENT_TLS_KEYS, ms_to_seconds, node_aliases
 from ._outgoing import OutgoingMessage, attribute_aliases
 from ._socket import Socket
 from ._url import host_header, is_ip, request_options, server_name
+from ._wire import DeadlineExceeded, Head, Wire, wire_class
 
 __all__ = ["ClientRequest", "ClientConnection", "request", "get"]
 

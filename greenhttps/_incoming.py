@@ -13,12 +13,12 @@ import json as _json
 from typing import Any, Callable, Iterator
 
 from . import errors
-from ._connection import Head
 from ._events import EventEmitter
 from ._headers import node_headers, raw_list
 from ._options import node_aliases
 from ._outgoing import attribute_aliases
 from ._socket import Socket
+from ._wire import Head
 
 __all__ = ["IncomingMessage"]
 

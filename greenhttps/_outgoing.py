@@ -21,9 +21,9 @@ from ._headers import OutgoingHeaders, check_value, pairs_from
 from ._options import camel_case, node_aliases
 
 if TYPE_CHECKING:
-    from ._connection import Wire
     from ._incoming import IncomingMessage
     from ._socket import Socket
+    from ._wire import Wire
 
 __all__ = ["OutgoingMessage", "ServerResponse", "STATUS_CODES", "attribute_aliases"]
 

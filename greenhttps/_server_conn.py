@@ -34,12 +34,12 @@ import gevent
 from gevent.event import Event
 
 from . import errors
-from ._connection import DeadlineExceeded, Head, Wire, wire_class
 from ._events import logger
 from ._incoming import IncomingMessage
 from ._options import ms_to_seconds
 from ._outgoing import STATUS_CODES, ServerResponse
 from ._socket import Socket
+from ._wire import DeadlineExceeded, Head, Wire, wire_class
 
 if TYPE_CHECKING:
     from ._server import Server

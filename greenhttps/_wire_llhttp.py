@@ -29,7 +29,7 @@ from typing import Any
 import httptools  # type: ignore[import-not-found,unused-ignore]
 
 from . import errors
-from ._connection import (
+from ._wire import (
     MAX_CHUNK_LINE,
     MAX_REQUEST_LINE,
     DeadlineExceeded,
@@ -113,9 +113,6 @@ class LlhttpWire(Wire):
         self._line_run = 0
         self._tail = b""
         self._msg.done = True  # nothing being read until a head arrives
-
-    def _parser(self, data: bytes) -> Any:  # type: ignore[override]
-        return None  # h11 is not used
 
     def _received(self, data: bytes) -> None:
         if not data:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from greenhttps import _server_conn
-from greenhttps._connection import Wire
+from greenhttps._wire_h11 import H11Wire
 
 ROOT = Path(__file__).resolve().parent.parent
 PARSER_TESTS = [
@@ -47,8 +47,8 @@ def _chosen(parser: str) -> str:
 
 
 def test_the_parser_is_chosen_as_documented() -> None:
-    assert _chosen("h11") == "Wire Wire"
-    assert _chosen("auto") == ("LlhttpWire LlhttpWire" if _has_httptools() else "Wire Wire")
+    assert _chosen("h11") == "H11Wire H11Wire"
+    assert _chosen("auto") == ("LlhttpWire LlhttpWire" if _has_httptools() else "H11Wire H11Wire")
     if _has_httptools():
         assert _chosen("llhttp") == "LlhttpWire LlhttpWire"
 
@@ -56,7 +56,7 @@ def test_the_parser_is_chosen_as_documented() -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_server_and_client_tests_pass_with_the_other_parser() -> None:
-    other = "h11" if _server_conn.SERVER_WIRE is not Wire else "llhttp"
+    other = "h11" if _server_conn.SERVER_WIRE is not H11Wire else "llhttp"
     if other == "llhttp" and not _has_httptools():
         pytest.skip("httptools is not installed: only h11 is available")
     env = {**os.environ, "GREENHTTPS_PARSER": other}
