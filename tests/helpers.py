@@ -589,15 +589,23 @@ def open_fds() -> int:
 
 
 def live_greenlets() -> int:
-    """The number of greenlets (the hub and main one included) that are not dead.
+    """The number of greenlets of this thread (its hub and main one included) that are
+    not dead.
 
-    gevent's thread-pool workers (the resolver behind ``create_connection`` grows its
-    pool on demand, up to its size) are gevent's, not ours: they are not counted.
+    Greenlets of other threads -- gevent's thread pool, which the resolver behind
+    ``create_connection`` grows on demand up to its size -- are gevent's, not ours,
+    and are not counted.
     """
+    def root(g: greenlet.greenlet) -> greenlet.greenlet:
+        while g.parent is not None:
+            g = g.parent
+        return g
+
+    ours = root(greenlet.getcurrent())
     gc.collect()
     return sum(
         1 for obj in gc.get_objects()
-        if isinstance(obj, greenlet.greenlet) and not obj.dead and type(obj).__name__ != "ThreadPoolWorker"
+        if isinstance(obj, greenlet.greenlet) and not obj.dead and root(obj) is ours
     )
 
 
