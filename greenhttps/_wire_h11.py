@@ -14,6 +14,7 @@ h11's reader state, which is why h11 is pinned to one minor version.
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from typing import Any
@@ -22,6 +23,7 @@ import h11
 
 from . import errors
 from ._wire import (
+    _CONTROL_CHAR,
     _HEAD_END,
     _MAX_CHUNK_SIZE,
     _TRANSFER_ENCODING_LINE,
@@ -38,6 +40,7 @@ from ._wire import (
 __all__ = ["H11Wire"]
 
 _ChunkedReader = h11._readers.ChunkedReader  # type: ignore[attr-defined]
+_CHUNK_LINE = re.compile(rb"[0-9A-Fa-f]{1,16}(?:;[^\r\n]*)?\r\n")
 #: h11 events are immutable: one body-less stand-in per distinct request shape.
 _SHADOW_REQUESTS: dict[tuple[str, tuple[tuple[bytes, bytes], ...]], h11.Request] = {}
 
@@ -132,15 +135,45 @@ class H11Wire(Wire):
         if reader._bytes_in_chunk > _MAX_CHUNK_SIZE:
             raise _protocol_error("chunk size too large", 400, "HPE_INVALID_CHUNK_SIZE")
         if reader._reading_trailer:
-            if buffered[:1] == b"\n" or buffered[:2] == b"\r\n":
+            self._check_trailer_section(bytes(buffered[: self._max_header_size + 4]))
+            if buffered[:2] == b"\r\n":
                 return  # no trailers: what follows is the next message
             limit, status, code, end = self._max_header_size, 431, "HPE_HEADER_OVERFLOW", b"\n\r\n"
-        elif reader._bytes_in_chunk == 0 and not reader._bytes_to_discard:
+        elif reader._bytes_in_chunk == 0:
+            # At a chunk boundary (perhaps with the CRLF after the last chunk's data
+            # still to skip): h11 will read the next size line, and after a "0" the
+            # trailers, in the same call -- check them first.
+            skip = len(reader._bytes_to_discard)
+            self._check_chunk_line(buffered[skip:])
+            if skip:
+                return
             limit, status, code, end = MAX_CHUNK_LINE, 413, "HPE_CHUNK_EXTENSIONS_OVERFLOW", b"\n"
         else:
             return
         if len(buffered) > limit and buffered.find(end, 0, limit) < 0:
             raise _protocol_error("chunk extensions or trailers too large", status, code)
+
+    def _check_chunk_line(self, buffered: bytearray) -> None:
+        """A whole chunk-size line is hex digits, optional extensions, CRLF (h11 also
+        takes whitespace and a bare LF, which llhttp refuses); after the last chunk,
+        the trailer section is held to the rules of a head."""
+        newline = buffered.find(b"\n", 0, MAX_CHUNK_LINE + 2)
+        if newline < 0:
+            return  # not all here yet (its length is checked by the caller)
+        line = bytes(buffered[: newline + 1])
+        if not _CHUNK_LINE.fullmatch(line) or _CONTROL_CHAR.search(line):
+            raise _protocol_error("malformed chunk size line", 400, "HPE_INVALID_CHUNK_SIZE")
+        if line.split(b";", 1)[0].strip(b"\r\n").strip(b"0") == b"":  # the last chunk
+            self._check_trailer_section(bytes(buffered[newline + 1 : newline + 1 + self._max_header_size + 4]))
+
+    def _check_trailer_section(self, section: bytes) -> None:
+        if section[:2] == b"\r\n" or not section:
+            return  # no trailers (or nothing yet)
+        ends = [i + 4 for i in (section.find(b"\r\n\r\n"),) if i >= 0]
+        ends += [i + 2 for i in (section.find(b"\n\n"),) if i >= 0]
+        if section[:1] == b"\n" or ends:
+            # CRLF only, no obs-fold, no control characters: as in a head.
+            self._check_head_bytes(b"\r\n" + section[: min(ends)] if ends else section)
 
     def read_head(
         self,

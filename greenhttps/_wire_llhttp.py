@@ -43,6 +43,8 @@ __all__ = ["LlhttpWire"]
 
 #: Largest piece of a chunked body handed to llhttp at once.
 _FEED_SLICE = 65536
+_UPGRADE_FIELD = re.compile(rb"\r\nupgrade[ \t]*:", re.IGNORECASE)
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*0*([0-9])", re.IGNORECASE)
 _TRANSFER_ENCODING = re.compile(rb"\r\ntransfer-encoding[ \t]*:([^\r\n]*)", re.IGNORECASE)
 _STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) (\d{3})(?: [^\r\n]*)?\r?")
 _HEX_RUN = re.compile(rb"[0-9A-Fa-f]*")
@@ -52,7 +54,7 @@ _REQUEST_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^ \x00-\x1f\x7f]+ HTT
 class _Message:
     """What llhttp reported about the request being read (its callback target)."""
 
-    __slots__ = ("url", "reason", "fields", "trailers", "body", "headers_done", "done", "in_size_line")
+    __slots__ = ("url", "reason", "fields", "trailers", "body", "headers_done", "done", "in_size_line", "events")
 
     def __init__(self) -> None:
         self.url = b""
@@ -63,6 +65,8 @@ class _Message:
         self.headers_done = False
         self.done = False
         self.in_size_line = False
+        #: Callbacks so far: bytes fed without any mean a line still being built.
+        self.events = 0
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -72,21 +76,25 @@ class _Message:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # llhttp keeps trailing whitespace; RFC 9110 §5.5 (and h11) drop it.
+        self.events += 1
         (self.trailers if self.headers_done else self.fields).append((name, value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
         self.headers_done = True
 
     def on_body(self, body: bytes) -> None:
+        self.events += 1
         self.body.append(body)
 
     def on_message_complete(self) -> None:
         self.done = True
 
     def on_chunk_header(self) -> None:
+        self.events += 1
         self.in_size_line = False
 
     def on_chunk_complete(self) -> None:
+        self.events += 1
         self.in_size_line = True
 
 
@@ -94,7 +102,7 @@ class LlhttpWire(Wire):
     """A :class:`Wire` whose requests (server) or responses (client) llhttp parses."""
 
     __slots__ = ("_buf", "_msg", "_parser_obj", "_chunked", "_body_left", "_keep_alive",
-                 "_expect_continue", "_body_seen", "_eof", "_line_run", "_tail", "_close_delimited")
+                 "_expect_continue", "_body_seen", "_eof", "_line_run", "_tail", "_close_delimited", "_silent")
 
     def __init__(self, sock: socket.socket, **kwargs: Any) -> None:
         super().__init__(sock, **kwargs)
@@ -111,6 +119,7 @@ class LlhttpWire(Wire):
         self._expect_continue = False
         self._body_seen = False
         self._line_run = 0
+        self._silent = 0
         self._tail = b""
         self._msg.done = True  # nothing being read until a head arrives
 
@@ -308,7 +317,14 @@ class LlhttpWire(Wire):
                 parser = httptools.HttpRequestParser(msg)
                 parser.feed_data(b"POST" + head[len(method):])
         except httptools.HttpParserUpgrade:
-            msg.done = True  # Upgrade / CONNECT: what follows is not HTTP
+            if method != b"CONNECT" and _declares_body(head):
+                # llhttp ends an Upgrade request at its head even when it declares a
+                # body; read as such, the body would be taken for the next request
+                # (smuggling) whenever nobody takes the upgrade.  Parse it again with
+                # the Upgrade field hidden so the body is framed as h11 frames it.
+                msg, parser = self._reparse_without_upgrade(head, msg)
+            else:
+                msg.done = True  # Upgrade / CONNECT: what follows is not HTTP
         except httptools.HttpParserError as exc:
             status = self._rejection_status(head)
             code = "HPE_INVALID_TRANSFER_ENCODING" if status == 501 else "HPE_INVALID"
@@ -339,6 +355,14 @@ class LlhttpWire(Wire):
                     self._expect_continue = value.strip().lower() == b"100-continue"
             msg.in_size_line = self._chunked
         return Head(method=self._request_method, target=msg.url.decode("latin-1"), http_version=http_version, headers=fields)
+
+    @staticmethod
+    def _reparse_without_upgrade(head: bytes, upgraded: _Message) -> tuple[_Message, Any]:
+        msg = _Message()
+        parser = httptools.HttpRequestParser(msg)
+        parser.feed_data(_UPGRADE_FIELD.sub(rb"\r\nX-Greenhttps-Upgrade:", head))
+        msg.fields = upgraded.fields  # the head as sent, Upgrade included
+        return msg, parser
 
     @staticmethod
     def _transfer_coding_status(head: bytes) -> int | None:
@@ -411,12 +435,18 @@ class LlhttpWire(Wire):
         del buf[:size]
         self._tail = (self._tail + piece)[-3:]
         self._body_seen = True
+        events = msg.events
         try:
             self._parser_obj.feed_data(piece)
         except httptools.HttpParserUpgrade:
             msg.done = True
         except httptools.HttpParserError as exc:
             raise _protocol_error(str(exc), 400, "HPE_INVALID") from exc
+        # httptools builds a header (trailer) line up in memory, by concatenation,
+        # until it ends: bytes that produced no callback at all are such a line.
+        self._silent = 0 if msg.events != events or msg.done else self._silent + size
+        if self._silent > self._max_header_size + MAX_CHUNK_LINE:
+            raise _protocol_error("trailer section too large", 431, "HPE_HEADER_OVERFLOW")
         trailers = msg.trailers
         if trailers and (
             len(trailers) > self._max_headers_count
@@ -440,3 +470,10 @@ class LlhttpWire(Wire):
         self.closed = True
         return self.sock, data
 
+
+def _declares_body(head: bytes) -> bool:
+    """The head says a body follows: a Transfer-Encoding, or a non-zero Content-Length."""
+    if _TRANSFER_ENCODING.search(head):
+        return True
+    length = _CONTENT_LENGTH.search(head)
+    return length is not None and length.group(1) != b"0"

@@ -294,6 +294,13 @@ BODY_CASES = [
                  id="trailer with space before colon"),
     pytest.param(CHUNKED + b"5\r\nhello\r\n0\r\nX-T: a\x00b\r\n\r\n", (400,), {},
                  id="NUL in a trailer"),
+    # -- the end of a chunked body is held to a head's rules (llhttp's; h11 is lenient)
+    pytest.param(CHUNKED + b"5\r\nhello\r\n0\r\n\n", (400,), {}, id="bare LF ending the trailers"),
+    pytest.param(CHUNKED + b"5\r\nhello\r\n0\r\nX-T: t\n\r\n", (400,), {}, id="bare LF in a trailer"),
+    pytest.param(CHUNKED + b"5\r\nhello\r\n0\r\nX-T: t\r\n u\r\n\r\n", (400,), {}, id="obs-fold in a trailer"),
+    pytest.param(CHUNKED + b"5 \r\nhello\r\n0\r\n\r\n", (400,), {}, id="space after the chunk size"),
+    # -- a trailer line that never ends must not be built up in memory
+    pytest.param(CHUNKED + b"5\r\nhello\r\n0\r\nX-T: " + b"t" * 200_000, (431,), {}, id="endless trailer line"),
 ]
 
 
@@ -309,6 +316,20 @@ def test_malformed_body_is_rejected_and_closed(
     assert rec.bodies == []  # the handler never got a "complete" body ...
     assert rec.heads == [("POST", "/")]  # ... and the pipelined request never came
     serves(port)
+
+
+def test_upgrade_request_body_is_never_a_second_request(make_server: MakeServer) -> None:
+    """An Upgrade nobody takes is an ordinary request, body included: the body must not
+    be parsed as the next request (llhttp ends an Upgrade request at its head)."""
+    rec = Recorder()
+    port = port_of(make_server(rec, tls=False))
+    smuggled = b"GET /admin HTTP/1.1\r\nHost: x\r\n\r\n"
+    data = (b"POST /upload HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(smuggled)) + smuggled
+    reply, _ = send_and_read_all(port, data, timeout=1.0)
+    assert rec.heads == [("POST", "/upload")]
+    assert rec.bodies == [len(smuggled)]
+    assert reply.count(b"HTTP/1.1 ") == 1
 
 
 def test_trailer_within_limits_is_delivered(make_server: MakeServer) -> None:
