@@ -283,7 +283,7 @@ class LlhttpWire(Wire):
             self._close_delimited = True
             msg.done = False
         self._keep_alive = (
-            http_version == "1.1" and b"close" not in connection and not self._close_delimited
+            http_version == "1.1" and not _says_close(connection) and not self._close_delimited
         )
         return Head(status=status, reason=msg.reason.decode("latin-1"), http_version=http_version, headers=fields)
 
@@ -342,7 +342,7 @@ class LlhttpWire(Wire):
         self._request_method = method.decode("ascii")
         self._peer_http10 = http_version == "1.0"
         connection = b",".join(v for n, v in fields if n.lower() == b"connection").lower()
-        self._keep_alive = http_version == "1.1" and b"close" not in connection
+        self._keep_alive = http_version == "1.1" and not _says_close(connection)
         self._chunked = False
         if not msg.done:
             for name, value in fields:
@@ -477,3 +477,8 @@ def _declares_body(head: bytes) -> bool:
         return True
     length = _CONTENT_LENGTH.search(head)
     return length is not None and length.group(1) != b"0"
+
+
+def _says_close(connection: bytes) -> bool:
+    """``close`` is one of the (lower-cased, comma-separated) Connection tokens."""
+    return b"close" in connection and b"close" in (token.strip() for token in connection.split(b","))

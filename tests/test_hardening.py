@@ -318,6 +318,22 @@ def test_malformed_body_is_rejected_and_closed(
     serves(port)
 
 
+def test_connection_close_is_a_token_not_a_substring(make_server: MakeServer) -> None:
+    """``Connection: closex`` is not ``close``: the connection stays open (as h11 reads it)."""
+    rec = Recorder()
+    port = port_of(make_server(rec, tls=False))
+    sock = helpers.raw_connect(port)
+    try:
+        for _ in range(2):
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: closex\r\n\r\n")
+            res = helpers.read_response(sock)
+            assert res.status == 200
+            assert (res.get("connection") or b"").lower() == b"keep-alive"
+    finally:
+        sock.close()
+    assert rec.heads == [("GET", "/"), ("GET", "/")]
+
+
 def test_upgrade_request_body_is_never_a_second_request(make_server: MakeServer) -> None:
     """An Upgrade nobody takes is an ordinary request, body included: the body must not
     be parsed as the next request (llhttp ends an Upgrade request at its head)."""
