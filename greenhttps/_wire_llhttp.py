@@ -360,7 +360,10 @@ class LlhttpWire(Wire):
     def _reparse_without_upgrade(head: bytes, upgraded: _Message) -> tuple[_Message, Any]:
         msg = _Message()
         parser = httptools.HttpRequestParser(msg)
-        parser.feed_data(_UPGRADE_FIELD.sub(rb"\r\nX-Greenhttps-Upgrade:", head))
+        try:
+            parser.feed_data(_UPGRADE_FIELD.sub(rb"\r\nX-Greenhttps-Upgrade:", head))
+        except httptools.HttpParserError as exc:  # llhttp took it once: not expected
+            raise _protocol_error(str(exc), 400, "HPE_INVALID") from exc
         msg.fields = upgraded.fields  # the head as sent, Upgrade included
         return msg, parser
 
