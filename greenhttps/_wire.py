@@ -52,7 +52,7 @@ from ._wire_format import (
     response_head,
 )
 
-__all__ = ["Wire", "Head", "DeadlineExceeded", "IdleTimeout", "HeaderPairs", "wire_class"]
+__all__ = ["Wire", "Head", "DeadlineExceeded", "IdleTimeout", "HeaderPairs", "transfer_coding_status", "wire_class"]
 
 HeaderPairs = list[tuple[bytes, bytes]]
 
@@ -113,6 +113,19 @@ class Head:
     def __repr__(self) -> str:
         first = f"{self.method} {self.target}" if self.method else f"{self.status} {self.reason}"
         return f"<Head {first} HTTP/{self.http_version}>"
+
+
+def transfer_coding_status(head: bytes) -> int | None:
+    """How a server refuses a head's Transfer-Encoding: 400 when a coding repeats (in
+    one field or two: malformed), 501 when the last one is not chunked (unsupported),
+    None when there is none or it ends in chunked.  ``head`` is one whole head."""
+    values = _TRANSFER_ENCODING_LINE.findall(head)
+    if not values:
+        return None
+    codings = [c.strip().lower() for value in values for c in value.split(b",")]
+    if len(values) > 1 or len(codings) != len(set(codings)):
+        return 400
+    return 501 if codings[-1] != b"chunked" else None
 
 
 def _protocol_error(message: str, status: int = 400, code: str = "HPE_INVALID") -> errors.ProtocolError:

@@ -26,7 +26,6 @@ from ._wire import (
     _CONTROL_CHAR,
     _HEAD_END,
     _MAX_CHUNK_SIZE,
-    _TRANSFER_ENCODING_LINE,
     _VERSIONS,
     MAX_CHUNK_LINE,
     MAX_REQUEST_LINE,
@@ -35,6 +34,7 @@ from ._wire import (
     HeaderPairs,
     Wire,
     _protocol_error,
+    transfer_coding_status,
 )
 
 __all__ = ["H11Wire"]
@@ -144,7 +144,7 @@ class H11Wire(Wire):
             # still to skip): h11 will read the next size line, and after a "0" the
             # trailers, in the same call -- check them first.
             skip = len(reader._bytes_to_discard)
-            self._check_chunk_line(buffered[skip:])
+            self._check_chunk_line(buffered, skip)
             if skip:
                 return
             limit, status, code, end = MAX_CHUNK_LINE, 413, "HPE_CHUNK_EXTENSIONS_OVERFLOW", b"\n"
@@ -153,14 +153,14 @@ class H11Wire(Wire):
         if len(buffered) > limit and buffered.find(end, 0, limit) < 0:
             raise _protocol_error("chunk extensions or trailers too large", status, code)
 
-    def _check_chunk_line(self, buffered: bytearray) -> None:
+    def _check_chunk_line(self, buffered: bytearray, start: int) -> None:
         """A whole chunk-size line is hex digits, optional extensions, CRLF (h11 also
         takes whitespace and a bare LF, which llhttp refuses); after the last chunk,
         the trailer section is held to the rules of a head."""
-        newline = buffered.find(b"\n", 0, MAX_CHUNK_LINE + 2)
+        newline = buffered.find(b"\n", start, start + MAX_CHUNK_LINE + 2)
         if newline < 0:
             return  # not all here yet (its length is checked by the caller)
-        line = bytes(buffered[: newline + 1])
+        line = bytes(buffered[start : newline + 1])
         if not _CHUNK_LINE.fullmatch(line) or _CONTROL_CHAR.search(line):
             raise _protocol_error("malformed chunk size line", 400, "HPE_INVALID_CHUNK_SIZE")
         if line.split(b";", 1)[0].strip(b"\r\n").strip(b"0") == b"":  # the last chunk
@@ -182,15 +182,6 @@ class H11Wire(Wire):
         first_byte_timeout: float | None = None,
         headers_timeout: float | None = None,
     ) -> Head | None:
-        """Read the next request (server) or response (client) head.
-
-        ``first_byte_timeout``: how long to wait for the head to start (the
-        keep-alive timeout); when it passes with nothing received, None is returned,
-        as for a clean close.  ``headers_timeout``, counted from the first byte, and
-        ``deadline`` (absolute) bound the whole head: :class:`DeadlineExceeded`.
-        A 1xx response is returned like any other head (its ``status`` tells).
-        Raises :class:`greenhttps.errors.ProtocolError` for a malformed head.
-        """
         h = self._h11
         # h11 consumes nothing until a whole head is buffered, so its buffer is
         # exactly the head bytes received so far: the strict checks read them.
@@ -275,13 +266,10 @@ class H11Wire(Wire):
         status = exc.error_status_hint
         if status == 431 and not self._client and b"\n" not in pending[: MAX_REQUEST_LINE + 1]:
             status = 414
-        elif status == 501:
+        elif status == 501 and transfer_coding_status(pending[: pending.find(_HEAD_END) + 4]) == 400:
             # h11 says 501 for any Transfer-Encoding but "chunked"; a repeated coding
-            # (two headers, or "chunked, chunked") is malformed, not unsupported: 400.
-            values = _TRANSFER_ENCODING_LINE.findall(pending[: pending.find(_HEAD_END) + 2])
-            codings = [c.strip().lower() for value in values for c in value.split(b",")]
-            if len(values) > 1 or len(codings) != len(set(codings)):
-                status = 400
+            # (two headers, or "chunked, chunked") is malformed, not unsupported.
+            status = 400
         code = {431: "HPE_HEADER_OVERFLOW", 414: "HPE_URI_TOO_LONG", 501: "HPE_INVALID_TRANSFER_ENCODING"}
         return _protocol_error(str(exc), status, code.get(status, "HPE_INVALID"))
 

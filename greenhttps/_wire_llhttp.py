@@ -30,6 +30,7 @@ import httptools  # type: ignore[import-not-found,unused-ignore]
 
 from . import errors
 from ._wire import (
+    _TRANSFER_ENCODING_LINE,
     MAX_CHUNK_LINE,
     MAX_REQUEST_LINE,
     DeadlineExceeded,
@@ -37,6 +38,7 @@ from ._wire import (
     HeaderPairs,
     Wire,
     _protocol_error,
+    transfer_coding_status,
 )
 
 __all__ = ["LlhttpWire"]
@@ -45,7 +47,6 @@ __all__ = ["LlhttpWire"]
 _FEED_SLICE = 65536
 _UPGRADE_FIELD = re.compile(rb"\r\nupgrade[ \t]*:", re.IGNORECASE)
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*0*([0-9])", re.IGNORECASE)
-_TRANSFER_ENCODING = re.compile(rb"\r\ntransfer-encoding[ \t]*:([^\r\n]*)", re.IGNORECASE)
 _STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) (\d{3})(?: [^\r\n]*)?\r?")
 _HEX_RUN = re.compile(rb"[0-9A-Fa-f]*")
 _REQUEST_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^ \x00-\x1f\x7f]+ HTTP/(\d)\.(\d)\r?")
@@ -249,7 +250,7 @@ class LlhttpWire(Wire):
         fields = msg.fields
         if self._strict and self._check_fields(fields, request=False) is None:
             self._check_raw_content_length(head)
-        if self._transfer_coding_status(head) is not None:
+        if transfer_coding_status(head) is not None:
             raise _protocol_error("unsupported or repeated Transfer-Encoding", 400, "HPE_INVALID_TRANSFER_ENCODING")
         del self._buf[:end]
         status = int(status_line.group(3))
@@ -326,7 +327,8 @@ class LlhttpWire(Wire):
             else:
                 msg.done = True  # Upgrade / CONNECT: what follows is not HTTP
         except httptools.HttpParserError as exc:
-            status = self._rejection_status(head)
+            # h11's answers where llhttp refuses: 400/501 for codings, else 400.
+            status = transfer_coding_status(head) or 400
             code = "HPE_INVALID_TRANSFER_ENCODING" if status == 501 else "HPE_INVALID"
             raise _protocol_error(str(exc), status, code) from exc
         if not msg.headers_done:
@@ -367,22 +369,6 @@ class LlhttpWire(Wire):
         msg.fields = upgraded.fields  # the head as sent, Upgrade included
         return msg, parser
 
-    @staticmethod
-    def _transfer_coding_status(head: bytes) -> int | None:
-        """h11's answer to a Transfer-Encoding it refuses: 400 when a coding repeats
-        (in one field or two), 501 when the last is not chunked; None if it is fine."""
-        values = _TRANSFER_ENCODING.findall(head)
-        if values:
-            codings = [c.strip().lower() for value in values for c in value.split(b",")]
-            if len(values) > 1 or len(codings) != len(set(codings)):
-                return 400
-            if codings[-1] != b"chunked":
-                return 501
-        return None
-
-    @classmethod
-    def _rejection_status(cls, head: bytes) -> int:
-        return cls._transfer_coding_status(head) or 400
 
     def read_body(self, *, deadline: float | None = None) -> bytes:
         msg = self._msg
@@ -476,7 +462,7 @@ class LlhttpWire(Wire):
 
 def _declares_body(head: bytes) -> bool:
     """The head says a body follows: a Transfer-Encoding, or a non-zero Content-Length."""
-    if _TRANSFER_ENCODING.search(head):
+    if _TRANSFER_ENCODING_LINE.search(head):
         return True
     length = _CONTENT_LENGTH.search(head)
     return length is not None and length.group(1) != b"0"
