@@ -31,6 +31,7 @@ import time
 from typing import TYPE_CHECKING
 
 import gevent
+import greenlet
 from gevent.event import Event
 
 from . import errors
@@ -97,7 +98,7 @@ class ServerConnection:
         self.socket._apply_timeout = self._apply_timeout
         self.state = ConnState.HANDSHAKE
         self.wire: Wire | None = None
-        self.greenlet: gevent.Greenlet | None = None
+        self.greenlet: greenlet.greenlet | None = None
         self.requests_served = 0
         self._req: IncomingMessage | None = None
         self._res: ServerResponse | None = None
@@ -462,6 +463,6 @@ class ServerConnection:
     def close_if_idle(self) -> bool:
         """Close now if waiting between requests; True if it did."""
         if self.state in (ConnState.WAITING, ConnState.HANDSHAKE) and self.greenlet is not None:
-            self.greenlet.kill(block=False)
+            gevent.kill(self.greenlet)
             return True
         return False

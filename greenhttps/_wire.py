@@ -42,7 +42,7 @@ import ssl
 import time
 from typing import Callable, Iterable, Sequence
 
-from . import errors
+from . import _sockio, errors
 from ._wire_format import (
     Framing,
     OutgoingFraming,
@@ -274,7 +274,7 @@ class Wire:
     # --------------------------------------------------------------- reading
 
     def _receive(self, deadline: float | None, phase: str) -> None:
-        """Feed h11 one recv() worth of bytes, honouring the idle timer and a deadline."""
+        """Feed the parser one recv() worth of bytes, honouring the idle timer and a deadline."""
         sock = self.sock
         while True:
             timeout = self._idle
@@ -284,18 +284,16 @@ class Wire:
                     raise DeadlineExceeded(phase)
                 if timeout is None or remaining < timeout:
                     timeout = remaining
-            if sock.timeout != timeout:
-                sock.settimeout(timeout)
             try:
-                data = sock.recv(_RECV_SIZE)
-            except socket.timeout:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise DeadlineExceeded(phase) from None
-                if self.on_idle is not None and self.on_idle():
-                    continue
-                raise IdleTimeout("socket idle timeout", "ETIMEDOUT") from None
+                data = _sockio.recv(sock, _RECV_SIZE, timeout)
             except OSError as exc:
                 raise errors.from_os_error(exc) from exc
+            if data is None:  # timed out
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise DeadlineExceeded(phase)
+                if self.on_idle is not None and self.on_idle():
+                    continue
+                raise IdleTimeout("socket idle timeout", "ETIMEDOUT")
             self.bytes_received += len(data)
             self._received(data)
             return
@@ -384,17 +382,15 @@ class Wire:
     def _write(self, data: bytes | memoryview) -> None:
         sock = self.sock
         view = memoryview(data)
-        if sock.timeout != self._idle:
-            sock.settimeout(self._idle)
         while view:
             try:
-                sent = sock.send(view)
-            except socket.timeout:
-                if self.on_idle is not None and self.on_idle():
-                    continue
-                raise IdleTimeout("socket idle timeout while writing", "ETIMEDOUT") from None
+                sent = _sockio.send(sock, view, self._idle)
             except OSError as exc:
                 raise errors.from_os_error(exc) from exc
+            if sent is None:  # timed out
+                if self.on_idle is not None and self.on_idle():
+                    continue
+                raise IdleTimeout("socket idle timeout while writing", "ETIMEDOUT")
             view = view[sent:]
 
     def _send(self, pieces: Sequence[bytes], *, end: bool = False) -> None:

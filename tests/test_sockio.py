@@ -1,0 +1,143 @@
+"""greenhttps._sockio: recv/send with a per-wait timeout on gevent's own watchers.
+
+Real loopback TCP sockets, plain and TLS (trustme certificates); the peer is a plain
+gevent or stdlib socket driven by hand.  What the wire relies on: a timeout is
+reported as None (not raised) after at least the time asked, data and EOF come
+through as gevent's socket reports them, and a socket closed by another greenlet
+wakes the waiter with ``OSError(EBADF)``.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket as stdlib_socket
+import ssl
+import time
+from typing import Iterator
+
+import gevent
+import pytest
+import trustme
+from gevent import socket
+from gevent import ssl as gssl
+
+from greenhttps import _sockio
+
+pytestmark = pytest.mark.timeout(10)
+
+
+def _tcp_pair() -> tuple[socket.socket, socket.socket]:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    client = socket.create_connection(listener.getsockname())
+    server, _ = listener.accept()
+    listener.close()
+    return server, client
+
+
+@pytest.fixture
+def plain_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    server, client = _tcp_pair()
+    yield server, client
+    server.close()
+    client.close()
+
+
+@pytest.fixture
+def tls_pair(ca: trustme.CA, server_cert: trustme.LeafCert) -> Iterator[tuple[gssl.SSLSocket, gssl.SSLSocket]]:
+    server_ctx = gssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_cert.configure_cert(server_ctx)
+    client_ctx = gssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ca.configure_trust(client_ctx)
+    raw_server, raw_client = _tcp_pair()
+    server = server_ctx.wrap_socket(raw_server, server_side=True, do_handshake_on_connect=False)
+    client = client_ctx.wrap_socket(raw_client, server_hostname="localhost", do_handshake_on_connect=False)
+    handshake = gevent.spawn(server.do_handshake)
+    client.do_handshake()
+    handshake.get(timeout=5)
+    yield server, client
+    server.close()
+    client.close()
+
+
+@pytest.mark.parametrize("kind", ["plain", "tls"])
+def test_recv_returns_data_then_none_on_timeout_then_eof(kind: str, request: pytest.FixtureRequest) -> None:
+    server, client = request.getfixturevalue(f"{kind}_pair")
+    client.sendall(b"hello")
+    assert _sockio.recv(server, 100, 1.0) == b"hello"
+    started = time.monotonic()
+    assert _sockio.recv(server, 100, 0.2) is None  # nothing sent: the wait times out
+    assert 0.18 <= time.monotonic() - started < 2.0
+    gevent.spawn_later(0.1, client.sendall, b"late")
+    assert _sockio.recv(server, 100, 2.0) == b"late"  # a wait that ends in data
+    client.close()
+    assert _sockio.recv(server, 100, 2.0) == b""
+
+
+def test_tls_recv_reports_a_tcp_close_without_close_notify_as_eof(tls_pair: tuple[gssl.SSLSocket, gssl.SSLSocket]) -> None:
+    server, client = tls_pair
+    # Close the TCP connection under the TLS layer: no close_notify goes out.
+    stdlib_socket.socket(fileno=client.detach()).close()
+    assert _sockio.recv(server, 100, 2.0) == b""
+
+
+@pytest.mark.parametrize("kind", ["plain", "tls"])
+def test_recv_waiting_when_another_greenlet_closes_raises_ebadf(kind: str, request: pytest.FixtureRequest) -> None:
+    server, _client = request.getfixturevalue(f"{kind}_pair")
+    gevent.spawn_later(0.1, server.close)
+    with pytest.raises(OSError) as info:
+        _sockio.recv(server, 100, 5.0)
+    assert info.value.errno == errno.EBADF
+
+
+@pytest.mark.parametrize("kind", ["plain", "tls"])
+def test_send_to_a_peer_that_never_reads_times_out(kind: str, request: pytest.FixtureRequest) -> None:
+    server, _client = request.getfixturevalue(f"{kind}_pair")
+    server.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_SNDBUF, 4096)
+    chunk = memoryview(b"x" * 65536)
+    sent = 0
+    started = time.monotonic()
+    while True:
+        count = _sockio.send(server, chunk, 0.3)
+        if count is None:
+            break
+        sent += count
+        assert time.monotonic() - started < 5, "the kernel buffers never filled"
+    assert sent > 0
+
+
+@pytest.mark.parametrize("kind", ["plain", "tls"])
+def test_send_delivers_every_byte(kind: str, request: pytest.FixtureRequest) -> None:
+    server, client = request.getfixturevalue(f"{kind}_pair")
+    payload = bytes(range(256)) * 4096  # 1 MiB: several blocking waits on the way
+    received = bytearray()
+
+    def reader() -> None:
+        while len(received) < len(payload):
+            data = client.recv(65536)
+            if not data:
+                return
+            received.extend(data)
+
+    glet = gevent.spawn(reader)
+    view = memoryview(payload)
+    while view:
+        count = _sockio.send(server, view, 5.0)
+        assert count is not None
+        view = view[count:]
+    glet.join(timeout=5)
+    assert bytes(received) == payload
+
+
+def test_a_socket_that_is_not_gevents_still_works() -> None:
+    a, b = stdlib_socket.socketpair()
+    try:
+        b.sendall(b"x")
+        assert _sockio.recv(a, 10, 1.0) == b"x"
+        assert _sockio.recv(a, 10, 0.05) is None
+        assert _sockio.send(a, b"y", 1.0) == 1
+        assert b.recv(10) == b"y"
+    finally:
+        a.close()
+        b.close()
