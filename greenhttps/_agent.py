@@ -447,8 +447,8 @@ class Agent(EventEmitter):
         At most ``max_cached_sessions`` (Node's ``maxCachedSessions``) are kept, the
         least recently stored going first; 0 keeps none.
         """
-        if not self.max_cached_sessions:
-            return
+        if not self.max_cached_sessions or session is None:
+            return  # None: the socket closed first; keep the session we have
         self._sessions[name] = session
         self._sessions.move_to_end(name)
         while len(self._sessions) > self.max_cached_sessions:

@@ -1053,6 +1053,47 @@ def test_unhandled_error_is_not_lost(caplog: pytest.LogCaptureFixture) -> None:
 
 
 # =====================================================================
+# TLS session resumption when every request closes its connection
+# =====================================================================
+
+
+def test_own_server_resumes_every_closed_connection(serve: Any, ca_pem: bytes) -> None:
+    """`Connection: close` on both sides, each body read to the end before the next
+    dial: the session cached from the first connection resumes, and the server agrees."""
+    port = port_of(serve(lambda req, res: res.end("1" if req.socket.session_reused else "0")))
+    agent = greenhttps.Agent()  # keep_alive=False
+    reused, server_says = [], []
+    for _ in range(4):
+        res = greenhttps.get(f"https://localhost:{port}/", ca=ca_pem, agent=agent)
+        reused.append(res.socket.session_reused)  # before the body: the socket closes after it
+        server_says.append(res.read() == b"1")
+        assert res.socket.destroyed
+    assert reused == [False, True, True, True]
+    assert server_says == reused
+
+
+def test_session_resumes_after_a_close_delimited_body_without_close_notify(script_server: Any, ca_pem: bytes) -> None:
+    """A server that ends a close-delimited body by closing TCP without TLS close_notify
+    makes OpenSSL see an unexpected EOF: the session taken after it must still resume."""
+
+    def handler(sock: Any) -> None:
+        helpers.read_request_head(sock)
+        flag = b"1" if sock.session_reused else b"0"
+        sock.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + flag)
+        # returning closes the TLS socket without close_notify
+
+    port = script_server(handler, tls=True)
+    agent = greenhttps.Agent()
+    reused, server_says = [], []
+    for _ in range(3):
+        res = greenhttps.get(f"https://localhost:{port}/", ca=ca_pem, agent=agent)
+        reused.append(res.socket.session_reused)
+        server_says.append(res.read() == b"1")
+    assert reused == [False, True, True]
+    assert server_says == reused
+
+
+# =====================================================================
 # Independent server: node's https.createServer
 # =====================================================================
 
@@ -1069,7 +1110,8 @@ _NODE_SERVER = textwrap.dedent(
         res.setHeader('Set-Cookie', ['a=1', 'b=2']);
         res.setHeader('Content-Type', 'application/json');
         res.end(JSON.stringify({method: req.method, url: req.url, headers: req.headers, body,
-                                alpn: req.socket.alpnProtocol, servername: req.socket.servername || null}));
+                                alpn: req.socket.alpnProtocol, servername: req.socket.servername || null,
+                                reused: req.socket.isSessionReused()}));
       });
     });
     server.listen(0, '127.0.0.1', () => console.log(server.address().port));
@@ -1078,25 +1120,24 @@ _NODE_SERVER = textwrap.dedent(
 
 
 @pytest.mark.needs_node
-@pytest.mark.xfail(
-    strict=False,
-    reason="BUG (open): sequential new connections to Node's https server never resume the cached "
-    "session (0 of 4 here), although the benchmark's 8 concurrent connections resume 99%, and plain "
-    "ssl sockets with greenhttps's own client context resume 3 of 3 against the same server: the "
-    "cause is in the client's flow (when it takes the session, or how it closes), not the context",
-)
 def test_node_server_resumes_every_new_connection(server_cert_files: dict[str, str], ca_pem: bytes) -> None:
     """The session from the one full handshake keeps resuming against Node's server
-    (the client does not re-fetch the session after a resumed handshake)."""
+    (the client does not re-fetch the session after a resumed handshake), and Node agrees.
+
+    The socket is read while the response is open: with keep_alive=False it is closed
+    once the body is read, and a closed socket (as in Node) no longer reports
+    ``session_reused`` (False) nor ``local_port`` (None)."""
     with helpers.node_server(_NODE_SERVER, [server_cert_files["key"], server_cert_files["cert"]]) as port:
         agent = greenhttps.Agent()  # keep_alive=False: every request dials anew
-        reused, ports = [], set()
+        reused, server_reused, ports = [], [], set()
         for _ in range(5):
             res = greenhttps.get(f"https://localhost:{port}/", ca=ca_pem, agent=agent)
-            res.read()
             reused.append(res.socket.session_reused)
             ports.add(res.socket.local_port)
+            server_reused.append(res.json()["reused"])
+            assert res.socket.destroyed  # `Connection: close`: nothing pooled
         assert reused == [False, True, True, True, True]
+        assert server_reused == reused
         assert len(ports) == 5
 
 
