@@ -184,9 +184,11 @@ class LlhttpWire(Wire):
         """The end of the head in the buffer (after its blank line), or -1."""
         buf = self._buf
         crlf = buf.find(b"\r\n\r\n")
-        bare = buf.find(b"\n\n")  # the strict checks will refuse it; h11 ends heads there too
-        ends = [i + 4 for i in (crlf,) if i >= 0] + [i + 2 for i in (bare,) if i >= 0]
-        return min(ends) if ends else -1
+        # A bare-LF end counts too (the strict checks refuse it; h11 ends heads there).
+        bare = buf.find(b"\n\n", 0, crlf + 2 if crlf >= 0 else len(buf))
+        if bare >= 0:
+            return bare + 2
+        return crlf + 4 if crlf >= 0 else -1
 
     def read_head(
         self,
@@ -334,28 +336,39 @@ class LlhttpWire(Wire):
         if not msg.headers_done:
             raise _protocol_error("malformed request head", 400)
         fields = msg.fields
-        if version is not None and version.group(2) == b"1" and not any(n.lower() == b"host" for n, _ in fields):
-            raise _protocol_error("missing Host header", 400)  # RFC 9112 §3.2 (h11 too)
         if self._strict and self._check_fields(fields, request=True) is None:
             self._check_raw_content_length(head)
-        del self._buf[:end]
         http_version = parser.get_http_version()
+        # One pass over the fields for what framing and keep-alive need.
+        has_host = False
+        connection = b""
+        chunked = False
+        for name, value in fields:
+            if len(name) not in (4, 6, 10, 14, 17):
+                continue
+            lname = name.lower()
+            if lname == b"host":
+                has_host = True
+            elif lname == b"connection":
+                connection += b"," + value.lower()
+            elif msg.done:
+                continue
+            elif lname == b"transfer-encoding":
+                chunked = True
+            elif lname == b"content-length":
+                self._body_left = int(value)
+            elif lname == b"expect" and http_version == "1.1":
+                self._expect_continue = value.strip().lower() == b"100-continue"
+        if not has_host and version is not None and version.group(2) == b"1":
+            raise _protocol_error("missing Host header", 400)  # RFC 9112 §3.2 (h11 too)
+        del self._buf[:end]
         self._msg, self._parser_obj = msg, parser
         self._request_method = method.decode("ascii")
         self._peer_http10 = http_version == "1.0"
-        connection = b",".join(v for n, v in fields if n.lower() == b"connection").lower()
         self._keep_alive = http_version == "1.1" and not _says_close(connection)
-        self._chunked = False
+        self._chunked = chunked
         if not msg.done:
-            for name, value in fields:
-                lname = name.lower()
-                if lname == b"transfer-encoding":
-                    self._chunked = True
-                elif lname == b"content-length":
-                    self._body_left = int(value)
-                elif lname == b"expect" and http_version == "1.1":
-                    self._expect_continue = value.strip().lower() == b"100-continue"
-            msg.in_size_line = self._chunked
+            msg.in_size_line = chunked
         return Head(method=self._request_method, target=msg.url.decode("latin-1"), http_version=http_version, headers=fields)
 
     @staticmethod
