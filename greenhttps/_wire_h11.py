@@ -134,6 +134,7 @@ class H11Wire(Wire):
         whole in a single read, where h11's incomplete-event limit does not look."""
         if reader._bytes_in_chunk > _MAX_CHUNK_SIZE:
             raise _protocol_error("chunk size too large", 400, "HPE_INVALID_CHUNK_SIZE")
+        skip = 0
         if reader._reading_trailer:
             self._check_trailer_section(bytes(buffered[: self._max_header_size + 4]))
             if buffered[:2] == b"\r\n":
@@ -145,12 +146,10 @@ class H11Wire(Wire):
             # trailers, in the same call -- check them first.
             skip = len(reader._bytes_to_discard)
             self._check_chunk_line(buffered, skip)
-            if skip:
-                return
-            limit, status, code, end = MAX_CHUNK_LINE, 413, "HPE_CHUNK_EXTENSIONS_OVERFLOW", b"\n"
+            limit, status, code, end = MAX_CHUNK_LINE + 2, 413, "HPE_CHUNK_EXTENSIONS_OVERFLOW", b"\n"
         else:
             return
-        if len(buffered) > limit and buffered.find(end, 0, limit) < 0:
+        if len(buffered) > skip + limit and buffered.find(end, skip, skip + limit) < 0:
             raise _protocol_error("chunk extensions or trailers too large", status, code)
 
     def _check_chunk_line(self, buffered: bytearray, start: int) -> None:

@@ -103,7 +103,7 @@ class LlhttpWire(Wire):
     """A :class:`Wire` whose requests (server) or responses (client) llhttp parses."""
 
     __slots__ = ("_buf", "_msg", "_parser_obj", "_chunked", "_body_left", "_keep_alive",
-                 "_expect_continue", "_body_seen", "_eof", "_line_run", "_tail", "_close_delimited", "_silent")
+                 "_expect_continue", "_body_seen", "_eof", "_chunk_left", "_tail", "_close_delimited", "_silent")
 
     def __init__(self, sock: socket.socket, **kwargs: Any) -> None:
         super().__init__(sock, **kwargs)
@@ -119,7 +119,7 @@ class LlhttpWire(Wire):
         self._keep_alive = False
         self._expect_continue = False
         self._body_seen = False
-        self._line_run = 0
+        self._chunk_left = 0
         self._silent = 0
         self._tail = b""
         self._msg.done = True  # nothing being read until a head arrives
@@ -355,6 +355,11 @@ class LlhttpWire(Wire):
                 continue
             elif lname == b"transfer-encoding":
                 chunked = True
+                if value.strip().lower() != b"chunked":
+                    # llhttp takes "gzip, chunked" as chunked; the gzip would then
+                    # reach the handler undecoded.  h11 refuses it, and so do we.
+                    status = transfer_coding_status(head) or 501
+                    raise _protocol_error("unsupported Transfer-Encoding", status, "HPE_INVALID_TRANSFER_ENCODING")
             elif lname == b"content-length":
                 self._body_left = int(value)
             elif lname == b"expect" and http_version == "1.1":
@@ -396,8 +401,7 @@ class LlhttpWire(Wire):
                     if self._strict:
                         self._check_fields(self.trailers, request=False)
                 return b""
-            if self._buf:
-                self._feed_body()
+            if self._buf and self._feed_body():
                 continue
             if self._eof:
                 if self._close_delimited:
@@ -406,7 +410,8 @@ class LlhttpWire(Wire):
                 raise errors.ConnectionResetError("aborted: peer closed before the body ended")
             self._receive(deadline, "request")
 
-    def _feed_body(self) -> None:
+    def _feed_body(self) -> bool:
+        """Feed llhttp the next piece of the body; False if it needs more bytes first."""
         buf, msg = self._buf, self._msg
         if not self._chunked:
             # A counted (or close-delimited) body needs no parser: pass the bytes on.
@@ -414,22 +419,26 @@ class LlhttpWire(Wire):
             data = bytes(buf[:size])
             del buf[:size]
             self._pass_body(data)
-            return
+            return True
         if msg.in_size_line:
-            # One chunk-size line at a time: its length is then known exactly.
-            newline = buf.find(b"\n", 0, MAX_CHUNK_LINE + 2 - self._line_run)
+            # A chunk-size line is fed whole, so its checks see all of it however
+            # the bytes arrive, and its size says where the next one starts.
+            newline = buf.find(b"\n", 0, MAX_CHUNK_LINE + 2)
             if newline < 0:
-                self._line_run += len(buf)
-                if self._line_run > MAX_CHUNK_LINE + 2:
+                if len(buf) >= MAX_CHUNK_LINE + 2:
                     raise _protocol_error("chunk extensions too large", 413, "HPE_CHUNK_EXTENSIONS_OVERFLOW")
-                size = len(buf)
-            else:
-                if self._line_run == 0 and len(_HEX_RUN.match(buf).group()) > 16:  # type: ignore[union-attr]
-                    raise _protocol_error("chunk size too large", 400, "HPE_INVALID_CHUNK_SIZE")
-                self._line_run = 0
-                size = newline + 1
+                return False
+            digits = _HEX_RUN.match(buf).group()  # type: ignore[union-attr]
+            if len(digits) > 16:
+                raise _protocol_error("chunk size too large", 400, "HPE_INVALID_CHUNK_SIZE")
+            size = newline + 1
+            # The chunk's data and its CRLF; a last chunk (0) is followed by trailers.
+            self._chunk_left = int(digits, 16) + 2 if digits.strip(b"0") else 0
+        elif self._chunk_left:
+            size = min(len(buf), self._chunk_left, _FEED_SLICE)
+            self._chunk_left -= size
         else:
-            # Never past the next CRLF CRLF: the message cannot end beyond it.
+            # Trailers: never past the next CRLF CRLF, where the message must end.
             window = self._tail + bytes(buf[:_FEED_SLICE])
             stop = window.find(b"\r\n\r\n")
             size = min(len(buf), _FEED_SLICE) if stop < 0 else stop + 4 - len(self._tail)
@@ -455,6 +464,7 @@ class LlhttpWire(Wire):
             or sum(len(name) + len(value) + 4 for name, value in trailers) > self._max_header_size
         ):
             raise _protocol_error("trailer section too large", 431, "HPE_HEADER_OVERFLOW")
+        return True
 
     @staticmethod
     def _check_raw_content_length(pending: bytes) -> None:

@@ -175,6 +175,9 @@ HEAD_CASES = [
                  id="two TE"),
     pytest.param(POST + b"Transfer-Encoding: xchunked\r\n\r\n", (400, 501), id="TE xchunked"),
     pytest.param(POST + b"Transfer-Encoding: chunked, gzip\r\n\r\n", (400, 501), id="TE chunked, gzip"),
+    # A coding before chunked would have to be decoded; greenhttps decodes none (Node
+    # accepts this and hands the handler gzip bytes as the body).
+    pytest.param(POST + b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501, id="TE gzip, chunked"),
     pytest.param(POST + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400,
                  id="TE and CL, TE second"),
     # -- field syntax (catalog 5, 6, 9, 10)
@@ -277,12 +280,15 @@ BODY_CASES = [
     pytest.param(CHUNKED + b"0" * 20 + b"5\r\nhello\r\n0\r\n\r\n", (400,), {}, id="chunk 21 hex digits"),
     pytest.param(CHUNKED + b"f" * 17 + b"\r\nhello\r\n0\r\n\r\n", (400,), {}, id="chunk 17 hex f (> 2**64)"),
     pytest.param(CHUNKED + b"f" * 18 + b"\r\nhello\r\n0\r\n\r\n", (400,), {}, id="chunk ffffffffffffffffff"),
+    pytest.param(CHUNKED + b"0" * 16 + b"5\r\nhello\r\n0\r\n\r\n", (400,), {}, id="chunk 17 hex digits, leading zeros"),
     # -- chunk data (catalog 21)
     pytest.param(CHUNKED + b"2\r\nxx4c\r\n0\r\n\r\n", (400,), {}, id="chunk data without CRLF"),
     pytest.param(CHUNKED + b"2\r\nxx\n0\r\n\r\n", (400,), {}, id="chunk data then bare LF"),
     # -- chunk extensions: Node answers 413 past 16 KiB per chunk
     pytest.param(CHUNKED + b"5;" + b"a" * 20000 + b"\r\nhello\r\n0\r\n\r\n", (400, 413), {},
                  id="20 KiB chunk extension"),
+    pytest.param(CHUNKED + b"5\r\nhello\r\n5;" + b"a" * 20000 + b"\r\nhello\r\n0\r\n\r\n", (400, 413), {},
+                 id="20 KiB extension on a later chunk"),
     # -- trailers (catalog 23)
     pytest.param(CHUNKED + b"5\r\nhello\r\n0\r\nX-T: " + b"t" * 20000 + b"\r\n\r\n", (400, 431), {},
                  id="20 KiB trailer"),
@@ -315,6 +321,40 @@ def test_malformed_body_is_rejected_and_closed(
     assert_rejected(reply, closed, statuses)
     assert rec.bodies == []  # the handler never got a "complete" body ...
     assert rec.heads == [("POST", "/")]  # ... and the pipelined request never came
+    serves(port)
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        pytest.param(CHUNKED + b"0" * 16 + b"5\r\nhello\r\n0\r\n\r\n", 400, id="chunk 17 hex digits"),
+        pytest.param(CHUNKED + b"5\r\nhello\r\n5;" + b"a" * 20000 + b"\r\nhello\r\n0\r\n\r\n", 413,
+                     id="20 KiB extension on a later chunk"),
+    ],
+)
+def test_chunk_line_limits_do_not_depend_on_how_the_bytes_arrive(
+    make_server: MakeServer, data: bytes, status: int
+) -> None:
+    """The same malformed chunked body trickled in small pieces (each read on its own)
+    gets the answer it gets when sent whole."""
+    rec = Recorder()
+    port = port_of(make_server(rec, tls=False))
+    sock = helpers.raw_connect(port)
+    try:
+        head_end = data.index(b"\r\n\r\n") + 4
+        sock.sendall(data[:head_end])
+        piece = 3 if len(data) < 1000 else 1000
+        try:
+            for i in range(head_end, len(data), piece):
+                sock.sendall(data[i : i + piece])
+                gevent.sleep(0.002)  # the server reads each piece by itself
+        except OSError:
+            pass  # refused mid-way: the answer is already waiting
+        resp = helpers.read_response(sock)
+        assert resp.status == status
+    finally:
+        sock.close()
+    assert rec.bodies == []
     serves(port)
 
 
