@@ -58,6 +58,25 @@ def test_end_with_data_and_no_write_sends_content_length(serve: Callable[..., in
     assert resp.raw.endswith(b"\r\n\r\nhello")
 
 
+def test_identical_handlers_still_frame_each_request_for_its_peer(serve: Callable[..., int]) -> None:
+    """The same fields from the handler (within the same second, so the same Date)
+    must still be framed per request: the wire caches serialised heads, and the
+    peer's version, HEAD, and Connection: close are part of what it keys on."""
+    port = serve(lambda req, res: res.end(b"hello"))
+    heads = []
+    for _ in range(2):  # the second round is served from the cache
+        keep = roundtrip(port, request_bytes())
+        assert (keep.framing, keep.body, keep.get("connection")) == ("content-length", b"hello", b"keep-alive")
+        old = roundtrip(port, request_bytes(version="1.0"))
+        assert (old.body, old.get("connection")) == (b"hello", b"close")
+        head = roundtrip(port, request_bytes("HEAD"), "HEAD")
+        assert head.body == b"" and head.get("connection") == b"keep-alive"
+        heads.append(head.get("transfer-encoding"))
+        closing = roundtrip(port, request_bytes(extra="Connection: close\r\n"))
+        assert (closing.body, closing.get("connection")) == (b"hello", b"close")
+    assert heads[0] == heads[1]
+
+
 def test_str_body_is_utf8_and_length_counts_bytes(serve: Callable[..., int]) -> None:
     port = serve(lambda req, res: res.end("h\u00e9llo \u20ac"))
     resp = get(port)
