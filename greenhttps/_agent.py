@@ -47,7 +47,7 @@ _INF = float("inf")
 @node_aliases
 @attribute_aliases(
     "keep_alive", "keep_alive_msecs", "max_sockets", "max_total_sockets", "max_free_sockets",
-    "max_cached_sessions", "free_sockets",
+    "max_cached_sessions",
 )
 class Agent(EventEmitter):
     """A pool of keep-alive connections per origin (Node's ``https.Agent``).
@@ -80,8 +80,6 @@ class Agent(EventEmitter):
             raise ValueError("max_sockets and max_total_sockets must be at least 1")
         #: Request options given to the agent: defaults for its requests.
         self.options = {name: value for name, value in opts.items() if value is not None}
-        self.sockets: dict[str, list[Any]] = {}
-        self.free_sockets: dict[str, list[Any]] = {}
         self.requests: dict[str, list[Any]] = {}
         self._in_use: dict[str, list[ClientConnection]] = {}
         self._free: dict[str, list[ClientConnection]] = {}
@@ -383,14 +381,23 @@ class Agent(EventEmitter):
         return min(limits) if limits else _INF
 
     def _sync(self, name: str) -> None:
-        """Mirror the internal lists into Node's public dicts (sockets objects)."""
-        for internal, public in ((self._in_use, self.sockets), (self._free, self.free_sockets)):
-            conns = internal.get(name)
-            if conns:
-                public[name] = [conn.socket for conn in conns]
-            else:
-                internal.pop(name, None)
-                public.pop(name, None)
+        """Drop an origin's emptied lists (Node deletes the key)."""
+        for internal in (self._in_use, self._free):
+            if name in internal and not internal[name]:
+                del internal[name]
+
+    @property
+    def sockets(self) -> dict[str, list[Any]]:
+        """The sockets in use, per origin key (Node's ``agent.sockets``); a snapshot.
+
+        Built when read: mirroring every change into it cost each request a copy of
+        the whole pool's lists."""
+        return {name: [conn.socket for conn in conns] for name, conns in self._in_use.items() if conns}
+
+    @property
+    def free_sockets(self) -> dict[str, list[Any]]:
+        """The idle pooled sockets, per origin key (Node's ``agent.freeSockets``); a snapshot."""
+        return {name: [conn.socket for conn in conns] for name, conns in self._free.items() if conns}
 
     def _ensure_sweeper(self, expires_at: float) -> None:
         """Make sure a sweep is due by ``expires_at``.
@@ -469,8 +476,6 @@ class Agent(EventEmitter):
         conns = [c for group in (*self._free.values(), *self._in_use.values()) for c in group]
         self._free.clear()
         self._in_use.clear()
-        self.sockets.clear()
-        self.free_sockets.clear()
         self._total = sum(self._dialing.values())
         for conn in conns:
             conn.close()

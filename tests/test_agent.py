@@ -804,6 +804,6 @@ def test_node_spellings_of_the_agent_surface(serve: Any, ca_pem: bytes) -> None:
     r2 = greenhttps.request(url(port), ca=ca_pem, agent=agent)
     r2.getresponse().read()
     assert r2.reusedSocket is True and r1.reusedSocket is False
-    assert agent.freeSockets is agent.free_sockets and len(agent.freeSockets) == 1
+    assert agent.freeSockets == agent.free_sockets and len(agent.freeSockets) == 1
     assert agent.totalSocketCount == 1
     agent.destroy()

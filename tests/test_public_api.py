@@ -276,7 +276,6 @@ ATTRIBUTE_ALIASES = [
     (greenhttps.Agent, "max_sockets"),
     (greenhttps.Agent, "max_free_sockets"),
     (greenhttps.Agent, "keep_alive"),
-    (greenhttps.Agent, "free_sockets"),
 ]
 
 
