@@ -320,10 +320,23 @@ class ServerConnection:
         return True
 
     def _hand_over(self, event: str, req: IncomingMessage, wire: Wire) -> None:
+        # A body the request declares is still HTTP, not the new protocol: read it
+        # whole here (both parsers frame it), so that the listener reads it from
+        # ``req`` and ``head`` starts where it ends.
+        body: list[bytes] = []
+        size = 0
         try:
-            wire.read_body()  # an Upgrade/CONNECT head has no body: read its end
-        except errors.Error:
-            pass
+            while piece := wire.read_body(deadline=self._request_deadline):
+                size += len(piece)
+                if size > DISCARD_LIMIT:
+                    self._reject(413)
+                    raise _Closed()
+                body.append(piece)
+        except (errors.Error, DeadlineExceeded) as exc:
+            logger.debug("%s request %s: its body failed: %s", event, req.url, exc)
+            raise _Closed() from exc
+        pieces = iter(body)
+        req._read_chunk = lambda: next(pieces, b"")
         sock, head = wire.detach()
         sock.settimeout(None)
         self.socket._apply_timeout = None

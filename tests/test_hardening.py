@@ -388,6 +388,39 @@ def test_upgrade_request_body_is_never_a_second_request(make_server: MakeServer)
     assert reply.count(b"HTTP/1.1 ") == 1
 
 
+@pytest.mark.parametrize("size", [5, 100_000], ids=["small", "several reads"])
+def test_upgrade_body_is_read_from_req_and_head_starts_after_it(make_server: MakeServer, size: int) -> None:
+    """A body the Upgrade request declares is HTTP: the listener reads all of it from
+    ``req`` (none dropped), and ``head`` holds only what follows it."""
+    got: list[Any] = []
+
+    def on_upgrade(req: Any, sock: Any, head: bytes) -> None:
+        got.append((req.read(), head))
+        sock.end(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n")
+
+    srv = make_server(lambda req, res: pytest.fail("not a request"), tls=False)
+    srv.on("upgrade", on_upgrade)
+    body = bytes(range(256)) * (size // 256) + b"z" * (size % 256)
+    data = (b"POST / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: x\r\n"
+            b"Content-Length: %d\r\n\r\n" % size) + body + b"NEW-PROTOCOL"
+    reply, _ = send_and_read_all(port_of(srv), data, timeout=2.0)
+    assert reply.startswith(b"HTTP/1.1 101 ")
+    assert got == [(body, b"NEW-PROTOCOL")]
+
+
+def test_upgrade_body_over_the_limit_is_refused(make_server: MakeServer) -> None:
+    handed: list[bytes] = []
+    srv = make_server(lambda req, res: res.end("ok"), tls=False)
+    srv.on("upgrade", lambda req, sock, head: handed.append(head))
+    size = 300 * 1024
+    data = (b"POST / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: x\r\n"
+            b"Content-Length: %d\r\n\r\n" % size) + b"x" * size
+    reply, closed = send_and_read_all(port_of(srv), data, timeout=2.0)
+    assert_rejected(reply, closed, (413,))
+    assert handed == []
+    serves(port_of(srv))
+
+
 def test_trailer_within_limits_is_delivered(make_server: MakeServer) -> None:
     trailers: list[Any] = []
 
