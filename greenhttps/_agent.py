@@ -37,7 +37,7 @@ from ._options import AGENT_OPTIONS, CLIENT_TLS_KEYS, REQUEST_OPTIONS, merge_opt
 from ._outgoing import attribute_aliases
 
 if TYPE_CHECKING:
-    from ._client import ClientConnection
+    from ._dial import ClientConnection
 
 __all__ = ["Agent"]
 

@@ -1,0 +1,192 @@
+"""Dialing: the connection an agent pools, and how one is opened.
+
+:func:`dial` makes a :class:`ClientConnection` as the request options say: TCP (or a
+Unix socket), with no resolver round trip for an IP literal; then, for HTTPS, the
+TLS handshake under the connect timeout, offering the agent's cached session for
+that origin, and the certificate and host-name checks (Node's ``rejectUnauthorized``
+and ``checkServerIdentity``).  The connection's wire is the parser the client
+chose once, at import.
+"""
+
+from __future__ import annotations
+
+import socket as _stdlib_socket
+import time
+from typing import TYPE_CHECKING, Any, Mapping
+
+import gevent
+from gevent import socket as gsocket
+
+from . import _tls, _verify, errors
+from ._options import ms_to_seconds
+from ._socket import Socket
+from ._url import is_ip
+from ._wire import Wire, wire_class
+
+if TYPE_CHECKING:
+    from ._agent import Agent
+
+__all__ = ["ClientConnection", "dial", "CLIENT_WIRE"]
+
+_INF = float("inf")
+#: The wire class connections use (chosen once, at import; see wire_class).
+CLIENT_WIRE = wire_class(client=True)
+
+
+class ClientConnection:
+    """A connection an agent pools: socket, wire, and what the pool needs to know."""
+
+    __slots__ = ("name", "socket", "wire", "session", "server_keep_alive", "expires_at", "uses")
+
+    def __init__(self, name: str, socket: Socket, wire: Wire) -> None:
+        self.name = name
+        self.socket = socket
+        self.wire = wire
+        self.session: Any = None
+        self.server_keep_alive: float | None = None
+        self.expires_at = _INF
+        self.uses = 0
+
+    def __repr__(self) -> str:
+        return f"<ClientConnection {self.name} uses={self.uses} closed={self.closed}>"
+
+    @property
+    def closed(self) -> bool:
+        return self.wire.closed
+
+    def is_alive(self) -> bool:
+        return self.wire.is_reusable_idle()
+
+    def park(self, idle_seconds: float) -> None:
+        self.expires_at = time.monotonic() + idle_seconds
+
+    def close(self) -> None:
+        if not self.wire.closed:
+            self.wire.close()
+            self.socket.destroy()
+
+
+# ------------------------------------------------------------------ dialing
+
+
+def _connect_tcp(opts: Mapping[str, Any], timeout: float | None) -> gsocket.socket:
+    if opts.get("socket_path"):
+        sock = gsocket.socket(_stdlib_socket.AF_UNIX, _stdlib_socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(opts["socket_path"])
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    host, port = opts["host"], opts["port"]
+    family = {4: _stdlib_socket.AF_INET, 6: _stdlib_socket.AF_INET6}.get(opts.get("family") or 0, 0)
+    lookup = opts.get("lookup")
+    literal = lookup is None and "%" not in host and is_ip(host)
+    af = _stdlib_socket.AF_INET6 if ":" in host else _stdlib_socket.AF_INET
+    infos: list[tuple[Any, ...]]
+    if literal and family in (0, af):
+        # An address already: no resolver round trip (gevent's runs in a thread).
+        infos = [(af, _stdlib_socket.SOCK_STREAM, 0, "", (host.strip("[]"), port))]
+    else:
+        infos = list((lookup or gsocket.getaddrinfo)(host, port, family, _stdlib_socket.SOCK_STREAM))
+    last: BaseException | None = None
+    for af, kind, proto, _, address in infos:
+        sock = gsocket.socket(af, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            if opts.get("local_address"):
+                sock.bind((opts["local_address"], 0))
+            sock.connect(address)
+            return sock
+        except OSError as exc:
+            sock.close()
+            last = exc
+        except BaseException:
+            sock.close()
+            raise
+    raise last or OSError(f"no address for {host}")
+
+
+def dial(opts: Mapping[str, Any], agent: Agent, name: str) -> ClientConnection:
+    """Open a connection as ``opts`` say: TCP (or Unix), then TLS and its checks."""
+    connect_timeout = ms_to_seconds(opts.get("connect_timeout") or opts.get("timeout"))
+    where = opts.get("socket_path") or f"{opts['host']}:{opts['port']}"
+    try:
+        raw = _connect_tcp(opts, connect_timeout)
+    except OSError as exc:
+        raise errors.from_os_error(exc, during=f"connect to {where}") from exc
+    try:
+        if raw.family != _stdlib_socket.AF_UNIX:
+            raw.setsockopt(_stdlib_socket.IPPROTO_TCP, _stdlib_socket.TCP_NODELAY, 1)
+        sock = Socket(raw)
+        if agent.keep_alive:
+            sock.set_keep_alive(True, agent.keep_alive_msecs)
+        if agent.secure:
+            stream = _handshake(raw, opts, agent, name, sock, connect_timeout)
+        else:
+            stream = raw
+        wire = CLIENT_WIRE(
+            stream,
+            client=True,
+            max_header_size=opts.get("max_header_size") or 16384,
+            strict=not opts.get("insecure_http_parser"),
+            idle_timeout=ms_to_seconds(opts.get("timeout")),
+        )
+    except BaseException:
+        raw.close()
+        raise
+    return ClientConnection(name, sock, wire)
+
+
+def _handshake(raw: gsocket.socket, opts: Mapping[str, Any], agent: Agent, name: str, sock: Socket, timeout: float | None) -> Any:
+    tls_opts = {key: opts[key] for key in _tls.CLIENT_TLS_KEYS if opts.get(key) is not None}
+    context = _tls.create_client_context(**tls_opts)
+    servername = opts["servername"]
+    sni = None if is_ip(servername) else servername
+    session = agent.get_session(name)
+    try:
+        tls = _tls.wrap_socket(context, raw, server_side=False, server_hostname=sni, session=session)
+    except ValueError:  # a cached session from another context
+        agent.evict_session(name)
+        tls = _tls.wrap_socket(context, raw, server_side=False, server_hostname=sni)
+    try:
+        try:
+            with gevent.Timeout(timeout, errors.TimeoutError("TLS handshake timed out")):
+                tls.do_handshake()
+        except OSError as exc:
+            raise errors.from_os_error(exc, during="TLS handshake") from exc
+        sock._attach(tls, encrypted=True)
+        sock.servername = servername
+        _check_peer(tls, opts, sock, servername)
+    except BaseException:
+        # The TLS socket owns the descriptor now (closing `raw` does nothing): close
+        # it here, or a refused peer would keep an fd open until garbage collection.
+        tls.close()
+        raise
+    return tls
+
+
+def _check_peer(tls: Any, opts: Mapping[str, Any], sock: Socket, servername: str) -> None:
+    """Set ``authorized``/``authorization_error``; raise if the peer is refused."""
+    user_check = opts.get("check_server_identity") or _verify.check_server_identity
+    rejected: list[BaseException] = []
+
+    def checker(hostname: str, cert: dict[str, Any]) -> BaseException | None:
+        # Keep the checker's own error: Node emits exactly what it returned.
+        try:
+            err = user_check(hostname, cert)
+        except Exception as exc:
+            err = exc
+        if err is not None:
+            rejected.append(err)
+        return err
+
+    authorized, reason = _verify.client_verify_result(tls, hostname=servername, ca=opts.get("ca"), check_identity=checker)
+    sock.authorized, sock.authorization_error = authorized, reason
+    if not authorized and opts.get("reject_unauthorized") is not False:
+        if rejected and isinstance(rejected[0], errors.CertificateError):
+            raise rejected[0]
+        if rejected:
+            raise errors.CertificateError(str(rejected[0]), reason or None) from rejected[0]
+        raise errors.CertificateError(f"certificate not accepted for {servername}: {reason}", reason or None)
