@@ -39,8 +39,8 @@ def _has_httptools() -> bool:
 
 
 def _chosen(parser: str) -> str:
-    code = ("from greenhttps import _client, _server_conn; "
-            "print(_server_conn.SERVER_WIRE.__name__, _client.CLIENT_WIRE.__name__)")
+    code = ("from greenhttps import _dial, _server_conn; "
+            "print(_server_conn.SERVER_WIRE.__name__, _dial.CLIENT_WIRE.__name__)")
     env = {**os.environ, "GREENHTTPS_PARSER": parser}
     return subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
                           check=True).stdout.strip()
