@@ -51,6 +51,9 @@ __all__ = ["ServerConnection", "ConnState"]
 DISCARD_LIMIT = 256 * 1024
 
 
+#: Requests served in a row without the greenlet yielding before it yields anyway.
+_FAIR_SHARE = 8
+
 #: The wire class servers use (chosen once, at import).
 SERVER_WIRE = wire_class(client=False)
 
@@ -204,6 +207,8 @@ class ServerConnection:
         server = self.server
         first = True
         started = time.monotonic()
+        loop = gevent.get_hub().loop
+        turn, streak = -1.0, 0
         while True:
             self.state = ConnState.WAITING
             if server._closing:
@@ -230,6 +235,17 @@ class ServerConnection:
                 return
             if not wire.start_next_cycle():
                 return
+            # A greenlet that never blocks never lets another run: a client that
+            # pipelines (or answers as fast as we reply) would hold every other
+            # connection, and the accept loop, until it stops.  The loop's clock only
+            # moves when the hub runs, so an unchanged clock means we never yielded.
+            now = loop.now()
+            if now != turn:
+                turn, streak = now, 0
+            else:
+                streak += 1
+                if streak >= _FAIR_SHARE:
+                    gevent.sleep(0)
 
     def _handle(self, wire: Wire, head: Head) -> bool:
         """Serve one request; True if the connection may carry another."""

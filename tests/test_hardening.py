@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import socket as stdlib_socket
 import sys
+import threading
 import time
 from typing import Any, Callable
 
@@ -419,6 +420,42 @@ def test_upgrade_body_over_the_limit_is_refused(make_server: MakeServer) -> None
     assert_rejected(reply, closed, (413,))
     assert handed == []
     serves(port_of(srv))
+
+
+def test_a_pipelining_client_does_not_hold_up_other_connections(make_server: MakeServer) -> None:
+    """A connection whose next request is always already there never blocks; it must
+    still let the others in (the greenlet yields after a few requests in a row)."""
+    port = port_of(make_server(lambda req, res: res.end("ok"), tls=False))
+    count = 20_000
+    done = threading.Event()
+
+    def blast() -> None:  # a real thread, blocking socket: it reads while we measure
+        sock = stdlib_socket.create_connection(("127.0.0.1", port))
+        try:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * count)
+            answered = 0
+            while answered < count:
+                data = sock.recv(1 << 20)
+                if not data:
+                    break
+                answered += data.count(b"HTTP/1.1 200 ")
+        finally:
+            sock.close()
+            done.set()
+
+    thread = threading.Thread(target=blast, daemon=True)
+    thread.start()
+    gevent.sleep(0.1)  # the pipelined requests are being served
+    started = time.monotonic()
+    reply, _ = send_and_read_all(port, b"GET /other HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    waited = time.monotonic() - started
+    blast_running = not done.is_set()
+    while not done.is_set():
+        gevent.sleep(0.05)
+    thread.join(5)
+    assert helpers.parse_response(reply)[0].status == 200
+    assert blast_running, "the pipelined requests were all served first: nothing was measured"
+    assert waited < 0.3
 
 
 def test_trailer_within_limits_is_delivered(make_server: MakeServer) -> None:
