@@ -246,6 +246,7 @@ class ServerConnection:
                 streak += 1
                 if streak >= _FAIR_SHARE:
                     gevent.sleep(0)
+                    streak = 0  # the clock may not have moved if nothing else was due
 
     def _handle(self, wire: Wire, head: Head) -> bool:
         """Serve one request; True if the connection may carry another."""
