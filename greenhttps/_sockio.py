@@ -42,7 +42,10 @@ def _wait(sock: Any, watcher: Any, timeout: float | None) -> bool:
     timer = None
     if timeout is not None:
         timer = hub.loop.timer(timeout if timeout > 0 else 0.0)
-        timer.start(waiter.switch, _EXPIRED)
+        # update: the loop's clock is as old as its last turn; a timer counted from
+        # it fires early by however long callbacks ran since (gevent.Timeout does
+        # the same).
+        timer.start(waiter.switch, _EXPIRED, update=True)
     try:
         return waiter.get() is not _EXPIRED
     finally:

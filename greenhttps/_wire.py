@@ -283,19 +283,20 @@ class Wire:
         sock = self.sock
         while True:
             timeout = self._idle
+            deadline_first = False
             if deadline is not None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise DeadlineExceeded(phase)
                 if timeout is None or remaining < timeout:
-                    timeout = remaining
+                    timeout, deadline_first = remaining, True
             try:
                 data = _sockio.recv(sock, _RECV_SIZE, timeout)
             except OSError as exc:
                 raise errors.from_os_error(exc) from exc
             if data is None:  # timed out
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise DeadlineExceeded(phase)
+                if deadline_first:
+                    continue  # the deadline's timer: raises above once it has really passed
                 if self.on_idle is not None and self.on_idle():
                     continue
                 raise IdleTimeout("socket idle timeout", "ETIMEDOUT")
