@@ -24,6 +24,7 @@ import socket
 import ssl
 from typing import Any
 
+from gevent.exceptions import ConcurrentObjectUseError
 from gevent.hub import Waiter
 from gevent.ssl import SSLSocket as GeventSSLSocket
 
@@ -36,6 +37,8 @@ def _wait(sock: Any, watcher: Any, timeout: float | None) -> bool:
     """Block this greenlet until ``watcher`` fires (True) or ``timeout`` passes (False)."""
     if watcher is None:
         raise OSError(errno.EBADF, "socket closed")
+    if watcher.callback is not None:  # as gevent: one waiter per direction
+        raise ConcurrentObjectUseError(f"this socket is already used by another greenlet: {watcher.callback!r}")
     hub = sock.hub
     waiter: Any = Waiter(hub)
     watcher.start(waiter.switch, waiter)

@@ -141,3 +141,14 @@ def test_a_socket_that_is_not_gevents_still_works() -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_two_greenlets_reading_one_socket_is_refused(plain_pair: tuple[socket.socket, socket.socket]) -> None:
+    from gevent.exceptions import ConcurrentObjectUseError
+
+    server, _client = plain_pair
+    first = gevent.spawn(_sockio.recv, server, 100, 2.0)
+    gevent.sleep(0.05)  # the first one is waiting
+    with pytest.raises(ConcurrentObjectUseError):
+        _sockio.recv(server, 100, 1.0)
+    first.kill()
