@@ -31,6 +31,8 @@ from gevent.ssl import SSLSocket as GeventSSLSocket
 __all__ = ["recv", "send"]
 
 _EXPIRED = object()
+#: The most plaintext one TLS record carries (RFC 8446 §5.1).
+_TLS_RECORD = 16384
 
 
 def _wait(sock: Any, watcher: Any, timeout: float | None) -> bool:
@@ -82,22 +84,52 @@ def _tls_recv(sock: Any, size: int, timeout: float | None) -> bytes | None:
         if sslobj is None:
             raise _closed_tls()
         try:
-            return sslobj.read(size)  # type: ignore[no-any-return]
+            data: bytes = sslobj.read(size)
         except ssl.SSLWantReadError:
             watcher = sock._read_event
         except ssl.SSLWantWriteError:  # a TLS read may need to write (key update)
             watcher = sock._write_event
-        except ssl.SSLZeroReturnError:
-            return b""
         except ssl.SSLError as exc:
-            # A TCP close without close_notify: end of stream, as gevent and the
-            # stdlib report it by default (framing tells a truncated body).
-            if exc.args and exc.args[0] == ssl.SSL_ERROR_EOF and sock.suppress_ragged_eofs:
-                return b""
-            raise
+            return _end_of_stream(sock, exc)
+        else:
+            if len(data) == _TLS_RECORD and size > _TLS_RECORD:
+                return _more_records(sslobj, data, size)
+            return data
         # Wait outside the except block: no exception lives on while we idle.
         if not _wait(sock, watcher, timeout):
             return None
+
+
+def _end_of_stream(sock: Any, exc: ssl.SSLError) -> bytes:
+    """b'' when ``exc`` is the peer closing, else raise it.
+
+    A TCP close without close_notify is an end of stream too, as gevent and the
+    stdlib report it by default (the HTTP framing tells a truncated body)."""
+    if isinstance(exc, ssl.SSLZeroReturnError):
+        return b""
+    if exc.args and exc.args[0] == ssl.SSL_ERROR_EOF and sock.suppress_ragged_eofs:
+        return b""
+    raise exc
+
+
+def _more_records(sslobj: Any, first: bytes, size: int) -> bytes:
+    """A full record came in: a bulk transfer.  Take the records already here too
+    (one SSL_read returns one record), so that the layers above handle up to
+    ``size`` bytes at a time rather than 16 KiB."""
+    pieces = [first]
+    total = len(first)
+    while total <= size - _TLS_RECORD:
+        try:
+            data = sslobj.read(_TLS_RECORD)
+        except ssl.SSLError:
+            # Nothing more yet; or the end or an error, which OpenSSL reports again
+            # to the next read, after these bytes have been delivered.
+            break
+        if not data:
+            break
+        pieces.append(data)
+        total += len(data)
+    return b"".join(pieces)
 
 
 def send(sock: Any, data: bytes | memoryview, timeout: float | None) -> int | None:

@@ -152,3 +152,41 @@ def test_two_greenlets_reading_one_socket_is_refused(plain_pair: tuple[socket.so
     with pytest.raises(ConcurrentObjectUseError):
         _sockio.recv(server, 100, 1.0)
     first.kill()
+
+
+@pytest.mark.parametrize("close_notify", [True, False], ids=["close_notify", "TCP close only"])
+def test_tls_bulk_read_then_the_end_comes_after_every_byte(
+    tls_pair: tuple[gssl.SSLSocket, gssl.SSLSocket], close_notify: bool
+) -> None:
+    """Reads of several records at a time (a bulk transfer) still end with b'' after
+    the last byte, whether the peer says close_notify or just closes TCP."""
+    server, client = tls_pair
+    payload = bytes(range(256)) * 1024  # 256 KiB: 16 full records
+    raw_client: list[stdlib_socket.socket] = []
+
+    def peer() -> None:
+        try:
+            client.sendall(payload)
+            if close_notify:
+                client.unwrap()  # sends close_notify, then waits for ours (never comes)
+            else:
+                # FIN under the TLS layer (a close could be a reset: the session
+                # tickets sent to the client are unread).
+                raw = stdlib_socket.socket(fileno=client.detach())
+                raw_client.append(raw)
+                raw.shutdown(stdlib_socket.SHUT_WR)
+        except OSError:
+            pass
+
+    glet = gevent.spawn(peer)
+    received = bytearray()
+    while True:
+        data = _sockio.recv(server, 65536, 2.0)
+        assert data is not None
+        if not data:
+            break
+        received.extend(data)
+    glet.kill()
+    for raw in raw_client:
+        raw.close()
+    assert bytes(received) == payload
