@@ -140,6 +140,8 @@ class OutgoingMessage(EventEmitter):
 
     #: Whether this message may carry a body (False for HEAD responses, 204, 304).
     _has_body = True
+    #: A response to HEAD (server side): framed as the GET's, sent without a body.
+    _is_head = False
     #: ``write_head()`` fixed the head: its framing can no longer use the body length.
     _head_frozen = False
     #: The head has been handed to the wire (``headers_sent`` turns True earlier, at
@@ -252,7 +254,9 @@ class OutgoingMessage(EventEmitter):
         put back.  A ``Trailer`` header asks for chunking (trailers need it), as Node.
         """
         out = self._out
-        if self._has_body and "transfer-encoding" not in out and "content-length" not in out:
+        # RFC 9110 §9.3.2: a HEAD response carries the fields the GET would have,
+        # so the length of what end() was given too (Node sends no length at all).
+        if (self._has_body or self._is_head) and "transfer-encoding" not in out and "content-length" not in out:
             if body_length is not None and "content-length" not in self._removed and "trailer" not in out:
                 out.set_default("content-length", "Content-Length", str(body_length))
             elif self._use_chunked() and self._explicit_chunked and "transfer-encoding" not in self._removed:
@@ -432,8 +436,8 @@ class ServerResponse(OutgoingMessage):
             check_value("statusMessage", self.status_message)
 
     def _frame(self, body_length: int | None) -> None:
-        if self.status_code in (204, 304):  # RFC 9110 §6.4.1: never a body
-            self._has_body = False
+        if self.status_code in (204, 304):  # RFC 9110 §6.4.1: never a body, nor its length
+            self._has_body = self._is_head = False
         super()._frame(body_length)
 
     def _send_head(self, body: bytes | None, end: bool) -> None:

@@ -71,10 +71,23 @@ def test_identical_handlers_still_frame_each_request_for_its_peer(serve: Callabl
         assert (old.body, old.get("connection")) == (b"hello", b"close")
         head = roundtrip(port, request_bytes("HEAD"), "HEAD")
         assert head.body == b"" and head.get("connection") == b"keep-alive"
+        assert head.get_all("content-length") == [b"5"]  # what the GET says
         heads.append(head.get("transfer-encoding"))
         closing = roundtrip(port, request_bytes(extra="Connection: close\r\n"))
         assert (closing.body, closing.get("connection")) == (b"hello", b"close")
     assert heads[0] == heads[1]
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_a_head_response_without_a_body_status_gets_no_length(serve: Callable[..., int], status: int) -> None:
+    def handler(req: Any, res: Any) -> None:
+        res.status_code = status
+        res.end(b"hello")
+
+    port = serve(handler)
+    resp = roundtrip(port, request_bytes("HEAD"), "HEAD")
+    assert resp.status == status
+    assert resp.get("content-length") is None and resp.get("transfer-encoding") is None
 
 
 def test_str_body_is_utf8_and_length_counts_bytes(serve: Callable[..., int]) -> None:
