@@ -5,9 +5,10 @@ by building a :class:`gevent.Timeout` (a Python object, its timer watcher and a
 timeout exception) for every wait that blocks, and gevent's ``SSLSocket.read``
 waits inside its ``except SSLWantReadError`` block, which keeps that exception and
 its traceback alive for as long as the connection sits idle.  A keep-alive server
-blocks once per request, so that was about 5 µs of every request and about 1.6 KiB of
-every idle TLS connection.  Here a wait is one :class:`gevent.hub.Waiter`, the
-socket's own I/O watcher and, only when a timeout applies, one bare loop timer.
+blocks about once per request: going around gevent's socket methods took its
+keep-alive rate from about 10,000 to 11,400 req/s here, and each idle TLS
+connection from 26.3 to 24.7 KiB.  Here a wait is one :class:`gevent.hub.Waiter`,
+the socket's own I/O watcher and, only when a timeout applies, one bare loop timer.
 
 Semantics are the gevent socket's: ``timeout`` (seconds, None for no limit) bounds
 each wait, not the whole call; a socket closed by another greenlet while this one
