@@ -190,3 +190,19 @@ def test_tls_bulk_read_then_the_end_comes_after_every_byte(
     for raw in raw_client:
         raw.close()
     assert bytes(received) == payload
+
+
+def test_a_timeout_counts_from_now_even_when_the_loop_clock_is_stale(
+    plain_pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """The loop's clock is read once per turn: after 0.3 s of work without yielding
+    it is 0.3 s old.  A 0.5 s timeout must still last 0.5 s from the call (a timer
+    counted from the stale clock fired after 0.2 s, and the server closed slow
+    clients without their 408)."""
+    server, client = plain_pair
+    gevent.spawn_later(0.05, client.sendall, b"x")
+    assert _sockio.recv(server, 100, 5.0) == b"x"  # woken by the I/O watcher, not a callback
+    time.sleep(0.3)  # blocking: the loop does not turn
+    started = time.monotonic()
+    assert _sockio.recv(server, 100, 0.5) is None
+    assert time.monotonic() - started >= 0.45
