@@ -44,6 +44,10 @@ __all__ = ["Agent"]
 _INF = float("inf")
 
 
+def _sockets_of(pool: dict[str, list[ClientConnection]]) -> dict[str, list[Any]]:
+    return {name: [conn.socket for conn in conns] for name, conns in pool.items() if conns}
+
+
 @node_aliases
 @attribute_aliases(
     "keep_alive", "keep_alive_msecs", "max_sockets", "max_total_sockets", "max_free_sockets",
@@ -392,12 +396,12 @@ class Agent(EventEmitter):
 
         Built when read: mirroring every change into it cost each request a copy of
         the whole pool's lists."""
-        return {name: [conn.socket for conn in conns] for name, conns in self._in_use.items() if conns}
+        return _sockets_of(self._in_use)
 
     @property
     def free_sockets(self) -> dict[str, list[Any]]:
         """The idle pooled sockets, per origin key (Node's ``agent.freeSockets``); a snapshot."""
-        return {name: [conn.socket for conn in conns] for name, conns in self._free.items() if conns}
+        return _sockets_of(self._free)
 
     def _ensure_sweeper(self, expires_at: float) -> None:
         """Make sure a sweep is due by ``expires_at``.
