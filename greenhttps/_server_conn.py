@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import enum
 import socket
-import ssl
 import time
 from typing import TYPE_CHECKING
 
@@ -40,6 +39,7 @@ from ._incoming import IncomingMessage
 from ._options import ms_to_seconds
 from ._outgoing import STATUS_CODES, ServerResponse
 from ._socket import Socket
+from ._tlsbio import BioSSLSocket
 from ._wire import DeadlineExceeded, Head, Wire, wire_class
 
 if TYPE_CHECKING:
@@ -153,18 +153,18 @@ class ServerConnection:
                 self._close()
             server._connection_done(self)
 
-    def _handshake(self) -> ssl.SSLSocket | None:
+    def _handshake(self) -> BioSSLSocket | None:
         server = self.server
-        self.socket._peername()  # cache it: wrapping detaches the raw socket
+        self.socket._peername()  # cache it: a peer that resets can no longer be asked
         try:
             tls = server._wrap(self.raw)
         except (OSError, ValueError) as exc:
             self._tls_failed(exc)
             return None
-        # gevent's SSLSocket takes the raw socket's descriptor over (the raw object is
-        # detached), so from here the Socket must hold -- and close -- the TLS one, even
-        # if the handshake fails.  Not closing it there leaked one fd per failure for as
-        # long as anything (a listener keeping the error and its traceback) referred to it.
+        # From here the Socket holds -- and closes -- the TLS socket (which closes the
+        # TCP one), even if the handshake fails.  Not closing it there once leaked one
+        # fd per failure for as long as anything (a listener keeping the error and its
+        # traceback) referred to it.
         self.socket._attach(tls, encrypted=False)
         seconds = ms_to_seconds(server.handshake_timeout)
         try:
@@ -174,7 +174,7 @@ class ServerConnection:
             self._tls_failed(exc)
             return None
         self.socket._attach(tls, encrypted=True)
-        self.socket.servername = getattr(tls, "greenhttps_servername", None) or None
+        self.socket.servername = tls.servername or None
         if server.request_cert:
             self._authorize(tls)
         server.emit("secureConnection", self.socket)
@@ -182,7 +182,7 @@ class ServerConnection:
             return None
         return tls
 
-    def _authorize(self, tls: ssl.SSLSocket) -> None:
+    def _authorize(self, tls: BioSSLSocket) -> None:
         # With CERT_OPTIONAL, OpenSSL only completes a handshake with a client
         # certificate that verified, so "a cert was presented" means "authorized".
         cert = tls.getpeercert()

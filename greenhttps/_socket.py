@@ -17,6 +17,7 @@ from typing import Any, Callable
 from . import errors
 from ._events import EventEmitter
 from ._options import ms_to_seconds, node_aliases
+from ._tlsbio import BioSSLSocket
 
 __all__ = ["Socket"]
 
@@ -35,7 +36,7 @@ class Socket(EventEmitter):
     #: Client only: the name sent as SNI and checked; server: the SNI name received.
     servername: str | None = None
 
-    def __init__(self, sock: socket.socket, *, encrypted: bool = False) -> None:
+    def __init__(self, sock: socket.socket | BioSSLSocket, *, encrypted: bool = False) -> None:
         self._sock = sock
         self.encrypted = encrypted
         self.destroyed = False
@@ -46,7 +47,7 @@ class Socket(EventEmitter):
         self._apply_timeout: Callable[[float | None], None] | None = None
         self._peer: tuple[Any, ...] | None = None
 
-    def _attach(self, sock: socket.socket, *, encrypted: bool) -> None:
+    def _attach(self, sock: socket.socket | BioSSLSocket, *, encrypted: bool) -> None:
         """Swap in the TLS socket once the handshake is done."""
         self._sock, self.encrypted = sock, encrypted
 
@@ -224,14 +225,14 @@ class Socket(EventEmitter):
 
         Node: ``tlsSocket.getCipher()``.
         """
-        cipher = self._sock.cipher() if self.encrypted else None  # type: ignore[attr-defined]
+        cipher = self._sock.cipher() if self.encrypted else None  # type: ignore[union-attr]
         if not cipher:
             return None
         return {"name": cipher[0], "standard_name": cipher[0], "version": cipher[1]}
 
     def get_protocol(self) -> str | None:
         """The TLS version (``'TLSv1.3'``), None without TLS; Node's ``tlsSocket.getProtocol()``."""
-        return self._sock.version() if self.encrypted else None  # type: ignore[attr-defined]
+        return self._sock.version() if self.encrypted else None  # type: ignore[union-attr]
 
     def get_session(self) -> ssl.SSLSession | None:
         """The TLS session (for resumption), None without TLS; Node's ``tlsSocket.getSession()``."""
@@ -251,4 +252,4 @@ class Socket(EventEmitter):
         """The protocol ALPN chose (``'http/1.1'``), None if none; Node's ``tlsSocket.alpnProtocol``."""
         if not self.encrypted:
             return None
-        return self._sock.selected_alpn_protocol() or None  # type: ignore[attr-defined]
+        return self._sock.selected_alpn_protocol() or None  # type: ignore[union-attr]

@@ -29,7 +29,7 @@ from gevent.exceptions import ConcurrentObjectUseError
 from gevent.hub import Waiter
 from gevent.ssl import SSLSocket as GeventSSLSocket
 
-__all__ = ["recv", "send"]
+__all__ = ["recv", "recv_tcp", "send", "send_tcp"]
 
 _EXPIRED = object()
 #: The most plaintext one TLS record carries (RFC 8446 §5.1).
@@ -66,10 +66,18 @@ def _closed_tls() -> OSError:
 
 def recv(sock: Any, size: int, timeout: float | None) -> bytes | None:
     """Up to ``size`` bytes; b'' when the peer has closed; None when ``timeout`` passed."""
+    within = getattr(type(sock), "recv_within", None)
+    if within is not None:  # a socket that does its own (greenhttps._tlsbio)
+        return within(sock, size, timeout)  # type: ignore[no-any-return]
     if isinstance(sock, GeventSSLSocket):
         return _tls_recv(sock, size, timeout)
     if not hasattr(sock, "_read_event"):
         return _blocking_recv(sock, size, timeout)
+    return recv_tcp(sock, size, timeout)
+
+
+def recv_tcp(sock: Any, size: int, timeout: float | None) -> bytes | None:
+    """:func:`recv` for a plain gevent socket."""
     while True:
         try:
             return sock._sock.recv(size)  # type: ignore[no-any-return]
@@ -135,10 +143,18 @@ def _more_records(sslobj: Any, first: bytes, size: int) -> bytes:
 
 def send(sock: Any, data: bytes | memoryview, timeout: float | None) -> int | None:
     """Send some of ``data``; the count sent, or None when ``timeout`` passed first."""
+    within = getattr(type(sock), "send_within", None)
+    if within is not None:
+        return within(sock, data, timeout)  # type: ignore[no-any-return]
     if isinstance(sock, GeventSSLSocket):
         return _tls_send(sock, data, timeout)
     if not hasattr(sock, "_write_event"):
         return _blocking_send(sock, data, timeout)
+    return send_tcp(sock, data, timeout)
+
+
+def send_tcp(sock: Any, data: bytes | memoryview, timeout: float | None) -> int | None:
+    """:func:`send` for a plain gevent socket."""
     while True:
         try:
             return sock._sock.send(data)  # type: ignore[no-any-return]

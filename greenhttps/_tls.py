@@ -448,6 +448,11 @@ def as_gevent_context(ctx: Context) -> Context:
                                "ERR_TLS_INVALID_CONTEXT")
 
 
+def stdlib_context(ctx: Context) -> ssl.SSLContext:
+    """The ``ssl.SSLContext`` behind ``ctx`` (for ``wrap_bio``)."""
+    return ctx.context if isinstance(ctx, CooperativeContext) else ctx
+
+
 def wrap_socket(ctx: Context, sock: Any, *, server_side: bool, server_hostname: str | None = None,
                 session: ssl.SSLSession | None = None) -> gevent.ssl.SSLSocket:
     """Wrap a connected socket; the caller runs ``do_handshake()`` under its own timeout.

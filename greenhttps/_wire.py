@@ -43,6 +43,7 @@ import time
 from typing import Callable, Iterable, Sequence
 
 from . import _sockio, errors
+from ._tlsbio import BioSSLSocket
 from ._wire_format import (
     Framing,
     OutgoingFraming,
@@ -161,7 +162,7 @@ class Wire:
 
     def __init__(
         self,
-        sock: socket.socket,
+        sock: socket.socket | BioSSLSocket,
         *,
         client: bool = False,
         max_header_size: int = 16384,
@@ -259,7 +260,7 @@ class Wire:
         """
         raise NotImplementedError
 
-    def detach(self) -> tuple[socket.socket, bytes]:
+    def detach(self) -> tuple[socket.socket | BioSSLSocket, bytes]:
         """Give up the socket (protocol switch): returns it and the bytes already
         read past the head.  The request body, if any, must have been read."""
         raise NotImplementedError

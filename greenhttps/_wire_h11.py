@@ -22,6 +22,7 @@ from typing import Any
 import h11
 
 from . import errors
+from ._tlsbio import BioSSLSocket
 from ._wire import (
     _CONTROL_CHAR,
     _HEAD_END,
@@ -50,7 +51,7 @@ class H11Wire(Wire):
 
     __slots__ = ("_h11",)
 
-    def __init__(self, sock: socket.socket, **kwargs: Any) -> None:
+    def __init__(self, sock: socket.socket | BioSSLSocket, **kwargs: Any) -> None:
         super().__init__(sock, **kwargs)
         self._h11 = self._parser(b"")
 
@@ -329,7 +330,7 @@ class H11Wire(Wire):
 
     # --------------------------------------------------------------- lifecycle
 
-    def detach(self) -> tuple[socket.socket, bytes]:
+    def detach(self) -> tuple[socket.socket | BioSSLSocket, bytes]:
         """Give up the socket (protocol switch): returns it and the bytes already
         read past the head.  The request body, if any, must have been read."""
         data, _ = self._h11.trailing_data

@@ -29,6 +29,7 @@ from typing import Any
 import httptools  # type: ignore[import-not-found,unused-ignore]
 
 from . import errors
+from ._tlsbio import BioSSLSocket
 from ._wire import (
     _TRANSFER_ENCODING_LINE,
     MAX_CHUNK_LINE,
@@ -105,7 +106,7 @@ class LlhttpWire(Wire):
     __slots__ = ("_buf", "_msg", "_parser_obj", "_chunked", "_body_left", "_keep_alive",
                  "_expect_continue", "_body_seen", "_eof", "_chunk_left", "_tail", "_close_delimited", "_silent")
 
-    def __init__(self, sock: socket.socket, **kwargs: Any) -> None:
+    def __init__(self, sock: socket.socket | BioSSLSocket, **kwargs: Any) -> None:
         super().__init__(sock, **kwargs)
         self._buf = bytearray()
         self._eof = False
@@ -476,7 +477,7 @@ class LlhttpWire(Wire):
 
     # --------------------------------------------------------------- lifecycle
 
-    def detach(self) -> tuple[socket.socket, bytes]:
+    def detach(self) -> tuple[socket.socket | BioSSLSocket, bytes]:
         data = bytes(self._buf)
         self._buf.clear()
         self.closed = True

@@ -1,0 +1,341 @@
+"""A TLS socket whose OpenSSL reads and writes memory buffers, not the descriptor.
+
+Why not gevent's ``SSLSocket``?  There OpenSSL talks to the socket itself, and a
+socket BIO makes one system call per TLS record: two ``read()``s for every record
+received (its 5-byte header, then the rest) and one ``write()`` per 16 KiB sent,
+65 of them for a 1 MiB body (``strace -c``: Node makes one).  Here OpenSSL works on
+two :class:`ssl.MemoryBIO`\\ s and we move the bytes: one ``recv`` takes whatever
+records have arrived, one ``send`` carries up to :data:`_SEND_BATCH` of plaintext
+as ciphertext.
+
+The socket methods user code meets (through :class:`greenhttps.Socket`, e.g. in
+an ``'upgrade'`` listener) are the usual ones: ``recv``, ``recv_into``, ``send``,
+``sendall``, ``settimeout``, ``shutdown``, ``close``; the TLS accessors are the
+``ssl.SSLSocket`` ones.  Anything else (``fileno``, ``getpeername``,
+``setsockopt``...) is the TCP socket's.  ``recv_within`` and ``send_within`` are the
+wire's: a timeout comes back as None, as in :mod:`greenhttps._sockio`.
+"""
+
+from __future__ import annotations
+
+import _ssl
+import errno
+import socket
+import ssl
+import weakref
+from typing import Any
+
+from . import _sockio
+
+__all__ = ["BioSSLSocket", "STDLIB_SNI_CALLBACK"]
+
+#: Plaintext encrypted per ``send``: 16 records, one system call (bounded memory).
+_SEND_BATCH = 256 * 1024
+#: ``SSLContext.sni_callback`` as _ssl defines it, whatever subclass overrides it.
+STDLIB_SNI_CALLBACK: Any = vars(_ssl._SSLContext)["sni_callback"]
+#: The TCP socket's methods that would read or write past OpenSSL.
+_AROUND_TLS = frozenset({"makefile", "recvfrom", "recvfrom_into", "recvmsg", "recvmsg_into", "sendto",
+                         "sendmsg", "sendfile", "detach", "dup"})
+#: The most ciphertext taken from the kernel at once.
+_RECV_SIZE = 256 * 1024
+
+
+class BioSSLSocket:
+    """TLS over a connected gevent socket, OpenSSL on memory BIOs (see the module)."""
+
+    __slots__ = ("_raw", "_tls", "_sslobj", "_in", "_out", "_unsent", "_accepted", "_timeout", "__weakref__")
+
+    suppress_ragged_eofs = True
+
+    def __init__(self, context: ssl.SSLContext, raw: Any, *, server_side: bool,
+                 server_hostname: str | None = None, session: ssl.SSLSession | None = None) -> None:
+        self._raw = raw
+        self._in = ssl.MemoryBIO()
+        self._out = ssl.MemoryBIO()
+        #: The stdlib ``SSLObject``: certificate and session accessors, the SNI callback's argument.
+        self._tls: ssl.SSLObject | None = context.wrap_bio(self._in, self._out, server_side=server_side,
+                                                            server_hostname=server_hostname, session=session)
+        if type(STDLIB_SNI_CALLBACK.__get__(context)).__name__ == "_Callback":
+            # A gevent SSLContext's sni_callback looks for the SSLSocket it made.
+            self._tls._sslsock = weakref.ref(self._tls)  # type: ignore[attr-defined]
+        #: Its C object: what reads and writes call, one Python frame fewer.
+        self._sslobj: Any = self._tls._sslobj  # type: ignore[attr-defined]
+        #: Ciphertext not yet sent, and the plaintext count it stands for.
+        self._unsent: memoryview | None = None
+        self._accepted = 0
+        self._timeout: float | None = raw.gettimeout()
+
+    # ------------------------------------------------------------ handshake
+
+    def do_handshake(self) -> None:
+        """Run the handshake, cooperatively; ``settimeout`` bounds each wait.
+
+        A refused handshake still sends OpenSSL's alert before raising, as a socket
+        BIO would."""
+        sslobj = self._live()
+        while True:
+            try:
+                sslobj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                pass
+            except ssl.SSLError:
+                self._send_alert()
+                raise
+            self._flush_or_raise()
+            self._fill_or_raise()
+        self._flush_or_raise()
+
+    def _send_alert(self) -> None:
+        try:
+            if self._out.pending:
+                self._raw.send(self._out.read())
+        except OSError:
+            pass
+
+    def _fill_or_raise(self) -> None:
+        if not self._fill(self._timeout):
+            raise socket.timeout("timed out")
+
+    def _flush_or_raise(self) -> None:
+        if self._out.pending and not self._flush(self._timeout):
+            raise socket.timeout("timed out")
+
+    # ------------------------------------------------------ the wire's I/O
+
+    def recv_within(self, size: int, timeout: float | None) -> bytes | None:
+        """Up to ``size`` bytes; b'' at the end of the stream; None when ``timeout`` passed."""
+        sslobj = self._live()
+        incoming = self._in
+        # Nothing buffered: wait for the kernel first rather than have OpenSSL say so
+        # (an exception costs more than the rest of this read).
+        starve = not (incoming.pending or incoming.eof or sslobj.pending())
+        while True:
+            if starve and not self._fill(timeout):
+                return None
+            try:
+                # No more plaintext than there is ciphertext: a small allocation
+                # for a small request, rather than ``size`` bytes shrunk afterwards.
+                data: bytes = sslobj.read(min(size, incoming.pending) or size)
+            except ssl.SSLWantReadError:
+                starve = True
+                continue
+            except ssl.SSLError as exc:
+                return self._end_of_stream(exc)
+            if self._out.pending:  # a TLS 1.3 KeyUpdate asks for an answer
+                self._flush(timeout)
+            if len(data) < size and (incoming.pending or sslobj.pending()):
+                return self._more(data, size)
+            return data
+
+    def _more(self, first: bytes, size: int) -> bytes:
+        """One read returns one record: take the others that arrived with it."""
+        sslobj = self._sslobj
+        pieces = [first]
+        total = len(first)
+        while total < size and (self._in.pending or sslobj.pending()):
+            try:
+                data = sslobj.read(size - total)
+            except ssl.SSLError:
+                # Half a record, or the end or an error, which OpenSSL reports again
+                # to the next read, after these bytes have been delivered.
+                break
+            if not data:
+                break
+            pieces.append(data)
+            total += len(data)
+        return b"".join(pieces)
+
+    def _fill(self, timeout: float | None) -> bool:
+        """Move what the kernel has into OpenSSL; False when ``timeout`` passed first."""
+        data = _sockio.recv_tcp(self._raw, _RECV_SIZE, timeout)
+        if data is None:
+            return False
+        if data:
+            self._in.write(data)
+        else:
+            self._in.write_eof()
+        return True
+
+    def _end_of_stream(self, exc: ssl.SSLError) -> bytes:
+        # A TCP close without close_notify ends the stream too, as gevent and the
+        # stdlib report it by default: the HTTP framing tells a truncated body.
+        if isinstance(exc, (ssl.SSLZeroReturnError, ssl.SSLEOFError)):
+            return b""
+        raise exc
+
+    def send_within(self, data: bytes | memoryview, timeout: float | None) -> int | None:
+        """Send some of ``data``; the count sent, or None when ``timeout`` passed first.
+
+        After a None, the caller offers the same bytes again (as with a plain
+        socket): the ciphertext already made for them is what goes out.
+        """
+        if self._unsent is None:
+            sslobj = self._live()
+            self._accepted = sslobj.write(data if len(data) <= _SEND_BATCH else memoryview(data)[:_SEND_BATCH])
+            ciphertext = self._out.read()
+            try:
+                sent = self._raw._sock.send(ciphertext)
+            except BlockingIOError:
+                sent = 0
+            if sent == len(ciphertext) and not self._out.pending:
+                return self._accepted  # all of it, at once: the usual case
+            self._unsent = memoryview(ciphertext)[sent:]
+        if not self._flush(timeout):
+            return None
+        return self._accepted
+
+    def _flush(self, timeout: float | None) -> bool:
+        """Send the ciphertext OpenSSL made; False when ``timeout`` passed first."""
+        raw = self._raw
+        while True:
+            unsent = self._unsent
+            if unsent is None:
+                if not self._out.pending:
+                    return True
+                unsent = memoryview(self._out.read())
+            while unsent:
+                sent = _sockio.send_tcp(raw, unsent, timeout)
+                if sent is None:
+                    self._unsent = unsent
+                    return False
+                unsent = unsent[sent:]
+            self._unsent = None
+
+    def _live(self) -> Any:
+        sslobj = self._sslobj
+        if sslobj is None:
+            raise OSError(errno.EBADF, "read or write on a closed TLS socket")
+        return sslobj
+
+    # ------------------------------------------------- the socket interface
+
+    def settimeout(self, timeout: float | None) -> None:
+        self._timeout = timeout
+
+    def gettimeout(self) -> float | None:
+        return self._timeout
+
+    def setblocking(self, flag: bool) -> None:
+        self._timeout = None if flag else 0.0
+
+    @property
+    def timeout(self) -> float | None:
+        return self._timeout
+
+    def recv(self, size: int, flags: int = 0) -> bytes:
+        if flags:
+            raise ValueError("non-zero flags not allowed in calls to recv() on a TLS socket")
+        data = self.recv_within(size, self._timeout)
+        if data is None:
+            raise self._timed_out()
+        return data
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.recv(nbytes or len(view), flags)
+        view[:len(data)] = data
+        return len(data)
+
+    read = recv
+
+    def send(self, data: bytes | memoryview, flags: int = 0) -> int:
+        if flags:
+            raise ValueError("non-zero flags not allowed in calls to send() on a TLS socket")
+        sent = self.send_within(data, self._timeout)
+        if sent is None:
+            raise self._timed_out()
+        return sent
+
+    write = send
+
+    def sendall(self, data: bytes | memoryview, flags: int = 0) -> None:
+        view = memoryview(data).cast("B")
+        while view:
+            view = view[self.send(view, flags):]
+
+    def _timed_out(self) -> OSError:
+        if self._timeout == 0.0:
+            return ssl.SSLWantReadError("The operation did not complete")
+        return socket.timeout("timed out")
+
+    def pending(self) -> int:
+        return self._sslobj.pending() if self._sslobj is not None else 0
+
+    def shutdown(self, how: int) -> None:
+        self._raw.shutdown(how)
+
+    def close(self) -> None:
+        # As gevent's SSLSocket: no close_notify, and the TLS state goes with the socket.
+        self._sslobj = self._tls = None
+        self._unsent = None
+        self._raw.close()
+
+    def unwrap(self) -> Any:
+        """Send close_notify and give back the TCP socket."""
+        sslobj = self._live()
+        try:
+            sslobj.shutdown()
+        except ssl.SSLWantReadError:
+            pass  # the peer's close_notify need not be awaited
+        self._flush_or_raise()
+        self._sslobj = self._tls = None
+        return self._raw
+
+    # ------------------------------------------------------- TLS accessors
+
+    @property
+    def context(self) -> ssl.SSLContext | None:
+        return self._tls.context if self._tls is not None else None
+
+    @property
+    def server_side(self) -> bool:
+        return bool(self._tls is not None and self._tls.server_side)
+
+    @property
+    def server_hostname(self) -> str | None:
+        return self._tls.server_hostname if self._tls is not None else None
+
+    @property
+    def session(self) -> ssl.SSLSession | None:
+        return self._tls.session if self._tls is not None else None
+
+    @property
+    def session_reused(self) -> bool:
+        return bool(self._tls is not None and self._tls.session_reused)
+
+    @property
+    def servername(self) -> str | None:
+        """The SNI name the server's callback noted (see ``_server.note_servername``)."""
+        return getattr(self._tls, "greenhttps_servername", None)
+
+    def getpeercert(self, binary_form: bool = False) -> Any:
+        if self._tls is None:
+            raise ValueError("getpeercert() on a closed TLS socket")
+        return self._tls.getpeercert(binary_form)
+
+    def cipher(self) -> tuple[str, str, int] | None:
+        return self._tls.cipher() if self._tls is not None else None
+
+    def shared_ciphers(self) -> list[tuple[str, str, int]] | None:
+        return self._tls.shared_ciphers() if self._tls is not None else None
+
+    def version(self) -> str | None:
+        return self._tls.version() if self._tls is not None else None
+
+    def selected_alpn_protocol(self) -> str | None:
+        return self._tls.selected_alpn_protocol() if self._tls is not None else None
+
+    def get_channel_binding(self, cb_type: str = "tls-unique") -> bytes | None:
+        return self._tls.get_channel_binding(cb_type) if self._tls is not None else None
+
+    def __getattr__(self, name: str) -> Any:
+        # fileno, getpeername, getsockname, setsockopt, family...: the TCP socket's;
+        # never a method that would move bytes around TLS.
+        if name in _AROUND_TLS:
+            raise AttributeError(f"{name}() is not available on a TLS socket")
+        return getattr(self._raw, name)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._sslobj is None else ("server" if self.server_side else "client")
+        return f"<BioSSLSocket {state} {self._raw!r}>"
