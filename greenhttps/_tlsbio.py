@@ -29,8 +29,12 @@ from . import _sockio
 
 __all__ = ["BioSSLSocket", "STDLIB_SNI_CALLBACK"]
 
-#: Plaintext encrypted per ``send``: 16 records, one system call (bounded memory).
+#: Plaintext encrypted per ``send``: 16 records, one system call.
 _SEND_BATCH = 256 * 1024
+#: The most either memory BIO holds at once.  A BIO's buffer never shrinks: it stays
+#: as large as the most it ever held for as long as the connection lives, so bulk
+#: data goes through it a record at a time.
+_BIO_SLICE = 16384
 #: ``SSLContext.sni_callback`` as _ssl defines it, whatever subclass overrides it.
 STDLIB_SNI_CALLBACK: Any = vars(_ssl._SSLContext)["sni_callback"]
 #: The TCP socket's methods that would read or write past OpenSSL.
@@ -43,7 +47,8 @@ _RECV_SIZE = 256 * 1024
 class BioSSLSocket:
     """TLS over a connected gevent socket, OpenSSL on memory BIOs (see the module)."""
 
-    __slots__ = ("_raw", "_tls", "_sslobj", "_in", "_out", "_unsent", "_accepted", "_timeout", "__weakref__")
+    __slots__ = ("_raw", "_tls", "_sslobj", "_in", "_out", "_unread", "_unsent", "_accepted", "_timeout", "_ended",
+                 "__weakref__")
 
     suppress_ragged_eofs = True
 
@@ -60,6 +65,11 @@ class BioSSLSocket:
             self._tls._sslsock = weakref.ref(self._tls)  # type: ignore[attr-defined]
         #: Its C object: what reads and writes call, one Python frame fewer.
         self._sslobj: Any = self._tls._sslobj  # type: ignore[attr-defined]
+        #: OpenSSL has met the end of the stream (or an error) that it has not
+        #: reported yet: the next read must ask it, not wait for the kernel.
+        self._ended = False
+        #: Ciphertext received but not yet given to OpenSSL (see _BIO_SLICE).
+        self._unread: memoryview | None = None
         #: Ciphertext not yet sent, and the plaintext count it stands for.
         self._unsent: memoryview | None = None
         self._accepted = 0
@@ -83,7 +93,8 @@ class BioSSLSocket:
                 self._send_alert()
                 raise
             self._flush_or_raise()
-            self._fill_or_raise()
+            if not self._feed(self._timeout):
+                raise socket.timeout("timed out")
         self._flush_or_raise()
 
     def _send_alert(self) -> None:
@@ -92,10 +103,6 @@ class BioSSLSocket:
                 self._raw.send(self._out.read())
         except OSError:
             pass
-
-    def _fill_or_raise(self) -> None:
-        if not self._fill(self._timeout):
-            raise socket.timeout("timed out")
 
     def _flush_or_raise(self) -> None:
         if self._out.pending and not self._flush(self._timeout):
@@ -109,22 +116,24 @@ class BioSSLSocket:
         incoming = self._in
         # Nothing buffered: wait for the kernel first rather than have OpenSSL say so
         # (an exception costs more than the rest of this read).
-        starve = not (incoming.pending or incoming.eof or sslobj.pending())
+        starve = not (incoming.pending or incoming.eof or sslobj.pending() or self._ended)
         while True:
-            if starve and not self._fill(timeout):
+            if starve and not self._feed(timeout):
                 return None
             try:
-                # No more plaintext than there is ciphertext: a small allocation
-                # for a small request, rather than ``size`` bytes shrunk afterwards.
-                data: bytes = sslobj.read(min(size, incoming.pending) or size)
+                data: bytes = sslobj.read(size)
             except ssl.SSLWantReadError:
                 starve = True
                 continue
             except ssl.SSLError as exc:
+                self._ended = True
                 return self._end_of_stream(exc)
+            if not data:  # close_notify (the C read reports it so)
+                self._ended = True
+                return data
             if self._out.pending:  # a TLS 1.3 KeyUpdate asks for an answer
                 self._flush(timeout)
-            if len(data) < size and (incoming.pending or sslobj.pending()):
+            if len(data) < size and (incoming.pending or self._unread is not None or sslobj.pending()):
                 return self._more(data, size)
             return data
 
@@ -133,28 +142,43 @@ class BioSSLSocket:
         sslobj = self._sslobj
         pieces = [first]
         total = len(first)
-        while total < size and (self._in.pending or sslobj.pending()):
+        while total < size:
             try:
                 data = sslobj.read(size - total)
+            except ssl.SSLWantReadError:
+                if self._unread is None:
+                    break  # the rest is still in the kernel, or on its way
+                self._feed(None)  # from what we hold: never waits
+                continue
             except ssl.SSLError:
-                # Half a record, or the end or an error, which OpenSSL reports again
-                # to the next read, after these bytes have been delivered.
+                # The end or an error: OpenSSL reports it again to the next read,
+                # after these bytes have been delivered.
+                self._ended = True
                 break
-            if not data:
+            if not data:  # close_notify: OpenSSL has taken it from the BIO
+                self._ended = True
                 break
             pieces.append(data)
             total += len(data)
         return b"".join(pieces)
 
-    def _fill(self, timeout: float | None) -> bool:
-        """Move what the kernel has into OpenSSL; False when ``timeout`` passed first."""
-        data = _sockio.recv_tcp(self._raw, _RECV_SIZE, timeout)
-        if data is None:
-            return False
-        if data:
-            self._in.write(data)
-        else:
-            self._in.write_eof()
+    def _feed(self, timeout: float | None) -> bool:
+        """Give OpenSSL its next slice of ciphertext, from the kernel if we hold none;
+        False when ``timeout`` passed first."""
+        unread = self._unread
+        if unread is None:
+            data = _sockio.recv_tcp(self._raw, _RECV_SIZE, timeout)
+            if data is None:
+                return False
+            if len(data) <= _BIO_SLICE:
+                if data:
+                    self._in.write(data)
+                else:
+                    self._in.write_eof()
+                return True
+            unread = memoryview(data)
+        self._in.write(unread[:_BIO_SLICE])
+        self._unread = unread[_BIO_SLICE:] if len(unread) > _BIO_SLICE else None
         return True
 
     def _end_of_stream(self, exc: ssl.SSLError) -> bytes:
@@ -172,15 +196,24 @@ class BioSSLSocket:
         """
         if self._unsent is None:
             sslobj = self._live()
-            self._accepted = sslobj.write(data if len(data) <= _SEND_BATCH else memoryview(data)[:_SEND_BATCH])
-            ciphertext = self._out.read()
+            out = self._out
+            if len(data) <= _BIO_SLICE:
+                self._accepted = sslobj.write(data)
+                records = [out.read()]
+            else:
+                view = memoryview(data)[:_SEND_BATCH]
+                records = []
+                for start in range(0, len(view), _BIO_SLICE):
+                    sslobj.write(view[start:start + _BIO_SLICE])
+                    records.append(out.read())
+                self._accepted = len(view)
             try:
-                sent = self._raw._sock.send(ciphertext)
+                sent = self._raw._sock.sendmsg(records)  # one system call for them all
             except BlockingIOError:
                 sent = 0
-            if sent == len(ciphertext) and not self._out.pending:
+            if sent == sum(map(len, records)):
                 return self._accepted  # all of it, at once: the usual case
-            self._unsent = memoryview(ciphertext)[sent:]
+            self._unsent = memoryview(b"".join(records))[sent:]
         if not self._flush(timeout):
             return None
         return self._accepted

@@ -186,6 +186,7 @@ def test_the_end_of_the_stream_with_and_without_close_notify(ca: trustme.CA, ser
     server, client = _connect(server_ctx, client_ctx)
     client.sendall(b"last")
     unwrapping = gevent.spawn(client.unwrap)  # close_notify, then waits for ours
+    gevent.sleep(0.2)  # both records arrive before the server reads: one recv takes them
     assert server.recv_within(100, 5.0) == b"last"
     assert server.recv_within(100, 5.0) == b""
     unwrapping.kill()
@@ -195,6 +196,7 @@ def test_the_end_of_the_stream_with_and_without_close_notify(ca: trustme.CA, ser
     server, client = _connect(server_ctx, client_ctx)
     client.sendall(b"last")
     stdlib_socket.socket(fileno=client.detach()).close()  # TCP close, no close_notify
+    gevent.sleep(0.2)
     assert server.recv_within(100, 5.0) == b"last"
     assert server.recv_within(100, 5.0) == b""
     server.close()
