@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import _ssl
 import errno
+import io
 import socket
 import ssl
 import weakref
@@ -38,7 +39,7 @@ _BIO_SLICE = 16384
 #: ``SSLContext.sni_callback`` as _ssl defines it, whatever subclass overrides it.
 STDLIB_SNI_CALLBACK: Any = vars(_ssl._SSLContext)["sni_callback"]
 #: The TCP socket's methods that would read or write past OpenSSL.
-_AROUND_TLS = frozenset({"makefile", "recvfrom", "recvfrom_into", "recvmsg", "recvmsg_into", "sendto",
+_AROUND_TLS = frozenset({"recvfrom", "recvfrom_into", "recvmsg", "recvmsg_into", "sendto",
                          "sendmsg", "sendfile", "detach", "dup"})
 #: The most ciphertext taken from the kernel at once.
 _RECV_SIZE = 256 * 1024
@@ -286,6 +287,35 @@ class BioSSLSocket:
         view = memoryview(data).cast("B")
         while view:
             view = view[self.send(view, flags):]
+
+    def makefile(self, mode: str = "r", buffering: int | None = None, *, encoding: str | None = None,
+                 errors: str | None = None, newline: str | None = None) -> Any:
+        """A file over this socket's TLS stream, as ``socket.makefile`` makes one."""
+        if not set(mode) <= {"r", "w", "b"}:
+            raise ValueError(f"invalid mode {mode!r} (only r, w, b allowed)")
+        reading, writing = "r" in mode, "w" in mode
+        raw = socket.SocketIO(self, ("r" if reading else "") + ("w" if writing else ""))  # type: ignore[arg-type]
+        if buffering is None or buffering < 0:
+            buffering = io.DEFAULT_BUFFER_SIZE
+        if buffering == 0:
+            if "b" not in mode:
+                raise ValueError("unbuffered streams must be binary")
+            return raw
+        buffered: Any
+        if reading and writing:
+            buffered = io.BufferedRWPair(raw, raw, buffering)
+        elif reading:
+            buffered = io.BufferedReader(raw, buffering)
+        else:
+            buffered = io.BufferedWriter(raw, buffering)
+        if "b" in mode:
+            return buffered
+        text = io.TextIOWrapper(buffered, encoding, errors, newline)
+        text.mode = mode  # type: ignore[misc]
+        return text
+
+    def _decref_socketios(self) -> None:
+        pass  # SocketIO's close(): the file does not own the socket
 
     def _timed_out(self) -> OSError:
         if self._timeout == 0.0:

@@ -172,7 +172,16 @@ def test_socket_methods_keep_to_tls(pair: tuple[BioSSLSocket, gssl.SSLSocket]) -
     assert server.gettimeout() == 0.1
     with pytest.raises(TimeoutError):
         server.recv(10)
-    for name in ("makefile", "recvfrom", "sendto", "sendfile", "detach", "dup"):
+    server.settimeout(5)
+    client.sendall(b"line one\nline two\n")
+    reader = server.makefile("rb")
+    assert reader.readline() == b"line one\n"
+    assert reader.readline() == b"line two\n"
+    writer = server.makefile("w")
+    writer.write("through a text file\n")
+    writer.flush()
+    assert client.recv(100) == b"through a text file\n"
+    for name in ("recvfrom", "sendto", "sendfile", "detach", "dup"):
         with pytest.raises(AttributeError):
             getattr(server, name)
     assert server.getpeername() == client.getsockname()  # the TCP socket's
