@@ -32,9 +32,13 @@ from ._events import EventEmitter, logger
 from ._options import SERVER_OPTIONS, merge_options, node_aliases
 from ._outgoing import attribute_aliases
 from ._server_conn import ConnState, ServerConnection
-from ._tlsbio import STDLIB_SNI_CALLBACK, BioSSLSocket
+from ._tlsbio import BioSSLSocket
 
 __all__ = ["Server", "PlainServer", "create_server"]
+
+#: ``GREENHTTPS_TLS_BIO=1``: servers run OpenSSL on memory BIOs (greenhttps._tlsbio),
+#: which sends large bodies faster and holds more memory per connection; read once.
+TLS_ON_MEMORY_BIOS = os.environ.get("GREENHTTPS_TLS_BIO", "") == "1"
 
 _TLS_ONLY = frozenset(_tls.SERVER_TLS_KEYS)
 
@@ -301,9 +305,11 @@ class Server(EventEmitter):
             self._connections.add(conn)
             conn.greenlet = _start_greenlet(conn.run)
 
-    def _wrap(self, raw: gsocket.socket) -> BioSSLSocket:
+    def _wrap(self, raw: gsocket.socket) -> ssl.SSLSocket | BioSSLSocket:
         assert self._context is not None
-        return BioSSLSocket(_tls.stdlib_context(self._context), raw, server_side=True)
+        if TLS_ON_MEMORY_BIOS:
+            return BioSSLSocket(_tls.stdlib_context(self._context), raw, server_side=True)
+        return _tls.wrap_socket(self._context, raw, server_side=True)
 
     def _connection_done(self, conn: ServerConnection) -> None:
         self._connections.discard(conn)
@@ -429,9 +435,7 @@ def _record_servername(ctx: Any) -> None:
             pass  # a socket class without a __dict__: no name, nothing else lost
         return inner(sslsock, servername, context) if inner is not None else None
 
-    # Set through _ssl's own descriptor: gevent's SSLContext would wrap the callback
-    # in one that expects a gevent SSLSocket, and ours get an ssl.SSLObject.
-    STDLIB_SNI_CALLBACK.__set__(ctx, on_servername)
+    ctx.sni_callback = on_servername
 
 
 class PlainServer(Server):

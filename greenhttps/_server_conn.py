@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import enum
 import socket
+import ssl
 import time
 from typing import TYPE_CHECKING
 
@@ -153,16 +154,16 @@ class ServerConnection:
                 self._close()
             server._connection_done(self)
 
-    def _handshake(self) -> BioSSLSocket | None:
+    def _handshake(self) -> ssl.SSLSocket | BioSSLSocket | None:
         server = self.server
-        self.socket._peername()  # cache it: a peer that resets can no longer be asked
+        self.socket._peername()  # cache it: gevent's SSLSocket detaches the raw socket
         try:
             tls = server._wrap(self.raw)
         except (OSError, ValueError) as exc:
             self._tls_failed(exc)
             return None
-        # From here the Socket holds -- and closes -- the TLS socket (which closes the
-        # TCP one), even if the handshake fails.  Not closing it there once leaked one
+        # From here the Socket holds -- and closes -- the TLS socket (which owns the
+        # TCP one's descriptor), even if the handshake fails.  Not closing it there once leaked one
         # fd per failure for as long as anything (a listener keeping the error and its
         # traceback) referred to it.
         self.socket._attach(tls, encrypted=False)
@@ -174,7 +175,7 @@ class ServerConnection:
             self._tls_failed(exc)
             return None
         self.socket._attach(tls, encrypted=True)
-        self.socket.servername = tls.servername or None
+        self.socket.servername = getattr(tls, "greenhttps_servername", None) or None
         if server.request_cert:
             self._authorize(tls)
         server.emit("secureConnection", self.socket)
@@ -182,7 +183,7 @@ class ServerConnection:
             return None
         return tls
 
-    def _authorize(self, tls: BioSSLSocket) -> None:
+    def _authorize(self, tls: ssl.SSLSocket | BioSSLSocket) -> None:
         # With CERT_OPTIONAL, OpenSSL only completes a handshake with a client
         # certificate that verified, so "a cert was presented" means "authorized".
         cert = tls.getpeercert()

@@ -8,6 +8,12 @@ two :class:`ssl.MemoryBIO`\\ s and we move the bytes: one ``recv`` takes whateve
 records have arrived, one ``send`` carries up to :data:`_SEND_BATCH` of plaintext
 as ciphertext.
 
+Why it is not the default (servers use it with ``GREENHTTPS_TLS_BIO=1``): a memory
+BIO never gives its buffer back.  Each connection keeps about 2 KiB more while idle,
+one record's worth (about 22 KiB) once it has carried a large body, and a server's
+heap grows higher under mixed traffic (``benchmarks/soak.py``).  What it buys: 1 MiB
+responses at 1.30-1.43 GB/s against 1.04-1.11 with gevent's ``SSLSocket`` here.
+
 The socket methods user code meets (through :class:`greenhttps.Socket`, e.g. in
 an ``'upgrade'`` listener) are the usual ones: ``recv``, ``recv_into``, ``send``,
 ``sendall``, ``settimeout``, ``shutdown``, ``close``; the TLS accessors are the
@@ -28,7 +34,7 @@ from typing import Any
 
 from . import _sockio
 
-__all__ = ["BioSSLSocket", "STDLIB_SNI_CALLBACK"]
+__all__ = ["BioSSLSocket"]
 
 #: Plaintext encrypted per ``send``: 16 records, one system call.
 _SEND_BATCH = 256 * 1024
@@ -37,7 +43,7 @@ _SEND_BATCH = 256 * 1024
 #: data goes through it a record at a time.
 _BIO_SLICE = 16384
 #: ``SSLContext.sni_callback`` as _ssl defines it, whatever subclass overrides it.
-STDLIB_SNI_CALLBACK: Any = vars(_ssl._SSLContext)["sni_callback"]
+_STDLIB_SNI_CALLBACK: Any = vars(_ssl._SSLContext)["sni_callback"]
 #: The TCP socket's methods that would read or write past OpenSSL.
 _AROUND_TLS = frozenset({"recvfrom", "recvfrom_into", "recvmsg", "recvmsg_into", "sendto",
                          "sendmsg", "sendfile", "detach", "dup"})
@@ -61,7 +67,7 @@ class BioSSLSocket:
         #: The stdlib ``SSLObject``: certificate and session accessors, the SNI callback's argument.
         self._tls: ssl.SSLObject | None = context.wrap_bio(self._in, self._out, server_side=server_side,
                                                             server_hostname=server_hostname, session=session)
-        if type(STDLIB_SNI_CALLBACK.__get__(context)).__name__ == "_Callback":
+        if type(_STDLIB_SNI_CALLBACK.__get__(context)).__name__ == "_Callback":
             # A gevent SSLContext's sni_callback looks for the SSLSocket it made.
             self._tls._sslsock = weakref.ref(self._tls)  # type: ignore[attr-defined]
         #: Its C object: what reads and writes call, one Python frame fewer.
@@ -368,8 +374,8 @@ class BioSSLSocket:
         return bool(self._tls is not None and self._tls.session_reused)
 
     @property
-    def servername(self) -> str | None:
-        """The SNI name the server's callback noted (see ``_server.note_servername``)."""
+    def greenhttps_servername(self) -> str | None:
+        """The SNI name the server's callback noted on the SSLObject (``_server._record_servername``)."""
         return getattr(self._tls, "greenhttps_servername", None)
 
     def getpeercert(self, binary_form: bool = False) -> Any:

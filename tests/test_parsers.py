@@ -59,9 +59,34 @@ def test_server_and_client_tests_pass_with_the_other_parser() -> None:
     other = "h11" if _server_conn.SERVER_WIRE is not H11Wire else "llhttp"
     if other == "llhttp" and not _has_httptools():
         pytest.skip("httptools is not installed: only h11 is available")
-    env = {**os.environ, "GREENHTTPS_PARSER": other}
+    # The same run covers the servers' other TLS transport, OpenSSL on memory BIOs
+    # (the I/O layer is independent of the parser).
+    env = {**os.environ, "GREENHTTPS_PARSER": other, "GREENHTTPS_TLS_BIO": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *PARSER_TESTS],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=580,
     )
-    assert proc.returncode == 0, f"GREENHTTPS_PARSER={other}:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}"
+    assert proc.returncode == 0, (f"GREENHTTPS_PARSER={other} GREENHTTPS_TLS_BIO=1:\n"
+                                  f"{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
+
+
+@pytest.mark.parametrize("value, transport", [("", "SSLSocket"), ("1", "BioSSLSocket")])
+def test_the_servers_tls_transport_is_chosen_by_environment(value: str, transport: str) -> None:
+    code = (
+        "import greenhttps, trustme, ssl\n"
+        "ca = trustme.CA(); leaf = ca.issue_cert('localhost')\n"
+        "seen = []\n"
+        "def handler(req, res):\n"
+        "    seen.append(type(req.socket._sock).__name__); res.end(b'ok')\n"
+        "server = greenhttps.create_server({'key': leaf.private_key_pem.bytes(),"
+        " 'cert': leaf.cert_chain_pems[0].bytes()}, handler)\n"
+        "server.listen(0, '127.0.0.1')\n"
+        "res = greenhttps.get(f'https://localhost:{server.address()[\"port\"]}/', ca=ca.cert_pem.bytes())\n"
+        "assert res.read() == b'ok'\n"
+        "print(seen[0])\n"
+    )
+    env = {**os.environ, "GREENHTTPS_TLS_BIO": value}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == [transport]
