@@ -810,3 +810,35 @@ def openssl_s_server(
             finally:
                 _stop(proc)
     raise PeerError(f"openssl s_server did not start after {attempts} attempts: {last}")
+
+
+def tcp_pair() -> tuple[gevent.socket.socket, gevent.socket.socket]:
+    """A connected loopback TCP pair of gevent sockets: (server side, client side)."""
+    listener = gevent.socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    client = gevent.socket.create_connection(listener.getsockname())
+    server, _ = listener.accept()
+    listener.close()
+    return server, client
+
+
+def bio_tls_pair(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext,
+                 hostname: str = "localhost") -> tuple[object, gevent.ssl.SSLSocket]:
+    """A finished TLS connection: greenhttps's memory-BIO socket as the server, gevent's
+    ``SSLSocket`` as the client, with the client's TLS 1.3 session tickets taken in (a
+    client that closes with them unread resets the connection instead of ending it)."""
+    from greenhttps._tlsbio import BioSSLSocket
+
+    raw_server, raw_client = tcp_pair()
+    server = BioSSLSocket(server_ctx, raw_server, server_side=True)
+    client = client_ctx.wrap_socket(raw_client, server_hostname=hostname, do_handshake_on_connect=False)
+    handshake = gevent.spawn(server.do_handshake)
+    client.settimeout(5)
+    client.do_handshake()
+    handshake.get(timeout=5)
+    client.settimeout(0.05)
+    with pytest.raises(TimeoutError):
+        client.recv(1)
+    client.settimeout(None)
+    return server, client

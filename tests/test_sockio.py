@@ -21,25 +21,16 @@ import trustme
 from gevent import socket
 from gevent import ssl as gssl
 
+import helpers
 from greenhttps import _sockio
 from greenhttps._tlsbio import BioSSLSocket
 
 pytestmark = pytest.mark.timeout(10)
 
 
-def _tcp_pair() -> tuple[socket.socket, socket.socket]:
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    client = socket.create_connection(listener.getsockname())
-    server, _ = listener.accept()
-    listener.close()
-    return server, client
-
-
 @pytest.fixture
 def plain_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    server, client = _tcp_pair()
+    server, client = helpers.tcp_pair()
     yield server, client
     server.close()
     client.close()
@@ -51,7 +42,7 @@ def tls_pair(ca: trustme.CA, server_cert: trustme.LeafCert) -> Iterator[tuple[gs
     server_cert.configure_cert(server_ctx)
     client_ctx = gssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ca.configure_trust(client_ctx)
-    raw_server, raw_client = _tcp_pair()
+    raw_server, raw_client = helpers.tcp_pair()
     server = server_ctx.wrap_socket(raw_server, server_side=True, do_handshake_on_connect=False)
     client = client_ctx.wrap_socket(raw_client, server_hostname="localhost", do_handshake_on_connect=False)
     handshake = gevent.spawn(server.do_handshake)
@@ -64,23 +55,13 @@ def tls_pair(ca: trustme.CA, server_cert: trustme.LeafCert) -> Iterator[tuple[gs
 
 @pytest.fixture
 def bio_pair(ca: trustme.CA, server_cert: trustme.LeafCert) -> Iterator[tuple[BioSSLSocket, gssl.SSLSocket]]:
-    """The server's TLS socket (OpenSSL on memory BIOs) and gevent's, as the client."""
+    """The server's TLS socket on memory BIOs (greenhttps._tlsbio) and gevent's, as the client."""
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_cert.configure_cert(server_ctx)
     client_ctx = gssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ca.configure_trust(client_ctx)
-    raw_server, raw_client = _tcp_pair()
-    server = BioSSLSocket(server_ctx, raw_server, server_side=True)
-    client = client_ctx.wrap_socket(raw_client, server_hostname="localhost", do_handshake_on_connect=False)
-    handshake = gevent.spawn(server.do_handshake)
-    client.do_handshake()
-    handshake.get(timeout=5)
-    # Take the TLS 1.3 session tickets in: a client that closes with them unread
-    # resets the connection instead of ending it.
-    client.settimeout(0.05)
-    with pytest.raises(TimeoutError):
-        client.recv(1)
-    client.settimeout(None)
+    server, client = helpers.bio_tls_pair(server_ctx, client_ctx)
+    assert isinstance(server, BioSSLSocket)
     yield server, client
     server.close()
     client.close()

@@ -18,22 +18,12 @@ from typing import Iterator
 import gevent
 import pytest
 import trustme
-from gevent import socket
 from gevent import ssl as gssl
 
+import helpers
 from greenhttps._tlsbio import BioSSLSocket
 
 pytestmark = pytest.mark.timeout(15)
-
-
-def _tcp_pair() -> tuple[socket.socket, socket.socket]:
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    client = socket.create_connection(listener.getsockname())
-    server, _ = listener.accept()
-    listener.close()
-    return server, client
 
 
 def _server_context(server_cert: trustme.LeafCert) -> ssl.SSLContext:
@@ -50,19 +40,8 @@ def _client_context(ca: trustme.CA) -> ssl.SSLContext:
 
 def _connect(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext,
              hostname: str = "localhost") -> tuple[BioSSLSocket, gssl.SSLSocket]:
-    raw_server, raw_client = _tcp_pair()
-    server = BioSSLSocket(server_ctx, raw_server, server_side=True)
-    client = client_ctx.wrap_socket(raw_client, server_hostname=hostname, do_handshake_on_connect=False)
-    handshake = gevent.spawn(server.do_handshake)
-    client.settimeout(5)
-    client.do_handshake()
-    handshake.get(timeout=5)
-    # Take the TLS 1.3 session tickets in: a client that closes with them unread
-    # resets the connection (the server reads ECONNRESET) instead of ending it.
-    client.settimeout(0.05)
-    with pytest.raises(TimeoutError):
-        client.recv(1)
-    client.settimeout(None)
+    server, client = helpers.bio_tls_pair(server_ctx, client_ctx, hostname)
+    assert isinstance(server, BioSSLSocket)
     return server, client
 
 
@@ -134,7 +113,7 @@ def test_a_refused_handshake_sends_the_alert(ca: trustme.CA, server_cert: trustm
     server_ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     client_ctx = _client_context(ca)
     client_ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-    raw_server, raw_client = _tcp_pair()
+    raw_server, raw_client = helpers.tcp_pair()
     server = BioSSLSocket(server_ctx, raw_server, server_side=True)
     client = client_ctx.wrap_socket(raw_client, server_hostname="localhost", do_handshake_on_connect=False)
     refusals: list[BaseException] = []
