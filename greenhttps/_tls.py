@@ -269,6 +269,10 @@ def _given_context(opts: Mapping[str, Any]) -> Context:
 
 def _new_context(protocol: ssl._SSLMethod, opts: Mapping[str, Any], alpn: Sequence[str]) -> ssl.SSLContext:
     ctx: ssl.SSLContext = gevent.ssl.SSLContext(protocol)
+    # A TCP close without close_notify is the end of the stream (the HTTP framing
+    # tells a truncated body), as in Node: without this OpenSSL answers a peer's
+    # half-close with a decode_error alert, after the response it was waiting for.
+    ctx.options |= getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
     _apply_versions(ctx, opts)
     if opts.get("ciphers"):
         try:

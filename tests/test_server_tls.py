@@ -7,6 +7,7 @@ presents and accepts is checked independently of greenhttps's client.
 
 from __future__ import annotations
 
+import os
 import random
 import socket as stdlib_socket
 import ssl
@@ -133,6 +134,43 @@ def test_connection_then_secure_connection(make_server: Any, client_ssl_context:
     assert cipher["name"] == sock.cipher()[0]
     assert cipher["version"] == sock.cipher()[1]
     sock.close()
+
+
+def test_a_client_half_close_ends_the_stream_without_an_alert(
+    make_server: Any, client_ssl_context: ssl.SSLContext
+) -> None:
+    # The client sends its request, then a TCP FIN without close_notify, and reads
+    # the answer to the end.  Node ends the connection quietly; OpenSSL's default
+    # answers the FIN with a decode_error alert, which the client reads as an error
+    # after the response.  The peer is the stdlib's blocking ssl, in a thread.
+    srv = make_server(lambda req, res: res.end("hello"))
+    outcome: list[Any] = []
+
+    def client() -> None:
+        raw = stdlib_socket.create_connection(("127.0.0.1", port_of(srv)), timeout=5)
+        with client_ssl_context.wrap_socket(raw, server_hostname="localhost") as sock:
+            sock.sendall(REQ)
+            half = stdlib_socket.socket(fileno=os.dup(sock.fileno()))
+            half.shutdown(stdlib_socket.SHUT_WR)
+            half.close()
+            received = b""
+            try:
+                while chunk := sock.recv(4096):
+                    received += chunk
+                outcome.append(("end", received))
+            except (OSError, ssl.SSLError) as exc:
+                outcome.append((repr(exc), received))
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while thread.is_alive() and time.monotonic() < deadline:
+        gevent.sleep(0.01)
+    thread.join(timeout=1)
+    assert len(outcome) == 1
+    what, received = outcome[0]
+    assert received.endswith(b"hello")
+    assert what == "end", f"the client read {what} after the response"
 
 
 def test_no_alpn_offered(make_server: Any) -> None:
