@@ -12,7 +12,8 @@ Why it is not the default (servers use it with ``GREENHTTPS_TLS_BIO=1``): a memo
 BIO never gives its buffer back.  Each connection keeps about 2 KiB more while idle,
 one record's worth (about 22 KiB) once it has carried a large body, and a server's
 heap grows higher under mixed traffic (``benchmarks/soak.py``).  What it buys: 1 MiB
-responses at 1.30-1.43 GB/s against 1.04-1.11 with gevent's ``SSLSocket`` here.
+responses at 1,297-1,430 MiB/s against 1,027-1,109 with gevent's ``SSLSocket`` here
+(``benchmarks/run.py``, two runs each).
 
 The socket methods user code meets (through :class:`greenhttps.Socket`, e.g. in
 an ``'upgrade'`` listener) are the usual ones: ``recv``, ``recv_into``, ``send``,
@@ -138,7 +139,11 @@ class BioSSLSocket:
             if not data:  # close_notify (the C read reports it so)
                 self._ended = True
                 return data
-            if self._out.pending:  # a TLS 1.3 KeyUpdate asks for an answer
+            if self._out.pending and self._unsent is None:  # a TLS 1.3 KeyUpdate's answer
+                # A send that resumes an unfinished flush of it has accepted nothing.
+                # (With a send's own ciphertext still unsent, that send's flush
+                # takes this along.)
+                self._accepted = 0
                 self._flush(timeout)
             if len(data) < size and (incoming.pending or self._unread is not None or sslobj.pending()):
                 return self._more(data, size)
