@@ -13,7 +13,10 @@ from __future__ import annotations
 import errno
 import socket as stdlib_socket
 import ssl
-from typing import Iterator
+import subprocess
+import threading
+import time
+from typing import Any, Iterator
 
 import gevent
 import pytest
@@ -21,6 +24,7 @@ import trustme
 from gevent import ssl as gssl
 
 import helpers
+from greenhttps import _server
 from greenhttps._tlsbio import BioSSLSocket
 
 pytestmark = pytest.mark.timeout(15)
@@ -237,3 +241,52 @@ def test_sni_callback_sees_the_name_and_can_switch_the_context(
     assert ("DNS", "other.test") in client.getpeercert()["subjectAltName"]
     server.close()
     client.close()
+
+
+@pytest.mark.needs_openssl
+def test_a_key_update_is_answered_and_the_connection_goes_on(
+    make_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # openssl s_client's "K" sends a KeyUpdate asking for ours (RFC 8446 §4.6.3: due
+    # before our next application data); Python cannot send one.  A server on this
+    # transport must take it in, answer it, and still serve the request after it.
+    monkeypatch.setattr(_server, "TLS_ON_MEMORY_BIOS", True)
+    transports: list[str] = []
+
+    def handler(req: Any, res: Any) -> None:
+        transports.append(type(req.socket._sock).__name__)
+        res.end(b"after the key update")
+
+    srv = make_server(handler)
+    output: list[str] = []
+
+    def client() -> None:
+        proc = subprocess.Popen(
+            ["openssl", "s_client", "-connect", f"127.0.0.1:{srv.address()['port']}", "-crlf", "-msg",
+             "-servername", "localhost"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        time.sleep(0.5)  # the handshake
+        proc.stdin.write(b"K\n")
+        proc.stdin.flush()
+        time.sleep(0.3)
+        proc.stdin.write(b"GET / HTTP/1.1\nHost: localhost\nConnection: close\n\n")
+        proc.stdin.flush()
+        time.sleep(0.5)
+        proc.stdin.close()
+        output.append(proc.stdout.read().decode(errors="replace"))
+        proc.wait(timeout=5)
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while thread.is_alive() and time.monotonic() < deadline:
+        gevent.sleep(0.01)
+    thread.join(timeout=1)
+    assert transports == ["BioSSLSocket"]
+    text = output[0]
+    assert ">>> TLS 1.3, Handshake [length 0005], KeyUpdate" in text  # s_client's
+    assert "<<< TLS 1.3, Handshake [length 0005], KeyUpdate" in text  # ours
+    assert text.index("<<< TLS 1.3, Handshake [length 0005], KeyUpdate") < text.index("after the key update")
+    assert "HTTP/1.1 200" in text
