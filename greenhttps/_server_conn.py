@@ -163,9 +163,9 @@ class ServerConnection:
             self._tls_failed(exc)
             return None
         # From here the Socket holds -- and closes -- the TLS socket (which owns the
-        # TCP one's descriptor), even if the handshake fails.  Not closing it there once leaked one
-        # fd per failure for as long as anything (a listener keeping the error and its
-        # traceback) referred to it.
+        # TCP one's descriptor), even if the handshake fails.  Not closing it there
+        # once leaked one fd per failure for as long as anything (a listener keeping
+        # the error and its traceback) referred to it.
         self.socket._attach(tls, encrypted=False)
         seconds = ms_to_seconds(server.handshake_timeout)
         try:
