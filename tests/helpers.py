@@ -842,3 +842,30 @@ def bio_tls_pair(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext,
         client.recv(1)
     client.settimeout(None)
     return server, client
+
+
+def collect_in_greenlet(sock: object, total: int) -> tuple[gevent.Greenlet, bytearray]:
+    """Read ``sock`` in a greenlet until ``total`` bytes (or EOF); the bytes so far."""
+    received = bytearray()
+
+    def reader() -> None:
+        while len(received) < total:
+            data = sock.recv(65536)  # type: ignore[attr-defined]
+            if not data:
+                return
+            received.extend(data)
+
+    return gevent.spawn(reader), received
+
+
+def run_in_thread(target: object, seconds: float = 10) -> None:
+    """Run ``target`` (a blocking peer: stdlib ssl, a subprocess) in a real thread
+    while this one's gevent hub keeps serving; wait at most ``seconds``."""
+    import threading
+
+    thread = threading.Thread(target=target)  # type: ignore[arg-type]
+    thread.start()
+    deadline = time.monotonic() + seconds
+    while thread.is_alive() and time.monotonic() < deadline:
+        gevent.sleep(0.01)
+    thread.join(timeout=1)

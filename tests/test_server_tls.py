@@ -161,12 +161,7 @@ def test_a_client_half_close_ends_the_stream_without_an_alert(
             except (OSError, ssl.SSLError) as exc:
                 outcome.append((repr(exc), received))
 
-    thread = threading.Thread(target=client)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while thread.is_alive() and time.monotonic() < deadline:
-        gevent.sleep(0.01)
-    thread.join(timeout=1)
+    helpers.run_in_thread(client)
     assert len(outcome) == 1
     what, received = outcome[0]
     assert received.endswith(b"hello")

@@ -117,16 +117,7 @@ def test_send_to_a_peer_that_never_reads_times_out(kind: str, request: pytest.Fi
 def test_send_delivers_every_byte(kind: str, request: pytest.FixtureRequest) -> None:
     server, client = request.getfixturevalue(f"{kind}_pair")
     payload = bytes(range(256)) * 4096  # 1 MiB: several blocking waits on the way
-    received = bytearray()
-
-    def reader() -> None:
-        while len(received) < len(payload):
-            data = client.recv(65536)
-            if not data:
-                return
-            received.extend(data)
-
-    glet = gevent.spawn(reader)
+    glet, received = helpers.collect_in_greenlet(client, len(payload))
     view = memoryview(payload)
     while view:
         count = _sockio.send(server, view, 5.0)

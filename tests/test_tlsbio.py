@@ -14,7 +14,6 @@ import errno
 import socket as stdlib_socket
 import ssl
 import subprocess
-import threading
 import time
 from typing import Any, Iterator
 
@@ -94,16 +93,7 @@ def test_a_send_that_timed_out_resumes_without_repeating_a_byte(pair: tuple[BioS
         else:
             view = view[sent:]
     assert view, "everything fit in the kernel buffers: nothing was tested"
-    received = bytearray()
-
-    def reader() -> None:
-        while len(received) < len(payload):
-            data = client.recv(65536)
-            if not data:
-                return
-            received.extend(data)
-
-    glet = gevent.spawn(reader)
+    glet, received = helpers.collect_in_greenlet(client, len(payload))
     while view:  # offer the same bytes again, as the wire does
         sent = server.send_within(view, 5.0)
         assert sent is not None
@@ -278,12 +268,7 @@ def test_a_key_update_is_answered_and_the_connection_goes_on(
         output.append(proc.stdout.read().decode(errors="replace"))
         proc.wait(timeout=5)
 
-    thread = threading.Thread(target=client)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while thread.is_alive() and time.monotonic() < deadline:
-        gevent.sleep(0.01)
-    thread.join(timeout=1)
+    helpers.run_in_thread(client)
     assert transports == ["BioSSLSocket"]
     text = output[0]
     assert ">>> TLS 1.3, Handshake [length 0005], KeyUpdate" in text  # s_client's
