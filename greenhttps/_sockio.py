@@ -70,11 +70,11 @@ def _closed_tls() -> OSError:
 
 def recv(sock: Any, size: int, timeout: float | None) -> bytes | None:
     """Up to ``size`` bytes; b'' when the peer has closed; None when ``timeout`` passed."""
+    if isinstance(sock, GeventSSLSocket):
+        return _tls_recv(sock, size, timeout)
     within = getattr(type(sock), "recv_within", None)
     if within is not None:  # a socket that does its own (greenhttps._tlsbio)
         return within(sock, size, timeout)  # type: ignore[no-any-return]
-    if isinstance(sock, GeventSSLSocket):
-        return _tls_recv(sock, size, timeout)
     if not hasattr(sock, "_read_event"):
         return _blocking_recv(sock, size, timeout)
     return recv_tcp(sock, size, timeout)
@@ -159,11 +159,11 @@ def _more_records(sslobj: Any, scratch: memoryview, count: int, size: int) -> in
 
 def send(sock: Any, data: bytes | memoryview, timeout: float | None) -> int | None:
     """Send some of ``data``; the count sent, or None when ``timeout`` passed first."""
+    if isinstance(sock, GeventSSLSocket):
+        return _tls_send(sock, data, timeout)
     within = getattr(type(sock), "send_within", None)
     if within is not None:
         return within(sock, data, timeout)  # type: ignore[no-any-return]
-    if isinstance(sock, GeventSSLSocket):
-        return _tls_send(sock, data, timeout)
     if not hasattr(sock, "_write_event"):
         return _blocking_send(sock, data, timeout)
     return send_tcp(sock, data, timeout)
