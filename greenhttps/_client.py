@@ -388,7 +388,8 @@ class ClientRequest(OutgoingMessage):
         assert conn is not None
         # The wire forgets trailers when it starts its next exchange (the connection
         # is pooled the moment the body ends), so the request keeps its own copy.
-        res = IncomingMessage(head, conn.socket, self._read_body_chunk, trailers=lambda: self._trailers)
+        res = IncomingMessage(head, conn.socket, self._read_body_chunk, trailers=lambda: self._trailers,
+                              read_rest=self._read_rest_of_body)
         res.req = self  # type: ignore[attr-defined]
         self.res = res
         # From the raw fields: most callers never look at Node's header dict.
@@ -416,7 +417,7 @@ class ClientRequest(OutgoingMessage):
             # No body is coming: take the end marker now (h11 has it without I/O) so
             # the connection returns to the pool even if nobody reads the body.
             self._read_body_chunk()
-            res._read_chunk = _no_more
+            res._replace_source(_no_more)
         return res
 
     def _read_final_head(self) -> Head | None:
@@ -497,22 +498,33 @@ class ClientRequest(OutgoingMessage):
         if not self.emit(event, res, conn.socket, rest):
             conn.socket.destroy()
 
+    def _read_rest_of_body(self) -> bytes | None:
+        return self._from_wire(rest=True)
+
     def _read_body_chunk(self) -> bytes:
+        chunk = self._from_wire(rest=False)
+        assert chunk is not None
+        if not chunk:
+            conn = self._conn
+            assert conn is not None
+            self._trailers = conn.wire.trailers
+            self._response_done(conn)
+        return chunk
+
+    def _from_wire(self, *, rest: bool) -> bytes | None:
+        """The wire's ``read_rest_of_body()`` or ``read_body()``; a failure discards the connection."""
         conn = self._conn
         if conn is None:
             raise self._failure()
         try:
-            chunk = conn.wire.read_body(deadline=self._deadline)
+            wire = conn.wire
+            return (wire.read_rest_of_body if rest else wire.read_body)(deadline=self._deadline)
         except DeadlineExceeded:
             self._discard_connection()
             raise errors.TimeoutError("request deadline exceeded") from None
         except BaseException:
             self._discard_connection()
             raise
-        if not chunk:
-            self._trailers = conn.wire.trailers
-            self._response_done(conn)
-        return chunk
 
     def _response_done(self, conn: ClientConnection) -> None:
         self._let_go()

@@ -36,6 +36,7 @@ class IncomingMessage(EventEmitter):
         *,
         has_body: bool = True,
         trailers: Callable[[], Any] = tuple,
+        read_rest: Callable[[], bytes | None] | None = None,
     ) -> None:
         self._head = head
         self.socket = socket
@@ -47,6 +48,8 @@ class IncomingMessage(EventEmitter):
         self.status_message = head.reason or None
         self.http_version = head.http_version
         self._read_chunk = read_chunk
+        #: The rest of the body in one piece, or None if the source cannot.
+        self._read_rest = read_rest
         self._trailer_source = trailers
         self._buffer = b""
         self._headers: dict[str, str | list[str]] | None = None
@@ -59,6 +62,7 @@ class IncomingMessage(EventEmitter):
         self._error: BaseException | None = None
         if not has_body:
             self._read_chunk = _no_body
+            self._read_rest = None
 
     #: Node's deprecated alias of ``socket`` (``message.connection``).
     connection = property(lambda self: self.socket)
@@ -111,14 +115,7 @@ class IncomingMessage(EventEmitter):
             return b""
         if self._error is not None:
             raise self._error
-        try:
-            chunk = self._read_chunk()
-        except errors.NetworkError as exc:
-            self._abort(exc)
-            raise
-        except errors.ProtocolError as exc:
-            self._error = exc
-            raise
+        chunk = self._pull(self._read_chunk)
         if chunk:
             self.emit("data", chunk)
             return chunk
@@ -126,6 +123,22 @@ class IncomingMessage(EventEmitter):
         self._ended = True
         self.emit("end")
         return b""
+
+    def _replace_source(self, read_chunk: Callable[[], bytes]) -> None:
+        """Read the body from ``read_chunk`` from now on (its owner has taken it)."""
+        self._read_chunk = read_chunk
+        self._read_rest = None
+
+    def _pull(self, reader: Callable[[], Any]) -> Any:
+        """``reader()``, remembering a failure: later reads raise it again."""
+        try:
+            return reader()
+        except errors.NetworkError as exc:
+            self._abort(exc)
+            raise
+        except errors.ProtocolError as exc:
+            self._error = exc
+            raise
 
     def _abort(self, exc: BaseException) -> None:
         self._error = exc
@@ -141,8 +154,16 @@ class IncomingMessage(EventEmitter):
         ``greenhttps.errors.ConnectionResetError`` if the peer aborted.
         """
         if size is None or size < 0:
-            parts = [self._buffer]
+            # No empty first part: join() hands back a lone bytes as it is, uncopied.
+            parts = [self._buffer] if self._buffer else []
             self._buffer = b""
+            if self._read_rest is not None and not self._ended:
+                if self._error is not None:
+                    raise self._error
+                rest = self._pull(self._read_rest)
+                if rest:
+                    self.emit("data", rest)
+                    parts.append(rest)
             while True:
                 chunk = self._next_chunk()
                 if not chunk:

@@ -259,7 +259,8 @@ class ServerConnection:
         if server.request_timeout:
             request_deadline = time.monotonic() + server.request_timeout / 1000.0
         self._request_deadline = request_deadline
-        req = IncomingMessage(head, self.socket, self._read_body, trailers=lambda: wire.trailers)
+        req = IncomingMessage(head, self.socket, self._read_body, trailers=lambda: wire.trailers,
+                              read_rest=self._read_rest_of_body)
         res = ServerResponse(req, wire, self)
         res.send_date = server.send_date
         self._req, self._res = req, res
@@ -354,7 +355,7 @@ class ServerConnection:
             logger.debug("%s request %s: its body failed: %s", event, req.url, exc)
             raise _Closed() from exc
         pieces = iter(body)
-        req._read_chunk = lambda: next(pieces, b"")
+        req._replace_source(lambda: next(pieces, b""))
         sock, head = wire.detach()
         sock.settimeout(None)
         self.socket._apply_timeout = None
@@ -392,12 +393,22 @@ class ServerConnection:
         self._done.set()
 
     def _read_body(self) -> bytes:
+        chunk = self._from_wire(rest=False)
+        assert chunk is not None
+        return chunk
+
+    def _read_rest_of_body(self) -> bytes | None:
+        return self._from_wire(rest=True)
+
+    def _from_wire(self, *, rest: bool) -> bytes | None:
+        """The wire's ``read_rest_of_body()`` or ``read_body()``; a failure is answered
+        and ends the exchange."""
         wire = self.wire
         assert wire is not None
         if wire.peer_wants_100_continue:
             self.send_continue()
         try:
-            return wire.read_body(deadline=self._request_deadline)
+            return (wire.read_rest_of_body if rest else wire.read_body)(deadline=self._request_deadline)
         except errors.ProtocolError as exc:
             # A malformed body (bad chunk, oversized trailers): Node's parser error,
             # answered as a bad head is, and the connection ends.

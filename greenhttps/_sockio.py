@@ -30,7 +30,7 @@ from gevent.exceptions import ConcurrentObjectUseError
 from gevent.hub import Waiter
 from gevent.ssl import SSLSocket as GeventSSLSocket
 
-__all__ = ["recv", "recv_tcp", "send", "send_tcp"]
+__all__ = ["recv", "recv_into", "recv_tcp", "send", "send_tcp"]
 
 _EXPIRED = object()
 #: The most plaintext one TLS record carries (RFC 8446 §5.1).
@@ -91,26 +91,51 @@ def recv_tcp(sock: Any, size: int, timeout: float | None) -> bytes | None:
             return None
 
 
+def recv_into(sock: Any, view: memoryview, timeout: float | None) -> int | None:
+    """:func:`recv` into ``view``: the count of bytes put there (0 when the peer has
+    closed), or None when ``timeout`` passed."""
+    if isinstance(sock, GeventSSLSocket):
+        return _tls_recv_into(sock, view, timeout)
+    if hasattr(type(sock), "recv_within") or not hasattr(sock, "_read_event"):
+        data = recv(sock, len(view), timeout)  # memory BIOs, blocking sockets: a copy
+        if data is None:
+            return None
+        view[: len(data)] = data
+        return len(data)
+    while True:
+        try:
+            return sock._sock.recv_into(view)  # type: ignore[no-any-return]
+        except BlockingIOError:
+            pass
+        if not _wait(sock, sock._read_event, timeout):
+            return None
+
+
 def _tls_recv(sock: Any, size: int, timeout: float | None) -> bytes | None:
     scratch = _scratch()
-    if size > len(scratch):
-        size = len(scratch)
+    count = _tls_recv_into(sock, scratch[:size], timeout)
+    return None if count is None else bytes(scratch[:count])
+
+
+def _tls_recv_into(sock: Any, view: memoryview, timeout: float | None) -> int | None:
+    size = len(view)
     while True:
         sslobj = sock._sslobj
         if sslobj is None:
             raise _closed_tls()
         try:
-            count: int = sslobj.read(size, scratch)
+            count: int = sslobj.read(size, view)
         except ssl.SSLWantReadError:
             watcher = sock._read_event
         except ssl.SSLWantWriteError:  # a TLS read may need to write (key update)
             watcher = sock._write_event
         except ssl.SSLError as exc:
-            return _end_of_stream(sock, exc)
+            _raise_unless_end_of_stream(sock, exc)
+            return 0
         else:
             if count == _TLS_RECORD and size > _TLS_RECORD:
-                count = _more_records(sslobj, scratch, count, size)
-            return bytes(scratch[:count])
+                count = _more_records(sslobj, view, count, size)
+            return count
         # Wait outside the except block: no exception lives on while we idle.
         if not _wait(sock, watcher, timeout):
             return None
@@ -128,25 +153,25 @@ def _scratch() -> memoryview:
         return _local.scratch  # type: ignore[no-any-return]
 
 
-def _end_of_stream(sock: Any, exc: ssl.SSLError) -> bytes:
-    """b'' when ``exc`` is the peer closing, else raise it.
+def _raise_unless_end_of_stream(sock: Any, exc: ssl.SSLError) -> None:
+    """Return if ``exc`` is the peer closing, else raise it.
 
     A TCP close without close_notify is an end of stream too, as gevent and the
     stdlib report it by default (the HTTP framing tells a truncated body)."""
     if isinstance(exc, ssl.SSLZeroReturnError):
-        return b""
+        return
     if exc.args and exc.args[0] == ssl.SSL_ERROR_EOF and sock.suppress_ragged_eofs:
-        return b""
+        return
     raise exc
 
 
-def _more_records(sslobj: Any, scratch: memoryview, count: int, size: int) -> int:
+def _more_records(sslobj: Any, view: memoryview, count: int, size: int) -> int:
     """A full record came in: a bulk transfer.  Take the records already here too
     (one SSL_read returns one record), so that the layers above handle up to
-    ``size`` bytes at a time rather than 16 KiB.  Returns the bytes now in ``scratch``."""
-    while count <= size - _TLS_RECORD:
+    ``size`` bytes at a time rather than 16 KiB.  Returns the bytes now in ``view``."""
+    while count < size:
         try:
-            more = sslobj.read(_TLS_RECORD, scratch[count:])
+            more = sslobj.read(min(_TLS_RECORD, size - count), view[count:])
         except ssl.SSLError:
             # Nothing more yet; or the end or an error, which OpenSSL reports again
             # to the next read, after these bytes have been delivered.

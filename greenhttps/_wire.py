@@ -65,6 +65,8 @@ MAX_CHUNK_LINE = 16384
 _MAX_CHUNK_SIZE = 2**63 - 1
 
 _RECV_SIZE = 65536
+#: How far :meth:`Wire.read_rest_of_body` allocates beyond the bytes in hand.
+READ_AHEAD = 1024 * 1024
 _WAIT_EXCEPTIONS = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, socket.timeout)
 
 # RFC 9110 §5.5: field values are VCHAR / obs-text / SP / HTAB.  CR and LF are
@@ -260,6 +262,18 @@ class Wire:
         """
         raise NotImplementedError
 
+    def read_rest_of_body(self, *, deadline: float | None = None) -> bytes | None:
+        """All the rest of a Content-Length body as one bytes object, read from the
+        socket straight into it; None, having read nothing, where the wire cannot
+        (another framing, or a parser that must see every byte: h11).  The next
+        :meth:`read_body` returns b''.
+
+        Why: reading a large body piece by piece and joining the pieces holds it twice
+        at the peak, and a heap that grows and shrinks by that much for every response
+        pays a page fault per 4 KiB (at 1 MiB: 0.5 GB/s rather than 1.2 here).
+        """
+        return None
+
     def detach(self) -> tuple[socket.socket | BioSSLSocket, bytes]:
         """Give up the socket (protocol switch): returns it and the bytes already
         read past the head.  The request body, if any, must have been read."""
@@ -279,8 +293,10 @@ class Wire:
 
     # --------------------------------------------------------------- reading
 
-    def _receive(self, deadline: float | None, phase: str) -> None:
-        """Feed the parser one recv() worth of bytes, honouring the idle timer and a deadline."""
+    def _receive(self, deadline: float | None, phase: str, into: memoryview | None = None) -> int:
+        """Feed the parser one recv() worth of bytes, honouring the idle timer and a
+        deadline; or, given ``into``, put them there for the caller instead.  Returns
+        the count (0: the peer has closed)."""
         sock = self.sock
         while True:
             timeout = self._idle
@@ -292,18 +308,23 @@ class Wire:
                 if timeout is None or remaining < timeout:
                     timeout, deadline_first = remaining, True
             try:
-                data = _sockio.recv(sock, _RECV_SIZE, timeout)
+                if into is None:
+                    data = _sockio.recv(sock, _RECV_SIZE, timeout)
+                    count = None if data is None else len(data)
+                else:
+                    count = _sockio.recv_into(sock, into, timeout)
             except OSError as exc:
                 raise errors.from_os_error(exc) from exc
-            if data is None:  # timed out
+            if count is None:  # timed out
                 if deadline_first:
                     continue  # the deadline's timer: raises above once it has really passed
                 if self.on_idle is not None and self.on_idle():
                     continue
                 raise IdleTimeout("socket idle timeout", "ETIMEDOUT")
-            self.bytes_received += len(data)
-            self._received(data)
-            return
+            self.bytes_received += count
+            if into is None:
+                self._received(data)  # type: ignore[arg-type]
+            return count
 
     @staticmethod
     def _check_request_line(pending: bytes) -> None:

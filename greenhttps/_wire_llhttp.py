@@ -21,6 +21,7 @@ responses the wire decides itself which have no body (RFC 9112 §6.3).
 
 from __future__ import annotations
 
+import io
 import re
 import socket
 import time
@@ -34,6 +35,7 @@ from ._wire import (
     _TRANSFER_ENCODING_LINE,
     MAX_CHUNK_LINE,
     MAX_REQUEST_LINE,
+    READ_AHEAD,
     DeadlineExceeded,
     Head,
     HeaderPairs,
@@ -410,6 +412,41 @@ class LlhttpWire(Wire):
                     continue
                 raise errors.ConnectionResetError("aborted: peer closed before the body ended")
             self._receive(deadline, "request")
+
+    def read_rest_of_body(self, *, deadline: float | None = None) -> bytes | None:
+        msg = self._msg
+        if self._chunked or self._close_delimited or msg.done or not msg.headers_done:
+            return None
+        total = self._body_left + sum(map(len, msg.body))
+        out = io.BytesIO()
+        for piece in msg.body:
+            out.write(piece)
+        msg.body.clear()
+        buffered = min(len(self._buf), self._body_left)
+        if buffered:
+            out.write(self._buf[:buffered])
+            del self._buf[:buffered]
+            self._body_left -= buffered
+        self._body_seen = True
+        filled = out.tell()
+        while self._body_left:
+            # Room for the rest, but at most READ_AHEAD (or as much as has arrived)
+            # beyond the bytes in hand: a peer that declares a huge length and stalls
+            # costs little.  Growing a large buffer is mremap, not a copy.
+            capacity = min(total, filled + max(filled, READ_AHEAD))
+            out.seek(capacity - 1)
+            out.write(b"\0")
+            with out.getbuffer() as view:
+                while filled < capacity:
+                    count = self._receive(deadline, "request", view[filled:capacity])
+                    if not count:
+                        self._eof = True
+                        raise errors.ConnectionResetError("aborted: peer closed before the body ended")
+                    filled += count
+                    self._body_left -= count
+        msg.done = True
+        # BytesIO hands over its own buffer when it holds exactly its contents: no copy.
+        return out.getvalue()
 
     def _feed_body(self) -> bool:
         """Feed llhttp the next piece of the body; False if it needs more bytes first."""

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 import socket as stdlib_socket
 import textwrap
 import time
+import tracemalloc
 from typing import Any
 
 import gevent
@@ -34,6 +36,7 @@ import greenhttps.http
 import helpers
 from greenhttps import errors
 from greenhttps._url import host_header
+from greenhttps._wire import READ_AHEAD, Wire, wire_class
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -440,6 +443,104 @@ def test_response_read_sizes_and_iteration(serve: Any, ca_pem: bytes) -> None:
     got = b"par" + b"".join(res)
     assert got == b"".join(f"part{i};".encode() for i in range(5))
     assert res.read() == b""
+
+
+# read() of a Content-Length body: with llhttp the wire reads it straight into the
+# bytes object returned (Wire.read_rest_of_body); h11 must see every byte, so there
+# read() joins the pieces.  Either way the bytes and the events are the same.
+READS_WHOLE = wire_class(client=True).read_rest_of_body is not Wire.read_rest_of_body
+
+
+@pytest.mark.parametrize("size", [300_007, 3 * READ_AHEAD + 12_345], ids=["300 KB", "3 MiB+"])
+def test_a_large_counted_body_reads_exactly_and_the_connection_is_reused(
+    script_server: Any, ca_pem: bytes, size: int
+) -> None:
+    payload = random.Random(size).randbytes(size)
+
+    def handler(sock: Any) -> None:
+        read_request(sock)
+        # Some of the body with the head, the rest in pieces: the client has bytes
+        # buffered past the head, then reads from the socket, growing its buffer.
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (size, payload[:1000]))
+        gevent.sleep(0.05)
+        view = memoryview(payload)[1000:]
+        for start in range(0, len(view), 200_000):
+            sock.sendall(view[start:start + 200_000])
+        read_request(sock)
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext")
+        sock.recv(1)
+
+    port = script_server(handler, tls=True)
+    agent = greenhttps.Agent(keep_alive=True)
+    res = greenhttps.get(f"https://localhost:{port}/", ca=ca_pem, agent=agent)
+    events: list[Any] = []
+    res.on("data", lambda chunk: events.append(len(chunk)))
+    res.on("end", lambda: events.append("end"))
+    assert res.read() == payload
+    assert res.complete and res.read() == b""
+    assert sum(events[:-1]) == size and events[-1] == "end"
+    second = greenhttps.get(f"https://localhost:{port}/", ca=ca_pem, agent=agent)
+    assert second.read() == b"next"
+    assert second.req.reused_socket
+    agent.destroy()
+
+
+@pytest.mark.skipif(not READS_WHOLE, reason="h11 sees every byte: read() joins the pieces")
+def test_read_holds_a_counted_body_once_not_twice(serve: Any, ca_pem: bytes) -> None:
+    """Pieces plus their join would hold the body twice at the peak (and make the heap
+    grow and shrink by twice the body per response)."""
+    size = 4 * READ_AHEAD
+    payload = b"%07d\n" % 7 * (size // 8)
+    port = port_of(serve(lambda req, res: res.end(payload)))
+    res = greenhttps.get(f"https://localhost:{port}/", ca=ca_pem, agent=False)
+    tracemalloc.start()
+    try:
+        body = res.read()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert body == payload
+    assert peak < 1.25 * size, f"read() peaked at {peak / size:.2f}x the body"
+
+
+def test_a_huge_declared_length_is_not_allocated_before_the_bytes_come(script_server: Any, ca_pem: bytes) -> None:
+    def handler(sock: Any) -> None:
+        read_request(sock)
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n0123456789" % 2**40)
+        try:
+            sock.recv(1)  # until the client gives up
+        except OSError:
+            pass
+
+    port = script_server(handler, tls=True)
+    res = greenhttps.get(f"https://localhost:{port}/", ca=ca_pem, agent=False, timeout=300)
+    tracemalloc.start()
+    try:
+        with pytest.raises(errors.TimeoutError):
+            res.read()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * READ_AHEAD, f"{peak} bytes held for 10 received"
+
+
+def test_a_large_body_cut_short_aborts_and_frees_the_slot(script_server: Any, ca_pem: bytes) -> None:
+    def handler(sock: Any) -> None:
+        read_request(sock)
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (3 * READ_AHEAD))
+        sock.sendall(b"x" * (READ_AHEAD + READ_AHEAD // 2))
+
+    port = script_server(handler, tls=True)
+    agent = greenhttps.Agent(keep_alive=True)
+    res = greenhttps.get(f"https://localhost:{port}/", ca=ca_pem, agent=agent)
+    aborted: list[str] = []
+    res.on("aborted", lambda: aborted.append("aborted"))
+    with pytest.raises(errors.ConnectionResetError):
+        res.read()
+    assert aborted == ["aborted"] and res.aborted and not res.complete
+    with pytest.raises(errors.ConnectionResetError):
+        res.read()  # stays failed
+    assert agent.free_sockets == {} and agent.sockets == {} and agent.total_socket_count == 0
 
 
 def test_text_and_json(serve: Any, ca_pem: bytes) -> None:

@@ -22,6 +22,7 @@ import pytest
 import greenhttps
 import helpers
 from greenhttps import errors
+from greenhttps._wire import READ_AHEAD
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -164,6 +165,30 @@ def test_read_all_of_a_content_length_body(serve: Callable[..., int]) -> None:
     resp = roundtrip(serve(handler), b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world")
     assert seen == [False, b"hello world", True, b"", b""]
     assert resp.body == b"dlrow olleh"
+
+
+def test_read_all_of_a_large_content_length_body(serve: Callable[..., int]) -> None:
+    """Several MiB: with llhttp the wire grows one buffer as the bytes come
+    (``Wire.read_rest_of_body``); the bytes, the events and keep-alive as ever."""
+    size = 3 * READ_AHEAD + 4321
+    payload = bytes(range(256)) * (size // 256) + b"tail"
+    seen: list[Any] = []
+
+    def handler(req: Any, res: Any) -> None:
+        req.on("data", lambda chunk: seen.append(len(chunk)))
+        req.on("end", lambda: seen.append("end"))
+        body = req.read()
+        res.end(hashlib.sha256(body).hexdigest() + f" {len(body)}")
+
+    sock = helpers.raw_connect(serve(handler), tls=True)
+    try:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(payload) + payload)
+        assert helpers.read_response(sock).body == f"{hashlib.sha256(payload).hexdigest()} {len(payload)}".encode()
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok")
+        assert helpers.read_response(sock).body == f"{hashlib.sha256(b'ok').hexdigest()} 2".encode()
+    finally:
+        sock.close()
+    assert sum(seen[: seen.index("end")]) == len(payload) and seen[-1] == "end"
 
 
 def test_read_with_sizes_returns_at_most_size(serve: Callable[..., int]) -> None:

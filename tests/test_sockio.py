@@ -127,12 +127,42 @@ def test_send_delivers_every_byte(kind: str, request: pytest.FixtureRequest) -> 
     assert bytes(received) == payload
 
 
+@pytest.mark.parametrize("kind", ["plain", "tls", "bio"])
+def test_recv_into_fills_the_view_then_none_on_timeout_then_eof(kind: str, request: pytest.FixtureRequest) -> None:
+    """What ``Wire.read_rest_of_body`` reads with: bytes land in the caller's buffer,
+    never past the view's end, with recv's timeout and EOF."""
+    server, client = request.getfixturevalue(f"{kind}_pair")
+    payload = bytes(range(256)) * 1024 + b"tail"  # 256 KiB and a bit: many records
+    sender = gevent.spawn(client.sendall, payload)
+    buffer = bytearray(len(payload) + 10)
+    view = memoryview(buffer)
+    filled, counts = 0, []
+    while filled < len(payload):
+        count = _sockio.recv_into(server, view[filled:len(payload)], 2.0)
+        assert count
+        filled += count
+        counts.append(count)
+    sender.join(timeout=5)
+    assert bytes(buffer) == payload + bytes(10)
+    if kind == "tls":
+        assert max(counts) > 16384, "a bulk TLS read takes the records already in, not one"
+    started = time.monotonic()
+    assert _sockio.recv_into(server, view, 0.2) is None
+    assert 0.18 <= time.monotonic() - started < 2.0
+    client.close()
+    assert _sockio.recv_into(server, view, 2.0) == 0
+
+
 def test_a_socket_that_is_not_gevents_still_works() -> None:
     a, b = stdlib_socket.socketpair()
     try:
         b.sendall(b"x")
         assert _sockio.recv(a, 10, 1.0) == b"x"
         assert _sockio.recv(a, 10, 0.05) is None
+        b.sendall(b"xyz")
+        buffer = bytearray(5)
+        assert _sockio.recv_into(a, memoryview(buffer)[1:], 1.0) == 3
+        assert buffer == b"\0xyz\0"
         assert _sockio.send(a, b"y", 1.0) == 1
         assert b.recv(10) == b"y"
     finally:
