@@ -65,6 +65,10 @@ MAX_CHUNK_LINE = 16384
 _MAX_CHUNK_SIZE = 2**63 - 1
 
 _RECV_SIZE = 65536
+#: Writes at least this large go out corked (see :meth:`Wire._cork`).
+_CORK_AT = 256 * 1024
+_TCP_CORK = getattr(socket, "TCP_CORK", None)
+_TCP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
 #: How far :meth:`Wire.read_rest_of_body` allocates beyond the bytes in hand.
 READ_AHEAD = 1024 * 1024
 _WAIT_EXCEPTIONS = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, socket.timeout)
@@ -408,6 +412,33 @@ class Wire:
     # --------------------------------------------------------------- writing
 
     def _write(self, data: bytes | memoryview) -> None:
+        if len(data) >= _CORK_AT and self._cork(True):
+            try:
+                self._write_all(data)
+            finally:
+                self._cork(False)
+        else:
+            self._write_all(data)
+
+    def _cork(self, on: bool) -> bool:
+        """TCP_CORK on or off; False where there is none (not Linux, not TCP).
+
+        Why: TLS writes one record (16 KiB) per send(), and with Nagle off each one
+        leaves as its own segment.  Corked, a large write leaves in full-size
+        segments, and both ends do less work per byte: 1 MiB responses went from a
+        median 1,096 to 1,162 MiB/s, and 853 to 1,024 in a noisier hour (alternating
+        runs).  64 KiB responses lost 8% to the two extra system calls, hence
+        :data:`_CORK_AT`.  Uncorking pushes out the last partial segment at once.
+        """
+        if _TCP_CORK is None or self.sock.family not in _TCP_FAMILIES:
+            return False
+        try:
+            self.sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, on)
+        except OSError:  # closed meanwhile: the write reports it
+            return False
+        return True
+
+    def _write_all(self, data: bytes | memoryview) -> None:
         sock = self.sock
         view = memoryview(data)
         while view:

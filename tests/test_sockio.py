@@ -24,6 +24,7 @@ from gevent import ssl as gssl
 import helpers
 from greenhttps import _sockio
 from greenhttps._tlsbio import BioSSLSocket
+from greenhttps._wire import wire_class
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -233,3 +234,30 @@ def test_a_timeout_counts_from_now_even_when_the_loop_clock_is_stale(
     started = time.monotonic()
     assert _sockio.recv(server, 100, 0.5) is None
     assert time.monotonic() - started >= 0.45
+
+
+@pytest.mark.skipif(not hasattr(stdlib_socket, "TCP_CORK"), reason="TCP_CORK is Linux's")
+@pytest.mark.parametrize("kind", ["plain", "tls", "bio"])
+def test_a_large_write_goes_out_corked_and_uncorks_at_its_end(kind: str, request: pytest.FixtureRequest) -> None:
+    """The wire corks a large write (full-size segments, not one per TLS record) and
+    always uncorks after it: a cork left on would hold the last partial segment back."""
+    server, client = request.getfixturevalue(f"{kind}_pair")
+    wire = wire_class(client=False)(server)
+    payload = bytes(range(256)) * 16384  # 4 MiB: the write blocks on a full buffer
+    corked: list[int] = []
+
+    def reader() -> bytearray:
+        received = bytearray()
+        while len(received) < len(payload):
+            received += client.recv(65536)
+            if not corked:  # the writer is waiting for room, mid-write
+                corked.append(server.getsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_CORK))
+        return received
+
+    glet = gevent.spawn(reader)
+    wire._write(payload)
+    assert server.getsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_CORK) == 0
+    assert glet.get(timeout=5) == payload
+    assert corked == [1]
+    wire._write(b"small")
+    assert client.recv(100) == b"small"
