@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import textwrap
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -189,6 +190,33 @@ def test_read_all_of_a_large_content_length_body(serve: Callable[..., int]) -> N
     finally:
         sock.close()
     assert sum(seen[: seen.index("end")]) == len(payload) and seen[-1] == "end"
+
+
+def test_a_huge_declared_upload_is_not_allocated_before_it_arrives(serve: Callable[..., int]) -> None:
+    seen: list[Any] = []
+    done = gevent.event.Event()
+
+    def handler(req: Any, res: Any) -> None:
+        tracemalloc.start()
+        try:
+            req.read()
+        except errors.TimeoutError as exc:
+            seen.append(exc.code)
+        finally:
+            seen.append(tracemalloc.get_traced_memory()[1])
+            tracemalloc.stop()
+            done.set()
+
+    sock = helpers.raw_connect(serve(handler, request_timeout=500), tls=True)
+    try:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n0123456789" % 2**40)
+        assert helpers.read_response(sock).status == 408
+    finally:
+        sock.close()
+    assert done.wait(timeout=5)
+    code, peak = seen
+    assert code == "ETIMEDOUT"
+    assert peak < 2 * READ_AHEAD, f"{peak} bytes held for 10 received"
 
 
 def test_read_with_sizes_returns_at_most_size(serve: Callable[..., int]) -> None:
