@@ -151,7 +151,9 @@ class IncomingMessage(EventEmitter):
         """Read up to ``size`` bytes of the body (all of it when ``size`` < 0).
 
         Blocks the calling greenlet; returns b'' at the end.  Raises
-        ``greenhttps.errors.ConnectionResetError`` if the peer aborted.
+        ``greenhttps.errors.ConnectionResetError`` if the peer aborted.  All of a
+        Content-Length body is read straight into the bytes returned where the
+        parser allows (llhttp); ``'data'`` then fires once, with all of it.
         """
         if size is None or size < 0:
             # No empty first part: join() hands back a lone bytes as it is, uncopied.
