@@ -152,8 +152,8 @@ class IncomingMessage(EventEmitter):
 
         Blocks the calling greenlet; returns b'' at the end.  Raises
         ``greenhttps.errors.ConnectionResetError`` if the peer aborted.  All of a
-        Content-Length body is read straight into the bytes returned where the
-        parser allows (llhttp); ``'data'`` then fires once, with all of it.
+        Content-Length body is built in place in the bytes returned (no join);
+        ``'data'`` then fires once, with all of it.
         """
         if size is None or size < 0:
             # No empty first part: join() hands back a lone bytes as it is, uncopied.

@@ -35,6 +35,7 @@ raises :class:`DeadlineExceeded` naming the phase; the owner decides what to ans
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import socket
@@ -267,10 +268,10 @@ class Wire:
         raise NotImplementedError
 
     def read_rest_of_body(self, *, deadline: float | None = None) -> bytes | None:
-        """All the rest of a Content-Length body as one bytes object, read from the
-        socket straight into it; None, having read nothing, where the wire cannot
-        (another framing, or a parser that must see every byte: h11).  The next
-        :meth:`read_body` returns b''.
+        """All the rest of a Content-Length body as one bytes object, built in place
+        (llhttp: read from the socket straight into it; h11 sees every byte, so its
+        pieces are copied in as they come); None, having read nothing, for another
+        framing.  The next :meth:`read_body` returns b''.
 
         Why: reading a large body piece by piece and joining the pieces holds it twice
         at the peak, and a heap that grows and shrinks by that much for every response
@@ -631,6 +632,19 @@ class Wire:
             except OSError:
                 pass
         return False  # EOF, or bytes nobody asked for: either way unusable
+
+
+def grow_body_buffer(out: io.BytesIO, filled: int, total: int) -> int:
+    """Make room in ``out`` for more of a ``total``-byte body, ``filled`` bytes of
+    which are in: at most READ_AHEAD (or as many as are in) beyond them, so that a
+    peer that declares a huge length and stalls costs little.  Returns the new
+    capacity; the position stays at ``filled``.  (Growing a large buffer is mremap,
+    not a copy.)"""
+    capacity = min(total, filled + max(filled, READ_AHEAD))
+    out.seek(capacity - 1)
+    out.write(b"\0")
+    out.seek(filled)
+    return capacity
 
 
 def wire_class(*, client: bool) -> type[Wire]:

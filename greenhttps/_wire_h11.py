@@ -14,6 +14,7 @@ h11's reader state, which is why h11 is pinned to one minor version.
 
 from __future__ import annotations
 
+import io
 import re
 import socket
 import time
@@ -35,11 +36,15 @@ from ._wire import (
     HeaderPairs,
     Wire,
     _protocol_error,
+    grow_body_buffer,
     transfer_coding_status,
 )
 
 __all__ = ["H11Wire"]
 
+#: Smaller bodies are read in pieces and joined: for a few pieces that costs less
+#: than building the buffer.
+_WHOLE_FROM = 65536
 _ChunkedReader = h11._readers.ChunkedReader  # type: ignore[attr-defined]
 _CHUNK_LINE = re.compile(rb"[0-9A-Fa-f]{1,16}(?:;[^\r\n]*)?\r\n")
 #: h11 events are immutable: one body-less stand-in per distinct request shape.
@@ -49,11 +54,13 @@ _SHADOW_REQUESTS: dict[tuple[str, tuple[tuple[bytes, bytes], ...]], h11.Request]
 class H11Wire(Wire):
     """A :class:`Wire` whose messages h11 parses."""
 
-    __slots__ = ("_h11",)
+    __slots__ = ("_h11", "_body_left")
 
     def __init__(self, sock: socket.socket | BioSSLSocket, **kwargs: Any) -> None:
         super().__init__(sock, **kwargs)
         self._h11 = self._parser(b"")
+        #: Bytes of a Content-Length body not yet read (None: another framing).
+        self._body_left: int | None = None
 
     # ----------------------------------------------------------------- state
 
@@ -102,6 +109,7 @@ class H11Wire(Wire):
         if closed:
             return False
         self._h11 = self._parser(data)
+        self._body_left = None
         self._out = None
         self._out_done = self._sent_interim = False
         self.trailers = []
@@ -230,6 +238,7 @@ class H11Wire(Wire):
                 self._check_head_bytes(pending)
                 if self._check_fields(fields, request=False) is None:
                     self._check_raw_content_length(pending)
+            self._body_left = self._declared_length(fields)
             return Head(
                 status=event.status_code,
                 reason=event.reason.decode("latin-1"),
@@ -255,6 +264,8 @@ class H11Wire(Wire):
             # Take the end of a body-less request now (h11 has it without I/O), so
             # the common GET needs no body read at all.
             h.next_event()
+        else:
+            self._body_left = self._declared_length(fields)
         return Head(
             method=method,
             target=event.target.decode("latin-1"),
@@ -290,6 +301,8 @@ class H11Wire(Wire):
             raise
         if type(event) is h11.Data:
             data = event.data  # h11 hands out bytearray slices of its buffer
+            if self._body_left is not None:
+                self._body_left -= len(data)
             return data if type(data) is bytes else bytes(data)
         if type(event) is h11.EndOfMessage:
             self.trailers = event.headers.raw_items()
@@ -302,6 +315,35 @@ class H11Wire(Wire):
         if type(event) is h11.ConnectionClosed:
             raise errors.ConnectionResetError("aborted: peer closed before the body ended")
         raise _protocol_error(f"unexpected {type(event).__name__} in body")
+
+    def read_rest_of_body(self, *, deadline: float | None = None) -> bytes | None:
+        total = self._body_left
+        if total is None or total < _WHOLE_FROM or self._h11.their_state is not h11.SEND_BODY:
+            return None
+        out = io.BytesIO()
+        filled = capacity = 0
+        while piece := self.read_body(deadline=deadline):
+            if filled + len(piece) > capacity:
+                capacity = grow_body_buffer(out, filled, total)
+            out.write(piece)
+            filled += len(piece)
+        out.truncate(filled)  # a no-op unless the body ended short of its length (HEAD)
+        # BytesIO hands over its own buffer when it holds exactly its contents: no copy.
+        return out.getvalue()
+
+    def _declared_length(self, fields: HeaderPairs) -> int | None:
+        """The Content-Length of a message whose body h11 is about to read, if that
+        is its framing (h11 has checked the value and folded repeats)."""
+        if self._h11.their_state is not h11.SEND_BODY:
+            return None
+        length = None
+        for name, value in fields:
+            lname = name.lower()
+            if lname == b"transfer-encoding":
+                return None
+            if lname == b"content-length":
+                length = int(value)
+        return length
 
     # --------------------------------------------------------------- writing
 

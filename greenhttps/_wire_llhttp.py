@@ -35,12 +35,12 @@ from ._wire import (
     _TRANSFER_ENCODING_LINE,
     MAX_CHUNK_LINE,
     MAX_REQUEST_LINE,
-    READ_AHEAD,
     DeadlineExceeded,
     Head,
     HeaderPairs,
     Wire,
     _protocol_error,
+    grow_body_buffer,
     transfer_coding_status,
 )
 
@@ -430,12 +430,7 @@ class LlhttpWire(Wire):
         self._body_seen = True
         filled = out.tell()
         while self._body_left:
-            # Room for the rest, but at most READ_AHEAD (or as much as has arrived)
-            # beyond the bytes in hand: a peer that declares a huge length and stalls
-            # costs little.  Growing a large buffer is mremap, not a copy.
-            capacity = min(total, filled + max(filled, READ_AHEAD))
-            out.seek(capacity - 1)
-            out.write(b"\0")
+            capacity = grow_body_buffer(out, filled, total)
             with out.getbuffer() as view:
                 while filled < capacity:
                     count = self._receive(deadline, "request", view[filled:capacity])
