@@ -151,20 +151,21 @@ class IncomingMessage(EventEmitter):
         """Read up to ``size`` bytes of the body (all of it when ``size`` < 0).
 
         Blocks the calling greenlet; returns b'' at the end.  Raises
-        ``greenhttps.errors.ConnectionResetError`` if the peer aborted.  All of a
-        Content-Length body is built in place in the bytes returned (no join);
-        ``'data'`` then fires once, with all of it.
+        ``greenhttps.errors.ConnectionResetError`` if the peer aborted.  Without a
+        ``'data'`` listener, all of a Content-Length body is built in place in the
+        bytes returned (no pieces, no join).
         """
         if size is None or size < 0:
             # No empty first part: join() hands back a lone bytes as it is, uncopied.
             parts = [self._buffer] if self._buffer else []
             self._buffer = b""
-            if self._read_rest is not None and not self._ended:
+            # A 'data' listener sees the body as it comes (it may be counting bytes
+            # to cut an upload short), so then the pieces are read one by one.
+            if self._read_rest is not None and not self._ended and not self.listener_count("data"):
                 if self._error is not None:
                     raise self._error
                 rest = self._pull(self._read_rest)
                 if rest:
-                    self.emit("data", rest)
                     parts.append(rest)
             while True:
                 chunk = self._next_chunk()

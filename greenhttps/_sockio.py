@@ -35,7 +35,7 @@ __all__ = ["recv", "recv_into", "recv_tcp", "send", "send_tcp"]
 _EXPIRED = object()
 #: The most plaintext one TLS record carries (RFC 8446 §5.1).
 _TLS_RECORD = 16384
-#: The most one TLS read returns (the wire asks for 64 KiB).
+#: The most one TLS read into the scratch buffer returns (the wire asks for 64 KiB).
 _SCRATCH_SIZE = 64 * 1024
 _local = threading.local()
 
@@ -97,7 +97,8 @@ def recv_into(sock: Any, view: memoryview, timeout: float | None) -> int | None:
     if isinstance(sock, GeventSSLSocket):
         return _tls_recv_into(sock, view, timeout)
     if hasattr(type(sock), "recv_within") or not hasattr(sock, "_read_event"):
-        data = recv(sock, len(view), timeout)  # memory BIOs, blocking sockets: a copy
+        # Memory BIOs, blocking sockets: a copy (and a read of at most one scratch).
+        data = recv(sock, min(len(view), _SCRATCH_SIZE), timeout)
         if data is None:
             return None
         view[: len(data)] = data

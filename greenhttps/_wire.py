@@ -66,12 +66,11 @@ MAX_CHUNK_LINE = 16384
 _MAX_CHUNK_SIZE = 2**63 - 1
 
 _RECV_SIZE = 65536
+_TLS_RECORD = 16384
 #: Writes at least this large go out corked (see :meth:`Wire._cork`).
 _CORK_AT = 256 * 1024
 _TCP_CORK = getattr(socket, "TCP_CORK", None)
 _TCP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
-#: How far :meth:`Wire.read_rest_of_body` allocates beyond the bytes in hand.
-READ_AHEAD = 1024 * 1024
 _WAIT_EXCEPTIONS = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, socket.timeout)
 
 # RFC 9110 §5.5: field values are VCHAR / obs-text / SP / HTAB.  CR and LF are
@@ -271,7 +270,7 @@ class Wire:
         """All the rest of a Content-Length body as one bytes object, built in place
         (llhttp: read from the socket straight into it; h11 sees every byte, so its
         pieces are copied in as they come); None, having read nothing, for another
-        framing.  The next :meth:`read_body` returns b''.
+        framing (and, with h11, under 64 KiB).  The next :meth:`read_body` returns b''.
 
         Why: reading a large body piece by piece and joining the pieces holds it twice
         at the peak, and a heap that grows and shrinks by that much for every response
@@ -636,11 +635,11 @@ class Wire:
 
 def grow_body_buffer(out: io.BytesIO, filled: int, total: int) -> int:
     """Make room in ``out`` for more of a ``total``-byte body, ``filled`` bytes of
-    which are in: at most READ_AHEAD (or as many as are in) beyond them, so that a
-    peer that declares a huge length and stalls costs little.  Returns the new
-    capacity; the position stays at ``filled``.  (Growing a large buffer is mremap,
-    not a copy.)"""
-    capacity = min(total, filled + max(filled, READ_AHEAD))
+    which are in: as much again, and at least one TLS record, so that a peer that
+    declares a huge length and sends little holds little (the room is zero-filled,
+    so it is resident).  Returns the new capacity; the position stays at
+    ``filled``.  (Growing a large buffer is mremap, not a copy.)"""
+    capacity = min(total, filled + max(filled, _TLS_RECORD))
     out.seek(capacity - 1)
     out.write(b"\0")
     out.seek(filled)

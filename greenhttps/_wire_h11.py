@@ -327,7 +327,7 @@ class H11Wire(Wire):
                 capacity = grow_body_buffer(out, filled, total)
             out.write(piece)
             filled += len(piece)
-        out.truncate(filled)  # a no-op unless the body ended short of its length (HEAD)
+        out.truncate(filled)  # the room grown but unfilled, should h11 end the body early
         # BytesIO hands over its own buffer when it holds exactly its contents: no copy.
         return out.getvalue()
 

@@ -418,6 +418,10 @@ class LlhttpWire(Wire):
         if self._chunked or self._close_delimited or msg.done or not msg.headers_done:
             return None
         total = self._body_left + sum(map(len, msg.body))
+        # No room is made before the first bytes come: a peer that declares a length
+        # and sends nothing holds nothing.
+        if not msg.body and not self._buf and not self._receive(deadline, "request"):
+            raise errors.ConnectionResetError("aborted: peer closed before the body ended")
         out = io.BytesIO()
         for piece in msg.body:
             out.write(piece)
@@ -439,6 +443,11 @@ class LlhttpWire(Wire):
                         raise errors.ConnectionResetError("aborted: peer closed before the body ended")
                     filled += count
                     self._body_left -= count
+        pending = getattr(self.sock, "pending", None)
+        if pending is not None and pending():
+            # Bytes past the body that came in its last TLS record: OpenSSL holds
+            # them, where neither head_started nor a select() would see them.
+            self._receive(deadline, "request")
         msg.done = True
         # BytesIO hands over its own buffer when it holds exactly its contents: no copy.
         return out.getvalue()
