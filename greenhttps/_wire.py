@@ -9,6 +9,8 @@ objects talk to a :class:`Wire` through a handful of methods::
 
     read_head()      -> Head | None      the next request (server) or response (client)
     read_body()      -> bytes            the next piece of the body, b'' at its end
+    read_rest_of_body() -> bytes | None  all the rest of a Content-Length body, in
+                                         one buffer (None: read it piece by piece)
     send_head(...)                       a request or response head, optionally with
                                          the whole body and its end in one write
     send_data(b) / send_end(trailers)
