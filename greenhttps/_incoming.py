@@ -113,8 +113,6 @@ class IncomingMessage(EventEmitter):
         """One piece of the body from the wire; b'' at the end.  Emits the events."""
         if self._ended:
             return b""
-        if self._error is not None:
-            raise self._error
         chunk = self._pull(self._read_chunk)
         if chunk:
             self.emit("data", chunk)
@@ -131,6 +129,8 @@ class IncomingMessage(EventEmitter):
 
     def _pull(self, reader: Callable[[], Any]) -> Any:
         """``reader()``, remembering a failure: later reads raise it again."""
+        if self._error is not None:
+            raise self._error
         try:
             return reader()
         except errors.NetworkError as exc:
@@ -162,8 +162,6 @@ class IncomingMessage(EventEmitter):
             # A 'data' listener sees the body as it comes (it may be counting bytes
             # to cut an upload short), so then the pieces are read one by one.
             if self._read_rest is not None and not self._ended and not self.listener_count("data"):
-                if self._error is not None:
-                    raise self._error
                 rest = self._pull(self._read_rest)
                 if rest:
                     parts.append(rest)
