@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import random
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -806,4 +807,42 @@ def test_node_spellings_of_the_agent_surface(serve: Any, ca_pem: bytes) -> None:
     assert r2.reusedSocket is True and r1.reusedSocket is False
     assert agent.freeSockets == agent.free_sockets and len(agent.freeSockets) == 1
     assert agent.totalSocketCount == 1
+    agent.destroy()
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_a_finished_exchange_is_freed_by_reference_counting(serve: Any, ca_pem: bytes, method: str) -> None:
+    """The response keeps its request (``res.req``); once the body has ended the
+    request keeps the response only weakly, so that dropping the response frees both
+    at once instead of leaving a cycle per exchange to the garbage collector (about
+    20 objects a request, ~6% of keep-alive throughput)."""
+    port = port_of(serve(lambda req, res: res.end("body")))
+    agent = greenhttps.Agent(keep_alive=True)
+    greenhttps.request(url(port), ca=ca_pem, agent=agent, method=method).getresponse().read()
+    gc.collect()
+    gc.disable()
+    try:
+        req = greenhttps.request(url(port), ca=ca_pem, agent=agent, method=method)
+        res = req.getresponse()
+        assert res.read() == (b"body" if method == "GET" else b"")
+        assert req.reused_socket and res.req is req
+        assert req.res is res and req.getresponse() is res  # while the caller holds it
+        gevent.sleep(0)  # callbacks the loop still holds for this turn
+        refs = [weakref.ref(req), weakref.ref(res)]
+        del req, res
+        assert [ref() for ref in refs] == [None, None]
+    finally:
+        gc.enable()
+    agent.destroy()
+
+
+def test_a_released_response_is_not_handed_out_again(serve: Any, ca_pem: bytes) -> None:
+    port = port_of(serve(lambda req, res: res.end("once")))
+    agent = greenhttps.Agent(keep_alive=True)
+    req = greenhttps.request(url(port), ca=ca_pem, agent=agent)
+    assert req.getresponse().read() == b"once"  # read to its end, then dropped
+    assert req.res is None
+    with pytest.raises(errors.Error) as info:
+        req.getresponse()
+    assert info.value.code == "ERR_GREENHTTPS_RESPONSE_RELEASED"
     agent.destroy()
