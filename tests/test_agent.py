@@ -846,3 +846,39 @@ def test_a_released_response_is_not_handed_out_again(serve: Any, ca_pem: bytes) 
         req.getresponse()
     assert info.value.code == "ERR_GREENHTTPS_RESPONSE_RELEASED"
     agent.destroy()
+
+
+def test_keep_alive_exchanges_leave_no_cyclic_garbage(serve: Any, ca_pem: bytes) -> None:
+    """Both halves in this process: neither the server's nor the client's side of a
+    finished keep-alive exchange is a reference cycle, so nothing is left for the
+    garbage collector (whose passes over ~20 objects a request cost the client ~6%)."""
+    def handler(req: Any, res: Any) -> None:
+        body = req.read()
+        res.end(b"got " + body)
+
+    port = port_of(serve(handler))
+    agent = greenhttps.Agent(keep_alive=True)
+
+    def exchange(i: int) -> None:
+        if i % 2:
+            req = greenhttps.request(url(port), ca=ca_pem, agent=agent, method="POST")
+            req.end(b"x" * i)
+            assert req.getresponse().read() == b"got " + b"x" * i
+        else:
+            assert greenhttps.get(url(port), ca=ca_pem, agent=agent).text() == "got "
+
+    for i in range(4):  # the first dial, session caching, lazy imports
+        exchange(i)
+    gevent.sleep(0.05)
+    gc.collect()
+    gc.disable()
+    try:
+        for i in range(40):
+            exchange(i)
+        gevent.sleep(0.05)  # the server's side finishes after the client has read
+        found = gc.collect()
+    finally:
+        gc.enable()
+    assert found == 0
+    assert agent.total_socket_count == 1
+    agent.destroy()
