@@ -379,7 +379,9 @@ class ClientRequest(OutgoingMessage):
                     res = self._read_response()
                     if res is not None:
                         return res
-                res = self._result.get() or self.res
+                res = self._result.get()
+                if res is None:  # settled: the body has ended
+                    res = self.res
                 if res is None:
                     raise errors.Error(
                         "the response was read to its end and released; keep the one getresponse() returned",
