@@ -299,10 +299,11 @@ class Wire:
 
     # --------------------------------------------------------------- reading
 
-    def _receive(self, deadline: float | None, phase: str, into: memoryview | None = None) -> int:
+    def _receive(self, deadline: float | None, phase: str, into: memoryview | None = None, *,
+                 wait_first: bool = False) -> int:
         """Feed the parser one recv() worth of bytes, honouring the idle timer and a
         deadline; or, given ``into``, put them there for the caller instead.  Returns
-        the count (0: the peer has closed)."""
+        the count (0: the peer has closed).  ``wait_first``: see :func:`_sockio.recv`."""
         sock = self.sock
         while True:
             timeout = self._idle
@@ -315,7 +316,7 @@ class Wire:
                     timeout, deadline_first = remaining, True
             try:
                 if into is None:
-                    data = _sockio.recv(sock, _RECV_SIZE, timeout)
+                    data = _sockio.recv(sock, _RECV_SIZE, timeout, wait_first=wait_first)
                     count = None if data is None else len(data)
                 else:
                     count = _sockio.recv_into(sock, into, timeout)

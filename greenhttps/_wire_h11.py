@@ -197,7 +197,7 @@ class H11Wire(Wire):
         pending = bytes(h._receive_buffer)
         if not pending and first_byte_timeout is not None:
             try:
-                self._receive(time.monotonic() + first_byte_timeout, "keep-alive")
+                self._receive(time.monotonic() + first_byte_timeout, "keep-alive", wait_first=True)
             except DeadlineExceeded:
                 return None
             pending = bytes(h._receive_buffer)
@@ -215,7 +215,7 @@ class H11Wire(Wire):
                 break
             if len(pending) > MAX_REQUEST_LINE and not self._client:
                 self._check_request_line(pending)
-            self._receive(deadline, "headers")
+            self._receive(deadline, "headers", wait_first=not pending)
             pending = bytes(h._receive_buffer)
             if deadline is None and headers_timeout is not None:
                 deadline = time.monotonic() + headers_timeout

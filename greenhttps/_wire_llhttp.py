@@ -203,7 +203,7 @@ class LlhttpWire(Wire):
         buf = self._buf
         if not buf and first_byte_timeout is not None and not self._eof:
             try:
-                self._receive(time.monotonic() + first_byte_timeout, "keep-alive")
+                self._receive(time.monotonic() + first_byte_timeout, "keep-alive", wait_first=True)
             except DeadlineExceeded:
                 return None
         if buf and deadline is None and headers_timeout is not None:
@@ -222,7 +222,7 @@ class LlhttpWire(Wire):
                 if self._client:
                     raise errors.ConnectionResetError("socket hang up")  # closed inside the head
                 raise _protocol_error("peer closed in the middle of a request head", 400)
-            self._receive(deadline, "headers")
+            self._receive(deadline, "headers", wait_first=not buf)
             if deadline is None and headers_timeout is not None:
                 deadline = time.monotonic() + headers_timeout
         head = bytes(buf[:end])

@@ -574,6 +574,21 @@ def test_pipelined_requests_answered_in_order(serve: Callable[..., int]) -> None
     assert [r.body for r in responses] == [b"GET /slow ", b"POST /post abc", b"PUT /put xyz"]
 
 
+def test_pipelined_requests_in_separate_tls_records_are_all_answered(serve: Callable[..., int]) -> None:
+    """Between requests the server waits for the socket to become readable before it
+    asks OpenSSL for more; records that arrived together with the previous one sit in
+    the kernel's buffer, not OpenSSL's, and must still be read without a new byte."""
+    port = serve(lambda req, res: res.end(req.url))
+    sock = helpers.raw_connect(port, tls=True)
+    try:
+        for i in range(5):  # one sendall, one TLS record
+            sock.sendall(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % i)
+        responses = [helpers.read_response(sock) for _ in range(5)]
+    finally:
+        sock.close()
+    assert [r.body for r in responses] == [b"/0", b"/1", b"/2", b"/3", b"/4"]
+
+
 # ------------------------------------------------------------------ Expect: 100-continue
 
 
