@@ -78,6 +78,10 @@ _WAIT_EXCEPTIONS = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError
 # RFC 9110 §5.5: field values are VCHAR / obs-text / SP / HTAB.  CR and LF are
 # checked separately (they must come as CRLF pairs ending lines).
 _CONTROL_CHAR = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Searches rather than ``b"," in value``: CPython's ``bytes in bytes`` first
+# tries the needle as an integer and builds (then drops) a TypeError, ~0.15 µs a test.
+_OBS_FOLD = re.compile(rb"\n[ \t]")
+_HOST_DELIMITER = re.compile(rb"[, \t]")
 _HEAD_END = b"\r\n\r\n"
 _VERSIONS = (b"1.1", b"1.0")
 _INFORMATIONAL_REASONS = {100: "Continue", 101: "Switching Protocols", 102: "Processing", 103: "Early Hints"}
@@ -350,7 +354,7 @@ class Wire:
             raise _protocol_error("bare LF in head", 400, "HPE_LF_EXPECTED")
         if head.count(b"\r") != crlf:
             raise _protocol_error("bare CR in head", 400, "HPE_CR_EXPECTED")
-        if b"\n " in head or b"\n\t" in head:
+        if _OBS_FOLD.search(head):
             raise _protocol_error("obsolete line folding in head", 400, "HPE_INVALID_HEADER_TOKEN")
         if _CONTROL_CHAR.search(head):
             raise _protocol_error("control character in head", 400, "HPE_INVALID_HEADER_TOKEN")
@@ -381,7 +385,7 @@ class Wire:
                 has_chunked = True
             elif lname == b"host":
                 hosts += 1
-                if b"," in value or b" " in value or b"\t" in value:
+                if _HOST_DELIMITER.search(value):
                     raise _protocol_error("invalid Host header", 400)
         if count > self._max_headers_count:
             raise _protocol_error("too many header fields", 431, "HPE_HEADER_OVERFLOW")
