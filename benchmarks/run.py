@@ -81,21 +81,22 @@ def _raise_nofile() -> None:
         pass
 
 
-def child_env() -> dict[str, str]:
+def child_env(repo: Path = REPO) -> dict[str, str]:
     env = dict(os.environ)
-    # greenhttps straight from the work tree, without installing it.
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    # greenhttps straight from the work tree (or another checkout), without installing it.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(repo), env.get("PYTHONPATH", "")) if p)
     env.pop("GREENHTTPS_BENCH_VENV", None)
     return env
 
 
-def spawn(cmd: list[str], core: str, **kw: Any) -> subprocess.Popen[Any]:
-    """Start ``cmd`` pinned to ``core`` in its own process group, with a high fd limit.
+def spawn(cmd: list[str], core: str, repo: Path = REPO, **kw: Any) -> subprocess.Popen[Any]:
+    """Start ``cmd`` pinned to ``core`` in its own process group, with a high fd limit,
+    importing greenhttps from ``repo``.
 
     ``taskset`` execs the command, so the Popen pid is the measured process itself.
     """
     proc = subprocess.Popen(["taskset", "-c", core, *cmd], start_new_session=True, preexec_fn=_raise_nofile,
-                            env=child_env(), **kw)
+                            env=child_env(repo), **kw)
     CHILDREN.append(proc)
     return proc
 
@@ -126,9 +127,9 @@ def stop_all() -> None:
         stop(proc)
 
 
-def run_pinned(cmd: list[str], timeout: float) -> str:
+def run_pinned(cmd: list[str], timeout: float, repo: Path = REPO) -> str:
     """Run a load generator on the load core; return its stdout (raise on failure)."""
-    proc = spawn(cmd, LOAD_CORE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = spawn(cmd, LOAD_CORE, repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -281,13 +282,13 @@ def available(table: dict[str, tuple[list[str], str | None]]) -> tuple[list[str]
 class ServerProc:
     """One server process pinned to the server core, ready when it accepts TLS."""
 
-    def __init__(self, name: str, certs: dict[str, str], body_size: int, logdir: Path) -> None:
+    def __init__(self, name: str, certs: dict[str, str], body_size: int, logdir: Path, repo: Path = REPO) -> None:
         self.name = name
         self.port = free_port()
         cmd = [*SERVERS[name][0], str(self.port), certs["cert"], certs["key"], "--body-size", str(body_size)]
         self.log = logdir / f"server-{re.sub(r'[^a-z0-9]+', '_', name.lower())}-{self.port}.log"
         self._logf = open(self.log, "w")
-        self.proc = spawn(cmd, SERVER_CORE, stdout=self._logf, stderr=subprocess.STDOUT)
+        self.proc = spawn(cmd, SERVER_CORE, repo, stdout=self._logf, stderr=subprocess.STDOUT)
         self.pid = self.proc.pid
         self._wait_ready()
 
