@@ -369,25 +369,12 @@ class ClientRequest(OutgoingMessage):
         and then dropped (see :attr:`res`)."""
         self._waited = True
         seconds = ms_to_seconds(timeout)
-        expired = errors.TimeoutError(f"no response within {timeout} ms", "ETIMEDOUT") if seconds else None
+        if seconds is None:
+            return self._await_response()  # no gevent.Timeout: it costs ~1 µs even unarmed
+        expired = errors.TimeoutError(f"no response within {timeout} ms", "ETIMEDOUT")
         try:
             with gevent.Timeout(seconds, expired):
-                if not self.finished:
-                    self.end()
-                if not self._reading and not self._result.ready():
-                    self._reading = True
-                    res = self._read_response()
-                    if res is not None:
-                        return res
-                res = self._result.get()
-                if res is None:  # settled: the body has ended
-                    res = self.res
-                if res is None:
-                    raise errors.Error(
-                        "the response was read to its end and released; keep the one getresponse() returned",
-                        "ERR_GREENHTTPS_RESPONSE_RELEASED",
-                    )
-                return res
+                return self._await_response()
         except errors.TimeoutError as exc:
             if exc is not expired:
                 raise
@@ -395,6 +382,24 @@ class ClientRequest(OutgoingMessage):
             # fails (its connection is closed, never pooled) rather than linger.
             self._fail(expired)
             raise expired from None
+
+    def _await_response(self) -> IncomingMessage:
+        if not self.finished:
+            self.end()
+        if not self._reading and not self._result.ready():
+            self._reading = True
+            res = self._read_response()
+            if res is not None:
+                return res
+        res = self._result.get()
+        if res is None:  # settled: the body has ended
+            res = self.res
+        if res is None:
+            raise errors.Error(
+                "the response was read to its end and released; keep the one getresponse() returned",
+                "ERR_GREENHTTPS_RESPONSE_RELEASED",
+            )
+        return res
 
     def _read_response(self) -> IncomingMessage | None:
         try:
