@@ -49,16 +49,9 @@ def out_segments() -> int:
 
 
 def start(name: str, certs: dict[str, str], body_size: int, logdir: Path) -> run.ServerProc:
-    base = "greenhttps" if name == "greenhttps-bio" else name
-    saved = os.environ.get("GREENHTTPS_TLS_BIO")
-    os.environ["GREENHTTPS_TLS_BIO"] = "1" if name == "greenhttps-bio" else ""
-    try:
-        return run.ServerProc(base, certs, body_size, logdir)
-    finally:
-        if saved is None:
-            os.environ.pop("GREENHTTPS_TLS_BIO", None)
-        else:
-            os.environ["GREENHTTPS_TLS_BIO"] = saved
+    if name == "greenhttps-bio":
+        return run.ServerProc("greenhttps", certs, body_size, logdir, extra_env={"GREENHTTPS_TLS_BIO": "1"})
+    return run.ServerProc(name, certs, body_size, logdir, extra_env={"GREENHTTPS_TLS_BIO": ""})
 
 
 def measure(srv: run.ServerProc, seconds: float, lua: str) -> dict[str, float]:

@@ -81,22 +81,23 @@ def _raise_nofile() -> None:
         pass
 
 
-def child_env(repo: Path = REPO) -> dict[str, str]:
-    env = dict(os.environ)
+def child_env(repo: Path = REPO, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {**os.environ, **(extra or {})}
     # greenhttps straight from the work tree (or another checkout), without installing it.
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(repo), env.get("PYTHONPATH", "")) if p)
     env.pop("GREENHTTPS_BENCH_VENV", None)
     return env
 
 
-def spawn(cmd: list[str], core: str, repo: Path = REPO, **kw: Any) -> subprocess.Popen[Any]:
+def spawn(cmd: list[str], core: str, repo: Path = REPO, extra_env: dict[str, str] | None = None,
+          **kw: Any) -> subprocess.Popen[Any]:
     """Start ``cmd`` pinned to ``core`` in its own process group, with a high fd limit,
-    importing greenhttps from ``repo``.
+    importing greenhttps from ``repo``, with ``extra_env`` added to the environment.
 
     ``taskset`` execs the command, so the Popen pid is the measured process itself.
     """
     proc = subprocess.Popen(["taskset", "-c", core, *cmd], start_new_session=True, preexec_fn=_raise_nofile,
-                            env=child_env(repo), **kw)
+                            env=child_env(repo, extra_env), **kw)
     CHILDREN.append(proc)
     return proc
 
@@ -282,13 +283,14 @@ def available(table: dict[str, tuple[list[str], str | None]]) -> tuple[list[str]
 class ServerProc:
     """One server process pinned to the server core, ready when it accepts TLS."""
 
-    def __init__(self, name: str, certs: dict[str, str], body_size: int, logdir: Path, repo: Path = REPO) -> None:
+    def __init__(self, name: str, certs: dict[str, str], body_size: int, logdir: Path, repo: Path = REPO,
+                 extra_env: dict[str, str] | None = None) -> None:
         self.name = name
         self.port = free_port()
         cmd = [*SERVERS[name][0], str(self.port), certs["cert"], certs["key"], "--body-size", str(body_size)]
         self.log = logdir / f"server-{re.sub(r'[^a-z0-9]+', '_', name.lower())}-{self.port}.log"
         self._logf = open(self.log, "w")
-        self.proc = spawn(cmd, SERVER_CORE, repo, stdout=self._logf, stderr=subprocess.STDOUT)
+        self.proc = spawn(cmd, SERVER_CORE, repo, extra_env, stdout=self._logf, stderr=subprocess.STDOUT)
         self.pid = self.proc.pid
         self._wait_ready()
 
