@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol, TypeVar
 
 from . import errors
 from ._events import EventEmitter
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ._socket import Socket
     from ._wire import Wire
 
-__all__ = ["OutgoingMessage", "ServerResponse", "STATUS_CODES", "attribute_aliases"]
+__all__ = ["OutgoingMessage", "ResponseChannel", "ServerResponse", "STATUS_CODES", "attribute_aliases"]
 
 #: Status code -> standard reason phrase (Node's ``http.STATUS_CODES``).
 STATUS_CODES: dict[int, str] = {
@@ -160,6 +160,8 @@ class OutgoingMessage(EventEmitter):
         #: Everything has been handed to the kernel (Node's ``writableFinished``).
         self.writable_finished = False
         self.destroyed = False
+        #: ``'close'`` has been emitted (Node's ``closed``): the message is over, sent or not.
+        self.closed = False
 
     #: True once ``end()`` has been called (Node's ``writableEnded``; read-only).
     writable_ended = property(lambda self: self.finished)
@@ -295,6 +297,10 @@ class OutgoingMessage(EventEmitter):
         self.writable_finished = True
         self.emit("finish")
 
+    def _raise_if_lost(self) -> None:
+        """A message whose connection was lost (not destroyed by its owner) says so
+        to the writer: a handler learns its peer is gone at its next write."""
+
     def flush_headers(self) -> None:
         """Send the head now (its framing can no longer depend on the body)."""
         if not self._head_written:
@@ -313,6 +319,7 @@ class OutgoingMessage(EventEmitter):
         if self.finished:
             raise errors.HeadersSentError("write after end", "ERR_STREAM_WRITE_AFTER_END")
         if self.destroyed:
+            self._raise_if_lost()
             return False
         data = _as_bytes(chunk, encoding)
         if not self._head_written:
@@ -339,6 +346,8 @@ class OutgoingMessage(EventEmitter):
         """
         if self.finished:
             return self
+        if self.destroyed:
+            self._raise_if_lost()
         if callable(data):  # end(callback), as Node allows
             data, callback = None, data
         body = _as_bytes(data, encoding) if data else b""
@@ -361,6 +370,27 @@ class OutgoingMessage(EventEmitter):
         return self
 
 
+class ResponseChannel(Protocol):
+    """What a :class:`ServerResponse` needs of the connection it answers on
+    (:class:`greenhttps._server_conn.ServerConnection` implements it)."""
+
+    @property
+    def keep_alive_header(self) -> str | None:
+        """The ``Keep-Alive`` header's value (``timeout=5``), or None for none."""
+
+    def keep_alive_after(self, res: ServerResponse) -> bool:
+        """Will the connection stay open after ``res``? (Decides its ``Connection``.)"""
+
+    def response_finished(self, res: ServerResponse) -> None:
+        """``res.end()`` has sent everything: the connection may go on."""
+
+    def send_continue(self) -> None:
+        """Send ``100 Continue`` once, if the client asked and may get it."""
+
+    def abort(self, error: BaseException | None = None) -> None:
+        """Destroy the connection: no more bytes, no reuse (``res.destroy()``)."""
+
+
 @node_aliases
 @attribute_aliases("status_code", "status_message", "should_keep_alive")
 class ServerResponse(OutgoingMessage):
@@ -369,14 +399,18 @@ class ServerResponse(OutgoingMessage):
     #: Add a ``Date`` header automatically.
     send_date = True
 
-    def __init__(self, req: IncomingMessage, wire: Wire, conn: Any) -> None:
+    #: Set by the connection when it was lost under the handler: makes the error
+    #: the next write raises.
+    _lost: Callable[[], BaseException] | None = None
+
+    def __init__(self, req: IncomingMessage, wire: Wire, conn: ResponseChannel) -> None:
         super().__init__()
         self.req = req
         self.socket: Socket = req.socket
         self.status_code = 200
         self.status_message: str | None = None
         self._wire = wire
-        self._conn = conn  # the server's per-connection state (see _server.py)
+        self._conn = conn
         method = req.method
         self._is_head = method == "HEAD"
         self._has_body = not self._is_head
@@ -429,6 +463,10 @@ class ServerResponse(OutgoingMessage):
 
     def _use_chunked(self) -> bool:
         return not self._peer_http10
+
+    def _raise_if_lost(self) -> None:
+        if self._lost is not None:
+            raise self._lost()
 
     def _check_head(self) -> None:
         _check_status(self.status_code)

@@ -41,6 +41,7 @@ from ._options import ms_to_seconds
 from ._outgoing import STATUS_CODES, ServerResponse
 from ._socket import Socket
 from ._tlsbio import BioSSLSocket
+from ._watch import PeerWatch
 from ._wire import DeadlineExceeded, Head, Wire, wire_class
 
 if TYPE_CHECKING:
@@ -102,6 +103,8 @@ class ServerConnection:
         self.socket._apply_timeout = self._apply_timeout
         self.state = ConnState.HANDSHAKE
         self.wire: Wire | None = None
+        #: Watches the socket while a handler runs (see :mod:`._watch`).
+        self._watch: PeerWatch | None = None
         self.greenlet: greenlet.greenlet | None = None
         self.requests_served = 0
         self._req: IncomingMessage | None = None
@@ -110,6 +113,8 @@ class ServerConnection:
         self._continue_sent = False
         #: The request body was malformed (or cut short) and has been answered.
         self._body_error = False
+        #: Why the connection was lost under a running handler (peer gone, idle).
+        self._lost: BaseException | None = None
 
     def __repr__(self) -> str:
         return f"<ServerConnection {self.state.value} {self.socket.remote_address}:{self.socket.remote_port}>"
@@ -133,6 +138,7 @@ class ServerConnection:
                 idle_timeout=ms_to_seconds(server.timeout),
                 on_idle=self._on_idle,
             )
+            self._watch = PeerWatch(self.wire, on_peer_gone=self._peer_gone, on_idle=self._idle_while_busy)
             self._serve(self.wire)
         except _Closed:
             pass
@@ -275,12 +281,20 @@ class ServerConnection:
             if method == "CONNECT":
                 return False  # Node closes a CONNECT nobody handles
 
-        if not self._dispatch(req, res, expect):
-            return False
-        if req._wants_flow:
-            req._flow()
-        if not res.finished:
-            self._wait_for_response(res)
+        # From here until the response is done the greenlet belongs to the handler
+        # (and then waits for whoever ends the response): the watch sees the peer.
+        watch = self._watch
+        assert watch is not None
+        watch.start()
+        try:
+            if not self._dispatch(req, res, expect):
+                return False
+            if req._wants_flow:
+                req._flow()
+            if not res.finished:
+                self._wait_for_response(res)
+        finally:
+            watch.stop()
         return self._after_response(wire, req, res)
 
     def _dispatch(self, req: IncomingMessage, res: ServerResponse, expect: str | None) -> bool:
@@ -317,13 +331,13 @@ class ServerConnection:
         return True
 
     def _wait_for_response(self, res: ServerResponse) -> None:
-        """Wait for ``res.end()`` from another greenlet, honouring the idle timeout."""
+        """Wait for ``res.end()`` from another greenlet (the watch keeps the idle
+        clock and sees the peer meanwhile; either may end the wait)."""
         while not res.finished and self.state is ConnState.ACTIVE and not self._body_error:
-            timeout = self.wire.idle_timeout if self.wire else None
-            if self._done.wait(timeout):
-                continue
-            if not self._on_idle():
-                raise _Closed()
+            self._done.wait()
+            self._done.clear()
+        if self.state is ConnState.CLOSED:
+            raise _Closed()
 
     def _after_response(self, wire: Wire, req: IncomingMessage, res: ServerResponse) -> bool:
         if self._body_error or res.destroyed or not res.should_keep_alive or not wire.keep_alive:
@@ -378,6 +392,7 @@ class ServerConnection:
         return f"timeout={int(timeout // 1000)}" if timeout and timeout >= 1000 else None
 
     def response_finished(self, res: ServerResponse) -> None:
+        res.closed = True
         res.emit("close")
         self._done.set()
 
@@ -405,10 +420,19 @@ class ServerConnection:
         and ends the exchange."""
         wire = self.wire
         assert wire is not None
+        if self.state is ConnState.CLOSED and self._lost is not None:
+            raise self._lost_error()
         if wire.peer_wants_100_continue:
             self.send_continue()
+        watch = self._watch
+        if watch is not None:
+            watch.pause_input()  # this read takes the socket's bytes itself
         try:
             return (wire.read_rest_of_body if rest else wire.read_body)(deadline=self._request_deadline)
+        except errors.NetworkError:
+            if self._lost is not None:  # the watch closed the socket under this read
+                raise self._lost_error() from None
+            raise
         except errors.ProtocolError as exc:
             # A malformed body (bad chunk, oversized trailers): Node's parser error,
             # answered as a bad head is, and the connection ends.
@@ -423,6 +447,9 @@ class ServerConnection:
                 self._reject(408)
             self._close()
             raise errors.TimeoutError("request timeout: body not received in time") from None
+        finally:
+            if watch is not None:
+                watch.resume_input()
 
     def _body_failed(self, status: int) -> None:
         """Answer ``status`` (if no response has started) and end the exchange.
@@ -448,21 +475,69 @@ class ServerConnection:
     def _apply_timeout(self, seconds: float | None) -> None:
         if self.wire is not None:
             self.wire.set_idle_timeout(seconds)
+            if self._watch is not None:
+                self._watch.restart_timer()
         else:
             self.socket._sock.settimeout(seconds)
 
     def _on_idle(self) -> bool:
-        """The socket idled past its timeout: True if a listener took the event."""
+        """The socket idled past its timeout: True if a listener took the event.
+
+        Node's ``socketOnTimeout``: the request (only while its body is incomplete),
+        the response, then the server each get ``'timeout'`` -- every one of them,
+        not the first that listens -- and the socket's own listeners too."""
         req, res = self._req, self._res
+        handled = False
         if self.state is ConnState.ACTIVE:
             if req is not None and not req.complete and req.emit("timeout"):
-                return True
-            if res is not None and res.emit("timeout"):
-                return True
-        handled = self.socket.emit("timeout")
+                handled = True
+            if res is not None and not res.finished and res.emit("timeout"):
+                handled = True
+        if self.socket.emit("timeout"):
+            handled = True
         if self.server.emit("timeout", self.socket):
             handled = True
         return handled and not self.socket.destroyed
+
+    # ------------------------------------------------- while a handler runs
+
+    def _idle_while_busy(self) -> None:
+        """The watch's idle timer (in a greenlet of its own): Node's rules, and with
+        no listener anywhere the socket is destroyed under the handler."""
+        if self.state is not ConnState.ACTIVE:
+            return
+        try:
+            handled = self._on_idle()
+        except Exception:
+            logger.error("connection %r: a 'timeout' listener failed", self, exc_info=True)
+            handled = False
+        if not handled and self.state is ConnState.ACTIVE:
+            self._lose(errors.TimeoutError("socket idle timeout: the connection was destroyed", "ETIMEDOUT"))
+
+    def _peer_gone(self, error: BaseException | None) -> None:
+        """The watch saw the peer close or reset while the handler ran (in a greenlet
+        of its own).  As Node's server (``allowHalfOpen`` false), a half-close ends
+        the connection too: the request is aborted if its body was incomplete, the
+        response is destroyed and emits ``'close'``, and the handler's next write
+        raises."""
+        if self.state is not ConnState.ACTIVE:
+            return
+        if error is None:
+            error = errors.ConnectionResetError("the client closed the connection", "ECONNRESET")
+        self._lose(error)
+
+    def _lose(self, error: BaseException) -> None:
+        self._lost = error
+        try:
+            self._close(graceful=False)
+        finally:
+            self._done.set()
+
+    def _lost_error(self) -> errors.Error:
+        lost = self._lost
+        if isinstance(lost, errors.TimeoutError):
+            return errors.TimeoutError(str(lost), "ETIMEDOUT")
+        return errors.ConnectionResetError(str(lost) if lost is not None else "aborted", "ECONNRESET")
 
     # ------------------------------------------------------- errors, close
 
@@ -489,12 +564,18 @@ class ServerConnection:
         self.state = ConnState.CLOSED
         if self.wire is not None and graceful and not self.socket.destroyed:
             self.wire.shutdown_and_close()
+        if self._watch is not None:
+            self._watch.close()
         self.socket.destroy()
         if self._req is not None and not self._req.complete and not self._req.aborted:
             self._req._abort(errors.ConnectionResetError("aborted"))
-        if self._res is not None and not self._res.finished:
-            self._res.destroyed = True
-            self._res.emit("close")
+        res = self._res
+        if res is not None and not res.finished:
+            res.destroyed = True
+            if self._lost is not None:
+                res._lost = self._lost_error
+            res.closed = True
+            res.emit("close")
 
     def _abandon_detached(self) -> None:
         """A handed-over socket whose listener failed has no owner left: destroy it."""

@@ -30,7 +30,7 @@ from gevent.exceptions import ConcurrentObjectUseError
 from gevent.hub import Waiter
 from gevent.ssl import SSLSocket as GeventSSLSocket
 
-__all__ = ["recv", "recv_into", "recv_tcp", "send", "send_tcp"]
+__all__ = ["recv", "recv_into", "recv_now", "recv_tcp", "send", "send_tcp"]
 
 _EXPIRED = object()
 #: The most plaintext one TLS record carries (RFC 8446 §5.1).
@@ -156,6 +156,32 @@ def _tls_recv_into(sock: Any, view: memoryview, timeout: float | None, wait_firs
         # Wait outside the except block: no exception lives on while we idle.
         if not _wait(sock, watcher, timeout):
             return None
+
+
+def recv_now(sock: Any, size: int) -> bytes | None:
+    """What the socket has ready, without ever waiting or switching greenlets: up to
+    ``size`` bytes, b'' when the peer has closed (EOF, TLS close_notify), None when
+    nothing is ready (a TLS record still partial counts as nothing).  Safe to call
+    from a hub callback (:mod:`greenhttps._watch`); raises ``OSError`` on a reset."""
+    if isinstance(sock, GeventSSLSocket):
+        sslobj = sock._sslobj
+        if sslobj is None:
+            raise _closed_tls()
+        try:
+            return sslobj.read(size)  # type: ignore[no-any-return]
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return None
+        except ssl.SSLError as exc:
+            _raise_unless_end_of_stream(sock, exc)
+            return b""
+    now = getattr(type(sock), "recv_now", None)
+    if now is not None:  # a socket that does its own (greenhttps._tlsbio)
+        return now(sock, size)  # type: ignore[no-any-return]
+    raw = getattr(sock, "_sock", sock)
+    try:
+        return raw.recv(size, socket.MSG_DONTWAIT)  # type: ignore[no-any-return]
+    except BlockingIOError:
+        return None
 
 
 def _scratch() -> memoryview:

@@ -149,6 +149,37 @@ class BioSSLSocket:
                 return self._more(data, size)
             return data
 
+    def recv_now(self, size: int) -> bytes | None:
+        """What is ready, never waiting (see :func:`greenhttps._sockio.recv_now`): up to
+        ``size`` bytes, b'' at the end of the stream, None when nothing is ready.
+
+        The answer to a KeyUpdate that this read makes stays in the outgoing BIO for
+        the next send to carry: sending may wait, and this must not."""
+        sslobj = self._live()
+        while True:
+            try:
+                data: bytes = sslobj.read(size)
+            except ssl.SSLWantReadError:
+                if self._unread is not None:
+                    self._feed(None)  # from what we hold: never waits
+                    continue
+                try:
+                    chunk = self._raw._sock.recv(_RECV_SIZE, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    return None
+                if chunk:
+                    self._unread = memoryview(chunk)
+                    self._feed(None)
+                else:
+                    self._in.write_eof()
+                continue
+            except ssl.SSLError as exc:
+                self._ended = True
+                return self._end_of_stream(exc)
+            if not data:
+                self._ended = True
+            return data
+
     def _more(self, first: bytes, size: int) -> bytes:
         """One read returns one record: take the others that arrived with it."""
         sslobj = self._sslobj

@@ -170,6 +170,9 @@ class Wire:
         "trailers",
         "bytes_received",
         "closed",
+        "_early",
+        "_early_eof",
+        "last_io",
     )
 
     def __init__(
@@ -204,6 +207,13 @@ class Wire:
         #: reused socket may then be retried).
         self.bytes_received = 0
         self.closed = False
+        #: Bytes :meth:`poll_input` took from the socket while nobody was reading:
+        #: every read takes them first, in order.
+        self._early = bytearray()
+        self._early_eof = False
+        #: When the socket last carried a byte either way (monotonic seconds): the
+        #: idle clock of :mod:`greenhttps._watch` counts from it.
+        self.last_io = time.monotonic()
 
     # ----------------------------------------------------------------- state
 
@@ -308,9 +318,12 @@ class Wire:
         """Feed the parser one recv() worth of bytes, honouring the idle timer and a
         deadline; or, given ``into``, put them there for the caller instead.  Returns
         the count (0: the peer has closed).  ``wait_first``: see :func:`_sockio.recv`."""
+        if self._early or self._early_eof:
+            return self._take_early(into)
         sock = self.sock
+        reported = False  # 'timeout' fires once per idle period, as Node's
         while True:
-            timeout = self._idle
+            timeout = None if reported else self._idle
             deadline_first = False
             if deadline is not None:
                 remaining = deadline - time.monotonic()
@@ -330,12 +343,56 @@ class Wire:
                 if deadline_first:
                     continue  # the deadline's timer: raises above once it has really passed
                 if self.on_idle is not None and self.on_idle():
+                    reported = True
                     continue
                 raise IdleTimeout("socket idle timeout", "ETIMEDOUT")
             self.bytes_received += count
+            self.last_io = time.monotonic()
             if into is None:
                 self._received(data)  # type: ignore[arg-type]
             return count
+
+    def _take_early(self, into: memoryview | None) -> int:
+        """:meth:`_receive` from the bytes :meth:`poll_input` kept."""
+        early = self._early
+        if not early:  # only the end of the stream is left
+            if into is None:
+                self._received(b"")
+            return 0
+        if into is None:
+            data = bytes(early)
+            early.clear()
+            self._received(data)
+            return len(data)
+        count = min(len(into), len(early))
+        into[:count] = early[:count]
+        del early[:count]
+        return count
+
+    def poll_input(self, limit: int = _RECV_SIZE) -> int | None:
+        """Take what the socket has ready, never waiting (a hub callback may call it):
+        the count kept for the next read, 0 when the peer has closed, None when
+        nothing was ready.  A reset raises :class:`greenhttps.errors.NetworkError`.
+        At most ``limit`` bytes are taken at a time."""
+        try:
+            data = _sockio.recv_now(self.sock, limit)
+        except OSError as exc:
+            raise errors.from_os_error(exc) from exc
+        if data is None:
+            return None
+        if not data:
+            # The end of the stream: put it where the next read finds it.
+            self._early_eof = True
+            return 0
+        self._early += data
+        self.bytes_received += len(data)
+        self.last_io = time.monotonic()
+        return len(data)
+
+    @property
+    def early_size(self) -> int:
+        """How many bytes :meth:`poll_input` holds for the next read."""
+        return len(self._early)
 
     @staticmethod
     def _check_request_line(pending: bytes) -> None:
@@ -448,16 +505,19 @@ class Wire:
     def _write_all(self, data: bytes | memoryview) -> None:
         sock = self.sock
         view = memoryview(data)
+        reported = False  # 'timeout' fires once per idle period, as Node's
         while view:
             try:
-                sent = _sockio.send(sock, view, self._idle)
+                sent = _sockio.send(sock, view, None if reported else self._idle)
             except OSError as exc:
                 raise errors.from_os_error(exc) from exc
             if sent is None:  # timed out
                 if self.on_idle is not None and self.on_idle():
+                    reported = True
                     continue
                 raise IdleTimeout("socket idle timeout while writing", "ETIMEDOUT")
             view = view[sent:]
+            self.last_io = time.monotonic()
 
     def _send(self, pieces: Sequence[bytes], *, end: bool = False) -> None:
         """Write ``pieces`` in as few sends as possible; ``end``: they finish our message."""

@@ -376,5 +376,7 @@ class H11Wire(Wire):
         """Give up the socket (protocol switch): returns it and the bytes already
         read past the head.  The request body, if any, must have been read."""
         data, _ = self._h11.trailing_data
+        data += bytes(self._early)
+        self._early.clear()
         self.closed = True
         return self.sock, data

@@ -519,8 +519,9 @@ class LlhttpWire(Wire):
     # --------------------------------------------------------------- lifecycle
 
     def detach(self) -> tuple[socket.socket | BioSSLSocket, bytes]:
-        data = bytes(self._buf)
+        data = bytes(self._buf) + bytes(self._early)
         self._buf.clear()
+        self._early.clear()
         self.closed = True
         return self.sock, data
 
