@@ -72,25 +72,30 @@ class _Closed(Exception):
     """Internal: the connection is over; leave the loop quietly."""
 
 
-def _upgrade_and_expect(head: Head) -> tuple[bool, str | None]:
-    """(an Upgrade is asked for, the Expect value lowercased) from the raw fields.
+def _upgrade_and_expect(head: Head) -> tuple[bool, str | None, bool]:
+    """(an Upgrade is asked for, the Expect value lowercased, a body is declared)
+    from the raw fields.
 
     Done on the wire pairs so that the common request never builds Node's header
     dict (most handlers never look at it).
     """
-    upgrade = False
+    upgrade = body = False
     connection = expect = None
     for name, value in head.headers:
-        if len(name) not in (6, 7, 10):
+        if len(name) not in (6, 7, 10, 14, 17):
             continue
         lname = name.lower()
-        if lname == b"upgrade":
+        if lname == b"content-length":
+            body = body or value.strip() != b"0"
+        elif lname == b"transfer-encoding":
+            body = True
+        elif lname == b"upgrade":
             upgrade = True
         elif lname == b"connection":
             connection = value if connection is None else connection + b"," + value
         elif lname == b"expect":
             expect = value.decode("latin-1").strip().lower() if expect is None else "\0"  # repeated: not 100-continue
-    return upgrade and connection is not None and b"upgrade" in connection.lower(), expect
+    return upgrade and connection is not None and b"upgrade" in connection.lower(), expect, body
 
 
 class ServerConnection:
@@ -272,7 +277,9 @@ class ServerConnection:
         self._req, self._res = req, res
 
         method = head.method
-        upgrade, expect = _upgrade_and_expect(head)
+        upgrade, expect, declares_body = _upgrade_and_expect(head)
+        if not declares_body:
+            req.complete = True  # as Node's parser: a request without a body is complete at its head
         if method == "CONNECT" or upgrade:
             event = "connect" if method == "CONNECT" else "upgrade"
             if server.has_listeners(event):
@@ -567,9 +574,13 @@ class ServerConnection:
         if self._watch is not None:
             self._watch.close()
         self.socket.destroy()
-        if self._req is not None and not self._req.complete and not self._req.aborted:
-            self._req._abort(errors.ConnectionResetError("aborted"))
-        res = self._res
+        req, res = self._req, self._res
+        # Node's abortIncoming: a request whose response is unfinished is aborted
+        # unless its body was read to the end; an unfinished body is aborted anyway.
+        if req is not None and not req.aborted and (
+            not req.complete or (res is not None and not res.finished and not req._ended)
+        ):
+            req._abort(errors.ConnectionResetError("aborted"))
         if res is not None and not res.finished:
             res.destroyed = True
             if self._lost is not None:

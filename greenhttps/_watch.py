@@ -157,10 +157,14 @@ class PeerWatch:
 
     def _arm(self, seconds: float) -> None:
         # libev's timers keep their interval: a new one for each (0.17 µs here).
+        # Counted from the loop's cached clock, so it may fire early; _expired
+        # checks the real time.  Not updating it is explicit: gevent's default may
+        # (starting_timer_may_update_loop_time), and a clock that moves on every
+        # request is what the server's fairness check reads as "we yielded".
         if self._timer is not None:
             self._timer.close()
         self._timer = self._loop.timer(seconds)
-        self._timer.start(self._expired, update=True)
+        self._timer.start(self._expired, update=False)
 
     # ------------------------------------------------------------ callbacks (in the hub)
 
