@@ -11,15 +11,24 @@ Shaped like h11's example server.  One greenlet per connection runs::
                  until res.end() was called -- by the handler or any greenlet later
         then either start the next cycle (keep-alive, pipelining) or close
 
-Requests on one connection are handled strictly in order: h11 does not parse the
-next pipelined request until this one's response is done.  The per-request path
-creates two objects (request, response) and no timers: deadlines are plain numbers
-that the wire turns into socket timeouts.
+Requests on one connection are handled strictly in order: the next pipelined
+request is not parsed until this one's response is done.  The per-request path
+creates two objects (request, response); deadlines are plain numbers that the wire
+turns into socket timeouts.
 
-Timeouts (Node's rules): socket inactivity goes, in order, to the request (only
-while its body is incomplete), the response, the server (``'timeout'`` with the
-socket); with no listener anywhere the socket is destroyed.  ``headers_timeout`` and
-``request_timeout`` answer 408 and close; ``keep_alive_timeout`` closes silently.
+While the handler has the greenlet (ACTIVE), nobody would be reading the socket: a
+:class:`~greenhttps._watch.PeerWatch` stands in, a read watcher and an idle timer on
+the hub, started before ``'request'`` and stopped once the response is done.  A peer
+that closes or resets meanwhile destroys the response (``'close'``) and aborts the
+request, and the handler's next write raises; bytes that arrive meanwhile are kept
+for the next read.  The handler's own body reads pause the read watcher.
+
+Timeouts (Node's ``socketOnTimeout``): socket inactivity goes to the request (only
+while its body is incomplete), the response and the server (``'timeout'`` with the
+socket), every one of them, once per idle period; with no listener anywhere the
+socket is destroyed -- between requests, during reads and writes, and while the
+handler sleeps or computes alike.  ``headers_timeout`` and ``request_timeout``
+answer 408 and close; ``keep_alive_timeout`` closes silently.
 """
 
 from __future__ import annotations
