@@ -489,12 +489,17 @@ class ClientRequest(OutgoingMessage):
                 })
 
     def _may_retry(self, wire: Wire, exc: BaseException) -> bool:
+        # Only a peer that provably closed the reused socket (EOF or reset before any
+        # response byte) earns a second send.  Our own timeout (the idle timer, a
+        # getresponse() wait, the deadline) says nothing about the server, which may
+        # be working on the request: sending it again would run it twice.
         return (
             self.reused_socket
             and self._replay is not None
             and wire.bytes_received == 0
             and self.method in _IDEMPOTENT
             and isinstance(exc, (errors.NetworkError, errors.ProtocolError))
+            and not isinstance(exc, errors.TimeoutError)
         )
 
     def _retry(self) -> None:

@@ -174,12 +174,20 @@ def _check_peer(tls: Any, opts: Mapping[str, Any], sock: Socket, servername: str
 
     def checker(hostname: str, cert: dict[str, Any]) -> BaseException | None:
         # Keep the checker's own error: Node emits exactly what it returned.
+        # Node (lib/_tls_wrap.js onConnectSecure): ``verifyError = checkServerIdentity()``
+        # then ``if (verifyError)``: any falsy return (None, False, 0, "") accepts.  A
+        # truthy value that is no exception is still a refusal; it is wrapped, since
+        # Python can only raise exceptions.
         try:
-            err = user_check(hostname, cert)
+            result = user_check(hostname, cert)
         except Exception as exc:
-            err = exc
-        if err is not None:
-            rejected.append(err)
+            result = exc
+        if not result:
+            return None
+        err = result if isinstance(result, BaseException) else errors.CertificateError(
+            f"check_server_identity refused {hostname}: it returned {result!r}", "ERR_TLS_CERT_ALTNAME_INVALID"
+        )
+        rejected.append(err)
         return err
 
     authorized, reason = _verify.client_verify_result(tls, hostname=servername, ca=opts.get("ca"), check_identity=checker)

@@ -882,3 +882,40 @@ def test_keep_alive_exchanges_leave_no_cyclic_garbage(serve: Any, ca_pem: bytes)
     assert found == 0
     assert agent.total_socket_count == 1
     agent.destroy()
+
+
+# =====================================================================
+# Retry only after the peer closed (issue 17's first defect)
+# =====================================================================
+
+
+@pytest.mark.parametrize("how", ["timeout_option", "getresponse_timeout"])
+def test_client_timeout_on_a_reused_socket_is_not_retried(serve: Any, ca_pem: bytes, how: str) -> None:
+    """A keep-alive agent, one request to warm the socket, then ``/slow`` with a
+    300 ms timeout against a handler that takes 2 s: the server sees ``/slow`` once
+    and the error comes after ~0.3 s (the retry-once rule is for a socket the peer
+    closed, never for the client's own timeout)."""
+    seen: list[str] = []
+
+    def handler(req: Any, res: Any) -> None:
+        seen.append(req.url)
+        if req.url == "/slow":
+            gevent.sleep(2)
+        res.end("ok")
+
+    port = port_of(serve(handler))
+    agent = greenhttps.Agent(keep_alive=True)
+    greenhttps.get(url(port, "/warm"), ca=ca_pem, agent=agent).read()
+    started = time.monotonic()
+    with pytest.raises(errors.TimeoutError):
+        if how == "timeout_option":
+            greenhttps.get({"hostname": "localhost", "port": port, "path": "/slow", "timeout": 300,
+                            "ca": ca_pem, "agent": agent})
+        else:
+            greenhttps.request(url(port, "/slow"), ca=ca_pem, agent=agent).getresponse(timeout=300)
+    elapsed = time.monotonic() - started
+    assert 0.25 < elapsed < 1.2, elapsed
+    gevent.sleep(0.3)
+    assert seen == ["/warm", "/slow"]
+    assert agent.total_socket_count == 0
+    agent.destroy()
