@@ -34,13 +34,13 @@ import gevent
 from gevent.event import AsyncResult
 
 from . import errors
-from ._agent import Agent
+from ._agent import Agent, get_global_agent
 from ._dial import ClientConnection, dial
 from ._events import logger
 from ._headers import node_headers, raw_list
 from ._incoming import IncomingMessage
-from ._options import CLIENT_TLS_KEYS, ms_to_seconds, node_aliases
-from ._outgoing import OutgoingMessage, attribute_aliases
+from ._options import CLIENT_TLS_KEYS, attribute_aliases, ms_to_seconds, node_aliases
+from ._outgoing import OutgoingMessage
 from ._socket import Socket
 from ._url import host_header, request_options, server_name
 from ._wire import DeadlineExceeded, Head, Wire
@@ -211,7 +211,7 @@ class ClientRequest(OutgoingMessage):
         conn = agent.acquire(name, self)
         if conn is None:
             try:
-                conn = dial(self._opts, agent, name)
+                conn = _dial_for(self._opts, agent, name)
             except BaseException:
                 agent.dial_failed(name)
                 raise
@@ -512,7 +512,7 @@ class ClientRequest(OutgoingMessage):
         if stale is not None:
             self.agent.replace(stale)  # its slot becomes our permit to dial
         try:
-            conn = dial(self._opts, self.agent, self._name)
+            conn = _dial_for(self._opts, self.agent, self._name)
         except BaseException:
             self.agent.dial_failed(self._name)
             raise
@@ -591,6 +591,11 @@ class ClientRequest(OutgoingMessage):
         self.emit("close")
 
 
+def _dial_for(opts: Mapping[str, Any], agent: Agent, name: str) -> ClientConnection:
+    return dial(opts, name, secure=agent.secure, sessions=agent,
+                keep_alive_msecs=agent.keep_alive_msecs if agent.keep_alive else None)
+
+
 def _no_more() -> bytes:
     return b""
 
@@ -629,7 +634,6 @@ def _make_request(
     kwargs: dict[str, Any],
     *,
     agent_class: type[Agent],
-    global_agent: Callable[[], Agent],
 ) -> ClientRequest:
     if callable(url_or_options) and callback is None:
         url_or_options, callback = None, url_or_options
@@ -640,7 +644,8 @@ def _make_request(
     if agent is False:
         agent = agent_class()  # a one-off connection: Connection: close
     elif agent is None:
-        agent = global_agent()
+        # Read at call time: ``greenhttps.global_agent = Agent(...)`` takes effect.
+        agent = get_global_agent(agent_class.protocol)
     elif not isinstance(agent, Agent):
         raise errors.InvalidArgumentError(f"agent must be an Agent, None or False, not {agent!r}", "ERR_INVALID_ARG_TYPE")
     for key, value in agent.options.items():
@@ -663,14 +668,7 @@ def request(
     URL and ``TypeError`` for an unknown option; network errors come later (``'error'``
     or :meth:`ClientRequest.getresponse`).
     """
-    return _make_request(url_or_options, callback, kwargs, agent_class=Agent, global_agent=_global_agent)
-
-
-def _global_agent() -> Agent:
-    # Read at call time so that ``greenhttps.global_agent = Agent(...)`` takes effect.
-    import greenhttps
-
-    return greenhttps.global_agent
+    return _make_request(url_or_options, callback, kwargs, agent_class=Agent)
 
 
 def get(url_or_options: Any = None, callback: Callable[..., Any] | None = None, **kwargs: Any) -> Any:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import socket as _stdlib_socket
 import time
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping, Protocol
 
 import gevent
 from gevent import socket as gsocket
@@ -23,14 +23,20 @@ from ._socket import Socket
 from ._url import is_ip
 from ._wire import Wire, wire_class
 
-if TYPE_CHECKING:
-    from ._agent import Agent
-
-__all__ = ["ClientConnection", "dial", "CLIENT_WIRE"]
+__all__ = ["ClientConnection", "SessionCache", "dial", "CLIENT_WIRE"]
 
 _INF = float("inf")
 #: The wire class connections use (chosen once, at import; see wire_class).
 CLIENT_WIRE = wire_class(client=True)
+
+
+class SessionCache(Protocol):
+    """What dialing needs from the pool: the TLS sessions it keeps per pool key
+    (the Agent is one; dialing never sees the rest of it)."""
+
+    def get_session(self, name: str) -> Any: ...
+
+    def evict_session(self, name: str) -> None: ...
 
 
 class ClientConnection:
@@ -108,8 +114,20 @@ def _connect_tcp(opts: Mapping[str, Any], timeout: float | None) -> gsocket.sock
     raise last or OSError(f"no address for {host}")
 
 
-def dial(opts: Mapping[str, Any], agent: Agent, name: str) -> ClientConnection:
-    """Open a connection as ``opts`` say: TCP (or Unix), then TLS and its checks."""
+def dial(
+    opts: Mapping[str, Any],
+    name: str,
+    *,
+    secure: bool,
+    keep_alive_msecs: float | None = None,
+    sessions: SessionCache | None = None,
+) -> ClientConnection:
+    """Open a connection as ``opts`` say: TCP (or Unix), then TLS if ``secure`` and its checks.
+
+    ``name`` is the pool key; ``keep_alive_msecs`` turns TCP keep-alive on (None:
+    off); ``sessions`` offers the session cached for ``name`` for resumption, unless
+    the request names its own (``opts['session']``, Node's ``options.session``).
+    """
     connect_timeout = ms_to_seconds(opts.get("connect_timeout") or opts.get("timeout"))
     where = opts.get("socket_path") or f"{opts['host']}:{opts['port']}"
     try:
@@ -120,10 +138,10 @@ def dial(opts: Mapping[str, Any], agent: Agent, name: str) -> ClientConnection:
         if raw.family != _stdlib_socket.AF_UNIX:
             raw.setsockopt(_stdlib_socket.IPPROTO_TCP, _stdlib_socket.TCP_NODELAY, 1)
         sock = Socket(raw)
-        if agent.keep_alive:
-            sock.set_keep_alive(True, agent.keep_alive_msecs)
-        if agent.secure:
-            stream = _handshake(raw, opts, agent, name, sock, connect_timeout)
+        if keep_alive_msecs is not None:
+            sock.set_keep_alive(True, keep_alive_msecs)
+        if secure:
+            stream = _handshake(raw, opts, sessions, name, sock, connect_timeout)
         else:
             stream = raw
         wire = CLIENT_WIRE(
@@ -139,16 +157,23 @@ def dial(opts: Mapping[str, Any], agent: Agent, name: str) -> ClientConnection:
     return ClientConnection(name, sock, wire)
 
 
-def _handshake(raw: gsocket.socket, opts: Mapping[str, Any], agent: Agent, name: str, sock: Socket, timeout: float | None) -> Any:
+def _handshake(raw: gsocket.socket, opts: Mapping[str, Any], sessions: SessionCache | None, name: str,
+               sock: Socket, timeout: float | None) -> Any:
     tls_opts = {key: opts[key] for key in _tls.CLIENT_TLS_KEYS if opts.get(key) is not None}
     context = _tls.create_client_context(**tls_opts)
     servername = opts["servername"]
     sni = None if is_ip(servername) else servername
-    session = agent.get_session(name)
+    session = opts.get("session")  # the caller's own (Node's options.session) wins
+    cached = session is None and sessions is not None
+    if cached:
+        assert sessions is not None
+        session = sessions.get_session(name)
     try:
         tls = _tls.wrap_socket(context, raw, server_side=False, server_hostname=sni, session=session)
-    except ValueError:  # a cached session from another context
-        agent.evict_session(name)
+    except (ValueError, TypeError):  # a session from another context (or not a session)
+        if cached:
+            assert sessions is not None
+            sessions.evict_session(name)
         tls = _tls.wrap_socket(context, raw, server_side=False, server_hostname=sni)
     try:
         try:

@@ -15,8 +15,7 @@ from typing import Any, Callable, Iterator
 from . import errors
 from ._events import EventEmitter
 from ._headers import node_headers, raw_list
-from ._options import node_aliases
-from ._outgoing import attribute_aliases
+from ._options import attribute_aliases, node_aliases
 from ._socket import Socket
 from ._wire import Head
 

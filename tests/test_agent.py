@@ -405,10 +405,23 @@ def test_scheduling_lifo_vs_fifo(script_server: Any, ca_pem: bytes, scheduling: 
 
 
 def test_invalid_scheduling_and_limits() -> None:
-    with pytest.raises(ValueError):
+    """B-67 (test-http-agent-maxtotalsockets.js) and Node's validateOneOf for
+    ``scheduling``: Node's codes, on ValueError subclasses (checked against Node 20)."""
+    with pytest.raises(ValueError) as info:
         greenhttps.Agent(scheduling="random")
-    with pytest.raises(ValueError):
+    assert info.value.code == "ERR_INVALID_ARG_VALUE"  # type: ignore[attr-defined]
+    with pytest.raises(ValueError) as info:
         greenhttps.Agent(max_sockets=0.5)
+    assert info.value.code == "ERR_OUT_OF_RANGE"  # type: ignore[attr-defined]
+    with pytest.raises(errors.InvalidArgumentError) as info2:
+        greenhttps.Agent(max_total_sockets="test")
+    assert info2.value.code == "ERR_INVALID_ARG_TYPE"
+    for bad in (float("nan"), -1, 0, 0.5):
+        with pytest.raises(errors.InvalidArgumentError) as info2:
+            greenhttps.Agent(maxTotalSockets=bad)
+        assert info2.value.code == "ERR_OUT_OF_RANGE" and "It must be >= 1" in str(info2.value)
+    assert greenhttps.Agent(max_total_sockets=float("inf")).max_total_sockets == float("inf")
+    assert greenhttps.Agent(max_sockets=0).max_sockets == float("inf")  # Node: `maxSockets || Infinity`
 
 
 def test_destroy_closes_free_and_busy_sockets(script_server: Any, ca_pem: bytes) -> None:

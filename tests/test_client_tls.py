@@ -568,6 +568,26 @@ def test_session_resumed_after_destroying_a_pooled_socket(serve: Any, ca_pem: by
     agent.destroy()
 
 
+def test_session_option_resumes(serve: Any, ca_pem: bytes) -> None:
+    """B-80 (test-https-client-resume.js): a second connection given the first's
+    ``get_session()`` as Node's ``session`` option resumes; the handler runs twice.
+    Agents with no session cache, so only the option can make it resume."""
+    seen = []
+    port = port_of(serve(lambda req, res: (seen.append(req.url), res.end("s"))))
+    first = greenhttps.get(url(port), ca=ca_pem, agent=greenhttps.Agent(max_cached_sessions=0))
+    assert first.socket.session_reused is False
+    session = first.socket.get_session()  # before the body: the socket closes after it
+    assert session is not None
+    assert first.read() == b"s"
+    second = greenhttps.get(url(port), ca=ca_pem, session=session, agent=greenhttps.Agent(max_cached_sessions=0))
+    assert second.socket.session_reused is True
+    assert second.read() == b"s"
+    third = greenhttps.get(url(port), ca=ca_pem, agent=greenhttps.Agent(max_cached_sessions=0))
+    assert third.socket.session_reused is False  # control: no option, no resumption
+    third.read()
+    assert seen == ["/", "/", "/"]
+
+
 def test_no_resumption_without_a_session_cache(serve: Any, ca_pem: bytes) -> None:
     port = port_of(serve(lambda req, res: res.end("s")))
     agent = greenhttps.Agent(max_cached_sessions=0)
