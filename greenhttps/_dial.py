@@ -58,7 +58,7 @@ class ClientConnection:
 
     @property
     def closed(self) -> bool:
-        return self.wire.closed
+        return self.wire.closed or self.socket.destroyed
 
     def is_alive(self) -> bool:
         return self.wire.is_reusable_idle()
