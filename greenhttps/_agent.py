@@ -224,6 +224,7 @@ class Agent(EventEmitter):
         now = time.monotonic()
         while free:
             candidate = free.pop() if self.scheduling == "lifo" else free.pop(0)
+            candidate.unpark()
             self._sync(name)
             if candidate.expires_at > now and candidate.is_alive():
                 conn = candidate
@@ -363,7 +364,7 @@ class Agent(EventEmitter):
                 return
             free = self._free.get(name, ())
             if self.keep_alive and len(free) < self.max_free_sockets and not self._starved_waiters():
-                conn.park(self._idle_seconds(conn))
+                conn.park(self._idle_seconds(conn), self._free_socket_readable)
                 self._free.setdefault(name, []).append(conn)
                 self._sync(name)
                 self._ensure_sweeper(conn.expires_at)
@@ -371,6 +372,20 @@ class Agent(EventEmitter):
         self._total -= 1
         conn.close()
         self._wake_for_permit(name)
+
+    def _free_socket_readable(self, conn: ClientConnection) -> None:
+        """(From the hub.) A free socket became readable: the server closed it (or
+        sent something unasked).  Drop it now, as Node's agent does on the socket's
+        ``'end'``/``'close'``, rather than find it dead at the next request."""
+        free = self._free.get(conn.name)
+        if free is None or conn not in free:
+            conn.unpark()
+            return
+        free.remove(conn)
+        self._sync(conn.name)
+        self._total -= 1
+        conn.close()
+        self._wake_for_permit(conn.name)
 
     def _forget(self, conn: ClientConnection) -> None:
         """Drop a connection that was neither in use nor free any more."""

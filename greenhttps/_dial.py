@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import socket as _stdlib_socket
 import time
-from typing import Any, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 import gevent
 from gevent import socket as gsocket
@@ -42,7 +42,7 @@ class SessionCache(Protocol):
 class ClientConnection:
     """A connection an agent pools: socket, wire, and what the pool needs to know."""
 
-    __slots__ = ("name", "socket", "wire", "session", "server_keep_alive", "expires_at", "uses")
+    __slots__ = ("name", "socket", "wire", "session", "server_keep_alive", "expires_at", "uses", "_watcher")
 
     def __init__(self, name: str, socket: Socket, wire: Wire) -> None:
         self.name = name
@@ -52,6 +52,9 @@ class ClientConnection:
         self.server_keep_alive: float | None = None
         self.expires_at = _INF
         self.uses = 0
+        #: While parked: a read watcher on the socket (the peer closing it, or
+        #: sending something unasked, makes it readable).
+        self._watcher: Any = None
 
     def __repr__(self) -> str:
         return f"<ClientConnection {self.name} uses={self.uses} closed={self.closed}>"
@@ -63,10 +66,33 @@ class ClientConnection:
     def is_alive(self) -> bool:
         return self.wire.is_reusable_idle()
 
-    def park(self, idle_seconds: float) -> None:
+    def park(self, idle_seconds: float, on_readable: Callable[[ClientConnection], None] | None = None) -> None:
+        """Idle in a pool for at most ``idle_seconds``; ``on_readable(self)`` is called
+        from the hub if the socket becomes readable meanwhile (the peer closed it)."""
         self.expires_at = time.monotonic() + idle_seconds
+        if on_readable is None:
+            return
+        watcher = self._watcher
+        if watcher is None:
+            try:
+                fd = self.wire.sock.fileno()
+            except OSError:
+                return
+            if fd < 0:
+                return
+            watcher = self._watcher = gevent.get_hub().loop.io(fd, 1)
+        watcher.start(on_readable, self)
+
+    def unpark(self) -> None:
+        """Taken from the pool: stop watching."""
+        if self._watcher is not None:
+            self._watcher.stop()
 
     def close(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.stop()
+            watcher.close()
         if not self.wire.closed:
             self.wire.close()
             self.socket.destroy()
