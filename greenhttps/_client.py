@@ -1,26 +1,34 @@
-"""The client: request(), get() and ClientRequest (dialing is in :mod:`._dial`).
+"""The client: request(), get() and ClientRequest, the Node-facing half.
 
 Theory of operation
 -------------------
-A :class:`ClientRequest` is driven by the greenlet that uses it.  The first
-``write()``/``end()``/``flush_headers()`` gets a connection from the agent (waiting
-in its queue, or dialing: TCP, TLS handshake, certificate and name checks) and sends
-the head; later writes go straight to the wire.  Nothing here raises a network error
-into ``end()``: as in Node, failures become the request's ``'error'``, emitted on the
-next turn of the loop so that a listener added right after ``end()`` still gets it,
-and ``getresponse()`` raises them.
+A :class:`ClientRequest` keeps Node's API: header defaults, ``write()``/``end()``,
+the events, ``getresponse()``.  Moving bytes is the job of its
+:class:`~greenhttps._exchange.ClientExchange` (acquire from the agent, dial, send,
+read heads and body, retry once on a stale pooled socket, release), created when
+the head is first sent.  The request is driven by the greenlet that uses it: the
+first ``write()``/``end()``/``flush_headers()`` acquires a connection (waiting in
+the agent's queue, or dialing) and sends the head.  Nothing here raises a network
+error into ``end()``: as in Node, failures become the request's ``'error'``,
+emitted on the next turn of the loop so that a listener added right after
+``end()`` still gets it (the socket stays listed in ``agent.sockets`` until then),
+and ``getresponse()`` raises them.  After ``abort()``/``destroy()``, ``end()``
+sends nothing.
 
 The response is read by whoever needs it first: ``getresponse()`` in the calling
 greenlet (the blocking style), or, when a ``'response'`` listener exists at
-``end()`` (the callback style), a greenlet spawned for it.  The connection goes back
-to the agent when the response body has been read to its end; a greenlet killed or
-timed out in the middle destroys the connection instead, so no pool slot is lost.
-From then on the request holds its response only weakly (the response holds the
-request), so that a finished exchange is freed by reference counting, not left to
-the cyclic garbage collector.
-An idempotent request sent whole on a *reused* socket that fails before any
-response byte is sent again once on a fresh connection (the server may have closed
-the idle socket just as we sent).
+``end()`` (the callback style), a greenlet spawned for it.  Events follow Node 20
+(NODE-BEHAVIOURS B-82): the response's ``'end'`` listeners run while the socket
+is still in use; then the connection goes back to the agent (pooled, handed to
+the next queued request, or closed if a listener destroyed it), then the
+request's ``'close'``, then the response's ``'close'``.  A blocking caller that
+reads the body to its end releases the connection inside that ``read()``, with
+no greenlet of its own.  A response with no body (HEAD, 204, 304,
+``Content-Length: 0``) gives its connection back as soon as its head is read,
+so that an unread one never holds a slot; its ``'end'`` and ``'close'`` events
+still come when it is read.  From the end on, the request holds its response only
+weakly (the response holds the request), so that a finished exchange is freed by
+reference counting, not left to the cyclic garbage collector.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 :func:`dial` makes a :class:`ClientConnection` as the request options say: TCP (or a
 Unix socket), with no resolver round trip for an IP literal; then, for HTTPS, the
-TLS handshake under the connect timeout, offering the agent's cached session for
-that origin, and the certificate and host-name checks (Node's ``rejectUnauthorized``
+TLS handshake under the connect timeout, offering the request's ``session``
+option or else the session the caller's cache (a :class:`SessionCache`: the agent)
+holds for that origin, and the certificate and host-name checks (Node's ``rejectUnauthorized``
 and ``checkServerIdentity``).  The connection's wire is the parser the client
 chose once, at import.
 """
