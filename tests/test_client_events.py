@@ -305,3 +305,24 @@ def test_abort_before_end_sends_nothing(script_server: Any, ca_pem: bytes) -> No
     assert connections == [] and requests == []
     with pytest.raises(errors.ConnectionResetError):
         req.getresponse(timeout=1000)
+
+
+def test_blocking_style_releases_inside_read_without_a_reader_greenlet(
+    serve: Any, ca_pem: bytes, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The keep-alive client path: getresponse() + read() with no listener spawns no
+    reader greenlet, and the socket is free the moment read() returns."""
+    port = port_of(serve(lambda req, res: res.end(BODY)))
+    agent = greenhttps.Agent(keep_alive=True)
+    name = name_of(agent, port, ca_pem)
+    spawned: list[int] = []
+    original = greenhttps.ClientRequest._start_reader
+    monkeypatch.setattr(greenhttps.ClientRequest, "_start_reader",
+                        lambda self: (spawned.append(1), original(self))[-1])
+    for _ in range(10):
+        res = greenhttps.get(url(port), ca=ca_pem, agent=agent)
+        assert res.read() == BODY
+        assert name not in agent.sockets and len(agent.free_sockets[name]) == 1
+    assert spawned == []
+    assert agent.total_socket_count == 1
+    agent.destroy()
