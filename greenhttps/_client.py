@@ -279,14 +279,19 @@ class ClientRequest(OutgoingMessage):
         if not self._result.ready():
             self._result.set_exception(errors.ConnectionResetError("request aborted", "ECONNRESET"))
         if not had_socket:
-            self._emit_close()
-            self.emit("abort")
+            # Node 20 emits both on the next tick, so listeners added right after
+            # abort() still hear them.
+            gevent.get_hub().loop.run_callback(self._emit_abort_before_socket)
             return
         self.emit("abort")
         res = self.res
         if res is not None and not res.complete:
             res._abort(errors.ConnectionResetError("aborted"))  # 'aborted', our 'close', its 'close'
         self._emit_close()
+
+    def _emit_abort_before_socket(self) -> None:
+        self._emit_close()
+        self.emit("abort")
 
     def destroy(self, error: BaseException | None = None) -> ClientRequest:
         """Destroy the request; ``error``, if given, is emitted as ``'error'``."""
