@@ -20,7 +20,7 @@ and a client with a connection-pooling :class:`Agent`::
 
 from __future__ import annotations
 
-from . import errors
+from . import _agent, errors
 from ._agent import Agent
 from ._client import ClientRequest, get, request
 from ._incoming import IncomingMessage
@@ -31,12 +31,15 @@ from .errors import Error
 
 __version__ = "0.1.0"
 
-#: The agent requests use when they name none (Node 20's: keep-alive, 5 s idle).
-global_agent = Agent(keep_alive=True, timeout=5000)
-
 # Node's spellings of the module-level names.
 createServer = create_server
-globalAgent = global_agent  # an alias of the initial agent; reassign global_agent
+# global_agent / globalAgent (Node 20's: keep-alive, 5 s idle): properties of this
+# module's class, kept in _agent's table so that assigning either one takes effect.
+__import__("sys").modules[__name__].__class__ = _agent.package_face(Agent.protocol)
+#: The agent requests use when they name none (declared here; the value is in _agent).
+global_agent: Agent
+#: Node's spelling of ``global_agent`` (assigning either takes effect).
+globalAgent: Agent
 
 from . import http, wsgi  # noqa: E402  (need the classes above)
 

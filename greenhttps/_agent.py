@@ -27,21 +27,42 @@ from __future__ import annotations
 import collections
 import hashlib
 import time
+import types
 from typing import TYPE_CHECKING, Any, Mapping
 
 import gevent
 from gevent.event import AsyncResult
 
+from . import errors
 from ._events import EventEmitter
-from ._options import AGENT_OPTIONS, CLIENT_TLS_KEYS, REQUEST_OPTIONS, merge_options, node_aliases
-from ._outgoing import attribute_aliases
+from ._options import (
+    AGENT_OPTIONS,
+    CLIENT_TLS_KEYS,
+    REQUEST_OPTIONS,
+    attribute_aliases,
+    merge_options,
+    node_aliases,
+)
 
 if TYPE_CHECKING:
     from ._dial import ClientConnection
 
-__all__ = ["Agent"]
+__all__ = ["Agent", "get_global_agent", "set_global_agent", "package_face"]
 
 _INF = float("inf")
+
+
+def _check_at_least_one(name: str, value: object) -> None:
+    """Node's ``validateNumber(value, name, 1)``: the errors an Agent's limits raise
+    (:class:`~greenhttps.errors.InvalidArgumentError`, a ValueError, with Node's code)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise errors.InvalidArgumentError(
+            f'The "{name}" argument must be of type number. Received {value!r}', "ERR_INVALID_ARG_TYPE"
+        )
+    if not value >= 1:  # NaN too
+        raise errors.InvalidArgumentError(
+            f'The value of "{name}" is out of range. It must be >= 1. Received {value!r}', "ERR_OUT_OF_RANGE"
+        )
 
 
 def _sockets_of(pool: dict[str, list[ClientConnection]]) -> dict[str, list[Any]]:
@@ -72,16 +93,21 @@ class Agent(EventEmitter):
         opts = merge_options(AGENT_OPTIONS, options, kwargs, what=type(self).__name__)
         self.keep_alive: bool = bool(opts.pop("keep_alive"))
         self.keep_alive_msecs: float = opts.pop("keep_alive_msecs")
-        self.max_sockets: float = opts.pop("max_sockets") or _INF
-        self.max_total_sockets: float = opts.pop("max_total_sockets") or _INF
+        self.max_sockets: float = opts.pop("max_sockets") or _INF  # Node: `|| Infinity`
+        max_total = opts.pop("max_total_sockets")
+        _check_at_least_one("max_total_sockets", max_total)  # Node's validateNumber(v, name, 1)
+        self.max_total_sockets: float = max_total
         self.max_free_sockets: int = opts.pop("max_free_sockets")
         self.timeout: float | None = opts.pop("timeout")
         self.max_cached_sessions: int = opts.pop("max_cached_sessions")
         self.scheduling: str = opts.pop("scheduling")
         if self.scheduling not in ("lifo", "fifo"):
-            raise ValueError(f"scheduling must be 'lifo' or 'fifo', not {self.scheduling!r}")
-        if self.max_sockets < 1 or self.max_total_sockets < 1:
-            raise ValueError("max_sockets and max_total_sockets must be at least 1")
+            raise errors.InvalidArgumentError(
+                f"The argument 'scheduling' must be one of: 'fifo', 'lifo'. Received {self.scheduling!r}",
+                "ERR_INVALID_ARG_VALUE",
+            )
+        # Node takes any maxSockets; a pool of less than one socket could serve nobody.
+        _check_at_least_one("max_sockets", self.max_sockets)
         #: Request options given to the agent: defaults for its requests.
         self.options = {name: value for name, value in opts.items() if value is not None}
         self.requests: dict[str, list[Any]] = {}
@@ -198,6 +224,7 @@ class Agent(EventEmitter):
         now = time.monotonic()
         while free:
             candidate = free.pop() if self.scheduling == "lifo" else free.pop(0)
+            candidate.unpark()
             self._sync(name)
             if candidate.expires_at > now and candidate.is_alive():
                 conn = candidate
@@ -337,7 +364,7 @@ class Agent(EventEmitter):
                 return
             free = self._free.get(name, ())
             if self.keep_alive and len(free) < self.max_free_sockets and not self._starved_waiters():
-                conn.park(self._idle_seconds(conn))
+                conn.park(self._idle_seconds(conn), self._free_socket_readable)
                 self._free.setdefault(name, []).append(conn)
                 self._sync(name)
                 self._ensure_sweeper(conn.expires_at)
@@ -345,6 +372,20 @@ class Agent(EventEmitter):
         self._total -= 1
         conn.close()
         self._wake_for_permit(name)
+
+    def _free_socket_readable(self, conn: ClientConnection) -> None:
+        """(From the hub.) A free socket became readable: the server closed it (or
+        sent something unasked).  Drop it now, as Node's agent does on the socket's
+        ``'end'``/``'close'``, rather than find it dead at the next request."""
+        free = self._free.get(conn.name)
+        if free is None or conn not in free:
+            conn.unpark()
+            return
+        free.remove(conn)
+        self._sync(conn.name)
+        self._total -= 1
+        conn.close()
+        self._wake_for_permit(conn.name)
 
     def _forget(self, conn: ClientConnection) -> None:
         """Drop a connection that was neither in use nor free any more."""
@@ -485,3 +526,46 @@ class Agent(EventEmitter):
             conn.close()
         if self._sweeper is not None:
             self._sweeper.kill(block=False)
+
+
+# -------------------------------------------------------- the global agents
+#
+# Node's ``https.globalAgent`` / ``http.globalAgent`` are module attributes that user
+# code may replace.  Their home is here, below the package face, so the client
+# (``_client``) reads them without importing ``greenhttps`` itself.  The faces
+# (``greenhttps`` and ``greenhttps.http``) become instances of a ModuleType subclass
+# whose ``global_agent`` and ``globalAgent`` properties read and write this table:
+# ``greenhttps.global_agent = Agent(...)`` and ``greenhttps.globalAgent = ...`` both
+# take effect for the next request, and read back the same object.
+
+_GLOBAL_AGENTS: dict[str, Agent] = {}
+
+
+def get_global_agent(protocol: str) -> Agent:
+    """The agent requests for ``protocol`` (``'https:'``/``'http:'``) use when they name none."""
+    return _GLOBAL_AGENTS[protocol]
+
+
+def set_global_agent(protocol: str, agent: Agent) -> None:
+    """Make ``agent`` the global agent for ``protocol`` (what assigning the face's
+    ``global_agent`` does)."""
+    _GLOBAL_AGENTS[protocol] = agent
+
+
+def _global_property(protocol: str) -> property:
+    return property(
+        lambda module: get_global_agent(protocol),
+        lambda module, agent: set_global_agent(protocol, agent),
+        doc=f"The agent {protocol} requests use when they name none (Node's ``globalAgent``).",
+    )
+
+
+def package_face(protocol: str) -> type[types.ModuleType]:
+    """The module class for a package face whose ``global_agent``/``globalAgent``
+    are ``protocol``'s entry in the global-agent table (set ``module.__class__``)."""
+    prop = _global_property(protocol)
+    return type("GreenhttpsModule", (types.ModuleType,), {"global_agent": prop, "globalAgent": prop, "__slots__": ()})
+
+
+#: Node 20's global agent: keep-alive, 5 s idle.
+set_global_agent(Agent.protocol, Agent(keep_alive=True, timeout=5000))

@@ -1,26 +1,34 @@
-"""The client: request(), get() and ClientRequest (dialing is in :mod:`._dial`).
+"""The client: request(), get() and ClientRequest, the Node-facing half.
 
 Theory of operation
 -------------------
-A :class:`ClientRequest` is driven by the greenlet that uses it.  The first
-``write()``/``end()``/``flush_headers()`` gets a connection from the agent (waiting
-in its queue, or dialing: TCP, TLS handshake, certificate and name checks) and sends
-the head; later writes go straight to the wire.  Nothing here raises a network error
-into ``end()``: as in Node, failures become the request's ``'error'``, emitted on the
-next turn of the loop so that a listener added right after ``end()`` still gets it,
-and ``getresponse()`` raises them.
+A :class:`ClientRequest` keeps Node's API: header defaults, ``write()``/``end()``,
+the events, ``getresponse()``.  Moving bytes is the job of its
+:class:`~greenhttps._exchange.ClientExchange` (acquire from the agent, dial, send,
+read heads and body, retry once on a stale pooled socket, release), created when
+the head is first sent.  The request is driven by the greenlet that uses it: the
+first ``write()``/``end()``/``flush_headers()`` acquires a connection (waiting in
+the agent's queue, or dialing) and sends the head.  Nothing here raises a network
+error into ``end()``: as in Node, failures become the request's ``'error'``,
+emitted on the next turn of the loop so that a listener added right after
+``end()`` still gets it (the socket stays listed in ``agent.sockets`` until then),
+and ``getresponse()`` raises them.  After ``abort()``/``destroy()``, ``end()``
+sends nothing.
 
 The response is read by whoever needs it first: ``getresponse()`` in the calling
 greenlet (the blocking style), or, when a ``'response'`` listener exists at
-``end()`` (the callback style), a greenlet spawned for it.  The connection goes back
-to the agent when the response body has been read to its end; a greenlet killed or
-timed out in the middle destroys the connection instead, so no pool slot is lost.
-From then on the request holds its response only weakly (the response holds the
-request), so that a finished exchange is freed by reference counting, not left to
-the cyclic garbage collector.
-An idempotent request sent whole on a *reused* socket that fails before any
-response byte is sent again once on a fresh connection (the server may have closed
-the idle socket just as we sent).
+``end()`` (the callback style), a greenlet spawned for it.  Events follow Node 20
+(NODE-BEHAVIOURS B-82): the response's ``'end'`` listeners run while the socket
+is still in use; then the connection goes back to the agent (pooled, handed to
+the next queued request, or closed if a listener destroyed it), then the
+request's ``'close'``, then the response's ``'close'``.  A blocking caller that
+reads the body to its end releases the connection inside that ``read()``, with
+no greenlet of its own.  A response with no body (HEAD, 204, 304,
+``Content-Length: 0``) gives its connection back as soon as its head is read,
+so that an unread one never holds a slot; its ``'end'`` and ``'close'`` events
+still come when it is read.  From the end on, the request holds its response only
+weakly (the response holds the request), so that a finished exchange is freed by
+reference counting, not left to the cyclic garbage collector.
 """
 
 from __future__ import annotations
@@ -34,20 +42,19 @@ import gevent
 from gevent.event import AsyncResult
 
 from . import errors
-from ._agent import Agent
-from ._dial import ClientConnection, dial
+from ._agent import Agent, get_global_agent
 from ._events import logger
+from ._exchange import ClientExchange
 from ._headers import node_headers, raw_list
 from ._incoming import IncomingMessage
-from ._options import CLIENT_TLS_KEYS, ms_to_seconds, node_aliases
-from ._outgoing import OutgoingMessage, attribute_aliases
+from ._options import CLIENT_TLS_KEYS, attribute_aliases, ms_to_seconds, node_aliases
+from ._outgoing import OutgoingMessage
 from ._socket import Socket
 from ._url import host_header, request_options, server_name
-from ._wire import DeadlineExceeded, Head, Wire
+from ._wire import Head, Wire
 
 __all__ = ["ClientRequest", "request", "get"]
 
-_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 #: Events whose listeners make ``end()`` read the response in a greenlet of its own.
 _READER_EVENTS = ("response", "upgrade", "connect")
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
@@ -77,14 +84,10 @@ class ClientRequest(OutgoingMessage):
         self._res: IncomingMessage | weakref.ReferenceType[IncomingMessage] | None = None
         self._has_body = True
         self._explicit_chunked = True
-        self._conn: ClientConnection | None = None
+        #: Acquire, send, read, release: the transport half (see :mod:`._exchange`).
+        self._exchange: ClientExchange | None = None
         self._name = ""
         self._result: AsyncResult[IncomingMessage | None] = AsyncResult()
-        self._replay: tuple[list[tuple[bytes, bytes]], bytes] | None = None
-        self._trailers: Any = ()
-        self._reclaim: weakref.finalize | None = None
-        #: The response body ends when the server closes (RFC 9112 §6.3 rule 8).
-        self._close_delimited = False
         #: A 'timeout' listener has been called: the caller handles timeouts now.
         self._timeout_handled = False
         self._deadline = time.monotonic() + opts["deadline"] / 1000.0 if opts.get("deadline") else None
@@ -139,22 +142,26 @@ class ClientRequest(OutgoingMessage):
             raise errors.InvalidArgumentError(
                 "Content-Length and Transfer-Encoding cannot both be set", "ERR_HTTP_INVALID_HEADER_VALUE"
             )
+        if self.destroyed:
+            return  # aborted or destroyed first: nothing is sent (B-85)
         self.headers_sent = True
-        pairs = self._out.pairs()
-        if end:
-            self._replay = (pairs, body or b"")
+        exchange = self._exchange = ClientExchange(
+            self.agent, self._name, self._opts, self.method, self._deadline, _idle_callback(self)
+        )
         try:
-            self._acquire()
-            self._wire().send_head(method=self.method, target=self.path, headers=pairs, body=body, end=end)
+            self.socket = exchange.acquire(self)
+            self.reused_socket = exchange.reused
+            self.emit("socket", self.socket)
+            exchange.send_head(self.method, self.path, self._out.pairs(), body, end)
         except errors.InvalidArgumentError:
-            self._discard_connection()
+            exchange.discard()
             raise
         except (errors.Error, OSError) as exc:
             self._fail(exc)
         except BaseException:
-            self._discard_connection()
+            exchange.discard()
             raise
-        if self._reading or self._conn is None or end:
+        if self._reading or exchange.conn is None or end:
             return
         # While the body is still being written, someone must read what the server
         # says meanwhile: a 100 Continue, or (as Node hears it) an early response.
@@ -163,9 +170,10 @@ class ClientRequest(OutgoingMessage):
             self._start_reader()
 
     def _wire(self) -> Wire:
-        if self._conn is None:
+        exchange = self._exchange
+        if exchange is None or exchange.conn is None:
             raise self._failure()
-        return self._conn.wire
+        return exchange.wire
 
     def _wire_for_body(self) -> Wire:
         return self._wire()
@@ -186,8 +194,12 @@ class ClientRequest(OutgoingMessage):
     def end(self, data: bytes | str | None = None, encoding: str = "utf-8", callback: Callable[..., Any] | None = None) -> ClientRequest:
         """Finish the request, sending ``data`` first (Node's ``request.end()``); a str is
         encoded with ``encoding``, ``callback()`` is called once sent.  Returns self; a
-        network error fails the request (``'error'``/:meth:`getresponse`) instead of raising."""
+        network error fails the request (``'error'``/:meth:`getresponse`) instead of raising.
+        After :meth:`abort` or :meth:`destroy` it sends nothing (Node: no request, no error)."""
         if self.finished:
+            return self
+        if self.destroyed:
+            self.finished = True
             return self
         try:
             super().end(data, encoding, callback)
@@ -205,50 +217,6 @@ class ClientRequest(OutgoingMessage):
         if not self._reading and not self._result.ready() and any(map(self.has_listeners, _READER_EVENTS)):
             self._start_reader()
 
-    def _acquire(self) -> None:
-        """Get a connection: an idle pooled one, or a new one dialed with a permit."""
-        agent, name = self.agent, self._name
-        conn = agent.acquire(name, self)
-        if conn is None:
-            try:
-                conn = dial(self._opts, agent, name)
-            except BaseException:
-                agent.dial_failed(name)
-                raise
-            agent.connected(name, conn)
-        else:
-            self.reused_socket = True
-            if self._opts.get("timeout"):
-                conn.wire.set_idle_timeout(ms_to_seconds(self._opts["timeout"]))
-        self._hold(conn)
-        self.emit("socket", conn.socket)
-
-    def _hold(self, conn: ClientConnection) -> None:
-        """Make ``conn`` this request's connection until :meth:`_let_go`.
-
-        A request abandoned with its connection still in use (its greenlet killed
-        between two reads of the body, or the response simply dropped) gives the
-        connection back when it is garbage-collected: closed, never pooled, so the
-        slot is not lost for good.  The wire only holds a weak reference to us.
-        """
-        conn.uses += 1
-        ref = weakref.ref(self)
-        conn.wire.on_idle = lambda: _on_idle_of(ref)
-        self._conn = conn
-        self.socket = conn.socket
-        self._reclaim = weakref.finalize(self, _reclaim_abandoned, self.agent, conn)
-        self._reclaim.atexit = False
-
-    def _let_go(self) -> ClientConnection | None:
-        """Take the connection away from this request (the caller decides its fate)."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.wire.on_idle = None
-            if self._reclaim is not None:
-                self._reclaim.detach()
-                self._reclaim = None
-        return conn
-
     # ------------------------------------------------------------ failure
 
     def _failure(self) -> BaseException:
@@ -257,41 +225,73 @@ class ClientRequest(OutgoingMessage):
         return errors.ConnectionResetError("socket hang up")
 
     def _fail(self, exc: BaseException) -> None:
-        """Record the request's error; emit it on the next turn (Node's nextTick)."""
+        """Record the request's error; emit it on the next turn (Node's nextTick).
+
+        Until then the socket is closed but still listed in ``agent.sockets`` (as
+        Node, whose agent forgets a socket after its ``'close'``), unless a blocking
+        caller is waiting: it gets the error now, and the slot is freed first.
+        """
         err = errors.from_os_error(exc) if not isinstance(exc, errors.Error) else exc
-        self._discard_connection()
         if self._result.ready():
+            self._discard_connection()
             return
         self._result.set_exception(err)
+        if self._waited or self._exchange is None:
+            self._discard_connection()
+        else:
+            self._exchange.close_now()
         gevent.get_hub().loop.run_callback(self._emit_failure, err)
 
     def _emit_failure(self, err: BaseException) -> None:
         if self.aborted:
+            self._discard_connection()
             return
-        if not self.emit("error", err) and not self._waited:
-            logger.warning("unhandled 'error' on %r: %s", self, err)
-        self.emit("close")
+        try:
+            if not self.emit("error", err) and not self._waited:
+                logger.warning("unhandled 'error' on %r: %s", self, err)
+        finally:
+            self._discard_connection()
+        self._emit_close()
 
     _waited = False
+    _close_emitted = False
+
+    def _emit_close(self) -> None:
+        """The request's ``'close'``, once."""
+        if not self._close_emitted:
+            self._close_emitted = True
+            self.emit("close")
 
     def _discard_connection(self) -> None:
-        conn = self._let_go()
-        if conn is not None:
-            self.agent.destroy_connection(conn)
+        if self._exchange is not None:
+            self._exchange.discard()
 
     def abort(self) -> None:
-        """Abort the request: close its connection; emits ``'abort'`` and ``'close'``."""
+        """Abort the request: close its connection.  Node 20's order: with a socket,
+        ``'abort'``, the response's ``'aborted'``, ``'close'``, the response's
+        ``'close'``; before one, ``'close'`` then ``'abort'`` (and nothing is sent)."""
         if self.aborted:
             return
         self.aborted = True
         self.destroyed = True
+        had_socket = self.socket is not None
         self._discard_connection()
         if not self._result.ready():
             self._result.set_exception(errors.ConnectionResetError("request aborted", "ECONNRESET"))
-        if self.res is not None and not self.res.complete:
-            self.res._abort(errors.ConnectionResetError("aborted"))
+        if not had_socket:
+            # Node 20 emits both on the next tick, so listeners added right after
+            # abort() still hear them.
+            gevent.get_hub().loop.run_callback(self._emit_abort_before_socket)
+            return
         self.emit("abort")
-        self.emit("close")
+        res = self.res
+        if res is not None and not res.complete:
+            res._abort(errors.ConnectionResetError("aborted"))  # 'aborted', our 'close', its 'close'
+        self._emit_close()
+
+    def _emit_abort_before_socket(self) -> None:
+        self._emit_close()
+        self.emit("abort")
 
     def destroy(self, error: BaseException | None = None) -> ClientRequest:
         """Destroy the request; ``error``, if given, is emitted as ``'error'``."""
@@ -302,11 +302,12 @@ class ClientRequest(OutgoingMessage):
         err = error or errors.ConnectionResetError("socket hang up")
         if not self._result.ready():
             self._result.set_exception(err)
-        if self.res is not None and not self.res.complete:
-            self.res._abort(err)
+        res = self.res
+        if res is not None and not res.complete:
+            res._abort(err)
         if error is not None:
             self.emit_error(error)
-        self.emit("close")
+        self._emit_close()
         return self
 
     # ------------------------------------------------------------ timeouts
@@ -318,8 +319,8 @@ class ClientRequest(OutgoingMessage):
         if callback is not None:
             self.once("timeout", callback)
         self._opts["timeout"] = msecs
-        if self._conn is not None:
-            self._conn.wire.set_idle_timeout(ms_to_seconds(msecs))
+        if self._exchange is not None:
+            self._exchange.set_idle_timeout(ms_to_seconds(msecs))
         return self
 
     def _on_idle(self) -> bool:
@@ -405,69 +406,38 @@ class ClientRequest(OutgoingMessage):
         try:
             head = self._read_final_head()
         except BaseException as exc:
-            if isinstance(exc, (errors.Error, OSError, DeadlineExceeded)):
-                if isinstance(exc, DeadlineExceeded):
-                    exc = errors.TimeoutError("request deadline exceeded")
+            if isinstance(exc, (errors.Error, OSError)):
                 self._fail(exc)
                 return None
             self._discard_connection()
             raise
         if head is None:
             return None
-        conn = self._conn
-        assert conn is not None
-        # The wire forgets trailers when it starts its next exchange (the connection
-        # is pooled the moment the body ends), so the request keeps its own copy.
-        res = IncomingMessage(head, conn.socket, self._read_body_chunk, trailers=lambda: self._trailers,
-                              read_rest=self._read_rest_of_body)
+        exchange = self._exchange
+        assert exchange is not None and exchange.socket is not None
+        res = IncomingMessage(head, exchange.socket, exchange.read_body, trailers=exchange.trailers,
+                              read_rest=exchange.read_rest)
         res.req = self  # type: ignore[attr-defined]
+        res._on_finish = self._response_finished
         self._res = res
-        # From the raw fields: most callers never look at Node's header dict.
-        framed = empty = False
-        keep_alive = None
-        for name, value in head.headers:
-            if len(name) not in (10, 14, 17):
-                continue
-            lname = name.lower()
-            if lname == b"content-length":
-                framed = True
-                empty = value.strip() == b"0"
-            elif lname == b"transfer-encoding":
-                framed = True
-            elif lname == b"keep-alive":
-                keep_alive = value.decode("latin-1")
-        self._close_delimited = self.method != "HEAD" and head.status not in (204, 304) and not framed
-        if keep_alive is not None and "timeout=" in keep_alive:
-            try:
-                conn.server_keep_alive = float(keep_alive.split("timeout=")[1].split(",")[0])
-            except ValueError:
-                pass
+        no_body = exchange.response_started(head)
         self._result.set(res)
-        if self.method == "HEAD" or head.status in (204, 304) or empty:
-            # No body is coming: take the end marker now (h11 has it without I/O) so
-            # the connection returns to the pool even if nobody reads the body.
-            self._read_body_chunk()
+        if no_body:
+            # No body is coming: take the end marker now (h11 has it without I/O) and
+            # give the connection back even if nobody reads the body.  'end' and the
+            # 'close' events still come when the body is read (or flows).
+            exchange.read_body()
+            exchange.release()
             res._replace_source(_no_more)
         return res
 
     def _read_final_head(self) -> Head | None:
-        """Read heads until a final one; handle 1xx, retry once on a stale socket."""
+        """Read heads until a final one; 1xx become events, 101/CONNECT hand the socket over."""
+        exchange = self._exchange
+        if exchange is None or exchange.conn is None:
+            raise self._failure()
         while True:
-            wire = self._wire()
-            try:
-                head = wire.read_head(deadline=self._deadline)
-                if head is None:
-                    raise errors.ConnectionResetError("socket hang up")
-            except (errors.NetworkError, errors.ProtocolError) as exc:
-                if self._may_retry(wire, exc):
-                    self._retry()
-                    continue
-                if isinstance(exc, errors.ProtocolError) and wire.bytes_received == 0:
-                    # h11 calls a close before any response byte a protocol error;
-                    # with nothing received it can only be the peer hanging up (Node's
-                    # ECONNRESET "socket hang up").
-                    raise errors.ConnectionResetError("socket hang up") from exc
-                raise
+            head = exchange.read_head()
             if self.method == "CONNECT" and 200 <= head.status < 300:
                 # The tunnel is open: the socket is the caller's now (Node's 'connect').
                 self._upgrade(head, "connect")
@@ -488,102 +458,36 @@ class ClientRequest(OutgoingMessage):
                     "raw_headers": raw_list(head.headers),
                 })
 
-    def _may_retry(self, wire: Wire, exc: BaseException) -> bool:
-        return (
-            self.reused_socket
-            and self._replay is not None
-            and wire.bytes_received == 0
-            and self.method in _IDEMPOTENT
-            and isinstance(exc, (errors.NetworkError, errors.ProtocolError))
-        )
-
-    def _retry(self) -> None:
-        logger.debug("%r: reused connection was closed by the server; retrying once", self)
-        assert self._replay is not None
-        pairs, body = self._replay
-        self._replay = None
-        stale = self._let_go()
-        self.reused_socket = False
-        if stale is not None:
-            self.agent.replace(stale)  # its slot becomes our permit to dial
-        try:
-            conn = dial(self._opts, self.agent, self._name)
-        except BaseException:
-            self.agent.dial_failed(self._name)
-            raise
-        self.agent.connected(self._name, conn)
-        self._hold(conn)
-        conn.wire.send_head(method=self.method, target=self.path, headers=pairs, body=body, end=True)
-
     def _upgrade(self, head: Head, event: str) -> None:
         """Hand the socket to the ``event`` ('upgrade' or 'connect') listener, with
         the bytes already read past the head; without a listener it is destroyed."""
-        conn = self._conn
-        assert conn is not None
-        res = IncomingMessage(head, conn.socket, lambda: b"", has_body=False)
-        _, rest = conn.wire.detach()
-        self._let_go()
-        self.agent.detach(conn)
+        exchange = self._exchange
+        assert exchange is not None
+        sock, rest = exchange.detach()
+        res = IncomingMessage(head, sock, lambda: b"", has_body=False)
         self._result.set(res)
-        if not self.emit(event, res, conn.socket, rest):
-            conn.socket.destroy()
+        if not self.emit(event, res, sock, rest):
+            sock.destroy()
 
-    def _read_rest_of_body(self) -> bytes | None:
-        return self._from_wire(rest=True)
+    def _response_finished(self) -> None:
+        """The response emitted ``'end'`` (or ``'aborted'``); its ``'close'`` follows.
 
-    def _read_body_chunk(self) -> bytes:
-        chunk = self._from_wire(rest=False)
-        assert chunk is not None
-        if not chunk:
-            conn = self._conn
-            assert conn is not None
-            self._trailers = conn.wire.trailers
-            self._response_done(conn)
-        return chunk
-
-    def _from_wire(self, *, rest: bool) -> bytes | None:
-        """The wire's ``read_rest_of_body()`` or ``read_body()``; a failure discards the connection."""
-        conn = self._conn
-        if conn is None:
-            raise self._failure()
-        try:
-            wire = conn.wire
-            return (wire.read_rest_of_body if rest else wire.read_body)(deadline=self._deadline)
-        except DeadlineExceeded:
-            self._discard_connection()
-            raise errors.TimeoutError("request deadline exceeded") from None
-        except BaseException:
-            self._discard_connection()
-            raise
-
-    def _response_done(self, conn: ClientConnection) -> None:
-        self._let_go()
+        Node's order: the connection goes back to the agent only now, after the
+        ``'end'`` listeners ran (one may have destroyed the socket: then it is
+        closed, never pooled or handed to a queued request), then the request's
+        ``'close'``, then the response's.
+        """
+        exchange = self._exchange
+        if exchange is not None:
+            exchange.release()  # nothing left to release after an abort
         res = self._res
-        if isinstance(res, IncomingMessage):
-            # The response points back here (res.req, its body reader); holding it
+        if isinstance(res, IncomingMessage) and res.complete:
+            # The response points back here (res.req, its _on_finish); holding it
             # strongly as well would leave every exchange a reference cycle for the
             # garbage collector: ~20 objects per request, ~6% of keep-alive req/s.
             self._res = weakref.ref(res)
             self._result = _SETTLED
-        if conn.session is None and conn.socket.encrypted and not conn.socket.session_reused:
-            # Once per connection, and only after a full handshake: fetching the
-            # session costs ~0.1 ms, and by the end of the first response TLS 1.3
-            # tickets have arrived.  A resumed session stays cached: servers
-            # (OpenSSL's, Node's) accept a ticket again, and one that is refused
-            # means a full handshake, after which the new session is cached.
-            conn.session = conn.socket.get_session()
-            self.agent.cache_session(conn.name, conn.session)
-        wire = conn.wire
-        reusable = (
-            not self._close_delimited
-            # Bytes after the end of the response: nobody asked for them, and the
-            # next exchange would read them as its response.
-            and not wire.head_started
-            and wire.response_complete
-            and wire.start_next_cycle()
-        )
-        self.agent.release(conn, reusable=reusable)
-        self.emit("close")
+        self._emit_close()
 
 
 def _no_more() -> bytes:
@@ -597,14 +501,10 @@ _SETTLED: AsyncResult[IncomingMessage | None] = AsyncResult()
 _SETTLED.set(None)
 
 
-def _reclaim_abandoned(agent: Agent, conn: ClientConnection) -> None:
-    """Finalizer of a request dropped while holding a connection: destroy it on the
-    loop's next turn, never in the middle of the pool bookkeeping that a garbage
-    collection may interrupt."""
-    try:
-        gevent.get_hub().loop.run_callback(agent.destroy_connection, conn)
-    except Exception:  # interpreter shutdown: nothing left to give back to
-        conn.close()
+def _idle_callback(req: ClientRequest) -> Callable[[], bool]:
+    """The wire's idle-timeout callback for ``req``, holding it only weakly."""
+    ref = weakref.ref(req)
+    return lambda: _on_idle_of(ref)
 
 
 def _on_idle_of(ref: weakref.ReferenceType[ClientRequest]) -> bool:
@@ -624,7 +524,6 @@ def _make_request(
     kwargs: dict[str, Any],
     *,
     agent_class: type[Agent],
-    global_agent: Callable[[], Agent],
 ) -> ClientRequest:
     if callable(url_or_options) and callback is None:
         url_or_options, callback = None, url_or_options
@@ -635,7 +534,8 @@ def _make_request(
     if agent is False:
         agent = agent_class()  # a one-off connection: Connection: close
     elif agent is None:
-        agent = global_agent()
+        # Read at call time: ``greenhttps.global_agent = Agent(...)`` takes effect.
+        agent = get_global_agent(agent_class.protocol)
     elif not isinstance(agent, Agent):
         raise errors.InvalidArgumentError(f"agent must be an Agent, None or False, not {agent!r}", "ERR_INVALID_ARG_TYPE")
     for key, value in agent.options.items():
@@ -658,14 +558,7 @@ def request(
     URL and ``TypeError`` for an unknown option; network errors come later (``'error'``
     or :meth:`ClientRequest.getresponse`).
     """
-    return _make_request(url_or_options, callback, kwargs, agent_class=Agent, global_agent=_global_agent)
-
-
-def _global_agent() -> Agent:
-    # Read at call time so that ``greenhttps.global_agent = Agent(...)`` takes effect.
-    import greenhttps
-
-    return greenhttps.global_agent
+    return _make_request(url_or_options, callback, kwargs, agent_class=Agent)
 
 
 def get(url_or_options: Any = None, callback: Callable[..., Any] | None = None, **kwargs: Any) -> Any:

@@ -2,8 +2,9 @@
 
 :func:`dial` makes a :class:`ClientConnection` as the request options say: TCP (or a
 Unix socket), with no resolver round trip for an IP literal; then, for HTTPS, the
-TLS handshake under the connect timeout, offering the agent's cached session for
-that origin, and the certificate and host-name checks (Node's ``rejectUnauthorized``
+TLS handshake under the connect timeout, offering the request's ``session``
+option or else the session the caller's cache (a :class:`SessionCache`: the agent)
+holds for that origin, and the certificate and host-name checks (Node's ``rejectUnauthorized``
 and ``checkServerIdentity``).  The connection's wire is the parser the client
 chose once, at import.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import socket as _stdlib_socket
 import time
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
 import gevent
 from gevent import socket as gsocket
@@ -23,20 +24,26 @@ from ._socket import Socket
 from ._url import is_ip
 from ._wire import Wire, wire_class
 
-if TYPE_CHECKING:
-    from ._agent import Agent
-
-__all__ = ["ClientConnection", "dial", "CLIENT_WIRE"]
+__all__ = ["ClientConnection", "SessionCache", "dial", "CLIENT_WIRE"]
 
 _INF = float("inf")
 #: The wire class connections use (chosen once, at import; see wire_class).
 CLIENT_WIRE = wire_class(client=True)
 
 
+class SessionCache(Protocol):
+    """What dialing needs from the pool: the TLS sessions it keeps per pool key
+    (the Agent is one; dialing never sees the rest of it)."""
+
+    def get_session(self, name: str) -> Any: ...
+
+    def evict_session(self, name: str) -> None: ...
+
+
 class ClientConnection:
     """A connection an agent pools: socket, wire, and what the pool needs to know."""
 
-    __slots__ = ("name", "socket", "wire", "session", "server_keep_alive", "expires_at", "uses")
+    __slots__ = ("name", "socket", "wire", "session", "server_keep_alive", "expires_at", "uses", "_watcher")
 
     def __init__(self, name: str, socket: Socket, wire: Wire) -> None:
         self.name = name
@@ -46,21 +53,47 @@ class ClientConnection:
         self.server_keep_alive: float | None = None
         self.expires_at = _INF
         self.uses = 0
+        #: While parked: a read watcher on the socket (the peer closing it, or
+        #: sending something unasked, makes it readable).
+        self._watcher: Any = None
 
     def __repr__(self) -> str:
         return f"<ClientConnection {self.name} uses={self.uses} closed={self.closed}>"
 
     @property
     def closed(self) -> bool:
-        return self.wire.closed
+        return self.wire.closed or self.socket.destroyed
 
     def is_alive(self) -> bool:
         return self.wire.is_reusable_idle()
 
-    def park(self, idle_seconds: float) -> None:
+    def park(self, idle_seconds: float, on_readable: Callable[[ClientConnection], None] | None = None) -> None:
+        """Idle in a pool for at most ``idle_seconds``; ``on_readable(self)`` is called
+        from the hub if the socket becomes readable meanwhile (the peer closed it)."""
         self.expires_at = time.monotonic() + idle_seconds
+        if on_readable is None:
+            return
+        watcher = self._watcher
+        if watcher is None:
+            try:
+                fd = self.wire.sock.fileno()
+            except OSError:
+                return
+            if fd < 0:
+                return
+            watcher = self._watcher = gevent.get_hub().loop.io(fd, 1)
+        watcher.start(on_readable, self)
+
+    def unpark(self) -> None:
+        """Taken from the pool: stop watching."""
+        if self._watcher is not None:
+            self._watcher.stop()
 
     def close(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.stop()
+            watcher.close()
         if not self.wire.closed:
             self.wire.close()
             self.socket.destroy()
@@ -108,8 +141,20 @@ def _connect_tcp(opts: Mapping[str, Any], timeout: float | None) -> gsocket.sock
     raise last or OSError(f"no address for {host}")
 
 
-def dial(opts: Mapping[str, Any], agent: Agent, name: str) -> ClientConnection:
-    """Open a connection as ``opts`` say: TCP (or Unix), then TLS and its checks."""
+def dial(
+    opts: Mapping[str, Any],
+    name: str,
+    *,
+    secure: bool,
+    keep_alive_msecs: float | None = None,
+    sessions: SessionCache | None = None,
+) -> ClientConnection:
+    """Open a connection as ``opts`` say: TCP (or Unix), then TLS if ``secure`` and its checks.
+
+    ``name`` is the pool key; ``keep_alive_msecs`` turns TCP keep-alive on (None:
+    off); ``sessions`` offers the session cached for ``name`` for resumption, unless
+    the request names its own (``opts['session']``, Node's ``options.session``).
+    """
     connect_timeout = ms_to_seconds(opts.get("connect_timeout") or opts.get("timeout"))
     where = opts.get("socket_path") or f"{opts['host']}:{opts['port']}"
     try:
@@ -120,10 +165,10 @@ def dial(opts: Mapping[str, Any], agent: Agent, name: str) -> ClientConnection:
         if raw.family != _stdlib_socket.AF_UNIX:
             raw.setsockopt(_stdlib_socket.IPPROTO_TCP, _stdlib_socket.TCP_NODELAY, 1)
         sock = Socket(raw)
-        if agent.keep_alive:
-            sock.set_keep_alive(True, agent.keep_alive_msecs)
-        if agent.secure:
-            stream = _handshake(raw, opts, agent, name, sock, connect_timeout)
+        if keep_alive_msecs is not None:
+            sock.set_keep_alive(True, keep_alive_msecs)
+        if secure:
+            stream = _handshake(raw, opts, sessions, name, sock, connect_timeout)
         else:
             stream = raw
         wire = CLIENT_WIRE(
@@ -139,16 +184,23 @@ def dial(opts: Mapping[str, Any], agent: Agent, name: str) -> ClientConnection:
     return ClientConnection(name, sock, wire)
 
 
-def _handshake(raw: gsocket.socket, opts: Mapping[str, Any], agent: Agent, name: str, sock: Socket, timeout: float | None) -> Any:
+def _handshake(raw: gsocket.socket, opts: Mapping[str, Any], sessions: SessionCache | None, name: str,
+               sock: Socket, timeout: float | None) -> Any:
     tls_opts = {key: opts[key] for key in _tls.CLIENT_TLS_KEYS if opts.get(key) is not None}
     context = _tls.create_client_context(**tls_opts)
     servername = opts["servername"]
     sni = None if is_ip(servername) else servername
-    session = agent.get_session(name)
+    session = opts.get("session")  # the caller's own (Node's options.session) wins
+    cached = session is None and sessions is not None
+    if cached:
+        assert sessions is not None
+        session = sessions.get_session(name)
     try:
         tls = _tls.wrap_socket(context, raw, server_side=False, server_hostname=sni, session=session)
-    except ValueError:  # a cached session from another context
-        agent.evict_session(name)
+    except (ValueError, TypeError):  # a session from another context (or not a session)
+        if cached:
+            assert sessions is not None
+            sessions.evict_session(name)
         tls = _tls.wrap_socket(context, raw, server_side=False, server_hostname=sni)
     try:
         try:
@@ -174,12 +226,20 @@ def _check_peer(tls: Any, opts: Mapping[str, Any], sock: Socket, servername: str
 
     def checker(hostname: str, cert: dict[str, Any]) -> BaseException | None:
         # Keep the checker's own error: Node emits exactly what it returned.
+        # Node (lib/_tls_wrap.js onConnectSecure): ``verifyError = checkServerIdentity()``
+        # then ``if (verifyError)``: any falsy return (None, False, 0, "") accepts.  A
+        # truthy value that is no exception is still a refusal; it is wrapped, since
+        # Python can only raise exceptions.
         try:
-            err = user_check(hostname, cert)
+            result = user_check(hostname, cert)
         except Exception as exc:
-            err = exc
-        if err is not None:
-            rejected.append(err)
+            result = exc
+        if not result:
+            return None
+        err = result if isinstance(result, BaseException) else errors.CertificateError(
+            f"check_server_identity refused {hostname}: it returned {result!r}", "ERR_TLS_CERT_ALTNAME_INVALID"
+        )
+        rejected.append(err)
         return err
 
     authorized, reason = _verify.client_verify_result(tls, hostname=servername, ca=opts.get("ca"), check_identity=checker)

@@ -15,8 +15,7 @@ from typing import Any, Callable, Iterator
 from . import errors
 from ._events import EventEmitter
 from ._headers import node_headers, raw_list
-from ._options import node_aliases
-from ._outgoing import attribute_aliases
+from ._options import attribute_aliases, node_aliases
 from ._socket import Socket
 from ._wire import Head
 
@@ -63,6 +62,10 @@ class IncomingMessage(EventEmitter):
         if not has_body:
             self._read_chunk = _no_body
             self._read_rest = None
+
+    #: Called after ``'end'`` or ``'aborted'``, before this message's ``'close'``
+    #: (which it makes follow ``'end'``); the client request sets it.
+    _on_finish: Callable[[], None] | None = None
 
     #: Node's deprecated alias of ``socket`` (``message.connection``).
     connection = property(lambda self: self.socket)
@@ -120,6 +123,11 @@ class IncomingMessage(EventEmitter):
         self.complete = True
         self._ended = True
         self.emit("end")
+        on_finish = self._on_finish
+        if on_finish is not None:
+            self._on_finish = None
+            on_finish()
+            self.emit("close")
         return b""
 
     def _replace_source(self, read_chunk: Callable[[], bytes]) -> None:
@@ -145,6 +153,10 @@ class IncomingMessage(EventEmitter):
         if not self.aborted:
             self.aborted = True
             self.emit("aborted")
+            on_finish = self._on_finish
+            if on_finish is not None:
+                self._on_finish = None
+                on_finish()
             self.emit("close")
 
     def read(self, size: int = -1) -> bytes:

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Iterable, Mapping, TypeVar
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 __all__ = [
     "SERVER_OPTIONS",
     "REQUEST_OPTIONS",
     "AGENT_OPTIONS",
+    "attribute_aliases",
     "camel_case",
     "snake_case",
     "merge_options",
@@ -203,3 +204,26 @@ def node_aliases(cls: _C) -> _C:
         value = vars(mro[where])[name]
         setattr(cls, alias, value if hasattr(type(value), "__get__") else _forward(name))
     return cls
+
+
+def attribute_aliases(*names: str) -> Callable[[_C], _C]:
+    """Class decorator: a camelCase property for each plain instance attribute named.
+
+    :func:`node_aliases` aliases what a class body defines (methods, properties); an
+    attribute that ``__init__`` assigns (``status_code``) is not there to copy, so its
+    alias (``statusCode``) reads and writes the snake_case attribute by name.
+    """
+
+    def alias(name: str) -> property:
+        return property(
+            lambda self: getattr(self, name),
+            lambda self, value: setattr(self, name, value),
+            doc=f"Node's spelling of ``{name}``.",
+        )
+
+    def decorate(cls: _C) -> _C:
+        for name in names:
+            setattr(cls, camel_case(name), alias(name))
+        return cls
+
+    return decorate

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import time
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol
 
 from . import errors
 from ._events import EventEmitter
 from ._headers import OutgoingHeaders, check_value, pairs_from
-from ._options import camel_case, node_aliases
+from ._options import attribute_aliases, node_aliases  # noqa: I001 (attribute_aliases: re-exported, it lives in _options now)
 
 if TYPE_CHECKING:
     from ._incoming import IncomingMessage
@@ -46,8 +46,6 @@ STATUS_CODES: dict[int, str] = {
     503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported",
 }
 
-_C = TypeVar("_C", bound=type)
-
 _date_cache: list[Any] = [0, ""]
 
 
@@ -67,29 +65,6 @@ def _as_bytes(chunk: bytes | bytearray | memoryview | str, encoding: str) -> byt
     raise errors.InvalidArgumentError(
         f"The chunk must be str or bytes, not {type(chunk).__name__}", "ERR_INVALID_ARG_TYPE"
     )
-
-
-def attribute_aliases(*names: str) -> Callable[[_C], _C]:
-    """Class decorator: a camelCase property for each plain instance attribute named.
-
-    :func:`node_aliases` aliases what a class body defines (methods, properties); an
-    attribute that ``__init__`` assigns (``status_code``) is not there to copy, so its
-    alias (``statusCode``) reads and writes the snake_case attribute by name.
-    """
-
-    def alias(name: str) -> property:
-        return property(
-            lambda self: getattr(self, name),
-            lambda self, value: setattr(self, name, value),
-            doc=f"Node's spelling of ``{name}``.",
-        )
-
-    def decorate(cls: _C) -> _C:
-        for name in names:
-            setattr(cls, camel_case(name), alias(name))
-        return cls
-
-    return decorate
 
 
 def _check_status(status: object) -> None:

@@ -44,9 +44,15 @@ Server = _server.PlainServer
 Server.__name__ = Server.__qualname__ = "Server"
 Server.__module__ = Agent.__module__ = __name__
 
-#: The agent plain requests use when they name none.
-global_agent = Agent(keep_alive=True, timeout=5000)
-globalAgent = global_agent
+# The agent plain requests use when they name none (global_agent / globalAgent):
+# kept in _agent's table, read and assigned through this module's class (see
+# _agent.package_face).
+_agent.set_global_agent(Agent.protocol, Agent(keep_alive=True, timeout=5000))
+#: The agent plain requests use when they name none (declared here; the value is in _agent).
+global_agent: _agent.Agent
+#: Node's spelling of ``global_agent`` (assigning either takes effect).
+globalAgent: _agent.Agent
+__import__("sys").modules[__name__].__class__ = _agent.package_face(Agent.protocol)
 
 
 def create_server(
@@ -58,10 +64,6 @@ def create_server(
     return Server(options, request_listener, **kwargs)
 
 
-def _global_agent() -> _agent.Agent:
-    return globals()["global_agent"]  # read at call time: reassignable
-
-
 def request(
     url_or_options: _Any = None, callback: _Callable[..., _Any] | None = None, **kwargs: _Any
 ) -> ClientRequest:
@@ -70,7 +72,7 @@ def request(
     ``url_or_options``, ``callback`` and the keyword options as in
     :func:`greenhttps.request`.
     """
-    return _client._make_request(url_or_options, callback, kwargs, agent_class=Agent, global_agent=_global_agent)
+    return _client._make_request(url_or_options, callback, kwargs, agent_class=Agent)
 
 
 def get(

@@ -405,10 +405,23 @@ def test_scheduling_lifo_vs_fifo(script_server: Any, ca_pem: bytes, scheduling: 
 
 
 def test_invalid_scheduling_and_limits() -> None:
-    with pytest.raises(ValueError):
+    """B-67 (test-http-agent-maxtotalsockets.js) and Node's validateOneOf for
+    ``scheduling``: Node's codes, on ValueError subclasses (checked against Node 20)."""
+    with pytest.raises(ValueError) as info:
         greenhttps.Agent(scheduling="random")
-    with pytest.raises(ValueError):
+    assert info.value.code == "ERR_INVALID_ARG_VALUE"  # type: ignore[attr-defined]
+    with pytest.raises(ValueError) as info:
         greenhttps.Agent(max_sockets=0.5)
+    assert info.value.code == "ERR_OUT_OF_RANGE"  # type: ignore[attr-defined]
+    with pytest.raises(errors.InvalidArgumentError) as info2:
+        greenhttps.Agent(max_total_sockets="test")
+    assert info2.value.code == "ERR_INVALID_ARG_TYPE"
+    for bad in (float("nan"), -1, 0, 0.5):
+        with pytest.raises(errors.InvalidArgumentError) as info2:
+            greenhttps.Agent(maxTotalSockets=bad)
+        assert info2.value.code == "ERR_OUT_OF_RANGE" and "It must be >= 1" in str(info2.value)
+    assert greenhttps.Agent(max_total_sockets=float("inf")).max_total_sockets == float("inf")
+    assert greenhttps.Agent(max_sockets=0).max_sockets == float("inf")  # Node: `maxSockets || Infinity`
 
 
 def test_destroy_closes_free_and_busy_sockets(script_server: Any, ca_pem: bytes) -> None:
@@ -461,7 +474,9 @@ def test_socket_closed_by_server_is_not_handed_out(script_server: Any, ca_pem: b
     greenhttps.get(url(port, "/1"), ca=ca_pem, agent=agent).read()
     wait_for(lambda: counter.open == 0, what="the server to close")
     gevent.sleep(0.02)
-    assert sum(map(len, agent.free_sockets.values())) == 1  # still pooled, server-closed
+    # B-62: the free socket is watched while parked, so the server's close drops it
+    # at once (the liveness check at take time stays as a second line of defence).
+    assert sum(map(len, agent.free_sockets.values())) == 0
     req = greenhttps.request(url(port, "/2"), ca=ca_pem, agent=agent)
     assert req.getresponse().read() == b"ok"
     assert req.reused_socket is False
@@ -881,4 +896,41 @@ def test_keep_alive_exchanges_leave_no_cyclic_garbage(serve: Any, ca_pem: bytes)
         gc.enable()
     assert found == 0
     assert agent.total_socket_count == 1
+    agent.destroy()
+
+
+# =====================================================================
+# Retry only after the peer closed (issue 17's first defect)
+# =====================================================================
+
+
+@pytest.mark.parametrize("how", ["timeout_option", "getresponse_timeout"])
+def test_client_timeout_on_a_reused_socket_is_not_retried(serve: Any, ca_pem: bytes, how: str) -> None:
+    """A keep-alive agent, one request to warm the socket, then ``/slow`` with a
+    300 ms timeout against a handler that takes 2 s: the server sees ``/slow`` once
+    and the error comes after ~0.3 s (the retry-once rule is for a socket the peer
+    closed, never for the client's own timeout)."""
+    seen: list[str] = []
+
+    def handler(req: Any, res: Any) -> None:
+        seen.append(req.url)
+        if req.url == "/slow":
+            gevent.sleep(2)
+        res.end("ok")
+
+    port = port_of(serve(handler))
+    agent = greenhttps.Agent(keep_alive=True)
+    greenhttps.get(url(port, "/warm"), ca=ca_pem, agent=agent).read()
+    started = time.monotonic()
+    with pytest.raises(errors.TimeoutError):
+        if how == "timeout_option":
+            greenhttps.get({"hostname": "localhost", "port": port, "path": "/slow", "timeout": 300,
+                            "ca": ca_pem, "agent": agent})
+        else:
+            greenhttps.request(url(port, "/slow"), ca=ca_pem, agent=agent).getresponse(timeout=300)
+    elapsed = time.monotonic() - started
+    assert 0.25 < elapsed < 1.2, elapsed
+    gevent.sleep(0.3)
+    assert seen == ["/warm", "/slow"]
+    assert agent.total_socket_count == 0
     agent.destroy()

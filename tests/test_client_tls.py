@@ -568,6 +568,26 @@ def test_session_resumed_after_destroying_a_pooled_socket(serve: Any, ca_pem: by
     agent.destroy()
 
 
+def test_session_option_resumes(serve: Any, ca_pem: bytes) -> None:
+    """B-80 (test-https-client-resume.js): a second connection given the first's
+    ``get_session()`` as Node's ``session`` option resumes; the handler runs twice.
+    Agents with no session cache, so only the option can make it resume."""
+    seen = []
+    port = port_of(serve(lambda req, res: (seen.append(req.url), res.end("s"))))
+    first = greenhttps.get(url(port), ca=ca_pem, agent=greenhttps.Agent(max_cached_sessions=0))
+    assert first.socket.session_reused is False
+    session = first.socket.get_session()  # before the body: the socket closes after it
+    assert session is not None
+    assert first.read() == b"s"
+    second = greenhttps.get(url(port), ca=ca_pem, session=session, agent=greenhttps.Agent(max_cached_sessions=0))
+    assert second.socket.session_reused is True
+    assert second.read() == b"s"
+    third = greenhttps.get(url(port), ca=ca_pem, agent=greenhttps.Agent(max_cached_sessions=0))
+    assert third.socket.session_reused is False  # control: no option, no resumption
+    third.read()
+    assert seen == ["/", "/", "/"]
+
+
 def test_no_resumption_without_a_session_cache(serve: Any, ca_pem: bytes) -> None:
     port = port_of(serve(lambda req, res: res.end("s")))
     agent = greenhttps.Agent(max_cached_sessions=0)
@@ -615,3 +635,21 @@ def test_openssl_s_server_tls12_only(server_cert_files: dict[str, str], ca_pem: 
         r2 = greenhttps.get(url(port), ca=ca_pem, agent=agent)
         assert r2.socket.session_reused is True
         r2.read()
+
+
+@pytest.mark.parametrize("falsy", [False, 0, ""])
+def test_check_server_identity_falsy_return_accepts(script_server: Any, other_name_leaf: trustme.LeafCert, ca_pem: bytes, falsy: Any) -> None:
+    """B-75 (test-https-client-checkServerIdentity.js): Node tests ``if (verifyError)``,
+    so ``() => false`` accepts a certificate whose name does not match."""
+    port = tls_server(script_server, server_context(other_name_leaf))
+    res = greenhttps.get(url(port), ca=ca_pem, check_server_identity=lambda h, c: falsy, agent=False)
+    assert res.read() == b"ok" and res.socket.authorized is True
+
+
+def test_check_server_identity_truthy_non_error_refuses(script_server: Any, server_cert: trustme.LeafCert, ca_pem: bytes) -> None:
+    """A truthy return that is not an exception is a refusal, as in Node (which
+    destroys the socket with that value); Python raises a CertificateError naming it."""
+    port = tls_server(script_server, server_context(server_cert))
+    with pytest.raises(errors.CertificateError) as info:
+        greenhttps.get(url(port), ca=ca_pem, check_server_identity=lambda h, c: "nope", agent=False)
+    assert "'nope'" in str(info.value)

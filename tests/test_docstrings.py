@@ -138,9 +138,10 @@ def _doc(value: Any) -> str:
 
 
 def _doc_comment(source: str, name: str) -> bool:
-    """True when ``name = ...`` in ``source`` has a ``#:`` comment line right above it."""
+    """True when ``name = ...`` (or a bare ``name: T`` declaration) in ``source`` has a
+    ``#:`` comment line right above it."""
     lines = source.splitlines()
-    pattern = re.compile(rf"^\s*{re.escape(name)}\s*(:[^=]*)?=")
+    pattern = re.compile(rf"^\s*{re.escape(name)}\s*(:[^=]*)?(=|$)")
     for index, line in enumerate(lines):
         if pattern.match(line) and index and lines[index - 1].strip().startswith("#:"):
             return True

@@ -52,6 +52,10 @@ def public_names(module: ModuleType) -> set[str]:
         if isinstance(value, ModuleType) and not value.__name__.startswith("greenhttps."):
             continue
         names.add(name)
+    # Module attributes that live on the module's class (greenhttps.global_agent: a
+    # property, so that assigning it takes effect; see _agent.package_face).
+    names.update(name for name, value in vars(type(module)).items()
+                 if isinstance(value, property) and not name.startswith("_"))
     return names
 
 
@@ -368,3 +372,20 @@ def test_import_after_patch_all_works() -> None:
     proc = helpers.run_python(code, timeout=30)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "OK"
+
+
+@pytest.mark.parametrize("module", [greenhttps, greenhttps.http], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("spelling", ["global_agent", "globalAgent"])
+def test_assigning_the_global_agent_takes_effect(module: ModuleType, spelling: str) -> None:
+    """Either spelling, assigned on the package face, is the agent the next request
+    without an ``agent`` option uses (issue 17: ``globalAgent = ...`` was ignored)."""
+    before = module.global_agent
+    replacement = module.Agent(keep_alive=True)
+    setattr(module, spelling, replacement)
+    try:
+        assert module.global_agent is replacement and module.globalAgent is replacement
+        req = module.request("https://localhost:1/" if module is greenhttps else "http://localhost:1/")
+        assert req.agent is replacement
+    finally:
+        module.global_agent = before
+    assert module.globalAgent is before

@@ -1,0 +1,356 @@
+"""ClientExchange: one request and its response over one pooled connection.
+
+Theory of operation
+-------------------
+The client's counterpart of :class:`~greenhttps._server_conn.ServerConnection`.
+:class:`~greenhttps._client.ClientRequest` is the Node-facing object (header
+defaults, events, ``getresponse()``); the exchange is what it asks to move bytes.
+It talks to the :class:`~greenhttps._agent.Agent` and to the connection's
+:class:`~greenhttps._wire.Wire`, and never emits an event or calls user code::
+
+    acquire   agent.acquire(): an idle pooled connection, or a permit to dial
+              one (dial(): TCP, TLS, certificate and name checks), or wait in
+              the agent's queue (Node's agent.requests)
+    send      send_head() (and the wire, for the body the request writes)
+    read      read_head(): one head, 1xx or final; a reused socket that the
+              peer provably closed before any response byte (EOF, reset) is
+              replaced and an idempotent request sent again, once -- never
+              after our own timeout or deadline
+              read_body() / read_rest(): the response body, through the
+              IncomingMessage the request built on them
+    release   release(): back to the agent (pooled, or handed straight to the
+              next waiter, or closed).  The request calls it after the
+              response's 'end' listeners have run, so that a listener sees the
+              socket still in use (agent.sockets) and one that destroys it
+              never has it pooled; discard() closes instead (errors, abort)
+
+State lives in plain attributes; the exchange holds its connection from
+``acquire()`` to ``release()``/``discard()``/``detach()``, and a finalizer gives a
+connection back (closed) if the exchange is dropped in the middle.  Nothing here
+refers back to the request (the wire's idle callback holds it weakly), so a
+finished exchange is freed by reference counting.
+
+Where other transports plug in
+------------------------------
+*A proxy tunnel* (CONNECT through an HTTP proxy, then TLS to the origin) is a
+different way to *open* the connection, not a different exchange: ``_open()``
+would dial the proxy, send ``CONNECT host:port``, read the proxy's head with a
+wire of its own (2xx, or fail with the proxy's status), then run the TLS
+handshake and the peer checks of :func:`~greenhttps._dial.dial` on that socket,
+with the origin's servername.  The pool key names the proxy and the origin;
+everything after ``acquire()`` is unchanged.
+
+*An HTTP/2 stream* would be a second exchange class with this interface
+(``acquire``, ``send_head``, ``wire``-like body writes, ``read_head``,
+``read_body``/``read_rest``, ``release``/``discard``), where ``acquire`` opens a
+stream on a shared connection that the agent keeps per origin (ALPN ``h2``), and
+``release`` closes the stream rather than returning a socket to a free list.
+The request chooses the class by the connection's ALPN result; ClientRequest's
+events and IncomingMessage need no change.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any, Callable, Mapping
+
+import gevent
+
+from . import errors
+from ._agent import Agent
+from ._dial import ClientConnection, dial
+from ._events import logger
+from ._options import ms_to_seconds
+from ._socket import Socket
+from ._wire import DeadlineExceeded, Head, HeaderPairs, Wire
+
+__all__ = ["ClientExchange"]
+
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+
+class ClientExchange:
+    """One request/response exchange: acquire, dial, send, read, retry once, release.
+
+    ``opts`` are the request's options (host, port, TLS, ``timeout``...); ``name`` its
+    pool key; ``deadline`` a ``time.monotonic()`` value or None; ``on_idle`` the
+    wire's idle-timeout callback (True: keep waiting).
+    """
+
+    __slots__ = (
+        "agent", "name", "opts", "method", "deadline", "conn", "socket", "reused",
+        "close_delimited", "body_done", "_replay", "_trailers", "_reclaim", "_on_idle",
+        "__weakref__",
+    )
+
+    def __init__(self, agent: Agent, name: str, opts: Mapping[str, Any], method: str,
+                 deadline: float | None, on_idle: Callable[[], bool]) -> None:
+        self.agent = agent
+        self.name = name
+        self.opts = opts
+        self.method = method
+        self.deadline = deadline
+        self.conn: ClientConnection | None = None
+        self.socket: Socket | None = None
+        #: The connection came from the pool (Node's ``req.reusedSocket``).
+        self.reused = False
+        #: The response body ends when the server closes (RFC 9112 §6.3 rule 8).
+        self.close_delimited = False
+        #: The response body has been read to its end.
+        self.body_done = False
+        self._replay: tuple[str, HeaderPairs, bytes] | None = None
+        #: The wire forgets trailers when it starts its next exchange (after the
+        #: release), so the exchange keeps its own copy.
+        self._trailers: Any = ()
+        self._reclaim: weakref.finalize | None = None
+        self._on_idle = on_idle
+
+    def __repr__(self) -> str:
+        return f"<ClientExchange {self.method} {self.name} conn={self.conn!r}>"
+
+    # ------------------------------------------------------------ acquire
+
+    def acquire(self, waiter: Any) -> Socket:
+        """Get a connection: an idle pooled one, or a new one dialed with a permit.
+
+        ``waiter`` is what Node lists in ``agent.requests`` while this waits (the
+        request).  Blocks while the agent is at its limits.  Raises what dialing raises.
+        """
+        agent, name = self.agent, self.name
+        conn = agent.acquire(name, waiter)
+        if conn is None:
+            conn = self._dial()
+        else:
+            self.reused = True
+            if self.opts.get("timeout"):
+                conn.wire.set_idle_timeout(ms_to_seconds(self.opts["timeout"]))
+        self._hold(conn)
+        return conn.socket
+
+    def _dial(self) -> ClientConnection:
+        """Dial with the permit the agent gave us; a failure hands the permit on."""
+        agent = self.agent
+        try:
+            conn = dial(self.opts, self.name, secure=agent.secure, sessions=agent,
+                        keep_alive_msecs=agent.keep_alive_msecs if agent.keep_alive else None)
+        except BaseException:
+            agent.dial_failed(self.name)
+            raise
+        agent.connected(self.name, conn)
+        return conn
+
+    def _hold(self, conn: ClientConnection) -> None:
+        """Make ``conn`` ours until :meth:`_let_go`; if the exchange is dropped in the
+        middle (a greenlet killed between two reads, a response nobody keeps), the
+        finalizer closes the connection and frees its slot."""
+        conn.uses += 1
+        conn.wire.on_idle = self._on_idle
+        self.conn = conn
+        self.socket = conn.socket
+        self._reclaim = weakref.finalize(self, _reclaim_abandoned, self.agent, conn)
+        self._reclaim.atexit = False
+
+    def _let_go(self) -> ClientConnection | None:
+        """Take the connection away from the exchange (the caller decides its fate)."""
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.wire.on_idle = None
+            if self._reclaim is not None:
+                self._reclaim.detach()
+                self._reclaim = None
+        return conn
+
+    @property
+    def wire(self) -> Wire:
+        """The connection's wire; ConnectionResetError once the connection is gone."""
+        conn = self.conn
+        if conn is None:
+            raise errors.ConnectionResetError("socket hang up")
+        return conn.wire
+
+    def set_idle_timeout(self, seconds: float | None) -> None:
+        """The socket's inactivity timeout from now on (None: none)."""
+        if self.conn is not None:
+            self.conn.wire.set_idle_timeout(seconds)
+
+    # --------------------------------------------------------------- send
+
+    def send_head(self, method: str, target: str, headers: HeaderPairs, body: bytes | None, end: bool) -> None:
+        """Send the request head (and the whole body if ``end``: then it can be
+        sent again on a fresh connection if the reused one turns out stale)."""
+        if end:
+            self._replay = (target, headers, body or b"")
+        self.wire.send_head(method=method, target=target, headers=headers, body=body, end=end)
+
+    # --------------------------------------------------------------- read
+
+    def read_head(self) -> Head:
+        """The next response head (1xx or final).  Retries once on a stale socket;
+        raises ConnectionResetError ("socket hang up") when the peer closed first,
+        TimeoutError for the deadline, and the wire's errors."""
+        while True:
+            wire = self.wire
+            try:
+                head = wire.read_head(deadline=self.deadline)
+                if head is None:
+                    raise errors.ConnectionResetError("socket hang up")
+                return head
+            except DeadlineExceeded:
+                raise errors.TimeoutError("request deadline exceeded") from None
+            except (errors.NetworkError, errors.ProtocolError) as exc:
+                if self._may_retry(wire, exc):
+                    self._retry()
+                    continue
+                if isinstance(exc, errors.ProtocolError) and wire.bytes_received == 0:
+                    # h11 calls a close before any response byte a protocol error;
+                    # with nothing received it can only be the peer hanging up (Node's
+                    # ECONNRESET "socket hang up").
+                    raise errors.ConnectionResetError("socket hang up") from exc
+                raise
+
+    def _may_retry(self, wire: Wire, exc: BaseException) -> bool:
+        # Only a peer that provably closed the reused socket (EOF or reset before any
+        # response byte) earns a second send.  Our own timeout (the idle timer, a
+        # getresponse() wait, the deadline) says nothing about the server, which may
+        # be working on the request: sending it again would run it twice.
+        return (
+            self.reused
+            and self._replay is not None
+            and wire.bytes_received == 0
+            and self.method in _IDEMPOTENT
+            and not isinstance(exc, errors.TimeoutError)
+        )
+
+    def _retry(self) -> None:
+        logger.debug("%r: reused connection was closed by the server; retrying once", self)
+        assert self._replay is not None
+        target, headers, body = self._replay
+        self._replay = None
+        stale = self._let_go()
+        self.reused = False
+        if stale is not None:
+            self.agent.replace(stale)  # its slot becomes our permit to dial
+        self._hold(self._dial())
+        self.wire.send_head(method=self.method, target=target, headers=headers, body=body, end=True)
+
+    def response_started(self, head: Head) -> bool:
+        """Note a final response head's framing; True if no body follows it."""
+        framed = empty = False
+        keep_alive = None
+        # From the raw fields: most callers never look at Node's header dict.
+        for name, value in head.headers:
+            if len(name) not in (10, 14, 17):
+                continue
+            lname = name.lower()
+            if lname == b"content-length":
+                framed = True
+                empty = value.strip() == b"0"
+            elif lname == b"transfer-encoding":
+                framed = True
+            elif lname == b"keep-alive":
+                keep_alive = value.decode("latin-1")
+        bodyless = self.method == "HEAD" or head.status in (204, 304)
+        self.close_delimited = not bodyless and not framed
+        conn = self.conn
+        if keep_alive is not None and "timeout=" in keep_alive and conn is not None:
+            try:
+                conn.server_keep_alive = float(keep_alive.split("timeout=")[1].split(",")[0])
+            except ValueError:
+                pass
+        return bodyless or empty
+
+    def read_body(self) -> bytes:
+        """The next piece of the response body; b'' at its end."""
+        chunk = self._from_wire(rest=False)
+        assert chunk is not None
+        if not chunk:
+            self._body_ended()
+        return chunk
+
+    def read_rest(self) -> bytes | None:
+        """The rest of the body in one piece (None: the wire cannot; use read_body)."""
+        return self._from_wire(rest=True)
+
+    def trailers(self) -> Any:
+        """The response's trailer fields (after its end)."""
+        return self._trailers
+
+    def _from_wire(self, *, rest: bool) -> bytes | None:
+        """The wire's ``read_rest_of_body()`` or ``read_body()``; a failure discards the connection."""
+        if self.body_done:
+            return b"" if not rest else None
+        wire = self.wire
+        try:
+            return (wire.read_rest_of_body if rest else wire.read_body)(deadline=self.deadline)
+        except DeadlineExceeded:
+            self.discard()
+            raise errors.TimeoutError("request deadline exceeded") from None
+        except BaseException:
+            self.discard()
+            raise
+
+    def _body_ended(self) -> None:
+        self.body_done = True
+        conn = self.conn
+        if conn is not None:
+            self._trailers = conn.wire.trailers
+
+    # ------------------------------------------------------------ release
+
+    def release(self) -> None:
+        """Give the connection back after the response ended (idempotent): pooled
+        if it can carry another exchange, else closed."""
+        conn = self._let_go()
+        if conn is None:
+            return
+        if conn.session is None and conn.socket.encrypted and not conn.socket.session_reused and not conn.closed:
+            # Once per connection, and only after a full handshake: fetching the
+            # session costs ~0.1 ms, and by the end of the first response TLS 1.3
+            # tickets have arrived.  A resumed session stays cached: servers
+            # (OpenSSL's, Node's) accept a ticket again, and one that is refused
+            # means a full handshake, after which the new session is cached.
+            conn.session = conn.socket.get_session()
+            self.agent.cache_session(conn.name, conn.session)
+        wire = conn.wire
+        reusable = (
+            self.body_done
+            and not self.close_delimited
+            and not conn.closed  # an 'end' listener may have destroyed the socket
+            # Bytes after the end of the response: nobody asked for them, and the
+            # next exchange would read them as its response.
+            and not wire.head_started
+            and wire.response_complete
+            and wire.start_next_cycle()
+        )
+        self.agent.release(conn, reusable=reusable)
+
+    def discard(self) -> None:
+        """Close the connection and free its pool slot (an error, an abort)."""
+        conn = self._let_go()
+        if conn is not None:
+            self.agent.destroy_connection(conn)
+
+    def close_now(self) -> None:
+        """Close the socket but keep the pool entry until :meth:`discard` (Node lists a
+        socket in ``agent.sockets`` until its ``'close'`` has been handled)."""
+        if self.conn is not None:
+            self.conn.close()
+
+    def detach(self) -> tuple[Socket, bytes]:
+        """Hand the socket over (Upgrade, CONNECT): no longer pooled.  Returns it and
+        the bytes already read past the response head."""
+        conn = self._let_go()
+        assert conn is not None
+        _, rest = conn.wire.detach()
+        self.agent.detach(conn)
+        return conn.socket, rest
+
+
+def _reclaim_abandoned(agent: Agent, conn: ClientConnection) -> None:
+    """Finalizer of an exchange dropped while holding a connection: destroy it on the
+    loop's next turn, never in the middle of the pool bookkeeping that a garbage
+    collection may interrupt."""
+    try:
+        gevent.get_hub().loop.run_callback(agent.destroy_connection, conn)
+    except Exception:  # interpreter shutdown: nothing left to give back to
+        conn.close()
