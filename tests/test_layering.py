@@ -66,6 +66,8 @@ PURE_IO_CALLS = frozenset({
     "accept", "do_handshake", "create_connection", "spawn", "spawn_later", "sleep", "getaddrinfo",
 })
 PARSER_ENGINES = ("h11", "httptools")
+#: The modules that may import a parser engine (``_parsers`` only to probe for one).
+ENGINE_IMPORTERS = frozenset({"_parse_h11", "_parse_llhttp", "_parsers", "_wire_h11", "_wire_llhttp"})
 PARSER_FORBIDDEN = ("socket", "ssl", "select", "selectors", "gevent", "greenlet")
 PARSER_FORBIDDEN_LAYERS = ("transport", "wire")
 MESSAGE_FORBIDDEN = ("socket", "ssl", "select", "selectors", "gevent.socket", *PARSER_ENGINES)
@@ -288,8 +290,7 @@ def find_breaks(tolerated: frozenset[tuple[str, str, str]] = frozenset()) -> lis
             or (imp.internal and imp.target in table and table[imp.target].name == "transport")
         ):
             breaks.append(Break("message", imp, "the message layer reaches a socket or a parser directly"))
-        if not imp.internal and _matches(imp.target, PARSER_ENGINES) and not imp.importer.startswith(
-                ("_parse_", "_wire_h11", "_wire_llhttp")):
+        if not imp.internal and _matches(imp.target, PARSER_ENGINES) and imp.importer not in ENGINE_IMPORTERS:
             breaks.append(Break("parser", imp, "only the parser modules import h11/httptools"))
     return breaks
 
