@@ -16,6 +16,11 @@ and a client with a connection-pooling :class:`Agent`::
 
 ``greenhttps.http`` is the same API without TLS.  Every camelCase name Node uses
 (``createServer``, ``writeHead``, ``globalAgent``...) is an alias of the snake_case one.
+
+The adapters built on this API are imported by name and are not names of this
+module: ``greenhttps.wsgi`` (PEP 3333 applications) and ``greenhttps.gunicorn``.
+The modules' layers, and the rules their imports keep, are in ``docs/architecture.md``
+(held by ``tests/test_layering.py``).
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ global_agent: Agent
 #: Node's spelling of ``global_agent`` (assigning either takes effect).
 globalAgent: Agent
 
-from . import http, wsgi  # noqa: E402  (need the classes above)
+from . import http  # noqa: E402  (need the classes above)
 
 __all__ = [
     "Agent",
@@ -60,7 +65,6 @@ __all__ = [
     "globalAgent",
     "http",
     "request",
-    "wsgi",
 ]
 
 # Show the public names where users import them from (reprs, help(), docs, pickle).

@@ -22,6 +22,8 @@ __all__ = [
     "REQUEST_OPTIONS",
     "AGENT_OPTIONS",
     "attribute_aliases",
+    "SERVER_TLS_KEYS",
+    "CLIENT_TLS_KEYS",
     "camel_case",
     "snake_case",
     "merge_options",
@@ -112,6 +114,11 @@ AGENT_OPTIONS: dict[str, Any] = {
     **{name: None for name in REQUEST_OPTIONS if name != "timeout"},
 }
 
+#: The TLS options of the server and of a client connection: THE lists (``_tls`` imports
+#: these; keep no other copy).  A client's ``servername`` and ``check_server_identity``
+#: do not build the context: the connection uses them for SNI and the peer check, and
+#: ``_tls.create_client_context`` takes and leaves them, so one list serves both.
+SERVER_TLS_KEYS = frozenset(_TLS_SERVER)
 CLIENT_TLS_KEYS = frozenset(_TLS_CLIENT) | {"servername", "check_server_identity"}
 
 

@@ -35,6 +35,7 @@ import gevent.ssl
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from greenhttps._options import CLIENT_TLS_KEYS, SERVER_TLS_KEYS
 from greenhttps.errors import InvalidArgumentError
 
 Material = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]"]
@@ -43,15 +44,10 @@ Context = Union[ssl.SSLContext, "CooperativeContext"]
 
 _log = logging.getLogger("greenhttps")
 
-SERVER_TLS_KEYS = frozenset({
-    "key", "cert", "pfx", "passphrase", "ca", "ciphers", "secure_protocol",
-    "honor_cipher_order", "request_cert", "reject_unauthorized", "sni_callback",
-    "alpn_protocols", "ssl_context", "min_version", "max_version", "ecdh_curve", "dhparam",
-})
-CLIENT_TLS_KEYS = frozenset({
-    "pfx", "key", "passphrase", "cert", "ca", "ciphers", "reject_unauthorized",
-    "secure_protocol", "min_version", "max_version", "ssl_context",
-})
+# The lists of TLS option names live in _options.py, beside the option tables that
+# accept them (one source; this module is in the same pure layer and imports them).
+# CLIENT_TLS_KEYS includes two names that do not shape a context (below).
+_CONNECTION_ONLY = frozenset({"servername", "check_server_identity"})
 _MATERIAL_KEYS = frozenset({"key", "cert", "pfx", "ca", "dhparam"})
 # With ssl_context these two still mean something: the caller reads them to decide
 # `authorized`; every other option would have to reconfigure the user's context.
@@ -328,7 +324,10 @@ def _frozen(opts: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
 
 
 def create_client_context(**tls: Any) -> Context:
-    """A client context from Node's TLS options (:data:`CLIENT_TLS_KEYS`).
+    """A client context from Node's TLS options (:data:`CLIENT_TLS_KEYS`, from ``_options``).
+
+    ``servername`` and ``check_server_identity`` are in that one list but shape no
+    context: they are accepted here and left to the caller (SNI, the peer check).
 
     Contexts are shared between calls with equal options (LRU of 32): the default
     one, certifi's 117 roots, costs ~20 ms to build. **Never mutate the result.**
@@ -336,6 +335,8 @@ def create_client_context(**tls: Any) -> Context:
     :func:`check_server_identity` (or the user's), as Node does.
     """
     opts = _options(tls, CLIENT_TLS_KEYS, "client")
+    for name in _CONNECTION_ONLY:  # the connection's, not the context's: SNI and the peer check
+        opts.pop(name, None)
     if "ssl_context" in opts:
         return _given_context(opts)
     if opts.get("reject_unauthorized") is True:
