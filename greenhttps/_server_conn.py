@@ -37,7 +37,7 @@ import enum
 import socket
 import ssl
 import time
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import gevent
 import greenlet
@@ -53,9 +53,6 @@ from ._tlsbio import BioSSLSocket
 from ._watch import PeerWatch
 from ._wire import DeadlineExceeded, Head, Wire, wire_class
 
-if TYPE_CHECKING:
-    from ._server import Server
-
 __all__ = ["ServerConnection", "ConnState"]
 
 #: How much of an unread request body we read and drop to keep a connection alive.
@@ -67,6 +64,34 @@ _FAIR_SHARE = 8
 
 #: The wire class servers use (chosen once, at import).
 SERVER_WIRE = wire_class(client=False)
+
+
+class ServerSide(Protocol):
+    """What a connection needs of its server (:class:`greenhttps.Server`): the
+    options it reads, its events and two hooks.  (A protocol, so that this layer
+    does not import the one above it.)"""
+
+    secure: bool
+    request_cert: bool
+    send_date: bool
+    insecure_http_parser: bool
+    timeout: float
+    handshake_timeout: float
+    headers_timeout: float
+    keep_alive_timeout: float
+    request_timeout: float
+    max_header_size: int
+    max_headers_count: int
+    max_requests_per_socket: int
+    _closing: bool
+
+    def emit(self, event: str, *args: Any) -> bool: ...
+
+    def has_listeners(self, event: str) -> bool: ...
+
+    def _wrap(self, raw: socket.socket) -> ssl.SSLSocket | BioSSLSocket: ...
+
+    def _connection_done(self, conn: ServerConnection) -> None: ...
 
 
 class ConnState(enum.Enum):
@@ -110,7 +135,7 @@ def _upgrade_and_expect(head: Head) -> tuple[bool, str | None, bool]:
 class ServerConnection:
     """One accepted connection and the greenlet serving it."""
 
-    def __init__(self, server: Server, raw: socket.socket) -> None:
+    def __init__(self, server: ServerSide, raw: socket.socket) -> None:
         self.server = server
         self.raw = raw
         self.socket = Socket(raw)

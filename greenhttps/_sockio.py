@@ -164,16 +164,7 @@ def recv_now(sock: Any, size: int) -> bytes | None:
     nothing is ready (a TLS record still partial counts as nothing).  Safe to call
     from a hub callback (:mod:`greenhttps._watch`); raises ``OSError`` on a reset."""
     if isinstance(sock, GeventSSLSocket):
-        sslobj = sock._sslobj
-        if sslobj is None:
-            raise _closed_tls()
-        try:
-            return sslobj.read(size)  # type: ignore[no-any-return]
-        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            return None
-        except ssl.SSLError as exc:
-            _raise_unless_end_of_stream(sock, exc)
-            return b""
+        return _tls_recv_now(sock, size)
     now = getattr(type(sock), "recv_now", None)
     if now is not None:  # a socket that does its own (greenhttps._tlsbio)
         return now(sock, size)  # type: ignore[no-any-return]
@@ -182,6 +173,19 @@ def recv_now(sock: Any, size: int) -> bytes | None:
         return raw.recv(size, socket.MSG_DONTWAIT)  # type: ignore[no-any-return]
     except BlockingIOError:
         return None
+
+
+def _tls_recv_now(sock: Any, size: int) -> bytes | None:
+    sslobj = sock._sslobj
+    if sslobj is None:
+        raise _closed_tls()
+    try:
+        return sslobj.read(size)  # type: ignore[no-any-return]
+    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        return None
+    except ssl.SSLError as exc:
+        _raise_unless_end_of_stream(sock, exc)
+        return b""
 
 
 def _scratch() -> memoryview:

@@ -46,17 +46,6 @@ KNOWN_BREAKS: dict[tuple[str, str, str], str] = {
     "goes with _wire_h11.py (wt-parse)",
     ("parser", "_wire_llhttp", "socket"): "a parser imports socket (it does the reading); "
     "goes with _wire_llhttp.py (wt-parse)",
-    ("up", "_client", FACE): "_client imports the package face for global_agent (wt-client)",
-    ("face", "_client", FACE): "the same import: a private module imports the package face",
-    ("cycle", "_dial", "_agent"): "_dial takes the whole Agent where it needs a session cache "
-    "(TYPE_CHECKING import; wt-client)",
-    ("up", "_agent", "_outgoing"): "_agent imports attribute_aliases from _outgoing: the pool "
-    "imports the message layer (wt-client moves attribute_aliases down)",
-    ("cycle", "_incoming", "_outgoing"): "the same attribute_aliases: _incoming imports it from "
-    "_outgoing, which imports _incoming under TYPE_CHECKING; gone when attribute_aliases moves down",
-    ("up", "_server_conn", "_server"): "not in issue 16's list, found by this test: ServerConnection "
-    "takes the whole Server (TYPE_CHECKING import for its annotation); it needs a small protocol "
-    "of the server's options and events (owner of _server_conn.py)",
 }
 
 #: Static rules beyond the layer order (docs/architecture.md, "The rules").

@@ -37,8 +37,6 @@ PACKAGE_DIR = greenhttps.__file__.rsplit("/", 1)[0] + "/"
 
 #: (table, option) -> why it is accepted and not read today.
 KNOWN_UNREAD: dict[tuple[str, str], str] = {
-    ("request", "session"): "Node's `session` (resume this TLS session) is accepted and ignored; "
-    "_dial offers only the agent's cached session (B-80; being implemented in _dial.py, wt-client)",
     ("server", "require_host_header"): "Node's requireHostHeader: accepted, never read; a request "
     "without Host is treated the same either way (issue 17)",
     ("server", "keep_alive_initial_delay"): "Node's keepAliveInitialDelay: accepted, never read; "

@@ -14,7 +14,6 @@ once, destroyed; the request, read to its end, is not 'aborted').
 
 from __future__ import annotations
 
-import socket as stdlib_socket
 import time
 from typing import Any
 
