@@ -429,7 +429,44 @@ class ClientRequest(OutgoingMessage):
             exchange.read_body()
             exchange.release()
             res._replace_source(_no_more)
+        else:
+            # Until someone reads the body, the connection still sees the server.
+            ref = weakref.ref(self)
+            exchange.watch(lambda error: _call(ref, "_server_gone", error), lambda: _call(ref, "_idle_while_unread"))
         return res
+
+    def _server_gone(self, error: BaseException | None) -> None:
+        """(In a greenlet of its own.)  The server closed or reset the connection
+        while nobody was reading the response body.  After a close the rest of
+        the body and its end are here already: they are taken now, so that a body
+        cut short is ``'aborted'`` at once (Node's order: res ``'aborted'``, req
+        ``'close'``, res ``'close'``) and a whole one waits for its reader."""
+        res, exchange = self.res, self._exchange
+        if res is None or exchange is None or res.complete or res.aborted or exchange.body_done:
+            return
+        if error is None:
+            pieces: list[bytes] = []
+            try:
+                while chunk := exchange.read_body():  # never waits: the end is here
+                    pieces.append(chunk)
+            except errors.Error as exc:
+                error = exc
+            else:
+                rest = iter(pieces)
+                res._replace_source(lambda: next(rest, b""))
+                return
+        exchange.discard()
+        res._abort(errors.ConnectionResetError("aborted", "ECONNRESET"))
+
+    def _idle_while_unread(self) -> None:
+        """(In a greenlet of its own.)  The socket idled past the request's timeout
+        while nobody read the response body: ``'timeout'``, and with no listener the
+        response is aborted with ETIMEDOUT (its next read raises)."""
+        res, exchange = self.res, self._exchange
+        if res is None or exchange is None or res.complete or res.aborted or self._on_idle():
+            return
+        exchange.discard()
+        res._abort(errors.TimeoutError("socket idle timeout", "ETIMEDOUT"))
 
     def _read_final_head(self) -> Head | None:
         """Read heads until a final one; 1xx become events, 101/CONNECT hand the socket over."""
@@ -499,6 +536,12 @@ def _no_more() -> bytes:
 #: one can serve every request).
 _SETTLED: AsyncResult[IncomingMessage | None] = AsyncResult()
 _SETTLED.set(None)
+
+
+def _call(ref: weakref.ReferenceType[ClientRequest], method: str, *args: Any) -> None:
+    req = ref()
+    if req is not None:
+        getattr(req, method)(*args)
 
 
 def _idle_callback(req: ClientRequest) -> Callable[[], bool]:

@@ -62,6 +62,7 @@ from ._dial import ClientConnection, dial
 from ._events import logger
 from ._options import ms_to_seconds
 from ._socket import Socket
+from ._watch import PeerWatch
 from ._wire import DeadlineExceeded, Head, HeaderPairs, Wire
 
 __all__ = ["ClientExchange"]
@@ -79,7 +80,7 @@ class ClientExchange:
 
     __slots__ = (
         "agent", "name", "opts", "method", "deadline", "conn", "socket", "reused",
-        "close_delimited", "body_done", "_replay", "_trailers", "_reclaim", "_on_idle",
+        "close_delimited", "body_done", "_replay", "_trailers", "_reclaim", "_on_idle", "_watch",
         "__weakref__",
     )
 
@@ -104,6 +105,8 @@ class ClientExchange:
         self._trailers: Any = ()
         self._reclaim: weakref.finalize | None = None
         self._on_idle = on_idle
+        #: Watches the connection while nobody reads the response body (see watch()).
+        self._watch: PeerWatch | None = None
 
     def __repr__(self) -> str:
         return f"<ClientExchange {self.method} {self.name} conn={self.conn!r}>"
@@ -153,6 +156,9 @@ class ClientExchange:
     def _let_go(self) -> ClientConnection | None:
         """Take the connection away from the exchange (the caller decides its fate)."""
         conn, self.conn = self.conn, None
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
         if conn is not None:
             conn.wire.on_idle = None
             if self._reclaim is not None:
@@ -259,6 +265,20 @@ class ClientExchange:
                 pass
         return bodyless or empty
 
+    def watch(self, on_peer_gone: Callable[[BaseException | None], None], on_idle: Callable[[], None]) -> None:
+        """While the response body waits to be read, watch the connection (as the
+        server does while a handler runs, :mod:`._watch`): ``on_peer_gone(error)``
+        when the server closes (None) or resets it, ``on_idle()`` when it idles
+        past the request's timeout.  Reads pause the watch; the body's end, a
+        release or a discard end it."""
+        conn = self.conn
+        if conn is None or self.body_done:
+            return
+        watch = self._watch
+        if watch is None:
+            watch = self._watch = PeerWatch(conn.wire, on_peer_gone=on_peer_gone, on_idle=on_idle)
+        watch.start()
+
     def read_body(self) -> bytes:
         """The next piece of the response body; b'' at its end."""
         chunk = self._from_wire(rest=False)
@@ -280,6 +300,9 @@ class ClientExchange:
         if self.body_done:
             return b"" if not rest else None
         wire = self.wire
+        watch = self._watch
+        if watch is not None:
+            watch.pause_input()  # this read takes the socket's bytes itself
         try:
             return (wire.read_rest_of_body if rest else wire.read_body)(deadline=self.deadline)
         except DeadlineExceeded:
@@ -288,9 +311,14 @@ class ClientExchange:
         except BaseException:
             self.discard()
             raise
+        finally:
+            if watch is not None and self._watch is watch:
+                watch.resume_input()
 
     def _body_ended(self) -> None:
         self.body_done = True
+        if self._watch is not None:
+            self._watch.stop()
         conn = self.conn
         if conn is not None:
             self._trailers = conn.wire.trailers

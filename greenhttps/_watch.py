@@ -3,10 +3,13 @@
 Theory of operation
 -------------------
 A server connection's greenlet runs the handler, and a handler may sleep, block on
-a database or compute for a long time.  Node's promise is that the socket's events
-reach user code whatever that code is doing, so while a handler runs (or the
-connection waits for a response another greenlet will end), two watchers on the
-hub stand in for the greenlet:
+a database or compute for a long time; a client's caller may hold a response and
+read its body later, or never.  Node's promise is that the socket's events reach
+user code whatever that code is doing, so while a handler runs (or the connection
+waits for a response another greenlet will end), and while a client response's body
+waits for its reader (:meth:`ClientExchange.watch
+<greenhttps._exchange.ClientExchange.watch>`), two watchers on the hub stand in for
+the greenlet:
 
 * a **read watcher** on the descriptor.  When it fires, its callback takes what the
   socket has ready without waiting (:meth:`Wire.poll_input
