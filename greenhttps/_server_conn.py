@@ -154,6 +154,8 @@ class ServerConnection:
         self._body_error = False
         #: Why the connection was lost under a running handler (peer gone, idle).
         self._lost: BaseException | None = None
+        #: An idle timeout set on the socket before the wire existed: (seconds or None,).
+        self._early_idle: tuple[float | None] | None = None
 
     def __repr__(self) -> str:
         return f"<ServerConnection {self.state.value} {self.socket.remote_address}:{self.socket.remote_port}>"
@@ -174,7 +176,8 @@ class ServerConnection:
                 max_header_size=server.max_header_size,
                 max_headers_count=server.max_headers_count or 1 << 30,
                 strict=not server.insecure_http_parser,
-                idle_timeout=ms_to_seconds(server.timeout),
+                # A 'connection'/'secureConnection' listener may have set the socket's own.
+                idle_timeout=self._early_idle[0] if self._early_idle else ms_to_seconds(server.timeout),
                 on_idle=self._on_idle,
             )
             self._watch = PeerWatch(self.wire, on_peer_gone=self._peer_gone, on_idle=self._idle_while_busy)
@@ -519,6 +522,7 @@ class ServerConnection:
             if self._watch is not None:
                 self._watch.restart_timer()
         else:
+            self._early_idle = (seconds or None,)
             self.socket._sock.settimeout(seconds)
 
     def _on_idle(self) -> bool:

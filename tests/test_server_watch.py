@@ -442,3 +442,22 @@ def test_on_memory_bios_pipelined_bytes_are_kept_in_order(make_server: Any, monk
     monkeypatch.setattr(_server, "TLS_ON_MEMORY_BIOS", True)
     test_pipelined_bytes_that_arrive_while_the_handler_runs_are_kept_in_order(make_server, True)
     test_a_large_upload_nobody_reads_yet_is_not_lost(make_server)
+
+
+def test_secure_connection_socket_timeout_fires_for_an_idle_client(make_server: Any) -> None:
+    """B-24 (test-https-timeout-server-2.js): ``set_timeout(50, cb)`` on the socket
+    in 'secureConnection' returns the socket, and cb fires for a client that says
+    nothing."""
+    fired: list[float] = []
+    returned: list[Any] = []
+
+    srv = make_server()
+    srv.on("secureConnection", lambda sock: returned.append(sock.set_timeout(50, lambda: fired.append(time.monotonic()))))
+    sock = connect(srv)
+    start = time.monotonic()
+    with gevent.Timeout(3):
+        while not fired:
+            gevent.sleep(0.01)
+    assert fired[0] - start < 1.0
+    assert returned and returned[0] is not None and hasattr(returned[0], "set_timeout")
+    sock.close()
