@@ -301,6 +301,10 @@ class Server(EventEmitter):
                 raw.setsockopt(_stdlib_socket.IPPROTO_TCP, _stdlib_socket.TCP_NODELAY, 1)
             if self.keep_alive:
                 raw.setsockopt(_stdlib_socket.SOL_SOCKET, _stdlib_socket.SO_KEEPALIVE, 1)
+                # Node's keepAliveInitialDelay (ms): the idle time before the first probe.
+                if self.keep_alive_initial_delay and hasattr(_stdlib_socket, "TCP_KEEPIDLE"):
+                    idle = max(1, int(self.keep_alive_initial_delay // 1000))
+                    raw.setsockopt(_stdlib_socket.IPPROTO_TCP, _stdlib_socket.TCP_KEEPIDLE, idle)
             conn = ServerConnection(self, raw)
             self._connections.add(conn)
             conn.greenlet = _start_greenlet(conn.run)

@@ -39,8 +39,6 @@ PACKAGE_DIR = greenhttps.__file__.rsplit("/", 1)[0] + "/"
 KNOWN_UNREAD: dict[tuple[str, str], str] = {
     ("server", "require_host_header"): "Node's requireHostHeader: accepted, never read; a request "
     "without Host is treated the same either way (issue 17)",
-    ("server", "keep_alive_initial_delay"): "Node's keepAliveInitialDelay: accepted, never read; "
-    "SO_KEEPALIVE is set without TCP_KEEPIDLE (issue 17)",
 }
 
 #: Options checked statically (their name in package code) because the dynamic run

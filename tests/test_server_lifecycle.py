@@ -1044,3 +1044,18 @@ def test_handed_over_socket_write_errors_are_greenhttps_errors(make_server: Any)
             gevent.sleep(0.01)
     assert isinstance(failures[0], errors.NetworkError)
     assert failures[0].code in ("ECONNRESET", "EPIPE")
+
+
+def test_keep_alive_initial_delay_sets_the_first_probe(make_server: Any) -> None:
+    """Node's ``keepAlive`` / ``keepAliveInitialDelay`` server options: accepted
+    sockets get SO_KEEPALIVE and TCP_KEEPIDLE of the delay (in seconds)."""
+    seen: list[tuple[int, int]] = []
+
+    def on_connection(sock: Any) -> None:
+        seen.append((sock.getsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_KEEPALIVE),
+                     sock.getsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_KEEPIDLE)))
+
+    srv = make_server(keep_alive=True, keep_alive_initial_delay=7000)
+    srv.on("connection", on_connection)
+    get_ok(srv)
+    assert seen == [(1, 7)]
