@@ -164,8 +164,8 @@ def reads(monkeypatch: pytest.MonkeyPatch, ca_pem: bytes, tls_options: dict[str,
 
     # request_cert without reject_unauthorized: a client certificate is asked for and
     # checked, as Node does (the client below sends one).
-    server = server_class({**tls_options, "request_cert": True, "ca": ca_pem, "reject_unauthorized": False},
-                          handler)
+    server = server_class({**tls_options, "request_cert": True, "ca": ca_pem, "reject_unauthorized": False,
+                           "keep_alive": True, "keep_alive_initial_delay": 30000}, handler)
     server.listen(0, "127.0.0.1")
     port = server.address()["port"]
     agent = agent_class(keep_alive=True, max_sockets=4, max_free_sockets=4)
