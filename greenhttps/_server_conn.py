@@ -29,6 +29,14 @@ socket), every one of them, once per idle period; with no listener anywhere the
 socket is destroyed -- between requests, during reads and writes, and while the
 handler sleeps or computes alike.  ``headers_timeout`` and ``request_timeout``
 answer 408 and close; ``keep_alive_timeout`` closes silently.
+
+Where HTTP/2 would plug in: a response reaches its connection only through the
+:class:`~greenhttps._outgoing.ResponseChannel` protocol (keep-alive decision, end of
+response, 100 Continue, abort), and a request reads its body through two callables.
+A connection that negotiated ``h2`` (ALPN) would be a second class beside this one,
+reading frames in its greenlet and running each stream's handler in a greenlet of its
+own, with a per-stream channel and body reader in place of this class's methods;
+``Server``, ``IncomingMessage`` and ``ServerResponse`` would not change.
 """
 
 from __future__ import annotations
