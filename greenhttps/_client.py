@@ -44,6 +44,7 @@ from ._outgoing import OutgoingMessage, attribute_aliases
 from ._socket import Socket
 from ._url import host_header, request_options, server_name
 from ._wire import DeadlineExceeded, Head, Wire
+from ._wire_format import Framing
 
 __all__ = ["ClientRequest", "request", "get"]
 
@@ -422,29 +423,13 @@ class ClientRequest(OutgoingMessage):
                               read_rest=self._read_rest_of_body)
         res.req = self  # type: ignore[attr-defined]
         self._res = res
-        # From the raw fields: most callers never look at Node's header dict.
-        framed = empty = False
-        keep_alive = None
-        for name, value in head.headers:
-            if len(name) not in (10, 14, 17):
-                continue
-            lname = name.lower()
-            if lname == b"content-length":
-                framed = True
-                empty = value.strip() == b"0"
-            elif lname == b"transfer-encoding":
-                framed = True
-            elif lname == b"keep-alive":
-                keep_alive = value.decode("latin-1")
-        self._close_delimited = self.method != "HEAD" and head.status not in (204, 304) and not framed
-        if keep_alive is not None and "timeout=" in keep_alive:
-            try:
-                conn.server_keep_alive = float(keep_alive.split("timeout=")[1].split(",")[0])
-            except ValueError:
-                pass
+        # The head's framing facts, decided once by the parser.
+        self._close_delimited = head.framing is Framing.UNTIL_CLOSE
+        if head.keep_alive_timeout is not None:
+            conn.server_keep_alive = head.keep_alive_timeout
         self._result.set(res)
-        if self.method == "HEAD" or head.status in (204, 304) or empty:
-            # No body is coming: take the end marker now (h11 has it without I/O) so
+        if head.framing is Framing.NONE:
+            # No body is coming: take the end marker now (the parser has it) so
             # the connection returns to the pool even if nobody reads the body.
             self._read_body_chunk()
             res._replace_source(_no_more)

@@ -17,8 +17,8 @@ from ._events import EventEmitter
 from ._headers import node_headers, raw_list
 from ._options import node_aliases
 from ._outgoing import attribute_aliases
+from ._parse import Head
 from ._socket import Socket
-from ._wire import Head
 
 __all__ = ["IncomingMessage"]
 

@@ -39,9 +39,10 @@ from ._events import logger
 from ._incoming import IncomingMessage
 from ._options import ms_to_seconds
 from ._outgoing import STATUS_CODES, ServerResponse
+from ._parsers import parser_class
 from ._socket import Socket
 from ._tlsbio import BioSSLSocket
-from ._wire import DeadlineExceeded, Head, Wire, wire_class
+from ._wire import DeadlineExceeded, Head, Wire
 
 if TYPE_CHECKING:
     from ._server import Server
@@ -56,7 +57,7 @@ DISCARD_LIMIT = 256 * 1024
 _FAIR_SHARE = 8
 
 #: The wire class servers use (chosen once, at import).
-SERVER_WIRE = wire_class(client=False)
+SERVER_PARSER = parser_class()
 
 
 class ConnState(enum.Enum):
@@ -69,27 +70,6 @@ class ConnState(enum.Enum):
 
 class _Closed(Exception):
     """Internal: the connection is over; leave the loop quietly."""
-
-
-def _upgrade_and_expect(head: Head) -> tuple[bool, str | None]:
-    """(an Upgrade is asked for, the Expect value lowercased) from the raw fields.
-
-    Done on the wire pairs so that the common request never builds Node's header
-    dict (most handlers never look at it).
-    """
-    upgrade = False
-    connection = expect = None
-    for name, value in head.headers:
-        if len(name) not in (6, 7, 10):
-            continue
-        lname = name.lower()
-        if lname == b"upgrade":
-            upgrade = True
-        elif lname == b"connection":
-            connection = value if connection is None else connection + b"," + value
-        elif lname == b"expect":
-            expect = value.decode("latin-1").strip().lower() if expect is None else "\0"  # repeated: not 100-continue
-    return upgrade and connection is not None and b"upgrade" in connection.lower(), expect
 
 
 class ServerConnection:
@@ -125,8 +105,9 @@ class ServerConnection:
             sock = self._handshake() if server.secure else self.raw
             if sock is None:
                 return
-            self.wire = SERVER_WIRE(
+            self.wire = Wire(
                 sock,
+                parser=SERVER_PARSER,
                 max_header_size=server.max_header_size,
                 max_headers_count=server.max_headers_count or 1 << 30,
                 strict=not server.insecure_http_parser,
@@ -266,7 +247,7 @@ class ServerConnection:
         self._req, self._res = req, res
 
         method = head.method
-        upgrade, expect = _upgrade_and_expect(head)
+        upgrade, expect = head.upgrade, head.expect
         if method == "CONNECT" or upgrade:
             event = "connect" if method == "CONNECT" else "upgrade"
             if server.has_listeners(event):

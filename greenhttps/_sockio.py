@@ -30,7 +30,7 @@ from gevent.exceptions import ConcurrentObjectUseError
 from gevent.hub import Waiter
 from gevent.ssl import SSLSocket as GeventSSLSocket
 
-__all__ = ["recv", "recv_into", "recv_tcp", "send", "send_tcp"]
+__all__ = ["recv", "recv_into", "recv_now", "recv_tcp", "send", "send_tcp"]
 
 _EXPIRED = object()
 #: The most plaintext one TLS record carries (RFC 8446 §5.1).
@@ -99,6 +99,54 @@ def recv_tcp(sock: Any, size: int, timeout: float | None, wait_first: bool = Fal
             pass
         if not _wait(sock, sock._read_event, timeout):
             return None
+
+
+def recv_now(sock: Any, size: int) -> bytes | None:
+    """What has arrived, up to ``size`` bytes, without waiting and without switching
+    greenlets (it may run in a hub callback): None when nothing is ready, b'' when
+    the peer has closed (TLS: close_notify, or a close without it).  A TLS record
+    that is not application data (a TLS 1.3 session ticket) counts as nothing."""
+    if isinstance(sock, GeventSSLSocket):
+        return _tls_recv_now(sock, size)
+    now = getattr(type(sock), "recv_now", None)
+    if now is not None:  # a socket that does its own (greenhttps._tlsbio)
+        return now(sock, size)  # type: ignore[no-any-return]
+    raw = getattr(sock, "_sock", sock) if hasattr(sock, "_read_event") else sock
+    if raw is sock:  # not gevent's: a blocking socket, asked without blocking
+        import select
+
+        if not select.select([sock], [], [], 0)[0]:
+            return None
+        return sock.recv(size)  # type: ignore[no-any-return]
+    try:
+        return raw.recv(size)  # type: ignore[no-any-return]
+    except BlockingIOError:
+        return None
+
+
+def _tls_recv_now(sock: Any, size: int) -> bytes | None:
+    sslobj = sock._sslobj
+    if sslobj is None:
+        raise _closed_tls()
+    pieces: list[bytes] = []
+    total = 0
+    while total < size:
+        try:
+            data = sslobj.read(size - total)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            break
+        except ssl.SSLError as exc:
+            if pieces:
+                break  # reported again to the next read, after these bytes
+            _raise_unless_end_of_stream(sock, exc)
+            return b""
+        if not data:
+            if pieces:
+                break
+            return b""
+        pieces.append(data)
+        total += len(data)
+    return b"".join(pieces) if pieces else None
 
 
 def recv_into(sock: Any, view: memoryview, timeout: float | None) -> int | None:

@@ -149,6 +149,44 @@ class BioSSLSocket:
                 return self._more(data, size)
             return data
 
+    def recv_now(self, size: int) -> bytes | None:
+        """What has arrived, up to ``size`` bytes, never waiting nor switching
+        greenlets; None when nothing is ready, b'' at the end of the stream.  (A TLS
+        1.3 KeyUpdate's answer, if one is owed, goes out with the next send.)"""
+        sslobj = self._live()
+        pieces: list[bytes] = []
+        total = 0
+        while total < size:
+            try:
+                data: bytes = sslobj.read(size - total)
+            except ssl.SSLWantReadError:
+                if self._unread is None:
+                    if self._in.eof:
+                        break
+                    try:
+                        raw = self._raw._sock.recv(_RECV_SIZE)
+                    except BlockingIOError:
+                        break
+                    if not raw:
+                        self._in.write_eof()
+                        continue
+                    self._unread = memoryview(raw)
+                self._feed(None)  # from what we hold: never waits
+                continue
+            except ssl.SSLError as exc:
+                if pieces:
+                    break  # reported again to the next read, after these bytes
+                self._ended = True
+                return self._end_of_stream(exc)
+            if not data:  # close_notify
+                if pieces:
+                    break
+                self._ended = True
+                return data
+            pieces.append(data)
+            total += len(data)
+        return b"".join(pieces) if pieces else None
+
     def _more(self, first: bytes, size: int) -> bytes:
         """One read returns one record: take the others that arrived with it."""
         sslobj = self._sslobj

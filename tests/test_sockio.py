@@ -23,8 +23,9 @@ from gevent import ssl as gssl
 
 import helpers
 from greenhttps import _sockio
+from greenhttps._parsers import parser_class
 from greenhttps._tlsbio import BioSSLSocket
-from greenhttps._wire import wire_class
+from greenhttps._wire import Wire
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -242,7 +243,7 @@ def test_a_large_write_goes_out_corked_and_uncorks_at_its_end(kind: str, request
     """The wire corks a large write (full-size segments, not one per TLS record) and
     always uncorks after it: a cork left on would hold the last partial segment back."""
     server, client = request.getfixturevalue(f"{kind}_pair")
-    wire = wire_class(client=False)(server)
+    wire = Wire(server, parser=parser_class())
     payload = bytes(range(256)) * 16384  # 4 MiB: the write blocks on a full buffer
     corked: list[int] = []
 
