@@ -273,7 +273,10 @@ class Parser:
             head.expect = expect
             self.request_method = head.method
         head.upgrade = upgrade and _says(connection, b"upgrade")
-        head.keep_alive = http11 and framing is not Framing.UNTIL_CLOSE and not _says(connection, b"close")
+        # After a protocol switch (101, a CONNECT tunnel) what follows is not HTTP.
+        switched = self.client and (head.status == 101 or (self.request_method == "CONNECT" and 200 <= head.status < 300))
+        head.keep_alive = (http11 and framing is not Framing.UNTIL_CLOSE and not switched
+                           and not _says(connection, b"close"))
         head.framing = self.framing = framing
         self.done = framing is Framing.NONE
         if framing is Framing.LENGTH:

@@ -164,7 +164,8 @@ class TimeoutError(NetworkError, builtins.TimeoutError):
 
 
 class IdleTimeout(TimeoutError):
-    """The socket was idle for longer than its timeout and nobody wanted to wait."""
+    """The socket was idle for longer than its timeout and nobody wanted to wait
+    (Node's ``socket.setTimeout`` with no ``'timeout'`` listener; code ETIMEDOUT)."""
 
 
 class NameResolutionError(NetworkError):
