@@ -44,7 +44,7 @@ from ._outgoing import OutgoingMessage, attribute_aliases
 from ._socket import Socket
 from ._url import host_header, request_options, server_name
 from ._wire import DeadlineExceeded, Head, Wire
-from ._wire_format import Framing
+from ._wire_format import Framing, request_message
 
 __all__ = ["ClientRequest", "request", "get"]
 
@@ -145,8 +145,10 @@ class ClientRequest(OutgoingMessage):
         if end:
             self._replay = (pairs, body or b"")
         try:
+            head, framing = request_message(self.method, self.path, pairs)  # framing decided once, here
             self._acquire()
-            self._wire().send_head(method=self.method, target=self.path, headers=pairs, body=body, end=end)
+            self._wire().expect_response_to(self.method, pairs)
+            self._wire().send_head(head, framing, body=body, end=end)
         except errors.InvalidArgumentError:
             self._discard_connection()
             raise
@@ -498,7 +500,9 @@ class ClientRequest(OutgoingMessage):
             raise
         self.agent.connected(self._name, conn)
         self._hold(conn)
-        conn.wire.send_head(method=self.method, target=self.path, headers=pairs, body=body, end=True)
+        head, framing = request_message(self.method, self.path, pairs)
+        conn.wire.expect_response_to(self.method, pairs)
+        conn.wire.send_head(head, framing, body=body, end=True)
 
     def _upgrade(self, head: Head, event: str) -> None:
         """Hand the socket to the ``event`` ('upgrade' or 'connect') listener, with

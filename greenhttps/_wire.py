@@ -10,8 +10,9 @@ handful of methods::
     read_body()      -> bytes            the next piece of the body, b'' at its end
     read_rest_of_body() -> bytes | None  all the rest of a Content-Length body, in
                                          one buffer (None: read it piece by piece)
-    send_head(...)                       a request or response head, optionally with
-                                         the whole body and its end in one write
+    send_head(head, framing, ...)        a request or response head, serialised and
+                                         framed above, optionally with the whole body
+                                         and its end in one write
     send_data(b) / send_end(trailers)
     send_informational(status)           100 Continue and friends
     start_next_cycle() -> bool           keep-alive: ready for the next exchange?
@@ -27,10 +28,11 @@ it reads the socket again, and feeds the parser.  Its fast path is a Content-Len
 body: :meth:`read_rest_of_body` takes what the parser holds of it and reads the rest
 from the socket straight into one buffer, telling the parser only the count.
 
-What is sent is serialised here too (by :mod:`._wire_format`; neither parser writes
-a byte), with the wire tracking framing, end of message and ``Connection: close``.
-The framing of an incoming message is the head's (``Head.framing`` and friends,
-decided once by the parser).
+Framing is decided once in each direction: an incoming message's by the parser
+(``Head.framing`` and friends), an outgoing one's by the message layer, which hands
+the serialised head and its :class:`OutgoingFraming` to :meth:`Wire.send_head` (see
+:mod:`._wire_format`; neither parser writes a byte).  The wire counts the body
+against that framing and tracks the end of message and ``Connection: close``.
 
 Time: the wire knows two kinds of timer, both in seconds.  ``idle`` is the socket
 inactivity timeout (Node's ``socket.setTimeout``): when it fires, ``on_idle`` is
@@ -51,14 +53,7 @@ from typing import Callable, Sequence
 from . import _sockio, errors
 from ._parse import Head, HeaderPairs, Parser
 from ._tlsbio import BioSSLSocket
-from ._wire_format import (
-    Framing,
-    OutgoingFraming,
-    frame_request,
-    frame_response,
-    request_head,
-    response_head,
-)
+from ._wire_format import Framing, OutgoingFraming, response_head
 from .errors import IdleTimeout
 
 __all__ = ["Wire", "Head", "DeadlineExceeded", "IdleTimeout", "HeaderPairs"]
@@ -71,11 +66,6 @@ _TCP_CORK = getattr(socket, "TCP_CORK", None)
 _TCP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
 _WAIT_EXCEPTIONS = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, socket.timeout)
 _INFORMATIONAL_REASONS = {100: "Continue", 101: "Switching Protocols", 102: "Processing", 103: "Early Hints"}
-
-
-#: Response heads already framed and serialised (see ``Wire._response_head``).
-_RESPONSE_HEADS: dict[tuple[object, ...], tuple[bytes, str, int, bool]] = {}
-_RESPONSE_HEADS_MAX = 512
 
 
 class DeadlineExceeded(Exception):
@@ -102,8 +92,6 @@ class Wire:
         "_out",
         "_out_done",
         "_sent_interim",
-        "_request_method",
-        "_peer_http10",
         "_idle",
         "on_idle",
         "trailers",
@@ -134,8 +122,6 @@ class Wire:
         self._out: OutgoingFraming | None = None
         self._out_done = False
         self._sent_interim = False
-        self._request_method = ""
-        self._peer_http10 = False
         self._idle = idle_timeout
         sock.settimeout(idle_timeout)
         #: Called when the socket has been idle for ``idle_timeout``; returns True to
@@ -229,9 +215,6 @@ class Wire:
             self._receive(deadline, "headers", wait_first=not parser.head_started)
             if deadline is None and headers_timeout is not None:
                 deadline = time.monotonic() + headers_timeout
-        if not self._client:
-            self._request_method = head.method
-            self._peer_http10 = head.http_version == "1.0"
         return head
 
     def read_body(self, *, deadline: float | None = None) -> bytes:
@@ -447,59 +430,26 @@ class Wire:
             raise
         return pieces
 
-    def send_head(
-        self,
-        *,
-        method: str = "",
-        target: str = "",
-        status: int = 0,
-        reason: str = "",
-        headers: HeaderPairs,
-        body: bytes | None = None,
-        end: bool = False,
-    ) -> None:
-        """Send a request head (``method`` given) or a response head, and optionally
-        the body and the end of the message in the same write.
+    def send_head(self, head: bytes, framing: OutgoingFraming, *, body: bytes | None = None,
+                  end: bool = False) -> None:
+        """Send a request or response head, and optionally the body and the end of the
+        message in the same write.
 
-        ``headers`` must be valid already (:class:`OutgoingHeaders` checks them); the
-        framing headers decide how the body is sent (see :mod:`._wire_format`).
+        ``head`` is serialised and ``framing`` decided by the message layer (see
+        :func:`~greenhttps._wire_format.response_message` and ``request_message``):
+        the wire counts the body against it and says the connection ends with this
+        message when ``framing.close``.
         """
         if self._out is not None:
             raise errors.InvalidArgumentError("the head of this message was already sent", "ERR_HTTP_HEADERS_SENT")
-        if method:
-            bmethod = method.encode("ascii", "replace")
-            btarget = target.encode("latin-1", "replace")
-            head = request_head(bmethod, btarget, headers)
-            out = frame_request(headers)
-            self._request_method = method
-            self._parser.expect_response_to(method, headers)
-        else:
-            head, out = self._response_head(status, reason, headers)
-        self._out = out
+        self._out = framing
         pieces = [head]
-        pieces.extend(self._body_pieces(out, body, end, None))
+        pieces.extend(self._body_pieces(framing, body, end, None))
         self._send(pieces, end=end)
 
-    def _response_head(self, status: int, reason: str, headers: HeaderPairs) -> tuple[bytes, OutgoingFraming]:
-        """The head's bytes and framing, from a cache: a server answers most requests
-        with the same fields (the Date changes once a second), and framing and
-        serialising them anew was a tenth of the per-request cost."""
-        head_request = self._request_method == "HEAD"
-        keep_alive = self._parser.keep_alive
-        key = (status, reason, tuple(headers), head_request, self._peer_http10, keep_alive)
-        cached = _RESPONSE_HEADS.get(key)
-        if cached is not None:
-            head, kind, remaining, close = cached
-            return head, OutgoingFraming(kind, remaining, close)
-        pairs = list(headers)
-        out = frame_response(
-            pairs, status=status, head_request=head_request, peer_http10=self._peer_http10, keep_alive=keep_alive
-        )
-        head = response_head(status, reason.encode("latin-1"), pairs)
-        if len(_RESPONSE_HEADS) >= _RESPONSE_HEADS_MAX:
-            _RESPONSE_HEADS.clear()
-        _RESPONSE_HEADS[key] = (head, out.kind, out.remaining, out.close)
-        return head, out
+    def expect_response_to(self, method: str, headers: HeaderPairs) -> None:
+        """Client: the request about to be sent (its method frames the response)."""
+        self._parser.expect_response_to(method, headers)
 
     def send_informational(self, status: int, headers: HeaderPairs | None = None, reason: str = "") -> None:
         reason = reason or _INFORMATIONAL_REASONS.get(status, "")
