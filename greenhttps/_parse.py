@@ -186,7 +186,8 @@ class Parser:
         if end > self.max_header_size:
             status = 414 if not self.client and b"\n" not in raw[: MAX_REQUEST_LINE + 1] else 431
             raise protocol_error("header block too large", status, "HPE_HEADER_OVERFLOW")
-        self._reset()
+        if self.head is not None:  # after a 1xx (start_next() resets otherwise)
+            self._reset()
         head = self._parse_response_head(raw) if self.client else self._parse_request_head(raw)
         del buf[:end]
         self._decide(head, raw)

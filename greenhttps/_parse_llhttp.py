@@ -94,7 +94,7 @@ class LlhttpParser(Parser):
 
     def _reset(self) -> None:
         super()._reset()
-        self._msg = _Message()
+        self._msg: Any = None  # set with the head
         self._llhttp: Any = None
         self._in_size_line = True
         self._chunk_left = 0
