@@ -40,6 +40,11 @@ asked whether to keep waiting (a ``'timeout'`` listener exists) or to give up
 (:class:`greenhttps.errors.IdleTimeout`).  A *deadline* (monotonic time) bounds a
 whole phase such as "headers complete" and raises :class:`DeadlineExceeded` naming
 the phase; the owner decides what to answer.
+
+Size: this module is longer than STYLE's guide (about 570 lines) because it is both
+halves of the socket -- the read loop with its fast path and :meth:`poll_input`, and
+the writes with corking and the graceful close; splitting them would put the idle
+timer and the close logic in two places.
 """
 
 from __future__ import annotations
