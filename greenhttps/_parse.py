@@ -155,8 +155,10 @@ class Parser:
                 data = data[:left]
             self._pieces.append(data)
             self.body_left = left - len(data)
+            self._body_seen = True
         else:  # close-delimited
             self._pieces.append(data)
+            self._body_seen = True
 
     @property
     def head_started(self) -> bool:
