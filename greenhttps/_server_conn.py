@@ -56,7 +56,7 @@ DISCARD_LIMIT = 256 * 1024
 #: Requests served in a row without the greenlet yielding before it yields anyway.
 _FAIR_SHARE = 8
 
-#: The wire class servers use (chosen once, at import).
+#: The parser class servers use (chosen once, at import; see _parsers).
 SERVER_PARSER = parser_class()
 
 
