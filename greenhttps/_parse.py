@@ -84,12 +84,13 @@ class Head:
         self.method, self.target = method, target
         self.status, self.reason = status, reason
         self.http_version, self.headers = http_version, headers
-        self.framing = Framing.NONE
-        self.content_length: int | None = None
-        self.keep_alive = False
-        self.upgrade = False
-        self.expect: str | None = None
-        self.keep_alive_timeout: float | None = None
+        # The facts are set by Parser._decide, all of them, once per head.
+        self.framing: str
+        self.content_length: int | None
+        self.keep_alive: bool
+        self.upgrade: bool
+        self.expect: str | None
+        self.keep_alive_timeout: float | None
 
     def __repr__(self) -> str:
         first = f"{self.method} {self.target}" if self.method else f"{self.status} {self.reason}"
@@ -240,6 +241,9 @@ class Parser:
             if not length.isdigit():
                 raise protocol_error("invalid Content-Length", 400, "HPE_INVALID_CONTENT_LENGTH")
             head.content_length = int(length)
+        else:
+            head.content_length = None
+        head.expect = head.keep_alive_timeout = None
         http11 = head.http_version == "1.1"
         if te is not None and te.strip().lower() != b"chunked":
             # "gzip, chunked" would reach the handler undecoded; h11 refuses it too.
@@ -279,7 +283,7 @@ class Parser:
         # After a protocol switch (101, a CONNECT tunnel) what follows is not HTTP.
         switched = self.client and (head.status == 101 or (self.request_method == "CONNECT" and 200 <= head.status < 300))
         head.keep_alive = (http11 and framing is not Framing.UNTIL_CLOSE and not switched
-                           and not _says(connection, b"close"))
+                           and not (connection and _says(connection, b"close")))
         head.framing = self.framing = framing
         self.done = framing is Framing.NONE
         if framing is Framing.LENGTH:
