@@ -15,6 +15,8 @@ gevent.  :class:`~greenhttps._wire.Wire` owns the socket and drives it::
     body_received(n)                  n more of it were read by the caller itself
     start_next() -> bool              keep-alive: ready for the next message?
     take_buffered() -> bytes          everything past the message (protocol switch)
+    expect_response_to(method, headers)   client: the request being answered
+    done, keep_alive, wants_100_continue, head_started, trailers, eof   state
 
 Bytes past the current message (pipelined requests) stay buffered, in order, for
 the next one.  This module holds everything that does not depend on the parser:
