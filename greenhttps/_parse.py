@@ -113,7 +113,7 @@ class Parser:
     """One direction of one connection (``client=True``: responses; else requests)."""
 
     __slots__ = ("client", "strict", "max_header_size", "max_headers_count", "request_method", "eof",
-                 "head", "framing", "done", "body_left", "trailers", "_buf", "_pieces", "_body_seen")
+                 "head", "framing", "done", "keep_alive", "body_left", "trailers", "_buf", "_pieces", "_body_seen")
 
     #: The parser folds repeated Content-Lengths (h11): check them in the raw head.
     folds_repeats = False
@@ -136,6 +136,8 @@ class Parser:
         self.framing = Framing.NONE
         #: The message has been read to its end (True until a head arrives).
         self.done = True
+        #: The message allows another exchange (its head's ``keep_alive``).
+        self.keep_alive = False
         #: Content-Length body bytes not yet passed on.
         self.body_left = 0
         self.trailers: HeaderPairs = []
@@ -286,6 +288,7 @@ class Parser:
         switched = self.client and (head.status == 101 or (self.request_method == "CONNECT" and 200 <= head.status < 300))
         head.keep_alive = (http11 and framing is not Framing.UNTIL_CLOSE and not switched
                            and not (connection and _says(connection, b"close")))
+        self.keep_alive = head.keep_alive
         head.framing = self.framing = framing
         self.done = framing is Framing.NONE
         if framing is Framing.LENGTH:
@@ -385,11 +388,6 @@ class Parser:
     # ---------------------------------------------------------------- state
 
     @property
-    def keep_alive(self) -> bool:
-        head = self.head
-        return head is not None and head.keep_alive
-
-    @property
     def wants_100_continue(self) -> bool:
         """The request said ``Expect: 100-continue`` and no body byte has come yet."""
         head = self.head
@@ -403,7 +401,7 @@ class Parser:
     def start_next(self) -> bool:
         """Ready for the next message; False if this one is not complete, or the
         connection cannot be reused."""
-        if not self.done or self.head is None or not self.head.keep_alive or self.eof:
+        if not self.done or not self.keep_alive or self.eof:
             return False
         self._reset()
         return True
