@@ -52,6 +52,7 @@ from ._outgoing import OutgoingMessage
 from ._socket import Socket
 from ._url import host_header, request_options, server_name
 from ._wire import Head, Wire
+from ._wire_format import request_message
 
 __all__ = ["ClientRequest", "request", "get"]
 
@@ -144,6 +145,8 @@ class ClientRequest(OutgoingMessage):
             )
         if self.destroyed:
             return  # aborted or destroyed first: nothing is sent (B-85)
+        pairs = self._out.pairs()
+        head, framing = request_message(self.method, self.path, pairs)  # framing decided once, here
         self.headers_sent = True
         exchange = self._exchange = ClientExchange(
             self.agent, self._name, self._opts, self.method, self._deadline, _idle_callback(self)
@@ -152,7 +155,7 @@ class ClientRequest(OutgoingMessage):
             self.socket = exchange.acquire(self)
             self.reused_socket = exchange.reused
             self.emit("socket", self.socket)
-            exchange.send_head(self.method, self.path, self._out.pairs(), body, end)
+            exchange.send_head(pairs, head, framing, body, end)
         except errors.InvalidArgumentError:
             exchange.discard()
             raise
@@ -423,7 +426,7 @@ class ClientRequest(OutgoingMessage):
         no_body = exchange.response_started(head)
         self._result.set(res)
         if no_body:
-            # No body is coming: take the end marker now (h11 has it without I/O) and
+            # No body is coming: take the end marker now (the parser has it) and
             # give the connection back even if nobody reads the body.  'end' and the
             # 'close' events still come when the body is read (or flows).
             exchange.read_body()

@@ -20,15 +20,16 @@ from gevent import socket as gsocket
 
 from . import _tls, _verify, errors
 from ._options import ms_to_seconds
+from ._parsers import parser_class
 from ._socket import Socket
 from ._url import is_ip
-from ._wire import Wire, wire_class
+from ._wire import Wire
 
-__all__ = ["ClientConnection", "SessionCache", "dial", "CLIENT_WIRE"]
+__all__ = ["ClientConnection", "SessionCache", "dial", "CLIENT_PARSER"]
 
 _INF = float("inf")
-#: The wire class connections use (chosen once, at import; see wire_class).
-CLIENT_WIRE = wire_class(client=True)
+#: The parser class connections use (chosen once, at import; see _parsers).
+CLIENT_PARSER = parser_class()
 
 
 class SessionCache(Protocol):
@@ -171,8 +172,9 @@ def dial(
             stream = _handshake(raw, opts, sessions, name, sock, connect_timeout)
         else:
             stream = raw
-        wire = CLIENT_WIRE(
+        wire = Wire(
             stream,
+            parser=CLIENT_PARSER,
             client=True,
             max_header_size=opts.get("max_header_size") or 16384,
             strict=not opts.get("insecure_http_parser"),

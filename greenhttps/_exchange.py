@@ -64,6 +64,7 @@ from ._options import ms_to_seconds
 from ._socket import Socket
 from ._watch import PeerWatch
 from ._wire import DeadlineExceeded, Head, HeaderPairs, Wire
+from ._wire_format import Framing, OutgoingFraming
 
 __all__ = ["ClientExchange"]
 
@@ -99,7 +100,7 @@ class ClientExchange:
         self.close_delimited = False
         #: The response body has been read to its end.
         self.body_done = False
-        self._replay: tuple[str, HeaderPairs, bytes] | None = None
+        self._replay: tuple[HeaderPairs, bytes, tuple[str, int, bool], bytes] | None = None
         #: The wire forgets trailers when it starts its next exchange (after the
         #: release), so the exchange keeps its own copy.
         self._trailers: Any = ()
@@ -181,12 +182,17 @@ class ClientExchange:
 
     # --------------------------------------------------------------- send
 
-    def send_head(self, method: str, target: str, headers: HeaderPairs, body: bytes | None, end: bool) -> None:
-        """Send the request head (and the whole body if ``end``: then it can be
-        sent again on a fresh connection if the reused one turns out stale)."""
-        if end:
-            self._replay = (target, headers, body or b"")
-        self.wire.send_head(method=method, target=target, headers=headers, body=body, end=end)
+    def send_head(self, headers: HeaderPairs, head: bytes, framing: OutgoingFraming, body: bytes | None,
+                  end: bool) -> None:
+        """Send the request ``head`` (serialised, its ``framing`` decided by the
+        request; ``headers`` are its fields, which the response's framing depends
+        on), and the whole body if ``end``: then it can be sent again on a fresh
+        connection if the reused one turns out stale."""
+        if end:  # the framing as it stands before the send counts the body down
+            self._replay = (headers, head, (framing.kind, framing.remaining, framing.close), body or b"")
+        wire = self.wire
+        wire.expect_response_to(self.method, headers)
+        wire.send_head(head, framing, body=body, end=end)
 
     # --------------------------------------------------------------- read
 
@@ -230,40 +236,25 @@ class ClientExchange:
     def _retry(self) -> None:
         logger.debug("%r: reused connection was closed by the server; retrying once", self)
         assert self._replay is not None
-        target, headers, body = self._replay
+        headers, head, (kind, remaining, close), body = self._replay
         self._replay = None
         stale = self._let_go()
         self.reused = False
         if stale is not None:
             self.agent.replace(stale)  # its slot becomes our permit to dial
         self._hold(self._dial())
-        self.wire.send_head(method=self.method, target=target, headers=headers, body=body, end=True)
+        wire = self.wire
+        wire.expect_response_to(self.method, headers)
+        wire.send_head(head, OutgoingFraming(kind, remaining, close), body=body, end=True)
 
     def response_started(self, head: Head) -> bool:
-        """Note a final response head's framing; True if no body follows it."""
-        framed = empty = False
-        keep_alive = None
-        # From the raw fields: most callers never look at Node's header dict.
-        for name, value in head.headers:
-            if len(name) not in (10, 14, 17):
-                continue
-            lname = name.lower()
-            if lname == b"content-length":
-                framed = True
-                empty = value.strip() == b"0"
-            elif lname == b"transfer-encoding":
-                framed = True
-            elif lname == b"keep-alive":
-                keep_alive = value.decode("latin-1")
-        bodyless = self.method == "HEAD" or head.status in (204, 304)
-        self.close_delimited = not bodyless and not framed
+        """Note a final response head's framing (the facts the parser decided once);
+        True if no body follows it."""
+        self.close_delimited = head.framing == Framing.UNTIL_CLOSE
         conn = self.conn
-        if keep_alive is not None and "timeout=" in keep_alive and conn is not None:
-            try:
-                conn.server_keep_alive = float(keep_alive.split("timeout=")[1].split(",")[0])
-            except ValueError:
-                pass
-        return bodyless or empty
+        if head.keep_alive_timeout is not None and conn is not None:
+            conn.server_keep_alive = head.keep_alive_timeout
+        return head.framing == Framing.NONE
 
     def watch(self, on_peer_gone: Callable[[BaseException | None], None], on_idle: Callable[[], None]) -> None:
         """While the response body waits to be read, watch the connection (as the

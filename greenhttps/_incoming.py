@@ -16,8 +16,8 @@ from . import errors
 from ._events import EventEmitter
 from ._headers import node_headers, raw_list
 from ._options import attribute_aliases, node_aliases
+from ._parse import Head
 from ._socket import Socket
-from ._wire import Head
 
 __all__ = ["IncomingMessage"]
 

@@ -19,6 +19,7 @@ from . import errors
 from ._events import EventEmitter
 from ._headers import OutgoingHeaders, check_value, pairs_from
 from ._options import attribute_aliases, node_aliases  # noqa: I001 (attribute_aliases: re-exported, it lives in _options now)
+from ._wire_format import response_message
 
 if TYPE_CHECKING:
     from ._incoming import IncomingMessage
@@ -471,7 +472,10 @@ class ServerResponse(OutgoingMessage):
         if isinstance(connection, str) and "close" in connection.lower():
             self.should_keep_alive = False
         reason = self.status_message or STATUS_CODES.get(status, "unknown")  # Node's spelling
-        self._wire.send_head(status=status, reason=reason, headers=out.pairs(), body=body, end=end)
+        # The framing, decided once here from the final head (see _wire_format).
+        head, framing = response_message(status, reason, out.pairs(), head_request=self.req.method == "HEAD",
+                                         peer_http10=self._peer_http10, keep_alive=self._wire.keep_alive)
+        self._wire.send_head(head, framing, body=body, end=end)
 
     def _wire_for_body(self) -> Wire:
         return self._wire

@@ -56,10 +56,12 @@ from ._events import logger
 from ._incoming import IncomingMessage
 from ._options import ms_to_seconds
 from ._outgoing import STATUS_CODES, ServerResponse
+from ._parsers import parser_class
 from ._socket import Socket
 from ._tlsbio import BioSSLSocket
 from ._watch import PeerWatch
-from ._wire import DeadlineExceeded, Head, Wire, wire_class
+from ._wire import DeadlineExceeded, Head, Wire
+from ._wire_format import Framing
 
 __all__ = ["ServerConnection", "ConnState"]
 
@@ -70,8 +72,8 @@ DISCARD_LIMIT = 256 * 1024
 #: Requests served in a row without the greenlet yielding before it yields anyway.
 _FAIR_SHARE = 8
 
-#: The wire class servers use (chosen once, at import).
-SERVER_WIRE = wire_class(client=False)
+#: The parser class servers use (chosen once, at import; see _parsers).
+SERVER_PARSER = parser_class()
 
 
 class ServerSide(Protocol):
@@ -114,32 +116,6 @@ class _Closed(Exception):
     """Internal: the connection is over; leave the loop quietly."""
 
 
-def _upgrade_and_expect(head: Head) -> tuple[bool, str | None, bool]:
-    """(an Upgrade is asked for, the Expect value lowercased, a body is declared)
-    from the raw fields.
-
-    Done on the wire pairs so that the common request never builds Node's header
-    dict (most handlers never look at it).
-    """
-    upgrade = body = False
-    connection = expect = None
-    for name, value in head.headers:
-        if len(name) not in (6, 7, 10, 14, 17):
-            continue
-        lname = name.lower()
-        if lname == b"content-length":
-            body = body or value.strip() != b"0"
-        elif lname == b"transfer-encoding":
-            body = True
-        elif lname == b"upgrade":
-            upgrade = True
-        elif lname == b"connection":
-            connection = value if connection is None else connection + b"," + value
-        elif lname == b"expect":
-            expect = value.decode("latin-1").strip().lower() if expect is None else "\0"  # repeated: not 100-continue
-    return upgrade and connection is not None and b"upgrade" in connection.lower(), expect, body
-
-
 class ServerConnection:
     """One accepted connection and the greenlet serving it."""
 
@@ -179,8 +155,9 @@ class ServerConnection:
             sock = self._handshake() if server.secure else self.raw
             if sock is None:
                 return
-            self.wire = SERVER_WIRE(
+            self.wire = Wire(
                 sock,
+                parser=SERVER_PARSER,
                 max_header_size=server.max_header_size,
                 max_headers_count=server.max_headers_count or 1 << 30,
                 strict=not server.insecure_http_parser,
@@ -322,8 +299,8 @@ class ServerConnection:
         self._req, self._res = req, res
 
         method = head.method
-        upgrade, expect, declares_body = _upgrade_and_expect(head)
-        if not declares_body:
+        upgrade, expect = head.upgrade, head.expect
+        if head.framing == Framing.NONE:
             req.complete = True  # as Node's parser: a request without a body is complete at its head
         if method == "CONNECT" or upgrade:
             event = "connect" if method == "CONNECT" else "upgrade"

@@ -101,6 +101,54 @@ def recv_tcp(sock: Any, size: int, timeout: float | None, wait_first: bool = Fal
             return None
 
 
+def recv_now(sock: Any, size: int) -> bytes | None:
+    """What has arrived, up to ``size`` bytes, without waiting and without switching
+    greenlets (it may run in a hub callback): None when nothing is ready, b'' when
+    the peer has closed (TLS: close_notify, or a close without it).  A TLS record
+    that is not application data (a TLS 1.3 session ticket) counts as nothing."""
+    if isinstance(sock, GeventSSLSocket):
+        return _tls_recv_now(sock, size)
+    now = getattr(type(sock), "recv_now", None)
+    if now is not None:  # a socket that does its own (greenhttps._tlsbio)
+        return now(sock, size)  # type: ignore[no-any-return]
+    raw = getattr(sock, "_sock", sock) if hasattr(sock, "_read_event") else sock
+    if raw is sock:  # not gevent's: a blocking socket, asked without blocking
+        import select
+
+        if not select.select([sock], [], [], 0)[0]:
+            return None
+        return sock.recv(size)  # type: ignore[no-any-return]
+    try:
+        return raw.recv(size)  # type: ignore[no-any-return]
+    except BlockingIOError:
+        return None
+
+
+def _tls_recv_now(sock: Any, size: int) -> bytes | None:
+    sslobj = sock._sslobj
+    if sslobj is None:
+        raise _closed_tls()
+    pieces: list[bytes] = []
+    total = 0
+    while total < size:
+        try:
+            data = sslobj.read(size - total)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            break
+        except ssl.SSLError as exc:
+            if pieces:
+                break  # reported again to the next read, after these bytes
+            _raise_unless_end_of_stream(sock, exc)
+            return b""
+        if not data:
+            if pieces:
+                break
+            return b""
+        pieces.append(data)
+        total += len(data)
+    return b"".join(pieces) if pieces else None
+
+
 def recv_into(sock: Any, view: memoryview, timeout: float | None) -> int | None:
     """:func:`recv` into ``view``: the count of bytes put there (0 when the peer has
     closed), or None when ``timeout`` passed."""
@@ -156,36 +204,6 @@ def _tls_recv_into(sock: Any, view: memoryview, timeout: float | None, wait_firs
         # Wait outside the except block: no exception lives on while we idle.
         if not _wait(sock, watcher, timeout):
             return None
-
-
-def recv_now(sock: Any, size: int) -> bytes | None:
-    """What the socket has ready, without ever waiting or switching greenlets: up to
-    ``size`` bytes, b'' when the peer has closed (EOF, TLS close_notify), None when
-    nothing is ready (a TLS record still partial counts as nothing).  Safe to call
-    from a hub callback (:mod:`greenhttps._watch`); raises ``OSError`` on a reset."""
-    if isinstance(sock, GeventSSLSocket):
-        return _tls_recv_now(sock, size)
-    now = getattr(type(sock), "recv_now", None)
-    if now is not None:  # a socket that does its own (greenhttps._tlsbio)
-        return now(sock, size)  # type: ignore[no-any-return]
-    raw = getattr(sock, "_sock", sock)
-    try:
-        return raw.recv(size, socket.MSG_DONTWAIT)  # type: ignore[no-any-return]
-    except BlockingIOError:
-        return None
-
-
-def _tls_recv_now(sock: Any, size: int) -> bytes | None:
-    sslobj = sock._sslobj
-    if sslobj is None:
-        raise _closed_tls()
-    try:
-        return sslobj.read(size)  # type: ignore[no-any-return]
-    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-        return None
-    except ssl.SSLError as exc:
-        _raise_unless_end_of_stream(sock, exc)
-        return b""
 
 
 def _scratch() -> memoryview:

@@ -150,35 +150,42 @@ class BioSSLSocket:
             return data
 
     def recv_now(self, size: int) -> bytes | None:
-        """What is ready, never waiting (see :func:`greenhttps._sockio.recv_now`): up to
-        ``size`` bytes, b'' at the end of the stream, None when nothing is ready.
-
-        The answer to a KeyUpdate that this read makes stays in the outgoing BIO for
-        the next send to carry: sending may wait, and this must not."""
+        """What has arrived, up to ``size`` bytes, never waiting nor switching
+        greenlets; None when nothing is ready, b'' at the end of the stream.  (A TLS
+        1.3 KeyUpdate's answer, if one is owed, goes out with the next send.)"""
         sslobj = self._live()
-        while True:
+        pieces: list[bytes] = []
+        total = 0
+        while total < size:
             try:
-                data: bytes = sslobj.read(size)
+                data: bytes = sslobj.read(size - total)
             except ssl.SSLWantReadError:
-                if self._unread is not None:
-                    self._feed(None)  # from what we hold: never waits
-                    continue
-                try:
-                    chunk = self._raw._sock.recv(_RECV_SIZE, socket.MSG_DONTWAIT)
-                except BlockingIOError:
-                    return None
-                if chunk:
-                    self._unread = memoryview(chunk)
-                    self._feed(None)
-                else:
-                    self._in.write_eof()
+                if self._unread is None:
+                    if self._in.eof:
+                        break
+                    try:
+                        raw = self._raw._sock.recv(_RECV_SIZE)
+                    except BlockingIOError:
+                        break
+                    if not raw:
+                        self._in.write_eof()
+                        continue
+                    self._unread = memoryview(raw)
+                self._feed(None)  # from what we hold: never waits
                 continue
             except ssl.SSLError as exc:
+                if pieces:
+                    break  # reported again to the next read, after these bytes
                 self._ended = True
                 return self._end_of_stream(exc)
-            if not data:
+            if not data:  # close_notify
+                if pieces:
+                    break
                 self._ended = True
-            return data
+                return data
+            pieces.append(data)
+            total += len(data)
+        return b"".join(pieces) if pieces else None
 
     def _more(self, first: bytes, size: int) -> bytes:
         """One read returns one record: take the others that arrived with it."""

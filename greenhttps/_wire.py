@@ -2,70 +2,66 @@
 
 Theory of operation
 -------------------
-This module and its two parser-specific subclasses (:mod:`._wire_h11`, the default,
-and :mod:`._wire_llhttp`, when httptools is installed) are the only code that calls
-``recv`` or ``send`` on a connected socket; the server, the client and the message
-objects talk to a :class:`Wire` through a handful of methods::
+This is the only code that calls ``recv`` or ``send`` on a connected socket; the
+server, the client and the message objects talk to a :class:`Wire` through a
+handful of methods::
 
     read_head()      -> Head | None      the next request (server) or response (client)
     read_body()      -> bytes            the next piece of the body, b'' at its end
     read_rest_of_body() -> bytes | None  all the rest of a Content-Length body, in
                                          one buffer (None: read it piece by piece)
-    send_head(...)                       a request or response head, optionally with
-                                         the whole body and its end in one write
+    send_head(head, framing, ...)        a request or response head, serialised and
+                                         framed above, optionally with the whole body
+                                         and its end in one write
     send_data(b) / send_end(trailers)
     send_informational(status)           100 Continue and friends
     start_next_cycle() -> bool           keep-alive: ready for the next exchange?
     detach()         -> (socket, bytes)  hand the socket over (Upgrade, CONNECT)
+    poll_input()     -> int | None       take what the socket has now, without waiting
 
-This base class owns everything but parsing: socket I/O and its timers, what is sent
-(serialised by :mod:`._wire_format`, with the wire tracking framing, end of message
-and ``Connection: close``), the graceful close, and the strict checks that both
-parsers run on the raw bytes.  The parsers are lenient where it matters (see
-``shared/HARDENING.md``): h11 accepts bare LF line endings, obs-fold, control
-characters in values, Content-Length together with Transfer-Encoding and folds
-repeated Content-Lengths; each of those was a request-smuggling CVE elsewhere.  So a
-head is checked as bytes before either parser is believed -- a few ``bytes.count``
-calls and one regex over a few hundred bytes.
+Parsing is not done here: a sans-I/O :class:`~greenhttps._parse.Parser` (h11 or
+llhttp, chosen above this module by :mod:`._parsers` and passed in as a class) is
+fed bytes and hands back heads, body pieces and trailers.  The wire has **one I/O
+loop** (:meth:`Wire._receive`) for either parser: it honours the idle timer and the
+phase deadlines, consumes the bytes :meth:`poll_input` stashed (``_early``) before
+it reads the socket again, and feeds the parser.  Its fast path is a Content-Length
+body: :meth:`read_rest_of_body` takes what the parser holds of it and reads the rest
+from the socket straight into one buffer, telling the parser only the count.
+
+Framing is decided once in each direction: an incoming message's by the parser
+(``Head.framing`` and friends), an outgoing one's by the message layer, which hands
+the serialised head and its :class:`OutgoingFraming` to :meth:`Wire.send_head` (see
+:mod:`._wire_format`; neither parser writes a byte).  The wire counts the body
+against that framing and tracks the end of message and ``Connection: close``.
 
 Time: the wire knows two kinds of timer, both in seconds.  ``idle`` is the socket
 inactivity timeout (Node's ``socket.setTimeout``): when it fires, ``on_idle`` is
-asked whether to keep waiting (a ``'timeout'`` listener exists) or to give up.  A
-*deadline* (monotonic time) bounds a whole phase such as "headers complete" and
-raises :class:`DeadlineExceeded` naming the phase; the owner decides what to answer.
+asked whether to keep waiting (a ``'timeout'`` listener exists) or to give up
+(:class:`greenhttps.errors.IdleTimeout`).  A *deadline* (monotonic time) bounds a
+whole phase such as "headers complete" and raises :class:`DeadlineExceeded` naming
+the phase; the owner decides what to answer.
+
+Size: this module is longer than STYLE's guide (about 570 lines) because it is both
+halves of the socket -- the read loop with its fast path and :meth:`poll_input`, and
+the writes with corking and the graceful close; splitting them would put the idle
+timer and the close logic in two places.
 """
 
 from __future__ import annotations
 
 import io
-import os
-import re
 import socket
 import ssl
 import time
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 from . import _sockio, errors
+from ._parse import Head, HeaderPairs, Parser
 from ._tlsbio import BioSSLSocket
-from ._wire_format import (
-    Framing,
-    OutgoingFraming,
-    frame_request,
-    frame_response,
-    request_head,
-    response_head,
-)
+from ._wire_format import Framing, OutgoingFraming, response_head
+from .errors import IdleTimeout
 
-__all__ = ["Wire", "Head", "DeadlineExceeded", "IdleTimeout", "HeaderPairs", "transfer_coding_status", "wire_class"]
-
-HeaderPairs = list[tuple[bytes, bytes]]
-
-#: Longest request line accepted before answering 414 (Node and nginx use 8 KiB).
-MAX_REQUEST_LINE = 8192
-
-#: Longest chunk-size line (with its extensions) accepted in a chunked body.
-MAX_CHUNK_LINE = 16384
-_MAX_CHUNK_SIZE = 2**63 - 1
+__all__ = ["Wire", "Head", "DeadlineExceeded", "IdleTimeout", "HeaderPairs"]
 
 _RECV_SIZE = 65536
 _TLS_RECORD = 16384
@@ -74,24 +70,7 @@ _CORK_AT = 256 * 1024
 _TCP_CORK = getattr(socket, "TCP_CORK", None)
 _TCP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
 _WAIT_EXCEPTIONS = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, socket.timeout)
-
-# RFC 9110 §5.5: field values are VCHAR / obs-text / SP / HTAB.  CR and LF are
-# checked separately (they must come as CRLF pairs ending lines).
-_CONTROL_CHAR = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-# Searches rather than ``b"," in value``: CPython's ``bytes in bytes`` first
-# tries the needle as an integer and builds (then drops) a TypeError, ~0.15 µs a test.
-_OBS_FOLD = re.compile(rb"\n[ \t]")
-_HOST_DELIMITER = re.compile(rb"[, \t]")
-_HEAD_END = b"\r\n\r\n"
-_VERSIONS = (b"1.1", b"1.0")
 _INFORMATIONAL_REASONS = {100: "Continue", 101: "Switching Protocols", 102: "Processing", 103: "Early Hints"}
-_CONTENT_LENGTH_LINE = re.compile(rb"\r\ncontent-length[ \t]*:([^\r\n]*)", re.IGNORECASE)
-_TRANSFER_ENCODING_LINE = re.compile(rb"\r\ntransfer-encoding[ \t]*:([^\r\n]*)", re.IGNORECASE)
-
-
-#: Response heads already framed and serialised (see ``Wire._response_head``).
-_RESPONSE_HEADS: dict[tuple[object, ...], tuple[bytes, str, int, bool]] = {}
-_RESPONSE_HEADS_MAX = 512
 
 
 class DeadlineExceeded(Exception):
@@ -102,83 +81,36 @@ class DeadlineExceeded(Exception):
         self.phase = phase
 
 
-class IdleTimeout(errors.TimeoutError):
-    """The socket was idle for longer than its timeout and nobody wanted to wait."""
-
-
-class Head:
-    """A parsed request or response head, as received.
-
-    ``headers`` are ``(name, value)`` byte pairs with the sender's case kept.
-    """
-
-    __slots__ = ("method", "target", "status", "reason", "http_version", "headers")
-
-    def __init__(
-        self,
-        *,
-        method: str = "",
-        target: str = "",
-        status: int = 0,
-        reason: str = "",
-        http_version: str,
-        headers: HeaderPairs,
-    ) -> None:
-        self.method, self.target = method, target
-        self.status, self.reason = status, reason
-        self.http_version, self.headers = http_version, headers
-
-    def __repr__(self) -> str:
-        first = f"{self.method} {self.target}" if self.method else f"{self.status} {self.reason}"
-        return f"<Head {first} HTTP/{self.http_version}>"
-
-
-def transfer_coding_status(head: bytes) -> int | None:
-    """How a server refuses a head's Transfer-Encoding: 400 when a coding repeats (in
-    one field or two: malformed), 501 when the last one is not chunked (unsupported),
-    None when there is none or it ends in chunked.  ``head`` is one whole head."""
-    values = _TRANSFER_ENCODING_LINE.findall(head)
-    if not values:
-        return None
-    codings = [c.strip().lower() for value in values for c in value.split(b",")]
-    if len(values) > 1 or len(codings) != len(set(codings)):
-        return 400
-    return 501 if codings[-1] != b"chunked" else None
-
-
-def _protocol_error(message: str, status: int = 400, code: str = "HPE_INVALID") -> errors.ProtocolError:
-    return errors.ProtocolError(message, code, status_hint=status)
+def _aborted() -> errors.ConnectionResetError:
+    return errors.ConnectionResetError("aborted: peer closed before the body ended")
 
 
 class Wire:
-    """An HTTP/1.1 connection in one role (``client=True`` or server); subclasses
-    parse (:class:`~greenhttps._wire_h11.H11Wire`, :class:`~greenhttps._wire_llhttp.LlhttpWire`)."""
+    """An HTTP/1.1 connection in one role (``client=True``: we send requests and read
+    responses; else the reverse), its messages read by a ``parser`` (a class)."""
 
     __slots__ = (
         "sock",
         "_client",
+        "_parser",
+        "_early",
+        "_early_eof",
+        "last_io",
         "_out",
         "_out_done",
         "_sent_interim",
-        "_request_method",
-        "_peer_http10",
-        "_strict",
-        "_max_headers_count",
-        "_max_header_size",
         "_idle",
         "on_idle",
         "trailers",
         "bytes_received",
         "closed",
-        "_early",
-        "_early_eof",
-        "last_io",
     )
 
     def __init__(
         self,
         sock: socket.socket | BioSSLSocket,
         *,
+        parser: type[Parser],
         client: bool = False,
         max_header_size: int = 16384,
         max_headers_count: int = 2000,
@@ -188,15 +120,20 @@ class Wire:
     ) -> None:
         self.sock = sock
         self._client = client
-        self._strict = strict
-        self._max_headers_count = max_headers_count
-        self._max_header_size = max_header_size
+        self._parser = parser(client=client, max_header_size=max_header_size,
+                              max_headers_count=max_headers_count, strict=strict)
+        #: Bytes :meth:`poll_input` took from the socket, not yet given to the parser:
+        #: every read takes them first.
+        self._early = bytearray()
+        #: :meth:`poll_input` met the end of the stream: after ``_early``, reads get 0.
+        self._early_eof = False
+        #: When the socket last carried a byte either way (monotonic seconds): the
+        #: idle clock of :mod:`greenhttps._watch` counts from it.
+        self.last_io = time.monotonic()
         #: The framing of the message we are sending (None before its head).
         self._out: OutgoingFraming | None = None
         self._out_done = False
         self._sent_interim = False
-        self._request_method = ""
-        self._peer_http10 = False
         self._idle = idle_timeout
         sock.settimeout(idle_timeout)
         #: Called when the socket has been idle for ``idle_timeout``; returns True to
@@ -207,13 +144,6 @@ class Wire:
         #: reused socket may then be retried).
         self.bytes_received = 0
         self.closed = False
-        #: Bytes :meth:`poll_input` took from the socket while nobody was reading:
-        #: every read takes them first, in order.
-        self._early = bytearray()
-        self._early_eof = False
-        #: When the socket last carried a byte either way (monotonic seconds): the
-        #: idle clock of :mod:`greenhttps._watch` counts from it.
-        self.last_io = time.monotonic()
 
     # ----------------------------------------------------------------- state
 
@@ -230,31 +160,39 @@ class Wire:
         """Our side of the current exchange has been sent in full."""
         return self._out_done
 
-    # ------------------------------------------- what each parser provides
-
     @property
     def peer_wants_100_continue(self) -> bool:
         """The client sent ``Expect: 100-continue`` and is still waiting for an answer."""
-        raise NotImplementedError
+        return self._parser.wants_100_continue and not self._sent_interim and self._out is None
 
     @property
     def message_complete(self) -> bool:
         """The peer's current message has been read to its end."""
-        raise NotImplementedError
+        return self._parser.done
 
     @property
     def keep_alive(self) -> bool:
         """Both sides still intend to reuse the connection after this exchange."""
-        raise NotImplementedError
+        out = self._out
+        return self._parser.keep_alive and (out is None or not out.close)
 
     @property
     def head_started(self) -> bool:
         """Some bytes of the next message are buffered (a pipelined request)."""
-        raise NotImplementedError
+        return self._parser.head_started or bool(self._early)
 
     def start_next_cycle(self) -> bool:
         """Reset for the next exchange; False if the connection cannot be reused."""
-        raise NotImplementedError
+        out = self._out
+        if not self._out_done or out is None or out.close or not self._parser.start_next():
+            return False
+        self._out = None
+        self._out_done = self._sent_interim = False
+        self.trailers = []
+        self.bytes_received = 0
+        return True
+
+    # --------------------------------------------------------------- reading
 
     def read_head(
         self,
@@ -272,7 +210,24 @@ class Wire:
         A 1xx response is returned like any other head (its ``status`` tells).
         Raises :class:`greenhttps.errors.ProtocolError` for a malformed head.
         """
-        raise NotImplementedError
+        parser = self._parser
+        if first_byte_timeout is not None and not parser.head_started and not self._early and not parser.eof:
+            try:
+                self._receive(time.monotonic() + first_byte_timeout, "keep-alive", wait_first=True)
+            except DeadlineExceeded:
+                return None
+        if deadline is None and headers_timeout is not None and parser.head_started:
+            deadline = time.monotonic() + headers_timeout
+        while True:
+            head = parser.next_head()
+            if head is not None:
+                break
+            if parser.eof:
+                return None
+            self._receive(deadline, "headers", wait_first=not parser.head_started)
+            if deadline is None and headers_timeout is not None:
+                deadline = time.monotonic() + headers_timeout
+        return head
 
     def read_body(self, *, deadline: float | None = None) -> bytes:
         """The next piece of the peer's body; b'' once it has all been read.
@@ -280,46 +235,107 @@ class Wire:
         After the end, :attr:`trailers` holds any trailer fields.  A peer that closes
         before the body is complete raises ``ConnectionResetError`` ('aborted').
         """
-        raise NotImplementedError
+        parser = self._parser
+        while True:
+            data = parser.next_body()
+            if data is not None:
+                if not data:
+                    self.trailers = parser.trailers
+                return data
+            if parser.eof:
+                raise _aborted()
+            self._receive(deadline, "request")
 
     def read_rest_of_body(self, *, deadline: float | None = None) -> bytes | None:
-        """All the rest of a Content-Length body as one bytes object, built in place
-        (llhttp: read from the socket straight into it; h11 sees every byte, so its
-        pieces are copied in as they come); None, having read nothing, for another
-        framing (and, with h11, under 64 KiB).  The next :meth:`read_body` returns b''.
+        """All the rest of a Content-Length body as one bytes object, read from the
+        socket straight into it; None, having read nothing, for another framing.
+        The next :meth:`read_body` returns b''.
 
         Why: reading a large body piece by piece and joining the pieces holds it twice
         at the peak, and a heap that grows and shrinks by that much for every response
         pays a page fault per 4 KiB (at 1 MiB: 0.5 GB/s rather than 1.2 here).
         """
-        return None
+        parser = self._parser
+        total = parser.body_remaining
+        if total is None:
+            return None
+        first = parser.take_buffered_body()
+        # No room is made before the first bytes come: a peer that declares a length
+        # and sends nothing holds nothing.
+        if not first:
+            if not self._receive(deadline, "request"):
+                raise _aborted()
+            first = parser.take_buffered_body()
+        if parser.done:
+            return first
+        out = io.BytesIO()
+        out.write(first)
+        filled = len(first)
+        while not parser.done:
+            capacity = grow_body_buffer(out, filled, total)
+            with out.getbuffer() as view:
+                while filled < capacity:
+                    count = self._receive(deadline, "request", view[filled:capacity])
+                    if not count:
+                        parser.feed(b"")
+                        raise _aborted()
+                    filled += count
+                    parser.body_received(count)
+        pending = getattr(self.sock, "pending", None)
+        if pending is not None and pending():
+            # Bytes past the body that came in its last TLS record: OpenSSL holds
+            # them, where neither head_started nor a select() would see them.
+            self._receive(deadline, "request")
+        # BytesIO hands over its own buffer when it holds exactly its contents: no copy.
+        return out.getvalue()
 
-    def detach(self) -> tuple[socket.socket | BioSSLSocket, bytes]:
-        """Give up the socket (protocol switch): returns it and the bytes already
-        read past the head.  The request body, if any, must have been read."""
-        raise NotImplementedError
+    def poll_input(self) -> int | None:
+        """Take whatever the socket has ready now, without waiting or switching
+        greenlets (for a hub callback while a handler runs): the bytes are kept, in
+        order, for the next read.  Returns their count; 0 when the peer has closed
+        (EOF, TLS close_notify); None when nothing is ready.  A reset raises
+        :class:`greenhttps.errors.NetworkError`."""
+        try:
+            data = _sockio.recv_now(self.sock, _RECV_SIZE)
+        except OSError as exc:
+            raise errors.from_os_error(exc) from exc
+        if data is None:
+            return None
+        if not data:
+            self._early_eof = True  # the reads after the stash must see the end too
+            return 0
+        self._early += data
+        self.last_io = time.monotonic()
+        return len(data)
 
-    def _received(self, data: bytes) -> None:
-        """Take one ``recv()`` worth of bytes (b'' when the peer closed)."""
-        raise NotImplementedError
-
-    def _peer_keeps_alive(self) -> bool:
-        """The peer's message allows another exchange (HTTP/1.1, no ``close``)."""
-        raise NotImplementedError
-
-    def _tell_parser(self, method: str, headers: HeaderPairs) -> None:
-        """Client: the parser must know the request's method to frame the response."""
-        raise NotImplementedError
-
-    # --------------------------------------------------------------- reading
+    @property
+    def early_size(self) -> int:
+        """How many bytes :meth:`poll_input` holds for the next read."""
+        return len(self._early)
 
     def _receive(self, deadline: float | None, phase: str, into: memoryview | None = None, *,
                  wait_first: bool = False) -> int:
-        """Feed the parser one recv() worth of bytes, honouring the idle timer and a
-        deadline; or, given ``into``, put them there for the caller instead.  Returns
-        the count (0: the peer has closed).  ``wait_first``: see :func:`_sockio.recv`."""
-        if self._early or self._early_eof:
-            return self._take_early(into)
+        """The one I/O loop.  Feed the parser one recv() worth of bytes, honouring the
+        idle timer and a deadline; or, given ``into``, put them there for the caller
+        instead.  Bytes :meth:`poll_input` stashed come first.  Returns the count (0:
+        the peer has closed).  ``wait_first``: see :func:`_sockio.recv`."""
+        early = self._early
+        if not early and self._early_eof:
+            if into is None:
+                self._parser.feed(b"")
+            return 0
+        if early:
+            if into is None:
+                stashed = bytes(early)
+                early.clear()
+                self._parser.feed(stashed)
+                taken = len(stashed)
+            else:
+                taken = min(len(early), len(into))
+                into[:taken] = early[:taken]
+                del early[:taken]
+            self.bytes_received += taken
+            return taken
         sock = self.sock
         reported = False  # 'timeout' fires once per idle period, as Node's
         while True:
@@ -349,117 +365,8 @@ class Wire:
             self.bytes_received += count
             self.last_io = time.monotonic()
             if into is None:
-                self._received(data)  # type: ignore[arg-type]
+                self._parser.feed(data)  # type: ignore[arg-type]
             return count
-
-    def _take_early(self, into: memoryview | None) -> int:
-        """:meth:`_receive` from the bytes :meth:`poll_input` kept."""
-        early = self._early
-        if not early:  # only the end of the stream is left
-            if into is None:
-                self._received(b"")
-            return 0
-        if into is None:
-            data = bytes(early)
-            early.clear()
-            self._received(data)
-            return len(data)
-        count = min(len(into), len(early))
-        into[:count] = early[:count]
-        del early[:count]
-        return count
-
-    def poll_input(self, limit: int = _RECV_SIZE) -> int | None:
-        """Take what the socket has ready, never waiting (a hub callback may call it):
-        the count kept for the next read, 0 when the peer has closed, None when
-        nothing was ready.  A reset raises :class:`greenhttps.errors.NetworkError`.
-        At most ``limit`` bytes are taken at a time."""
-        try:
-            data = _sockio.recv_now(self.sock, limit)
-        except OSError as exc:
-            raise errors.from_os_error(exc) from exc
-        if data is None:
-            return None
-        if not data:
-            # The end of the stream: put it where the next read finds it.
-            self._early_eof = True
-            return 0
-        self._early += data
-        self.bytes_received += len(data)
-        self.last_io = time.monotonic()
-        return len(data)
-
-    @property
-    def early_size(self) -> int:
-        """How many bytes :meth:`poll_input` holds for the next read."""
-        return len(self._early)
-
-    @staticmethod
-    def _check_request_line(pending: bytes) -> None:
-        if b"\n" not in pending[: MAX_REQUEST_LINE + 1]:
-            raise _protocol_error("request line too long", 414, "HPE_URI_TOO_LONG")
-
-    @staticmethod
-    def _check_head_bytes(pending: bytes) -> None:
-        """RFC 9112 §2.2/§5.2: CRLF line endings only, no obs-fold, no control chars."""
-        end = pending.find(_HEAD_END)
-        if end < 0:
-            raise _protocol_error("head not terminated by CRLF CRLF", 400, "HPE_LF_EXPECTED")
-        head = pending[:end]
-        crlf = head.count(b"\r\n")
-        if head.count(b"\n") != crlf:
-            raise _protocol_error("bare LF in head", 400, "HPE_LF_EXPECTED")
-        if head.count(b"\r") != crlf:
-            raise _protocol_error("bare CR in head", 400, "HPE_CR_EXPECTED")
-        if _OBS_FOLD.search(head):
-            raise _protocol_error("obsolete line folding in head", 400, "HPE_INVALID_HEADER_TOKEN")
-        if _CONTROL_CHAR.search(head):
-            raise _protocol_error("control character in head", 400, "HPE_INVALID_HEADER_TOKEN")
-
-    @staticmethod
-    def _check_raw_content_length(pending: bytes) -> None:
-        # h11 folds "5, 5" and equal repeated fields into one value; llhttp refuses
-        # both, and so do we: a proxy in front may have read them differently.
-        values = _CONTENT_LENGTH_LINE.findall(pending, 0, pending.find(_HEAD_END) + 2)
-        if len(values) > 1 or not values[0].strip(b" \t").isdigit():
-            raise _protocol_error("invalid Content-Length", 400, "HPE_INVALID_CONTENT_LENGTH")
-
-    def _check_fields(self, fields: Iterable[tuple[bytes, bytes]], *, request: bool) -> bool | None:
-        """Checks h11 does not make; returns whether the message declares a body
-        (None: a Content-Length the caller must check in the raw head)."""
-        count = hosts = lengths = 0
-        has_chunked = False
-        length = b""
-        for name, value in fields:
-            count += 1
-            if len(name) not in (4, 14, 17):
-                continue
-            lname = name.lower()
-            if lname == b"content-length":
-                lengths += 1
-                length = value
-            elif lname == b"transfer-encoding":
-                has_chunked = True
-            elif lname == b"host":
-                hosts += 1
-                if _HOST_DELIMITER.search(value):
-                    raise _protocol_error("invalid Host header", 400)
-        if count > self._max_headers_count:
-            raise _protocol_error("too many header fields", 431, "HPE_HEADER_OVERFLOW")
-        if lengths:
-            if has_chunked:
-                # RFC 9112 §6.1: a sender MUST NOT send both; h11 lets TE win, which is
-                # how CL.TE smuggling works.  We refuse the message outright.
-                raise _protocol_error("both Content-Length and Transfer-Encoding", 400, "HPE_UNEXPECTED_CONTENT_LENGTH")
-            # h11 takes "5, 5" as 5 and any size; as llhttp, one plain decimal of at
-            # most 18 digits (2**63 > 10**18).
-            if lengths > 1 or not length.isdigit() or len(length) > 18:
-                raise _protocol_error("invalid Content-Length", 400, "HPE_INVALID_CONTENT_LENGTH")
-        if request and hosts > 1:
-            raise _protocol_error("more than one Host header", 400)
-        if lengths:
-            return None
-        return has_chunked
 
     def discard_body(self, limit: int, *, deadline: float | None = None) -> bool:
         """Read and drop the rest of the peer's body, up to ``limit`` bytes.
@@ -554,58 +461,26 @@ class Wire:
             raise
         return pieces
 
-    def send_head(
-        self,
-        *,
-        method: str = "",
-        target: str = "",
-        status: int = 0,
-        reason: str = "",
-        headers: HeaderPairs,
-        body: bytes | None = None,
-        end: bool = False,
-    ) -> None:
-        """Send a request head (``method`` given) or a response head, and optionally
-        the body and the end of the message in the same write.
+    def send_head(self, head: bytes, framing: OutgoingFraming, *, body: bytes | None = None,
+                  end: bool = False) -> None:
+        """Send a request or response head, and optionally the body and the end of the
+        message in the same write.
 
-        ``headers`` must be valid already (:class:`OutgoingHeaders` checks them); the
-        framing headers decide how the body is sent (see :mod:`._wire_format`).
+        ``head`` is serialised and ``framing`` decided by the message layer (see
+        :func:`~greenhttps._wire_format.response_message` and ``request_message``):
+        the wire counts the body against it and says the connection ends with this
+        message when ``framing.close``.
         """
         if self._out is not None:
             raise errors.InvalidArgumentError("the head of this message was already sent", "ERR_HTTP_HEADERS_SENT")
-        if method:
-            bmethod = method.encode("ascii", "replace")
-            btarget = target.encode("latin-1", "replace")
-            head = request_head(bmethod, btarget, headers)
-            out = frame_request(headers)
-            self._tell_parser(method, headers)
-        else:
-            head, out = self._response_head(status, reason, headers)
-        self._out = out
+        self._out = framing
         pieces = [head]
-        pieces.extend(self._body_pieces(out, body, end, None))
+        pieces.extend(self._body_pieces(framing, body, end, None))
         self._send(pieces, end=end)
 
-    def _response_head(self, status: int, reason: str, headers: HeaderPairs) -> tuple[bytes, OutgoingFraming]:
-        """The head's bytes and framing, from a cache: a server answers most requests
-        with the same fields (the Date changes once a second), and framing and
-        serialising them anew was a tenth of the per-request cost."""
-        head_request = self._request_method == "HEAD"
-        keep_alive = self._peer_keeps_alive()
-        key = (status, reason, tuple(headers), head_request, self._peer_http10, keep_alive)
-        cached = _RESPONSE_HEADS.get(key)
-        if cached is not None:
-            head, kind, remaining, close = cached
-            return head, OutgoingFraming(kind, remaining, close)
-        pairs = list(headers)
-        out = frame_response(
-            pairs, status=status, head_request=head_request, peer_http10=self._peer_http10, keep_alive=keep_alive
-        )
-        head = response_head(status, reason.encode("latin-1"), pairs)
-        if len(_RESPONSE_HEADS) >= _RESPONSE_HEADS_MAX:
-            _RESPONSE_HEADS.clear()
-        _RESPONSE_HEADS[key] = (head, out.kind, out.remaining, out.close)
-        return head, out
+    def expect_response_to(self, method: str, headers: HeaderPairs) -> None:
+        """Client: the request about to be sent (its method frames the response)."""
+        self._parser.expect_response_to(method, headers)
 
     def send_informational(self, status: int, headers: HeaderPairs | None = None, reason: str = "") -> None:
         reason = reason or _INFORMATIONAL_REASONS.get(status, "")
@@ -627,11 +502,21 @@ class Wire:
         self._send(self._body_pieces(out, body, True, trailers), end=True)
 
     def send_raw(self, data: bytes) -> None:
-        """Write bytes h11 did not produce: a reply to a request h11 could not parse
-        (its state machine is then in ERROR and will not serialise anything)."""
+        """Write bytes as they are, outside any message: the canned reply to a
+        request that could not be parsed (no head was read, so there is no framing
+        to follow)."""
         self._write(data)
 
     # --------------------------------------------------------------- lifecycle
+
+    def detach(self) -> tuple[socket.socket | BioSSLSocket, bytes]:
+        """Give up the socket (protocol switch): returns it and the bytes already
+        read past the head (or body), those :meth:`poll_input` took included.  The
+        request body, if any, must have been read."""
+        data = self._parser.take_buffered() + bytes(self._early)
+        self._early.clear()
+        self.closed = True
+        return self.sock, data
 
     def close(self) -> None:
         """Close the socket now (idempotent)."""
@@ -711,24 +596,3 @@ def grow_body_buffer(out: io.BytesIO, filled: int, total: int) -> int:
     out.write(b"\0")
     out.seek(filled)
     return capacity
-
-
-def wire_class(*, client: bool) -> type[Wire]:
-    """llhttp (Node's parser) when httptools is installed, else h11.
-
-    ``GREENHTTPS_PARSER=h11`` forces h11, ``llhttp`` insists on httptools; read once
-    per call (servers and the client each choose once, at import).
-    """
-    choice = os.environ.get("GREENHTTPS_PARSER", "auto").lower()
-    # Both import this module: only at call time.
-    if choice != "h11":
-        try:
-            from ._wire_llhttp import LlhttpWire
-        except ImportError:
-            if choice == "llhttp":
-                raise
-        else:
-            return LlhttpWire
-    from ._wire_h11 import H11Wire
-
-    return H11Wire

@@ -1,9 +1,17 @@
 """HTTP/1.1 serialisation: message heads, framing decisions, chunks (pure, no I/O).
 
-The wire parses with h11 but writes its own bytes: a head is a handful of
+greenhttps writes its own bytes (neither parser writes any): a head is a handful of
 ``bytes.join`` calls, where h11's writer re-validates every field (already validated
 by :class:`~greenhttps._headers.OutgoingHeaders`) and runs its state machine three
 times per response.  That was a third of the server's per-request cost.
+
+Outgoing framing is decided once, here, called by the message layer
+(:mod:`._outgoing`, :mod:`._client`): :func:`response_message` and
+:func:`request_message` return the head's bytes and its :class:`OutgoingFraming`,
+which the message hands to :meth:`Wire.send_head <greenhttps._wire.Wire.send_head>`;
+the wire only counts the body against it and writes.  Responses come from a cache:
+a server answers most requests with the same fields (the Date changes once a
+second), and framing and serialising them anew was a tenth of the per-request cost.
 
 The framing rules are RFC 9112 §6 (and what h11 did before): a ``Transfer-Encoding``
 that ends in ``chunked`` means chunked; else a ``Content-Length`` counts the body;
@@ -18,7 +26,8 @@ from typing import Sequence
 
 from . import errors
 
-__all__ = ["Framing", "OutgoingFraming", "request_head", "response_head", "chunk_prefix", "last_chunk"]
+__all__ = ["Framing", "OutgoingFraming", "request_message", "response_message", "request_head", "response_head",
+           "chunk_prefix", "last_chunk"]
 
 HeaderPairs = Sequence[tuple[bytes, bytes]]
 
@@ -202,3 +211,42 @@ def frame_response(
         headers.append((b"Connection", b"close"))
     framing.close = close
     return framing
+
+
+#: Response heads already framed and serialised (see :func:`response_message`).
+_RESPONSE_HEADS: dict[tuple[object, ...], tuple[bytes, str, int, bool]] = {}
+_RESPONSE_HEADS_MAX = 512
+
+
+def response_message(
+    status: int,
+    reason: str,
+    headers: HeaderPairs,
+    *,
+    head_request: bool,
+    peer_http10: bool,
+    keep_alive: bool,
+) -> tuple[bytes, OutgoingFraming]:
+    """A response head's bytes and framing (see :func:`frame_response`), cached.
+
+    ``head_request``: it answers HEAD; ``peer_http10``: the request was HTTP/1.0;
+    ``keep_alive``: the request allows another exchange."""
+    key = (status, reason, tuple(headers), head_request, peer_http10, keep_alive)
+    cached = _RESPONSE_HEADS.get(key)
+    if cached is not None:
+        head, kind, remaining, close = cached
+        return head, OutgoingFraming(kind, remaining, close)
+    pairs = list(headers)
+    out = frame_response(pairs, status=status, head_request=head_request, peer_http10=peer_http10,
+                         keep_alive=keep_alive)
+    head = response_head(status, reason.encode("latin-1"), pairs)
+    if len(_RESPONSE_HEADS) >= _RESPONSE_HEADS_MAX:
+        _RESPONSE_HEADS.clear()
+    _RESPONSE_HEADS[key] = (head, out.kind, out.remaining, out.close)
+    return head, out
+
+
+def request_message(method: str, target: str, headers: HeaderPairs) -> tuple[bytes, OutgoingFraming]:
+    """A request head's bytes and framing (see :func:`frame_request`)."""
+    head = request_head(method.encode("ascii", "replace"), target.encode("latin-1", "replace"), headers)
+    return head, frame_request(headers)

@@ -14,6 +14,7 @@ is, so code written for the standard library keeps working::
         ├── ConnectionRefusedError (builtin's too)   ECONNREFUSED
         ├── ConnectionResetError (builtin's too)     ECONNRESET ("socket hang up"), EPIPE
         ├── TimeoutError (builtin's too)             ETIMEDOUT
+        │   └── IdleTimeout                          the socket's idle timer ran out
         ├── NameResolutionError                      ENOTFOUND
         ├── AddressInUseError                        EADDRINUSE
         └── TLSError (ssl.SSLError)                  a handshake failed
@@ -45,6 +46,7 @@ __all__ = [
     "ConnectionRefusedError",
     "ConnectionResetError",
     "TimeoutError",
+    "IdleTimeout",
     "NameResolutionError",
     "AddressInUseError",
     "TLSError",
@@ -159,6 +161,11 @@ class TimeoutError(NetworkError, builtins.TimeoutError):
     """A connect, handshake or read took too long (Node's ETIMEDOUT)."""
 
     code = "ETIMEDOUT"
+
+
+class IdleTimeout(TimeoutError):
+    """The socket was idle for longer than its timeout and nobody wanted to wait
+    (Node's ``socket.setTimeout`` with no ``'timeout'`` listener; code ETIMEDOUT)."""
 
 
 class NameResolutionError(NetworkError):

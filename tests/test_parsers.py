@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from greenhttps import _server_conn
-from greenhttps._wire_h11 import H11Wire
+from greenhttps._parse_h11 import H11Parser
 
 ROOT = Path(__file__).resolve().parent.parent
 PARSER_TESTS = [
@@ -40,23 +40,23 @@ def _has_httptools() -> bool:
 
 def _chosen(parser: str) -> str:
     code = ("from greenhttps import _dial, _server_conn; "
-            "print(_server_conn.SERVER_WIRE.__name__, _dial.CLIENT_WIRE.__name__)")
+            "print(_server_conn.SERVER_PARSER.__name__, _dial.CLIENT_PARSER.__name__)")
     env = {**os.environ, "GREENHTTPS_PARSER": parser}
     return subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
                           check=True).stdout.strip()
 
 
 def test_the_parser_is_chosen_as_documented() -> None:
-    assert _chosen("h11") == "H11Wire H11Wire"
-    assert _chosen("auto") == ("LlhttpWire LlhttpWire" if _has_httptools() else "H11Wire H11Wire")
+    assert _chosen("h11") == "H11Parser H11Parser"
+    assert _chosen("auto") == ("LlhttpParser LlhttpParser" if _has_httptools() else "H11Parser H11Parser")
     if _has_httptools():
-        assert _chosen("llhttp") == "LlhttpWire LlhttpWire"
+        assert _chosen("llhttp") == "LlhttpParser LlhttpParser"
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_server_and_client_tests_pass_with_the_other_parser() -> None:
-    other = "h11" if _server_conn.SERVER_WIRE is not H11Wire else "llhttp"
+    other = "h11" if _server_conn.SERVER_PARSER is not H11Parser else "llhttp"
     if other == "llhttp" and not _has_httptools():
         pytest.skip("httptools is not installed: only h11 is available")
     # The same run covers the servers' other TLS transport, OpenSSL on memory BIOs

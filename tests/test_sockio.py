@@ -13,7 +13,7 @@ import errno
 import socket as stdlib_socket
 import ssl
 import time
-from typing import Iterator
+from typing import Any, Iterator
 
 import gevent
 import pytest
@@ -23,8 +23,9 @@ from gevent import ssl as gssl
 
 import helpers
 from greenhttps import _sockio
+from greenhttps._parsers import parser_class
 from greenhttps._tlsbio import BioSSLSocket
-from greenhttps._wire import wire_class
+from greenhttps._wire import Wire
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -242,7 +243,7 @@ def test_a_large_write_goes_out_corked_and_uncorks_at_its_end(kind: str, request
     """The wire corks a large write (full-size segments, not one per TLS record) and
     always uncorks after it: a cork left on would hold the last partial segment back."""
     server, client = request.getfixturevalue(f"{kind}_pair")
-    wire = wire_class(client=False)(server)
+    wire = Wire(server, parser=parser_class())
     payload = bytes(range(256)) * 16384  # 4 MiB: the write blocks on a full buffer
     corked: list[int] = []
 
@@ -261,3 +262,76 @@ def test_a_large_write_goes_out_corked_and_uncorks_at_its_end(kind: str, request
     assert corked == [1]
     wire._write(b"small")
     assert client.recv(100) == b"small"
+
+
+# ------------------------------------------------ Wire.poll_input and its stash
+
+
+def _settle() -> None:
+    """Let bytes sent on loopback (and TLS records) arrive."""
+    gevent.sleep(0.05)
+
+
+@pytest.mark.parametrize("kind", ["plain", "tls", "bio"])
+def test_poll_input_stashes_bytes_that_the_next_reads_take_first(kind: str, request: pytest.FixtureRequest) -> None:
+    """What poll_input() takes while a handler runs is read, in order, before the socket:
+    by read_head (a pipelined request) and by the Content-Length fast path."""
+    server, client = request.getfixturevalue(f"{kind}_pair")
+    wire = Wire(server, parser=parser_class())
+    assert wire.poll_input() is None  # nothing yet
+    client.sendall(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n")
+    head = wire.read_head()
+    assert head is not None and head.target == "/1"
+    body = bytes(range(256)) * 400
+    client.sendall(b"POST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:1000])
+    _settle()
+    ran: list[int] = []
+    gevent.spawn(ran.append, 1)
+    count = wire.poll_input()
+    assert not ran  # no greenlet switch
+    assert count and count >= 1
+    assert wire.head_started
+    wire.send_head(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", _length_framing(0), end=True)
+    assert wire.start_next_cycle()
+    head = wire.read_head()
+    assert head is not None and head.target == "/2" and head.content_length == len(body)
+    client.sendall(body[1000:5000])
+    _settle()
+    assert wire.poll_input()
+    gevent.spawn_later(0.05, client.sendall, body[5000:])
+    assert wire.read_rest_of_body() == body
+    assert wire.message_complete
+
+
+@pytest.mark.parametrize("kind", ["plain", "tls", "bio"])
+def test_poll_input_reports_eof_and_detach_returns_the_stash(kind: str, request: pytest.FixtureRequest) -> None:
+    server, client = request.getfixturevalue(f"{kind}_pair")
+    wire = Wire(server, parser=parser_class())
+    client.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\nearly")
+    head = wire.read_head()
+    assert head is not None and head.upgrade
+    client.sendall(b" and stashed")
+    _settle()
+    wire.poll_input()
+    client.close()
+    _settle()
+    while (count := wire.poll_input()) is None or count > 0:  # the rest, then the end
+        _settle()
+    assert count == 0
+    sock, rest = wire.detach()
+    assert sock is server
+    assert rest.startswith(b"early") and rest.endswith(b"stashed")
+
+
+def test_poll_input_on_a_tls_client_sees_session_tickets_as_nothing(tls_pair: tuple[gssl.SSLSocket, gssl.SSLSocket]) -> None:
+    """TLS 1.3 session tickets come after the handshake: records without application data."""
+    server, client = tls_pair
+    wire = Wire(client, parser=parser_class(), client=True)
+    _settle()
+    assert wire.poll_input() is None
+
+
+def _length_framing(length: int) -> Any:
+    from greenhttps._wire_format import Framing, OutgoingFraming
+
+    return OutgoingFraming(Framing.LENGTH, length)

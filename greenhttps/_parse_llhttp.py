@@ -1,0 +1,256 @@
+"""LlhttpParser: the sans-I/O parser on llhttp (Node's parser, via httptools).
+
+Theory of operation
+-------------------
+h11 costs ~40 us per request/response on this kind of machine; llhttp parses a head
+in ~1 us.  Used when httptools is installed (see :mod:`._parsers`).
+
+llhttp is a push parser that would happily run on into the next pipelined message,
+and httptools does not say where a message ended.  So it is fed exactly one message
+head (:class:`~greenhttps._parse.Parser` finds its end), and its framing is decided
+by the base class from the fields (llhttp cannot be told that a response answers a
+HEAD or CONNECT request).  A Content-Length (or close-delimited) body needs no parser
+at all; a chunked body is fed only up to the next ``CRLF CRLF`` (every chunked
+message ends with one, so it can never overrun the end), and its chunk-size lines one
+at a time, which is also how their 16 KiB limit (Node's) is kept.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httptools  # type: ignore[import-not-found,unused-ignore]
+
+from ._parse import Head, HeaderPairs, Parser
+from ._strict import (
+    MAX_CHUNK_LINE,
+    MAX_REQUEST_LINE,
+    TRANSFER_ENCODING_LINE,
+    check_head_bytes,
+    protocol_error,
+    transfer_coding_status,
+)
+
+__all__ = ["LlhttpParser"]
+
+#: Largest piece of a chunked body handed to llhttp at once.
+_FEED_SLICE = 65536
+_UPGRADE_FIELD = re.compile(rb"\r\nupgrade[ \t]*:", re.IGNORECASE)
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*0*([0-9])", re.IGNORECASE)
+_STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) (\d{3})(?: [^\r\n]*)?\r?")
+_HEX_RUN = re.compile(rb"[0-9A-Fa-f]*")
+_REQUEST_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^ \x00-\x1f\x7f]+ HTTP/(\d)\.(\d)\r?")
+
+
+class _Message:
+    """What llhttp reported about the message being read (its callback target)."""
+
+    __slots__ = ("url", "reason", "fields", "trailers", "body", "headers_done", "done", "events")
+
+    def __init__(self) -> None:
+        self.url = b""
+        self.reason = b""
+        self.fields: HeaderPairs = []
+        self.trailers: HeaderPairs = []
+        self.body: list[bytes] = []
+        self.headers_done = False
+        self.done = False
+        #: Callbacks so far: bytes fed without any mean a line still being built.
+        self.events = 0
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # llhttp keeps trailing whitespace; RFC 9110 §5.5 (and h11) drop it.
+        self.events += 1
+        (self.trailers if self.headers_done else self.fields).append((name, value.rstrip(b" \t")))
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+
+    def on_body(self, body: bytes) -> None:
+        self.events += 1
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.done = True
+
+    def on_chunk_header(self) -> None:
+        self.events += 1
+
+    def on_chunk_complete(self) -> None:
+        self.events += 1
+
+
+class LlhttpParser(Parser):
+    """A :class:`~greenhttps._parse.Parser` whose heads and chunked bodies llhttp parses."""
+
+    __slots__ = ("_msg", "_llhttp", "_in_size_line", "_chunk_left", "_tail", "_silent")
+
+    def _reset(self) -> None:
+        super()._reset()
+        self._msg: Any = None  # set with the head
+        self._llhttp: Any = None
+        self._in_size_line = True
+        self._chunk_left = 0
+        self._tail = b""
+        self._silent = 0
+
+    # ------------------------------------------------------------- heads
+
+    def _parse_response_head(self, raw: bytes) -> Head:
+        status_line = _STATUS_LINE.fullmatch(raw, 0, raw.find(b"\n"))
+        if status_line is None:
+            raise protocol_error("malformed status line", 400)
+        if status_line.group(1, 2) not in ((b"1", b"1"), (b"1", b"0")):
+            raise protocol_error(f"unsupported HTTP version {raw[:8]!r}", 502, "HPE_INVALID_VERSION")
+        if self.strict:
+            check_head_bytes(raw)
+        msg = _Message()
+        parser = httptools.HttpResponseParser(msg)
+        try:
+            parser.feed_data(raw)
+        except httptools.HttpParserUpgrade:
+            pass  # 101: what follows is not HTTP
+        except httptools.HttpParserError as exc:
+            raise protocol_error(str(exc), 400, "HPE_INVALID") from exc
+        if not msg.headers_done:
+            raise protocol_error("malformed response head", 400)
+        if transfer_coding_status(raw) is not None:
+            raise protocol_error("unsupported or repeated Transfer-Encoding", 400, "HPE_INVALID_TRANSFER_ENCODING")
+        self._msg, self._llhttp = msg, parser
+        return Head(status=int(status_line.group(3)), reason=msg.reason.decode("latin-1"),
+                    http_version="1.1" if status_line.group(2) == b"1" else "1.0", headers=msg.fields)
+
+    def _parse_request_head(self, raw: bytes) -> Head:
+        line_end = raw.find(b"\n")
+        if line_end > MAX_REQUEST_LINE:
+            raise protocol_error("request line too long", 414, "HPE_URI_TOO_LONG")
+        version = _REQUEST_LINE.fullmatch(raw, 0, line_end)
+        if version is None and self.strict:
+            # RFC 9112 §3: exactly one SP between the parts (llhttp takes several).
+            raise protocol_error("malformed request line", 400)
+        if version is not None and version.group(1, 2) not in ((b"1", b"1"), (b"1", b"0")):
+            status = 505 if version.group(1) >= b"2" else 400
+            raise protocol_error(f"unsupported HTTP version {version.group(0)!r}", status, "HPE_INVALID_VERSION")
+        if self.strict:
+            check_head_bytes(raw)
+        msg = _Message()
+        parser = httptools.HttpRequestParser(msg)
+        method = raw[: raw.find(b" ")]
+        try:
+            try:
+                parser.feed_data(raw)
+            except httptools.HttpParserInvalidMethodError:
+                if version is None:
+                    raise
+                # llhttp knows a fixed list of methods; any token is a method (RFC
+                # 9110 §9, and h11).  Parse the rest as a POST, keep the real name.
+                msg = _Message()
+                parser = httptools.HttpRequestParser(msg)
+                parser.feed_data(b"POST" + raw[len(method):])
+        except httptools.HttpParserUpgrade:
+            if method != b"CONNECT" and _declares_body(raw):
+                # llhttp ends an Upgrade request at its head even when it declares a
+                # body; read as such, the body would be taken for the next request
+                # (smuggling) whenever nobody takes the upgrade.  Parse it again with
+                # the Upgrade field hidden so that llhttp reads the body.
+                msg, parser = _reparse_without_upgrade(raw, msg)
+        except httptools.HttpParserError as exc:
+            # h11's answers where llhttp refuses: 400/501 for codings, else 400.
+            status = transfer_coding_status(raw) or 400
+            code = "HPE_INVALID_TRANSFER_ENCODING" if status == 501 else "HPE_INVALID"
+            raise protocol_error(str(exc), status, code) from exc
+        if not msg.headers_done:
+            raise protocol_error("malformed request head", 400)
+        self._msg, self._llhttp = msg, parser
+        return Head(method=method.decode("ascii"), target=msg.url.decode("latin-1"),
+                    http_version=parser.get_http_version(), headers=msg.fields)
+
+    # ------------------------------------------------------- chunked body
+
+    def _next_chunk(self) -> bytes | None:
+        msg = self._msg
+        while not msg.body and not msg.done:
+            if not self._buf or not self._feed_chunked():
+                return None
+        if msg.body:
+            data = msg.body[0] if len(msg.body) == 1 else b"".join(msg.body)
+            msg.body.clear()
+            return data
+        self.trailers, msg.trailers = msg.trailers, []
+        return b""
+
+    def _feed_chunked(self) -> bool:
+        """Feed llhttp the next piece of a chunked body; False if it needs more bytes first."""
+        buf, msg = self._buf, self._msg
+        if self._in_size_line:
+            # A chunk-size line is fed whole, so its checks see all of it however
+            # the bytes arrive, and its size says where the next one starts.
+            newline = buf.find(b"\n", 0, MAX_CHUNK_LINE + 2)
+            if newline < 0:
+                if len(buf) >= MAX_CHUNK_LINE + 2:
+                    raise protocol_error("chunk extensions too large", 413, "HPE_CHUNK_EXTENSIONS_OVERFLOW")
+                return False
+            digits = _HEX_RUN.match(buf).group()  # type: ignore[union-attr]
+            if len(digits) > 16:
+                raise protocol_error("chunk size too large", 400, "HPE_INVALID_CHUNK_SIZE")
+            size = newline + 1
+            # The chunk's data and its CRLF; a last chunk (0) is followed by trailers.
+            self._chunk_left = int(digits, 16) + 2 if digits.strip(b"0") else 0
+            self._in_size_line = False
+        elif self._chunk_left:
+            size = min(len(buf), self._chunk_left, _FEED_SLICE)
+            self._chunk_left -= size
+            self._in_size_line = not self._chunk_left
+        else:
+            # Trailers: never past the next CRLF CRLF, where the message must end.
+            window = self._tail + bytes(buf[:_FEED_SLICE])
+            stop = window.find(b"\r\n\r\n")
+            size = min(len(buf), _FEED_SLICE) if stop < 0 else stop + 4 - len(self._tail)
+        piece = bytes(buf[:size])
+        del buf[:size]
+        self._tail = (self._tail + piece)[-3:]
+        events = msg.events
+        try:
+            self._llhttp.feed_data(piece)
+        except httptools.HttpParserUpgrade:
+            msg.done = True
+        except httptools.HttpParserError as exc:
+            raise protocol_error(str(exc), 400, "HPE_INVALID") from exc
+        # httptools builds a header (trailer) line up in memory, by concatenation,
+        # until it ends: bytes that produced no callback at all are such a line.
+        self._silent = 0 if msg.events != events or msg.done else self._silent + size
+        if self._silent > self.max_header_size + MAX_CHUNK_LINE:
+            raise protocol_error("trailer section too large", 431, "HPE_HEADER_OVERFLOW")
+        trailers = msg.trailers
+        if trailers and (
+            len(trailers) > self.max_headers_count
+            or sum(len(name) + len(value) + 4 for name, value in trailers) > self.max_header_size
+        ):
+            raise protocol_error("trailer section too large", 431, "HPE_HEADER_OVERFLOW")
+        return True
+
+
+def _reparse_without_upgrade(head: bytes, upgraded: _Message) -> tuple[_Message, Any]:
+    msg = _Message()
+    parser = httptools.HttpRequestParser(msg)
+    try:
+        parser.feed_data(_UPGRADE_FIELD.sub(rb"\r\nX-Greenhttps-Upgrade:", head))
+    except httptools.HttpParserError as exc:  # llhttp took it once: not expected
+        raise protocol_error(str(exc), 400, "HPE_INVALID") from exc
+    msg.fields = upgraded.fields  # the head as sent, Upgrade included
+    return msg, parser
+
+
+def _declares_body(head: bytes) -> bool:
+    """The head says a body follows: a Transfer-Encoding, or a non-zero Content-Length."""
+    if TRANSFER_ENCODING_LINE.search(head):
+        return True
+    length = _CONTENT_LENGTH.search(head)
+    return length is not None and length.group(1) != b"0"

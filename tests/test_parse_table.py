@@ -1,0 +1,293 @@
+"""The same byte scripts through both parsers, in memory: no socket, no gevent.
+
+Each case is the bytes a peer sends (requests to a server, responses to a client)
+and the events a :class:`~greenhttps._parse.Parser` must give for them: heads with
+their framing facts, the body, trailers, the end of each message, and the error (as
+the status a server would answer with) for malformed input.  Every case is also fed
+split at every byte boundary, and one byte at a time, and must give the same events
+(h11's own tests, ``h11/tests/test_io.py``, are the model).  The h11 and llhttp
+parsers must agree with the table, hence with each other.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import pytest
+
+from greenhttps import errors
+from greenhttps._parse import Parser
+from greenhttps._parse_h11 import H11Parser
+from greenhttps._wire_format import Framing
+
+PARSERS: list[type[Parser]] = [H11Parser]
+try:
+    from greenhttps._parse_llhttp import LlhttpParser
+except ImportError:  # pragma: no cover - httptools is a test dependency here
+    pass
+else:
+    PARSERS.append(LlhttpParser)
+
+Event = tuple[Any, ...]
+H = b"Host: a\r\n"
+
+
+def run(parser_cls: type[Parser], pieces: Iterable[bytes], *, client: bool, method: str = "GET",
+        request_headers: list[tuple[bytes, bytes]] | None = None, eof: bool = True, **limits: int) -> list[Event]:
+    """Feed ``pieces`` then (``eof``) the close; return the events, body bytes joined
+    per message (so that any split gives the same list).  Once the connection cannot
+    carry another message, the rest is fed and what the parser holds is the last
+    event ("done"), as a protocol switch would take it."""
+    parser = parser_cls(client=client, **limits)
+    if client:
+        parser.expect_response_to(method, request_headers or [])
+    events: list[Event] = []
+    state = ["head"]
+
+    def drain() -> bool:
+        while True:
+            if state[0] == "head":
+                head = parser.next_head()
+                if head is None:
+                    if parser.eof:
+                        events.append(("closed",))
+                        return False
+                    return True
+                events.append(("head", head.method or head.status, head.target or head.reason, head.http_version,
+                               [(n.lower(), v) for n, v in head.headers], head.framing, head.content_length,
+                               head.keep_alive, head.upgrade, head.expect, parser.wants_100_continue))
+                state[0] = "body"
+                continue
+            data = parser.next_body()
+            if data is None:
+                return True
+            if data:
+                if events[-1][0] == "data":
+                    events[-1] = ("data", events[-1][1] + data)
+                else:
+                    events.append(("data", data))
+                continue
+            events.append(("end", [(n.lower(), v) for n, v in parser.trailers]))
+            status = next(e for e in reversed(events) if e[0] == "head")[1]
+            if client and (status == 101 or (method == "CONNECT" and 200 <= status < 300)):
+                state[0] = "done"  # the socket is the caller's now
+                return False
+            if client and status < 200:
+                state[0] = "head"  # a final response follows a 1xx
+            elif parser.start_next():
+                state[0] = "head"
+            else:
+                state[0] = "done"
+                return False
+
+    try:
+        for piece in filter(None, pieces):
+            parser.feed(piece)
+            if state[0] != "done":
+                drain()
+        if state[0] == "done":
+            events.append(("done", parser.take_buffered()))
+        elif eof:
+            parser.feed(b"")
+            drain()
+            if state[0] == "done":
+                events.append(("done", parser.take_buffered()))
+    except errors.ProtocolError as exc:
+        events.append(("error", exc.status_hint))
+    except errors.ConnectionResetError as exc:
+        events.append(("reset", str(exc).split(":")[0].split(" [")[0]))
+    return events
+
+
+def head(first: Any, second: str, version: str = "1.1", fields: list[tuple[bytes, bytes]] | None = None, *,
+         framing: str = Framing.NONE, length: int | None = None, keep_alive: bool = True, upgrade: bool = False,
+         expect: str | None = None, wants_continue: bool = False) -> Event:
+    return ("head", first, second, version, fields if fields is not None else [(b"host", b"a")], framing, length,
+            keep_alive, upgrade, expect, wants_continue)
+
+
+END: Event = ("end", [])
+CLOSED: Event = ("closed",)
+
+# (id, bytes, expected events, options)
+REQUESTS: list[tuple[str, bytes, list[Event], dict[str, Any]]] = [
+    ("simple", b"GET / HTTP/1.1\r\n" + H + b"\r\n", [head("GET", "/"), END, CLOSED], {}),
+    ("pipelined", b"GET /1 HTTP/1.1\r\n" + H + b"\r\nGET /2 HTTP/1.1\r\n" + H + b"\r\n",
+     [head("GET", "/1"), END, head("GET", "/2"), END, CLOSED], {}),
+    ("content-length", b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n" + H + b"\r\n",
+     [head("POST", "/p", fields=[(b"host", b"a"), (b"content-length", b"5")], framing=Framing.LENGTH, length=5),
+      ("data", b"hello"), END, head("GET", "/"), END, CLOSED], {}),
+    ("content-length-0", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+     [head("POST", "/", fields=[(b"host", b"a"), (b"content-length", b"0")], length=0), END, CLOSED], {}),
+    ("chunked-extensions-trailers",
+     b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"5;ext=1;q=\"x\"\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\nGET / HTTP/1.1\r\n" + H + b"\r\n",
+     [head("POST", "/", fields=[(b"host", b"a"), (b"transfer-encoding", b"chunked")], framing=Framing.CHUNKED),
+      ("data", b"hello world"), ("end", [(b"x-trailer", b"t")]), head("GET", "/"), END, CLOSED], {}),
+    ("http10-keep-alive", b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+     [head("GET", "/", "1.0", [(b"connection", b"keep-alive")], keep_alive=False), END, ("done", b"")], {}),
+    ("connection-close", b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET / HTTP/1.1\r\n",
+     [head("GET", "/", fields=[(b"host", b"a"), (b"connection", b"close")], keep_alive=False), END,
+      ("done", b"GET / HTTP/1.1\r\n")], {}),
+    ("upgrade", b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x00",
+     [head("GET", "/ws", fields=[(b"host", b"a"), (b"connection", b"Upgrade"), (b"upgrade", b"websocket")],
+           upgrade=True), END, ("error", 400)], {}),
+    ("upgrade-with-body", b"POST / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: x\r\nContent-Length: 3\r\n\r\n"
+     b"abcGET / HTTP/1.1\r\n" + H + b"\r\n",
+     [head("POST", "/", fields=[(b"host", b"a"), (b"connection", b"upgrade"), (b"upgrade", b"x"),
+                                (b"content-length", b"3")], framing=Framing.LENGTH, length=3, upgrade=True),
+      ("data", b"abc"), END, head("GET", "/"), END, CLOSED], {}),
+    ("expect-100", b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 2\r\n\r\nok",
+     [head("PUT", "/", fields=[(b"host", b"a"), (b"expect", b"100-Continue"), (b"content-length", b"2")],
+           framing=Framing.LENGTH, length=2, expect="100-continue", wants_continue=True), ("data", b"ok"), END,
+      CLOSED], {}),
+    ("connect", b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n\x16\x03",
+     [head("CONNECT", "a:443", fields=[(b"host", b"a:443")]), END, ("error", 400)], {}),
+    ("token-method", b"PURGE-IT / HTTP/1.1\r\n" + H + b"\r\n", [head("PURGE-IT", "/"), END, CLOSED], {}),
+    ("value-whitespace", b"GET / HTTP/1.1\r\nHost: a \t\r\nX: y  \r\n\r\n",
+     [head("GET", "/", fields=[(b"host", b"a"), (b"x", b"y")]), END, CLOSED], {}),
+    ("truncated-body", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc",
+     [head("POST", "/", fields=[(b"host", b"a"), (b"content-length", b"10")], framing=Framing.LENGTH, length=10),
+      ("data", b"abc"), ("reset", "aborted")], {}),
+    ("truncated-chunked", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+     [head("POST", "/", fields=[(b"host", b"a"), (b"transfer-encoding", b"chunked")], framing=Framing.CHUNKED),
+      ("data", b"ab"), ("reset", "aborted")], {}),
+    ("eof-mid-head", b"GET / HTTP/1.1\r\nHost:", [("error", 400)], {}),
+    # Malformed: the status a server answers with.
+    ("bare-lf", b"GET / HTTP/1.1\nHost: a\n\n", [("error", 400)], {}),
+    ("bare-cr", b"GET / HTTP/1.1\r\nHost: a\rX: y\r\n\r\n", [("error", 400)], {}),
+    ("obs-fold", b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n", [("error", 400)], {}),
+    ("control-char", b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n", [("error", 400)], {}),
+    ("cl-and-te", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+     [("error", 400)], {}),
+    ("duplicate-cl", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+     [("error", 400)], {}),
+    ("folded-cl", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\nabc", [("error", 400)], {}),
+    ("signed-cl", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\nabc", [("error", 400)], {}),
+    ("te-gzip", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", [("error", 501)], {}),
+    ("te-chunked-twice", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+     [("error", 400)], {}),
+    ("bad-chunk-size", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+     [head("POST", "/", fields=[(b"host", b"a"), (b"transfer-encoding", b"chunked")], framing=Framing.CHUNKED),
+      ("error", 400)], {}),
+    ("huge-chunk-size", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"10000000000000000\r\nab",
+     [head("POST", "/", fields=[(b"host", b"a"), (b"transfer-encoding", b"chunked")], framing=Framing.CHUNKED),
+      ("error", 400)], {}),
+    ("oversized-head", b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"x" * 600 + b"\r\n\r\n", [("error", 431)],
+     {"max_header_size": 512}),
+    ("long-request-line", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n" + H + b"\r\n", [("error", 414)],
+     {"max_header_size": 65536}),
+    ("too-many-fields", b"GET / HTTP/1.1\r\n" + H + b"".join(b"X%d: y\r\n" % i for i in range(10)) + b"\r\n",
+     [("error", 431)], {"max_headers_count": 10}),
+    ("bad-host", b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", [("error", 400)], {}),
+    ("two-hosts", b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", [("error", 400)], {}),
+    ("no-host", b"GET / HTTP/1.1\r\nX: y\r\n\r\n", [("error", 400)], {}),
+    ("http2", b"GET / HTTP/2.0\r\n" + H + b"\r\n", [("error", 505)], {}),
+    ("two-spaces", b"GET  / HTTP/1.1\r\n" + H + b"\r\n", [("error", 400)], {}),
+]
+
+RESPONSES: list[tuple[str, bytes, list[Event], dict[str, Any]]] = [
+    ("content-length", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+     [head(200, "OK", fields=[(b"content-length", b"5")], framing=Framing.LENGTH, length=5), ("data", b"hello"), END,
+      CLOSED], {}),
+    ("keep-alive-pair", b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\naHTTP/1.1 201 Created\r\nContent-Length: 1\r\n\r\nb",
+     [head(200, "OK", fields=[(b"content-length", b"1")], framing=Framing.LENGTH, length=1), ("data", b"a"), END,
+      head(201, "Created", fields=[(b"content-length", b"1")], framing=Framing.LENGTH, length=1), ("data", b"b"), END,
+      CLOSED], {}),
+    ("chunked-trailers", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;a=b\r\nabc\r\n0\r\nEtag: x\r\n\r\n",
+     [head(200, "OK", fields=[(b"transfer-encoding", b"chunked")], framing=Framing.CHUNKED), ("data", b"abc"),
+      ("end", [(b"etag", b"x")]), CLOSED], {}),
+    ("close-delimited", b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end",
+     [head(200, "OK", fields=[(b"content-type", b"text/plain")], framing=Framing.UNTIL_CLOSE, keep_alive=False),
+      ("data", b"until the end"), END, ("done", b"")], {}),
+    ("head-response", b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n",
+     [head(200, "OK", fields=[(b"content-length", b"10")], length=10), END, CLOSED], {"method": "HEAD"}),
+    ("204", b"HTTP/1.1 204 No Content\r\n\r\n", [head(204, "No Content", fields=[]), END, CLOSED], {}),
+    ("304", b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
+     [head(304, "Not Modified", fields=[(b"content-length", b"10")], length=10), END, CLOSED], {}),
+    ("100-then-200", b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+     [head(100, "Continue", fields=[]), END,
+      head(200, "OK", fields=[(b"content-length", b"2")], framing=Framing.LENGTH, length=2), ("data", b"ok"), END,
+      CLOSED], {}),
+    ("103-then-204", b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+     [head(103, "Early Hints", fields=[(b"link", b"</a>")]), END, head(204, "No Content", fields=[]), END, CLOSED],
+     {}),
+    ("101-upgrade", b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x00",
+     [head(101, "Switching Protocols", fields=[(b"connection", b"Upgrade"), (b"upgrade", b"websocket")],
+           upgrade=True, keep_alive=False), END, ("done", b"\x81\x00")],
+     {"request_headers": [(b"Connection", b"upgrade"), (b"Upgrade", b"websocket")]}),
+    ("connect-200", b"HTTP/1.1 200 Connection established\r\n\r\n\x16\x03",
+     [head(200, "Connection established", fields=[], keep_alive=False), END, ("done", b"\x16\x03")], {"method": "CONNECT"}),
+    ("http10", b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+     [head(200, "OK", "1.0", [(b"content-length", b"2")], framing=Framing.LENGTH, length=2, keep_alive=False),
+      ("data", b"ok"), END, ("done", b"")], {}),
+    ("connection-close", b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+     [head(200, "OK", fields=[(b"connection", b"close"), (b"content-length", b"0")], length=0, keep_alive=False),
+      END, ("done", b"")], {}),
+    ("eof-mid-head", b"HTTP/1.1 200 OK\r\nContent-", [("reset", "socket hang up")], {}),
+    ("eof-before-head", b"", [CLOSED], {}),
+    ("truncated", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhe",
+     [head(200, "OK", fields=[(b"content-length", b"5")], framing=Framing.LENGTH, length=5), ("data", b"he"),
+      ("reset", "aborted")], {}),
+    ("bare-lf", b"HTTP/1.1 200 OK\nContent-Length: 0\n\n", [("error", 400)], {}),
+    ("cl-and-te", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+     [("error", 400)], {}),
+    ("duplicate-cl", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok", [("error", 400)], {}),
+    ("bad-chunk", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nxyz\r\n",
+     [head(200, "OK", fields=[(b"transfer-encoding", b"chunked")], framing=Framing.CHUNKED), ("error", 400)], {}),
+]
+
+
+def _splits(data: bytes) -> Iterable[list[bytes]]:
+    yield [data]
+    for i in range(1, len(data)):
+        yield [data[:i], data[i:]]
+    yield [data[i : i + 1] for i in range(len(data))]
+
+
+def _cases(table: list[tuple[str, bytes, list[Event], dict[str, Any]]]) -> list[Any]:
+    return [pytest.param(cls, data, expected, opts, id=f"{cls.__name__}-{name}")
+            for cls in PARSERS for name, data, expected, opts in table]
+
+
+@pytest.mark.parametrize("parser_cls, data, expected, opts", _cases(REQUESTS))
+def test_requests(parser_cls: type[Parser], data: bytes, expected: list[Event], opts: dict[str, Any]) -> None:
+    for pieces in _splits(data) if len(data) < 2048 else [[data]]:
+        assert run(parser_cls, pieces, client=False, **opts) == expected, pieces
+
+
+@pytest.mark.parametrize("parser_cls, data, expected, opts", _cases(RESPONSES))
+def test_responses(parser_cls: type[Parser], data: bytes, expected: list[Event], opts: dict[str, Any]) -> None:
+    for pieces in _splits(data):
+        assert run(parser_cls, pieces, client=True, **opts) == expected, pieces
+
+
+@pytest.mark.parametrize("parser_cls", PARSERS)
+def test_a_counted_body_can_be_read_by_the_caller(parser_cls: type[Parser]) -> None:
+    """The wire's fast path: what is buffered is taken, the rest counted in, and the
+    bytes past the body stay for the next message."""
+    parser = parser_cls()
+    parser.feed(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
+    assert parser.next_head() is not None
+    assert parser.body_remaining == 10
+    assert parser.take_buffered_body() == b"abc"
+    assert parser.body_remaining == 7
+    parser.body_received(7)  # read by the caller straight into its buffer
+    assert parser.done and parser.body_remaining is None
+    parser.feed(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert parser.next_body() == b""
+    assert parser.start_next()
+    nxt = parser.next_head()
+    assert nxt is not None and nxt.target == "/next"
+
+
+@pytest.mark.parametrize("parser_cls", PARSERS)
+def test_the_parser_modules_do_no_io(parser_cls: type[Parser]) -> None:
+    import sys
+
+    for name in ("greenhttps._parse", "greenhttps._strict", parser_cls.__module__):
+        module = sys.modules[name]
+        for banned in ("gevent", "socket", "ssl", "_sockio", "_tlsbio", "_wire"):
+            assert not any(getattr(value, "__name__", "").split(".")[-1] == banned
+                           for value in vars(module).values() if type(value).__name__ == "module"), (name, banned)
