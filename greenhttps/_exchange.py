@@ -160,6 +160,8 @@ class ClientExchange:
         if self._watch is not None:
             self._watch.close()
             self._watch = None
+            if conn is not None:
+                conn.socket._before_close = None
         if conn is not None:
             conn.wire.on_idle = None
             if self._reclaim is not None:
@@ -268,6 +270,7 @@ class ClientExchange:
         watch = self._watch
         if watch is None:
             watch = self._watch = PeerWatch(conn.wire, on_peer_gone=on_peer_gone, on_idle=on_idle)
+            conn.socket._before_close = watch.close
         watch.start()
 
     def read_body(self) -> bytes:
@@ -352,6 +355,8 @@ class ClientExchange:
     def close_now(self) -> None:
         """Close the socket but keep the pool entry until :meth:`discard` (Node lists a
         socket in ``agent.sockets`` until its ``'close'`` has been handled)."""
+        if self._watch is not None:
+            self._watch.close()
         if self.conn is not None:
             self.conn.close()
 

@@ -166,6 +166,7 @@ class ServerConnection:
                 on_idle=self._on_idle,
             )
             self._watch = PeerWatch(self.wire, on_peer_gone=self._peer_gone, on_idle=self._idle_while_busy)
+            self.socket._before_close = self._watch.close
             self._serve(self.wire)
         except _Closed:
             pass
@@ -255,6 +256,11 @@ class ServerConnection:
                         first_byte_timeout=ms_to_seconds(server.keep_alive_timeout),
                         headers_timeout=ms_to_seconds(server.headers_timeout),
                     )
+                    if head is None and not wire.peer_closed and self._on_idle():
+                        # The keep-alive timeout is the socket's timeout in Node, so it
+                        # goes to 'timeout' listeners (socket, server), and one that
+                        # exists decides; the connection waits on (B-25).
+                        head = wire.read_head(headers_timeout=ms_to_seconds(server.headers_timeout))
             except errors.ProtocolError as exc:
                 self._client_error(exc)
                 return

@@ -45,6 +45,10 @@ class Socket(EventEmitter):
         #: Set by the owner of the connection (server loop, client) to apply a new
         #: idle timeout to its reads and writes.
         self._apply_timeout: Callable[[float | None], None] | None = None
+        #: Set by the owner while it watches the descriptor (greenhttps._watch): called
+        #: before the socket is closed, so that no watcher of ours outlives it (gevent
+        #: defers the close of a descriptor that still has one).
+        self._before_close: Callable[[], None] | None = None
         self._peer: tuple[Any, ...] | None = None
 
     def _attach(self, sock: socket.socket | BioSSLSocket, *, encrypted: bool) -> None:
@@ -162,6 +166,9 @@ class Socket(EventEmitter):
         if self.destroyed:
             return
         self.destroyed = True
+        before_close, self._before_close = self._before_close, None
+        if before_close is not None:
+            before_close()
         try:
             self._sock.close()
         except OSError:

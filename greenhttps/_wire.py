@@ -156,6 +156,11 @@ class Wire:
         return self._idle
 
     @property
+    def peer_closed(self) -> bool:
+        """The peer has closed its side (the parser met the end of the stream)."""
+        return self._parser.eof
+
+    @property
     def response_complete(self) -> bool:
         """Our side of the current exchange has been sent in full."""
         return self._out_done

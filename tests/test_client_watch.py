@@ -141,3 +141,30 @@ def test_an_unread_body_with_a_timeout_listener_is_only_told(script_server: Any,
     assert not res.aborted
     release.set()
     assert res.read() == b"x" * 100
+
+
+def test_destroying_the_socket_of_a_watched_response_closes_it_at_once(script_server: Any, ca_pem: bytes) -> None:
+    """The watch lets go of the descriptor before it is closed (gevent defers the
+    close of a descriptor that still has a watcher): the server sees the close."""
+    saw_close: list[float] = []
+
+    def handler(sock: Any) -> None:
+        read_head(sock)
+        sock.sendall(HEAD_100 + b"x" * 10)
+        sock.settimeout(3)
+        try:
+            data = sock.recv(100)
+        except OSError:
+            data = b""
+        if not data:
+            saw_close.append(time.monotonic())
+
+    port = script_server(handler, tls=True)
+    req, res, events = held_response(port, ca_pem)
+    gevent.sleep(0.1)
+    start = time.monotonic()
+    res.socket.destroy()
+    with gevent.Timeout(3):
+        while not saw_close:
+            gevent.sleep(0.01)
+    assert saw_close[0] - start < 1.0

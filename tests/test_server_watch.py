@@ -461,3 +461,32 @@ def test_secure_connection_socket_timeout_fires_for_an_idle_client(make_server: 
     assert fired[0] - start < 1.0
     assert returned and returned[0] is not None and hasattr(returned[0], "set_timeout")
     sock.close()
+
+
+@pytest.mark.parametrize("end", [True, False], ids=["handler-ends", "handler-does-not-end"])
+def test_keep_alive_timeout_goes_to_the_server_timeout_listener(make_server: Any, end: bool) -> None:
+    """B-25 (test-http-server-keep-alive-timeout.js): keepAliveTimeout 50 ms,
+    ``server.set_timeout(500, cb)``; three pipelined GETs.  Node delivers all three
+    and then calls cb with the socket (the keep-alive timeout is the socket's
+    timeout there, so a listener decides); cb destroys it.  greenhttps delivers
+    pipelined requests one at a time (README, differences): when the handler does
+    not end its response, only the first is delivered and the idle timeout (500 ms)
+    reaches cb instead."""
+    count = [0]
+    timed_out: list[Any] = []
+
+    def handler(req: Any, res: Any) -> None:
+        count[0] += 1
+        if end:
+            res.end()
+
+    srv = make_server(handler, keep_alive_timeout=50)
+    srv.set_timeout(500, lambda sock: (timed_out.append(sock), sock.destroy()))
+    sock = connect(srv)
+    start = time.monotonic()
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 3)
+    helpers.read_until_eof(sock, 5, reset_ok=True)
+    sock.close()
+    assert len(timed_out) == 1
+    assert count[0] == (3 if end else 1)
+    assert time.monotonic() - start < 2.0
