@@ -434,8 +434,7 @@ class ClientRequest(OutgoingMessage):
             res._replace_source(_no_more)
         else:
             # Until someone reads the body, the connection still sees the server.
-            ref = weakref.ref(self)
-            exchange.watch(lambda error: _call(ref, "_server_gone", error), lambda: _call(ref, "_idle_while_unread"))
+            exchange.watch(weakref.ref(self), ClientRequest._server_gone, ClientRequest._idle_while_unread)
         return res
 
     def _server_gone(self, error: BaseException | None) -> None:
@@ -539,12 +538,6 @@ def _no_more() -> bytes:
 #: one can serve every request).
 _SETTLED: AsyncResult[IncomingMessage | None] = AsyncResult()
 _SETTLED.set(None)
-
-
-def _call(ref: weakref.ReferenceType[ClientRequest], method: str, *args: Any) -> None:
-    req = ref()
-    if req is not None:
-        getattr(req, method)(*args)
 
 
 def _idle_callback(req: ClientRequest) -> Callable[[], bool]:

@@ -81,7 +81,7 @@ class ClientExchange:
 
     __slots__ = (
         "agent", "name", "opts", "method", "deadline", "conn", "socket", "reused",
-        "close_delimited", "body_done", "_replay", "_trailers", "_reclaim", "_on_idle", "_watch",
+        "close_delimited", "body_done", "_replay", "_trailers", "_reclaim", "_on_idle", "_watch", "_reading",
         "__weakref__",
     )
 
@@ -108,6 +108,8 @@ class ClientExchange:
         self._on_idle = on_idle
         #: Watches the connection while nobody reads the response body (see watch()).
         self._watch: PeerWatch | None = None
+        #: A greenlet is reading the response body from the socket right now.
+        self._reading = False
 
     def __repr__(self) -> str:
         return f"<ClientExchange {self.method} {self.name} conn={self.conn!r}>"
@@ -258,20 +260,42 @@ class ClientExchange:
             conn.server_keep_alive = head.keep_alive_timeout
         return head.framing == Framing.NONE
 
-    def watch(self, on_peer_gone: Callable[[BaseException | None], None], on_idle: Callable[[], None]) -> None:
+    def watch(self, owner: weakref.ReferenceType[Any], on_peer_gone: Callable[[Any, BaseException | None], None],
+              on_idle: Callable[[Any], None]) -> None:
         """While the response body waits to be read, watch the connection (as the
-        server does while a handler runs, :mod:`._watch`): ``on_peer_gone(error)``
-        when the server closes (None) or resets it, ``on_idle()`` when it idles
-        past the request's timeout.  Reads pause the watch; the body's end, a
-        release or a discard end it."""
+        server does while a handler runs, :mod:`._watch`): ``on_peer_gone(owner,
+        error)`` when the server closes (None) or resets it, ``on_idle(owner)`` when
+        it idles past the request's timeout (``owner`` is held weakly).  Reads pause
+        the watch; the body's end, a release or a discard end it.
+
+        It begins on the loop's next turn, and only if nobody has read the body to
+        its end by then: a caller that reads at once costs a queued callback, not a
+        watch (see :meth:`PeerWatch.want <greenhttps._watch.PeerWatch.want>`)."""
+        if self.conn is not None and not self.body_done:
+            gevent.get_hub().loop.run_callback(self._begin_watch, owner, on_peer_gone, on_idle)
+
+    def _begin_watch(self, owner: weakref.ReferenceType[Any], on_peer_gone: Callable[[Any, BaseException | None], None],
+                     on_idle: Callable[[Any], None]) -> None:
         conn = self.conn
-        if conn is None or self.body_done:
+        if conn is None or self.body_done or self._watch is not None:
             return
-        watch = self._watch
-        if watch is None:
-            watch = self._watch = PeerWatch(conn.wire, on_peer_gone=on_peer_gone, on_idle=on_idle)
-            conn.socket._before_close = watch.close
-        watch.start()
+
+        def peer_gone(error: BaseException | None) -> None:
+            target = owner()
+            if target is not None:
+                on_peer_gone(target, error)
+
+        def idle() -> None:
+            target = owner()
+            if target is not None:
+                on_idle(target)
+
+        watch = self._watch = PeerWatch(conn.wire, on_peer_gone=peer_gone, on_idle=idle)
+        conn.socket._before_close = watch.close
+        if self._reading:
+            watch.start_after_read()
+        else:
+            watch.start()
 
     def read_body(self) -> bytes:
         """The next piece of the response body; b'' at its end."""
@@ -297,6 +321,7 @@ class ClientExchange:
         watch = self._watch
         if watch is not None:
             watch.pause_input()  # this read takes the socket's bytes itself
+        self._reading = True
         try:
             return (wire.read_rest_of_body if rest else wire.read_body)(deadline=self.deadline)
         except DeadlineExceeded:
@@ -306,7 +331,9 @@ class ClientExchange:
             self.discard()
             raise
         finally:
-            if watch is not None and self._watch is watch:
+            self._reading = False
+            watch = self._watch
+            if watch is not None:
                 watch.resume_input()
 
     def _body_ended(self) -> None:

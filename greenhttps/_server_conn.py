@@ -320,7 +320,7 @@ class ServerConnection:
         # (and then waits for whoever ends the response): the watch sees the peer.
         watch = self._watch
         assert watch is not None
-        watch.start()
+        watch.want()
         try:
             if not self._dispatch(req, res, expect):
                 return False

@@ -63,7 +63,8 @@ def _waited_on(sock: Any) -> bool:
 
 
 class PeerWatch:
-    """Watches one connection's socket between :meth:`start` and :meth:`stop`.
+    """Watches one connection's socket between :meth:`start` and :meth:`stop`
+    (or from the loop's next turn after :meth:`want`, until :meth:`stop`).
 
     ``on_peer_gone(error)`` is called (in a new greenlet) when the peer closes
     (``error`` None) or resets (the network error); ``on_idle()`` when the socket
@@ -71,7 +72,8 @@ class PeerWatch:
     :meth:`start` for the peer, once per idle period for the timer.
     """
 
-    __slots__ = ("_wire", "_loop", "_io", "_timer", "_on_peer_gone", "_on_idle", "_watching", "_input", "_fired_at")
+    __slots__ = ("_wire", "_loop", "_io", "_timer", "_on_peer_gone", "_on_idle", "_watching", "_input", "_fired_at",
+                 "_wanted", "_pending", "_paused")
 
     def __init__(self, wire: Wire, *, on_peer_gone: Callable[[BaseException | None], None],
                  on_idle: Callable[[], None]) -> None:
@@ -85,6 +87,9 @@ class PeerWatch:
         self._input = False
         #: The ``last_io`` of the idle period already reported.
         self._fired_at = -1.0
+        #: want() was called and stop() not yet; a start is queued on the loop;
+        #: a greenlet is reading the socket itself.
+        self._wanted = self._pending = self._paused = False
 
     @property
     def watching(self) -> bool:
@@ -92,9 +97,32 @@ class PeerWatch:
 
     # ------------------------------------------------------------ control
 
+    def want(self) -> None:
+        """Watch from the loop's next turn on, until :meth:`stop`.
+
+        Why not at once: most handlers answer without ever letting the hub run, and
+        most callers read a response as soon as they have it.  Queuing a callback
+        costs 0.12 µs; starting and stopping the watchers about 1 µs, which was 3% of
+        a keep-alive request.  The loop turns exactly when the owner's greenlet first
+        waits -- the moment somebody else must watch."""
+        self._wanted = True
+        if not self._pending:
+            self._pending = True
+            self._loop.run_callback(self._begin)
+
+    def start_after_read(self) -> None:
+        """A greenlet is reading the socket now: start when it is done (:meth:`resume_input`)."""
+        self._wanted = self._paused = True
+
+    def _begin(self) -> None:
+        self._pending = False
+        if self._wanted and not self._paused:
+            self.start()
+
     def start(self) -> None:
         """Watch the peer and the idle clock (until :meth:`stop`)."""
-        if self._watching:
+        self._wanted = True
+        if self._watching or self._io is False:
             return
         self._watching = True
         self._fired_at = -1.0
@@ -102,6 +130,7 @@ class PeerWatch:
         self.restart_timer()
 
     def stop(self) -> None:
+        self._wanted = False
         if not self._watching:
             return
         self._watching = False
@@ -113,17 +142,22 @@ class PeerWatch:
         """Stop for good and let go of the watchers."""
         self.stop()
         for watcher in (self._io, self._timer):
-            if watcher is not None:
+            if watcher:
                 watcher.close()
-        self._io = self._timer = None
+        self._io = False  # closed: never started again
+        self._timer = None
 
     def pause_input(self) -> None:
         """A greenlet is about to read the socket itself: stop taking its bytes."""
+        self._paused = True
         self._stop_input()
 
     def resume_input(self) -> None:
+        self._paused = False
         if self._watching:
             self._start_input()
+        elif self._wanted and not self._pending:
+            self.start()  # the queued start came while the socket was being read
 
     def restart_timer(self) -> None:
         """The idle timeout may have changed: count it anew from the last byte."""
@@ -140,7 +174,7 @@ class PeerWatch:
     # ------------------------------------------------------------ watchers
 
     def _start_input(self) -> None:
-        if self._input or self._wire.early_size >= HOLD_LIMIT or self._wire.closed:
+        if self._input or self._paused or self._wire.early_size >= HOLD_LIMIT or self._wire.closed:
             return
         if self._io is None:
             try:
