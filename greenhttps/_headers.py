@@ -138,6 +138,24 @@ class OutgoingHeaders:
                 out.append((bname, value.encode("latin-1")))
         return out
 
+    def pairs_with(self, override: Mapping[str, str | None]) -> list[tuple[bytes, bytes]]:
+        """:meth:`pairs`, with the fields named (lowercase) in ``override`` given that
+        value instead, or left out for None (the framing decision's rare edits,
+        without changing the headers the user set)."""
+        out: list[tuple[bytes, bytes]] = []
+        for lname, (name, value) in self._fields.items():
+            if lname in override:
+                replaced = override[lname]
+                if replaced is None:
+                    continue
+                value = replaced
+            bname = name.encode("latin-1")
+            if isinstance(value, list):
+                out.extend((bname, item.encode("latin-1")) for item in value)
+            else:
+                out.append((bname, value.encode("latin-1")))
+        return out
+
 
 def pairs_from(headers: Mapping[str, object] | Iterable[tuple[str, object]] | None) -> list[tuple[bytes, bytes]]:
     """Validate a one-off header collection (trailers, 1xx) into wire pairs."""
