@@ -5,7 +5,10 @@ before sends ``Content-Length``; a head that must go out before the length is kn
 (``write()`` or ``write_head()`` then ``end()``) is chunked on HTTP/1.1 and
 close-delimited for an HTTP/1.0 peer.  Automatic headers (``Date``, ``Connection``,
 ``Content-Length``, ``Transfer-Encoding``) are added only if the user did not set or
-remove them.  Writes block the calling greenlet until the kernel has the bytes:
+remove them.  The framing is decided here, once per message (:meth:`OutgoingMessage._frame`,
+:func:`response_framing`, :func:`request_framing`), from the message's own fields
+looked up by name; :mod:`._wire_format` only serialises the result and the wire only
+counts the body against it.  Writes block the calling greenlet until the kernel has the bytes:
 that is the back-pressure, so ``write()`` returns True unless the message is gone.
 """
 
