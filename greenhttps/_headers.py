@@ -110,6 +110,11 @@ class OutgoingHeaders:
         field = self._fields.get(name.lower())
         return field[1] if field else None
 
+    def value(self, lname: str) -> str | list[str] | None:
+        """:meth:`get` for a name already in lowercase (the framing decision's lookups)."""
+        field = self._fields.get(lname)
+        return field[1] if field else None
+
     def remove(self, name: str) -> None:
         self._fields.pop(name.lower(), None)
 

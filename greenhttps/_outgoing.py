@@ -163,9 +163,10 @@ def response_framing(
     ``Connection``; a user's ``keep-alive`` token then gives way.  ``out`` itself is
     not changed: the edits are in the returned fields.
     """
-    te = out.get("transfer-encoding")
+    value = out.value
+    te = value("transfer-encoding")
     override: dict[str, str | None] | None = None
-    extra: HeaderList = []
+    extra: HeaderList | None = None
     remaining = 0
     if te is not None:
         if peer_http10:
@@ -176,31 +177,31 @@ def response_framing(
         else:
             kind = Framing.UNTIL_CLOSE
     else:
-        cl = out.get("content-length")
+        cl = value("content-length")
         if cl is not None:
             kind = Framing.LENGTH
             remaining = length if length is not None else _content_length(cl)
-        elif status in (204, 304):
+        elif status == 204 or status == 304:
             kind = Framing.NONE
         elif peer_http10 or "transfer-encoding" in removed:
             kind = Framing.UNTIL_CLOSE
         else:
             # HEAD gets the fields a GET would have had (as h11 and Node do).
             kind = Framing.CHUNKED
-            extra.append((b"Transfer-Encoding", b"chunked"))
-    if head_request or status in (204, 304):
+            extra = [(b"Transfer-Encoding", b"chunked")]
+    if head_request or status == 204 or status == 304:
         kind, remaining = Framing.NONE, 0
     close = not keep_alive or kind is Framing.UNTIL_CLOSE
-    connection = out.get("connection")
+    connection = value("connection")
     if connection is not None:
-        says_close = _says_close(connection)
+        says_close = connection != "keep-alive" and _says_close(connection)  # ours, the usual case: no call
         if close and not says_close:
             kept = [token for token in _tokens(connection) if token and token != "keep-alive"]
             override = override or {}
             override["connection"] = ", ".join([*kept, "close"])
         close = close or says_close
     elif close and "connection" not in removed:
-        extra.append((b"Connection", b"close"))
+        extra = [*(extra or ()), (b"Connection", b"close")]
     pairs = out.pairs() if override is None else out.pairs_with(override)
     if extra:
         pairs.extend(extra)
@@ -210,12 +211,12 @@ def response_framing(
 def request_framing(out: OutgoingHeaders, length: int | None = None) -> tuple[HeaderList, OutgoingFraming]:
     """A request's framing and its wire fields (RFC 9112 §6.3: a request without a
     length has no body); ``length`` as for :func:`response_framing`."""
-    connection = out.get("connection")
+    connection = out.value("connection")
     close = connection is not None and _says_close(connection)
     if "transfer-encoding" in out:
         framing = OutgoingFraming(Framing.CHUNKED, close=close)
     else:
-        cl = out.get("content-length")
+        cl = out.value("content-length")
         if cl is None:
             framing = OutgoingFraming(Framing.LENGTH, 0, close=close)
         else:
