@@ -48,11 +48,11 @@ from ._exchange import ClientExchange
 from ._headers import node_headers, raw_list
 from ._incoming import IncomingMessage
 from ._options import CLIENT_TLS_KEYS, attribute_aliases, ms_to_seconds, node_aliases
-from ._outgoing import OutgoingMessage
+from ._outgoing import OutgoingMessage, request_framing
 from ._socket import Socket
 from ._url import host_header, request_options, server_name
 from ._wire import Head, Wire
-from ._wire_format import request_message
+from ._wire_format import OutgoingFraming, request_bytes
 
 __all__ = ["ClientRequest", "request", "get"]
 
@@ -131,10 +131,14 @@ class ClientRequest(OutgoingMessage):
 
     # ------------------------------------------------------------ sending
 
-    def _frame(self, body_length: int | None) -> None:
+    def _default_length(self, body_length: int | None) -> None:
         if body_length == 0 and self.method in _BODYLESS_METHODS:
+            self._auto_length = None
             return  # Node sends no length for an empty GET/HEAD/DELETE/...
-        super()._frame(body_length)
+        super()._default_length(body_length)
+
+    def _decide(self) -> tuple[list[tuple[bytes, bytes]], OutgoingFraming]:
+        return request_framing(self._out, self._auto_length)
 
     def _send_head(self, body: bytes | None, end: bool) -> None:
         if "content-length" in self._out and "transfer-encoding" in self._out:
@@ -145,8 +149,8 @@ class ClientRequest(OutgoingMessage):
             )
         if self.destroyed:
             return  # aborted or destroyed first: nothing is sent (B-85)
-        pairs = self._out.pairs()
-        head, framing = request_message(self.method, self.path, pairs)  # framing decided once, here
+        pairs, framing = self._pairs, self._framing  # decided once, by _frame
+        head = request_bytes(self.method, self.path, pairs)
         self.headers_sent = True
         exchange = self._exchange = ClientExchange(
             self.agent, self._name, self._opts, self.method, self._deadline, _idle_callback(self)

@@ -110,6 +110,11 @@ class OutgoingHeaders:
         field = self._fields.get(name.lower())
         return field[1] if field else None
 
+    def value(self, lname: str) -> str | list[str] | None:
+        """:meth:`get` for a name already in lowercase (the framing decision's lookups)."""
+        field = self._fields.get(lname)
+        return field[1] if field else None
+
     def remove(self, name: str) -> None:
         self._fields.pop(name.lower(), None)
 
@@ -131,6 +136,24 @@ class OutgoingHeaders:
         """The wire form: one (name, value) pair per line, a list value repeating."""
         out: list[tuple[bytes, bytes]] = []
         for name, value in self._fields.values():
+            bname = name.encode("latin-1")
+            if isinstance(value, list):
+                out.extend((bname, item.encode("latin-1")) for item in value)
+            else:
+                out.append((bname, value.encode("latin-1")))
+        return out
+
+    def pairs_with(self, override: Mapping[str, str | None]) -> list[tuple[bytes, bytes]]:
+        """:meth:`pairs`, with the fields named (lowercase) in ``override`` given that
+        value instead, or left out for None (the framing decision's rare edits,
+        without changing the headers the user set)."""
+        out: list[tuple[bytes, bytes]] = []
+        for lname, (name, value) in self._fields.items():
+            if lname in override:
+                replaced = override[lname]
+                if replaced is None:
+                    continue
+                value = replaced
             bname = name.encode("latin-1")
             if isinstance(value, list):
                 out.extend((bname, item.encode("latin-1")) for item in value)

@@ -5,12 +5,16 @@ before sends ``Content-Length``; a head that must go out before the length is kn
 (``write()`` or ``write_head()`` then ``end()``) is chunked on HTTP/1.1 and
 close-delimited for an HTTP/1.0 peer.  Automatic headers (``Date``, ``Connection``,
 ``Content-Length``, ``Transfer-Encoding``) are added only if the user did not set or
-remove them.  Writes block the calling greenlet until the kernel has the bytes:
+remove them.  The framing is decided here, once per message (:meth:`OutgoingMessage._frame`,
+:func:`response_framing`, :func:`request_framing`), from the message's own fields
+looked up by name; :mod:`._wire_format` only serialises the result and the wire only
+counts the body against it.  Writes block the calling greenlet until the kernel has the bytes:
 that is the back-pressure, so ``write()`` returns True unless the message is gone.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol
@@ -19,14 +23,15 @@ from . import errors
 from ._events import EventEmitter
 from ._headers import OutgoingHeaders, check_value, pairs_from
 from ._options import attribute_aliases, node_aliases  # noqa: I001 (attribute_aliases: re-exported, it lives in _options now)
-from ._wire_format import response_message
+from ._wire_format import Framing, OutgoingFraming, response_bytes
 
 if TYPE_CHECKING:
     from ._incoming import IncomingMessage
     from ._socket import Socket
     from ._wire import Wire
 
-__all__ = ["OutgoingMessage", "ResponseChannel", "ServerResponse", "STATUS_CODES", "attribute_aliases"]
+__all__ = ["OutgoingMessage", "ResponseChannel", "ServerResponse", "STATUS_CODES", "attribute_aliases",
+           "request_framing", "response_framing"]
 
 #: Status code -> standard reason phrase (Node's ``http.STATUS_CODES``).
 STATUS_CODES: dict[int, str] = {
@@ -105,6 +110,121 @@ def _head_headers(headers: Mapping[str, Any] | Iterable[Any] | None) -> Outgoing
     return given
 
 
+# ------------------------------------------------------------ framing, decided once
+
+HeaderList = list[tuple[bytes, bytes]]
+
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def _joined(value: str | list[str]) -> str:
+    return value if isinstance(value, str) else ", ".join(value)
+
+
+def _tokens(value: str | list[str]) -> list[str]:
+    return [token.strip().lower() for token in _joined(value).split(",")]
+
+
+def _says_close(connection: str | list[str]) -> bool:
+    if connection == "keep-alive":  # ours (the usual case): no need to split it
+        return False
+    return connection == "close" or "close" in _tokens(connection)
+
+
+def _content_length(value: str | list[str]) -> int:
+    if isinstance(value, list):
+        value = value[-1]  # the last line says it, as the peer's parser would see it
+    if not _DIGITS.fullmatch(value.strip()):
+        raise errors.InvalidArgumentError(f"Invalid Content-Length {value!r}", "ERR_HTTP_INVALID_HEADER_VALUE")
+    return int(value)
+
+
+def response_framing(
+    out: OutgoingHeaders,
+    removed: set[str] | frozenset[str] = frozenset(),
+    *,
+    status: int,
+    head_request: bool,
+    peer_http10: bool,
+    keep_alive: bool,
+    length: int | None = None,
+) -> tuple[HeaderList, OutgoingFraming]:
+    """A response's framing and its final wire fields, decided once (RFC 9112 §6).
+
+    From the fields the response holds (looked up by name, never rescanned): a
+    ``Transfer-Encoding`` ending in ``chunked`` is chunked, any other is
+    close-delimited; else a ``Content-Length`` counts the body (``length``: the value
+    we set ourselves, known valid); else 204/304 have no body, an HTTP/1.0 peer (or
+    a removed ``Transfer-Encoding``) gets a close-delimited body, and an HTTP/1.1 one
+    ``Transfer-Encoding: chunked``.  A response to HEAD says what the GET would and
+    sends no body.  An HTTP/1.0 peer, which cannot decode chunks, loses the
+    ``Transfer-Encoding``.  ``Connection: close`` is said whenever the connection
+    ends (``keep_alive`` False, or a close-delimited body), unless the user removed
+    ``Connection``; a user's ``keep-alive`` token then gives way.  ``out`` itself is
+    not changed: the edits are in the returned fields.
+    """
+    value = out.value
+    te = value("transfer-encoding")
+    override: dict[str, str | None] | None = None
+    extra: HeaderList | None = None
+    remaining = 0
+    if te is not None:
+        if peer_http10:
+            kind = Framing.UNTIL_CLOSE
+            override = {"transfer-encoding": None}
+        elif _tokens(te)[-1] == "chunked":
+            kind = Framing.CHUNKED
+        else:
+            kind = Framing.UNTIL_CLOSE
+    else:
+        cl = value("content-length")
+        if cl is not None:
+            kind = Framing.LENGTH
+            remaining = length if length is not None else _content_length(cl)
+        elif status == 204 or status == 304:
+            kind = Framing.NONE
+        elif peer_http10 or "transfer-encoding" in removed:
+            kind = Framing.UNTIL_CLOSE
+        else:
+            # HEAD gets the fields a GET would have had (as h11 and Node do).
+            kind = Framing.CHUNKED
+            extra = [(b"Transfer-Encoding", b"chunked")]
+    if head_request or status == 204 or status == 304:
+        kind, remaining = Framing.NONE, 0
+    close = not keep_alive or kind is Framing.UNTIL_CLOSE
+    connection = value("connection")
+    if connection is not None:
+        says_close = connection != "keep-alive" and _says_close(connection)  # ours, the usual case: no call
+        if close and not says_close:
+            kept = [token for token in _tokens(connection) if token and token != "keep-alive"]
+            override = override or {}
+            override["connection"] = ", ".join([*kept, "close"])
+        close = close or says_close
+    elif close and "connection" not in removed:
+        extra = [*(extra or ()), (b"Connection", b"close")]
+    pairs = out.pairs() if override is None else out.pairs_with(override)
+    if extra:
+        pairs.extend(extra)
+    return pairs, OutgoingFraming(kind, remaining, close)
+
+
+def request_framing(out: OutgoingHeaders, length: int | None = None) -> tuple[HeaderList, OutgoingFraming]:
+    """A request's framing and its wire fields (RFC 9112 §6.3: a request without a
+    length has no body); ``length`` as for :func:`response_framing`."""
+    connection = out.value("connection")
+    close = connection is not None and _says_close(connection)
+    if "transfer-encoding" in out:
+        framing = OutgoingFraming(Framing.CHUNKED, close=close)
+    else:
+        cl = out.value("content-length")
+        if cl is None:
+            framing = OutgoingFraming(Framing.LENGTH, 0, close=close)
+        else:
+            framing = OutgoingFraming(Framing.LENGTH, length if length is not None else _content_length(cl),
+                                      close=close)
+    return out.pairs(), framing
+
+
 @node_aliases
 @attribute_aliases("headers_sent", "writable_finished")
 class OutgoingMessage(EventEmitter):
@@ -120,6 +240,11 @@ class OutgoingMessage(EventEmitter):
     _is_head = False
     #: ``write_head()`` fixed the head: its framing can no longer use the body length.
     _head_frozen = False
+    #: Decided by :meth:`_frame`: the head's wire fields, its framing, and the
+    #: Content-Length we set ourselves (None if we did not).
+    _pairs: list[tuple[bytes, bytes]]
+    _framing: OutgoingFraming
+    _auto_length: int | None = None
     #: The head has been handed to the wire (``headers_sent`` turns True earlier, at
     #: ``write_head()``, as in Node, where the head is then stored but not yet sent).
     _head_written = False
@@ -226,33 +351,39 @@ class OutgoingMessage(EventEmitter):
     # ---------------------------------------------------------------- body
 
     def _frame(self, body_length: int | None) -> None:
-        """Choose the framing: Content-Length when the length is known, else chunked.
+        """Decide the framing, once: the automatic length fields, then the
+        :class:`OutgoingFraming` and the final wire fields (kept for ``_send_head``).
 
-        A user's own Content-Length or Transfer-Encoding wins; a removed one is not
-        put back.  A ``Trailer`` header asks for chunking (trailers need it), as Node.
+        Content-Length when the length is known, else chunked (close-delimited for an
+        HTTP/1.0 peer).  A user's own Content-Length or Transfer-Encoding wins; a
+        removed one is not put back.  A ``Trailer`` header asks for chunking
+        (trailers need it), as Node.
         """
+        self._default_length(body_length)
+        self._pairs, self._framing = self._decide()
+        # Only a chunked body can carry trailers.
+        self._chunked = self._framing.kind is Framing.CHUNKED
+
+    def _default_length(self, body_length: int | None) -> None:
+        """Add Content-Length (or, for the client, Transfer-Encoding) unless set or removed."""
         out = self._out
+        self._auto_length = None
         # RFC 9110 §9.3.2: a HEAD response carries the fields the GET would have,
         # so the length of what end() was given too (Node sends no length at all).
         if (self._has_body or self._is_head) and "transfer-encoding" not in out and "content-length" not in out:
             if body_length is not None and "content-length" not in self._removed and "trailer" not in out:
                 out.set_default("content-length", "Content-Length", str(body_length))
-            elif self._use_chunked() and self._explicit_chunked and "transfer-encoding" not in self._removed:
+                self._auto_length = body_length
+            elif self._explicit_chunked and "transfer-encoding" not in self._removed:
                 out.set_default("transfer-encoding", "Transfer-Encoding", "chunked")
-        # What the wire will do: chunk a body whose length the head does not give
-        # (only chunked bodies can carry trailers).
-        self._chunked = (
-            self._has_body
-            and self._use_chunked()
-            and ("transfer-encoding" in out or "content-length" not in out)
-        )
 
-    #: Write "Transfer-Encoding: chunked" ourselves (the client must; for the server
-    #: h11 adds it, and knows when an HTTP/1.0 peer cannot take it).
+    def _decide(self) -> tuple[list[tuple[bytes, bytes]], OutgoingFraming]:
+        """The final wire fields and the framing (see :func:`response_framing`)."""
+        raise NotImplementedError
+
+    #: Write "Transfer-Encoding: chunked" into the fields here (the client; a
+    #: response's is added by :func:`response_framing`, which knows the peer).
     _explicit_chunked = False
-
-    def _use_chunked(self) -> bool:
-        return True
 
     def _check_head(self) -> None:
         """Raise if the head cannot be sent as it stands (before any state changes)."""
@@ -355,7 +486,8 @@ class ResponseChannel(Protocol):
         """The ``Keep-Alive`` header's value (``timeout=5``), or None for none."""
 
     def keep_alive_after(self, res: ServerResponse) -> bool:
-        """Will the connection stay open after ``res``? (Decides its ``Connection``.)"""
+        """Will the connection stay open after ``res``? (Decides its ``Connection``
+        field and, with the body's framing, whether the wire ends after it.)"""
 
     def response_finished(self, res: ServerResponse) -> None:
         """``res.end()`` has sent everything: the connection may go on."""
@@ -437,9 +569,6 @@ class ServerResponse(OutgoingMessage):
         self.headers_sent = self._head_frozen = True
         return self
 
-    def _use_chunked(self) -> bool:
-        return not self._peer_http10
-
     def _raise_if_lost(self) -> None:
         if self._lost is not None:
             raise self._lost()
@@ -454,28 +583,33 @@ class ServerResponse(OutgoingMessage):
             self._has_body = self._is_head = False
         super()._frame(body_length)
 
-    def _send_head(self, body: bytes | None, end: bool) -> None:
-        status = self.status_code
+    def _decide(self) -> tuple[list[tuple[bytes, bytes]], OutgoingFraming]:
         out = self._out
         removed = self._removed
         if self.send_date and "date" not in removed:
             out.set_default("date", "Date", http_date())
+        # The connection's one answer (peer, server state, request limit); the
+        # framing may still end the connection (a close-delimited body).
+        keep_alive = self._conn.keep_alive_after(self)
         if "connection" not in removed and "connection" not in out:
-            if self._conn.keep_alive_after(self):
+            if keep_alive:
                 out.set_default("connection", "Connection", "keep-alive")
                 timeout = self._conn.keep_alive_header
                 if timeout and "keep-alive" not in removed:
                     out.set_default("keep-alive", "Keep-Alive", timeout)
             else:
                 out.set_default("connection", "Connection", "close")
-        connection = out.get("connection")
-        if isinstance(connection, str) and "close" in connection.lower():
+        pairs, framing = response_framing(out, removed, status=self.status_code, head_request=self.req.method == "HEAD",
+                                          peer_http10=self._peer_http10, keep_alive=keep_alive,
+                                          length=self._auto_length)
+        if framing.close:
             self.should_keep_alive = False
+        return pairs, framing
+
+    def _send_head(self, body: bytes | None, end: bool) -> None:
+        status = self.status_code
         reason = self.status_message or STATUS_CODES.get(status, "unknown")  # Node's spelling
-        # The framing, decided once here from the final head (see _wire_format).
-        head, framing = response_message(status, reason, out.pairs(), head_request=self.req.method == "HEAD",
-                                         peer_http10=self._peer_http10, keep_alive=self._wire.keep_alive)
-        self._wire.send_head(head, framing, body=body, end=end)
+        self._wire.send_head(response_bytes(status, reason, self._pairs), self._framing, body=body, end=end)
 
     def _wire_for_body(self) -> Wire:
         return self._wire

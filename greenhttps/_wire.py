@@ -31,7 +31,8 @@ from the socket straight into one buffer, telling the parser only the count.
 Framing is decided once in each direction: an incoming message's by the parser
 (``Head.framing`` and friends), an outgoing one's by the message layer, which hands
 the serialised head and its :class:`OutgoingFraming` to :meth:`Wire.send_head` (see
-:mod:`._wire_format`; neither parser writes a byte).  The wire counts the body
+:func:`._outgoing.response_framing`; :mod:`._wire_format` serialises, neither parser
+writes a byte).  The wire counts the body
 against that framing and tracks the end of message and ``Connection: close``.
 
 Time: the wire knows two kinds of timer, both in seconds.  ``idle`` is the socket
@@ -472,7 +473,7 @@ class Wire:
         message in the same write.
 
         ``head`` is serialised and ``framing`` decided by the message layer (see
-        :func:`~greenhttps._wire_format.response_message` and ``request_message``):
+        :func:`~greenhttps._outgoing.response_framing` and ``request_framing``):
         the wire counts the body against it and says the connection ends with this
         message when ``framing.close``.
         """

@@ -1,22 +1,18 @@
-"""HTTP/1.1 serialisation: message heads, framing decisions, chunks (pure, no I/O).
+"""HTTP/1.1 serialisation: message heads, chunks, and counting a body (pure, no I/O).
 
 greenhttps writes its own bytes (neither parser writes any): a head is a handful of
 ``bytes.join`` calls, where h11's writer re-validates every field (already validated
 by :class:`~greenhttps._headers.OutgoingHeaders`) and runs its state machine three
 times per response.  That was a third of the server's per-request cost.
 
-Outgoing framing is decided once, here, called by the message layer
-(:mod:`._outgoing`, :mod:`._client`): :func:`response_message` and
-:func:`request_message` return the head's bytes and its :class:`OutgoingFraming`,
-which the message hands to :meth:`Wire.send_head <greenhttps._wire.Wire.send_head>`;
-the wire only counts the body against it and writes.  Responses come from a cache:
-a server answers most requests with the same fields (the Date changes once a
-second), and framing and serialising them anew was a tenth of the per-request cost.
-
-The framing rules are RFC 9112 §6 (and what h11 did before): a ``Transfer-Encoding``
-that ends in ``chunked`` means chunked; else a ``Content-Length`` counts the body;
-a response with neither is chunked for an HTTP/1.1 peer and close-delimited for an
-HTTP/1.0 one; a request with neither has no body.
+Outgoing framing is decided once, by the message layer (:mod:`._outgoing`:
+``response_framing`` and ``request_framing``), from the message's own fields; it
+hands this module the final fields to serialise (:func:`response_bytes`,
+:func:`request_bytes`) and :meth:`Wire.send_head <greenhttps._wire.Wire.send_head>`
+the :class:`OutgoingFraming`, which the wire only counts the body against.  Nothing
+here reads the fields for their meaning.  Response heads come from a cache: a server
+answers most requests with the same fields (the Date changes once a second), and
+serialising them anew was a tenth of the per-request cost.
 """
 
 from __future__ import annotations
@@ -26,7 +22,7 @@ from typing import Sequence
 
 from . import errors
 
-__all__ = ["Framing", "OutgoingFraming", "request_message", "response_message", "request_head", "response_head",
+__all__ = ["Framing", "OutgoingFraming", "request_bytes", "response_bytes", "request_head", "response_head",
            "chunk_prefix", "last_chunk"]
 
 HeaderPairs = Sequence[tuple[bytes, bytes]]
@@ -44,7 +40,6 @@ class Framing:
 _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
 # A request target: no whitespace, no control characters (RFC 9112 §3.2).
 _TARGET = re.compile(rb"[\x21-\x7e\x80-\xff]+")
-_DIGITS = re.compile(rb"[0-9]+")
 
 
 def _mismatch(message: str) -> errors.InvalidArgumentError:
@@ -122,131 +117,24 @@ def last_chunk(trailers: HeaderPairs | None) -> bytes:
     return _head(b"0", trailers)
 
 
-def _tokens(value: bytes) -> list[bytes]:
-    return [token.strip().lower() for token in value.split(b",")]
-
-
-def _framing_fields(headers: HeaderPairs) -> tuple[bytes | None, bytes | None, int | None]:
-    """(Transfer-Encoding value, Content-Length value, index of Connection) in one pass."""
-    te = cl = None
-    connection = None
-    for index, (name, value) in enumerate(headers):
-        if len(name) not in (10, 14, 17):  # cheap pre-filter: most fields are none of these
-            continue
-        lname = name.lower()
-        if lname == b"transfer-encoding":
-            te = value if te is None else te + b", " + value
-        elif lname == b"content-length":
-            cl = value
-        elif lname == b"connection":
-            connection = index
-    return te, cl, connection
-
-
-def _content_length(value: bytes) -> int:
-    if not _DIGITS.fullmatch(value.strip()):
-        raise errors.InvalidArgumentError(
-            f"Invalid Content-Length {value.decode('latin-1')!r}", "ERR_HTTP_INVALID_HEADER_VALUE"
-        )
-    return int(value)
-
-
-def frame_request(headers: HeaderPairs) -> OutgoingFraming:
-    """The framing a request head declares (RFC 9112 §6.3; no length means no body)."""
-    te, cl, connection = _framing_fields(headers)
-    close = connection is not None and b"close" in _tokens(headers[connection][1])
-    if te is not None:
-        return OutgoingFraming(Framing.CHUNKED, close=close)
-    if cl is not None:
-        return OutgoingFraming(Framing.LENGTH, _content_length(cl), close=close)
-    return OutgoingFraming(Framing.LENGTH, 0, close=close)
-
-
-def frame_response(
-    headers: list[tuple[bytes, bytes]],
-    *,
-    status: int,
-    head_request: bool,
-    peer_http10: bool,
-    keep_alive: bool,
-) -> OutgoingFraming:
-    """Decide a response's framing, adjusting ``headers`` in place where needed.
-
-    Adds ``Transfer-Encoding: chunked`` to an HTTP/1.1 response that has no length,
-    turns a chunked response to an HTTP/1.0 peer (which cannot decode it) into a
-    close-delimited one, and makes sure ``Connection: close`` is said whenever the
-    connection will end (the peer asked, or the body is close-delimited).
-    """
-    te, cl, connection = _framing_fields(headers)
-    no_body = head_request or status in (204, 304)
-    if te is not None:
-        if peer_http10 or _tokens(te)[-1] != b"chunked":
-            kind = Framing.UNTIL_CLOSE
-            if peer_http10:
-                headers[:] = [pair for pair in headers if pair[0].lower() != b"transfer-encoding"]
-                te, cl, connection = _framing_fields(headers)
-        else:
-            kind = Framing.CHUNKED
-        framing = OutgoingFraming(kind)
-    elif cl is not None:
-        framing = OutgoingFraming(Framing.LENGTH, _content_length(cl))
-    elif status in (204, 304):
-        framing = OutgoingFraming(Framing.NONE)
-    elif peer_http10:
-        framing = OutgoingFraming(Framing.UNTIL_CLOSE)
-    else:
-        # HEAD gets the headers a GET would have had (as h11 and Node do).
-        headers.append((b"Transfer-Encoding", b"chunked"))
-        framing = OutgoingFraming(Framing.CHUNKED)
-    if no_body:
-        framing.kind, framing.remaining = Framing.NONE, 0
-    close = not keep_alive or framing.kind is Framing.UNTIL_CLOSE
-    if connection is not None:
-        tokens = _tokens(headers[connection][1])
-        if close and b"close" not in tokens:
-            kept = [t for t in tokens if t and t != b"keep-alive"]
-            headers[connection] = (headers[connection][0], b", ".join([*kept, b"close"]))
-        close = close or b"close" in tokens
-    elif close:
-        headers.append((b"Connection", b"close"))
-    framing.close = close
-    return framing
-
-
-#: Response heads already framed and serialised (see :func:`response_message`).
-_RESPONSE_HEADS: dict[tuple[object, ...], tuple[bytes, str, int, bool]] = {}
+#: Response heads already serialised (see :func:`response_bytes`).
+_RESPONSE_HEADS: dict[tuple[object, ...], bytes] = {}
 _RESPONSE_HEADS_MAX = 512
 
 
-def response_message(
-    status: int,
-    reason: str,
-    headers: HeaderPairs,
-    *,
-    head_request: bool,
-    peer_http10: bool,
-    keep_alive: bool,
-) -> tuple[bytes, OutgoingFraming]:
-    """A response head's bytes and framing (see :func:`frame_response`), cached.
-
-    ``head_request``: it answers HEAD; ``peer_http10``: the request was HTTP/1.0;
-    ``keep_alive``: the request allows another exchange."""
-    key = (status, reason, tuple(headers), head_request, peer_http10, keep_alive)
-    cached = _RESPONSE_HEADS.get(key)
-    if cached is not None:
-        head, kind, remaining, close = cached
-        return head, OutgoingFraming(kind, remaining, close)
-    pairs = list(headers)
-    out = frame_response(pairs, status=status, head_request=head_request, peer_http10=peer_http10,
-                         keep_alive=keep_alive)
-    head = response_head(status, reason.encode("latin-1"), pairs)
-    if len(_RESPONSE_HEADS) >= _RESPONSE_HEADS_MAX:
-        _RESPONSE_HEADS.clear()
-    _RESPONSE_HEADS[key] = (head, out.kind, out.remaining, out.close)
-    return head, out
+def response_bytes(status: int, reason: str, headers: HeaderPairs) -> bytes:
+    """A response head's bytes, from a cache: the message layer has decided its
+    framing and final fields; a server sends most of its heads many times over."""
+    key = (status, reason, tuple(headers))
+    head = _RESPONSE_HEADS.get(key)
+    if head is None:
+        head = response_head(status, reason.encode("latin-1"), headers)
+        if len(_RESPONSE_HEADS) >= _RESPONSE_HEADS_MAX:
+            _RESPONSE_HEADS.clear()
+        _RESPONSE_HEADS[key] = head
+    return head
 
 
-def request_message(method: str, target: str, headers: HeaderPairs) -> tuple[bytes, OutgoingFraming]:
-    """A request head's bytes and framing (see :func:`frame_request`)."""
-    head = request_head(method.encode("ascii", "replace"), target.encode("latin-1", "replace"), headers)
-    return head, frame_request(headers)
+def request_bytes(method: str, target: str, headers: HeaderPairs) -> bytes:
+    """A request head's bytes (checks the method and the target)."""
+    return request_head(method.encode("ascii", "replace"), target.encode("latin-1", "replace"), headers)

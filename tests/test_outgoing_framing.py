@@ -1,7 +1,8 @@
-"""Outgoing framing, decided once by the message layer (:mod:`greenhttps._wire_format`).
+"""Outgoing framing, decided once by the message layer (:mod:`greenhttps._outgoing`).
 
-``response_message`` / ``request_message`` return a head's bytes and the
-:class:`OutgoingFraming` the wire then follows; these are the decisions, in memory.
+``response_framing`` / ``request_framing`` decide a head's :class:`OutgoingFraming`
+and its final fields from the message's own fields; :mod:`greenhttps._wire_format`
+only serialises them.  These are the decisions, in memory.
 """
 
 from __future__ import annotations
@@ -9,9 +10,17 @@ from __future__ import annotations
 import pytest
 
 from greenhttps import errors
-from greenhttps._wire_format import Framing, request_message, response_message
+from greenhttps._headers import OutgoingHeaders
+from greenhttps._outgoing import request_framing, response_framing
+from greenhttps._wire_format import Framing, request_bytes, response_bytes
 
-CL5 = [(b"Content-Length", b"5")]
+CL5 = [("Content-Length", "5")]
+
+
+def fields(pairs: list[tuple[str, str]]) -> OutgoingHeaders:
+    out = OutgoingHeaders()
+    out.update(pairs)
+    return out
 
 
 @pytest.mark.parametrize(
@@ -20,37 +29,59 @@ CL5 = [(b"Content-Length", b"5")]
         (200, CL5, False, False, True, Framing.LENGTH, 5, False, []),
         (200, [], False, False, True, Framing.CHUNKED, 0, False, [b"Transfer-Encoding: chunked"]),
         (200, [], False, True, True, Framing.UNTIL_CLOSE, 0, True, [b"Connection: close"]),
-        (200, [(b"Transfer-Encoding", b"chunked")], False, True, True, Framing.UNTIL_CLOSE, 0, True,
+        (200, [("Transfer-Encoding", "chunked")], False, True, True, Framing.UNTIL_CLOSE, 0, True,
          [b"Connection: close"]),
-        (200, [(b"Transfer-Encoding", b"gzip")], False, False, True, Framing.UNTIL_CLOSE, 0, True,
+        (200, [("Transfer-Encoding", "gzip")], False, False, True, Framing.UNTIL_CLOSE, 0, True,
          [b"Connection: close"]),
+        (200, [("Transfer-Encoding", "gzip, chunked")], False, False, True, Framing.CHUNKED, 0, False, []),
         (200, CL5, True, False, True, Framing.NONE, 0, False, []),
         (200, [], True, False, True, Framing.NONE, 0, False, [b"Transfer-Encoding: chunked"]),
         (204, [], False, False, True, Framing.NONE, 0, False, []),
         (304, CL5, False, False, True, Framing.NONE, 0, False, []),
         (200, CL5, False, False, False, Framing.LENGTH, 5, True, [b"Connection: close"]),
-        (200, [*CL5, (b"Connection", b"keep-alive")], False, False, False, Framing.LENGTH, 5, True,
+        (200, [*CL5, ("Connection", "keep-alive")], False, False, False, Framing.LENGTH, 5, True,
          [b"Connection: close"]),
-        (200, [*CL5, (b"Connection", b"close")], False, False, True, Framing.LENGTH, 5, True, []),
+        (200, [*CL5, ("Connection", "Upgrade, Keep-Alive")], False, False, False, Framing.LENGTH, 5, True,
+         [b"Connection: upgrade, close"]),
+        (200, [*CL5, ("Connection", "close")], False, False, True, Framing.LENGTH, 5, True, []),
     ],
 )
-def test_response_framing(status: int, headers: list[tuple[bytes, bytes]], head_request: bool, peer_http10: bool,
+def test_response_framing(status: int, headers: list[tuple[str, str]], head_request: bool, peer_http10: bool,
                           keep_alive: bool, kind: str, remaining: int, close: bool, added: list[bytes]) -> None:
-    for _ in range(2):  # decided, then from the cache: the same answer, a fresh framing object
-        head, framing = response_message(status, "X", headers, head_request=head_request,
-                                         peer_http10=peer_http10, keep_alive=keep_alive)
+    out = fields(headers)
+    before = out.as_dict()
+    for _ in range(2):  # decided, then serialised from the cache: the same head, a fresh framing
+        pairs, framing = response_framing(out, status=status, head_request=head_request,
+                                          peer_http10=peer_http10, keep_alive=keep_alive)
+        head = response_bytes(status, "X", pairs)
         assert (framing.kind, framing.remaining, framing.close) == (kind, remaining, close)
         for line in added:
             assert b"\r\n" + line + b"\r\n" in head
         assert head.startswith(b"HTTP/1.1 %d X\r\n" % status) and head.endswith(b"\r\n\r\n")
         if kind is Framing.LENGTH:
-            framing.frame(b"12345")  # counting down must not change the cached decision
+            framing.frame(b"12345")  # counting down belongs to this framing only
+    assert out.as_dict() == before  # the decision edits the wire fields, not the user's
 
 
 def test_a_response_to_http10_loses_its_transfer_encoding() -> None:
-    head, _ = response_message(200, "OK", [(b"Transfer-Encoding", b"chunked")], head_request=False,
-                               peer_http10=True, keep_alive=False)
-    assert b"Transfer-Encoding" not in head
+    pairs, _ = response_framing(fields([("Transfer-Encoding", "chunked")]), status=200, head_request=False,
+                                peer_http10=True, keep_alive=False)
+    assert b"Transfer-Encoding" not in response_bytes(200, "OK", pairs)
+
+
+def test_removed_fields_are_not_put_back() -> None:
+    # B-31: no length, no Transfer-Encoding, no Connection: close-delimited, said by nothing.
+    pairs, framing = response_framing(fields([("Date", "coffee o clock")]),
+                                      {"content-length", "transfer-encoding", "connection"}, status=200,
+                                      head_request=False, peer_http10=False, keep_alive=True)
+    assert pairs == [(b"Date", b"coffee o clock")]
+    assert (framing.kind, framing.close) == (Framing.UNTIL_CLOSE, True)
+
+
+def test_a_length_we_set_is_not_parsed_again() -> None:
+    _, framing = response_framing(fields(CL5), status=200, head_request=False, peer_http10=False,
+                                  keep_alive=True, length=5)
+    assert (framing.kind, framing.remaining) == (Framing.LENGTH, 5)
 
 
 @pytest.mark.parametrize(
@@ -58,22 +89,25 @@ def test_a_response_to_http10_loses_its_transfer_encoding() -> None:
     [
         ([], Framing.LENGTH, 0, False),
         (CL5, Framing.LENGTH, 5, False),
-        ([(b"Transfer-Encoding", b"chunked")], Framing.CHUNKED, 0, False),
-        ([(b"Connection", b"close")], Framing.LENGTH, 0, True),
+        ([("Transfer-Encoding", "chunked")], Framing.CHUNKED, 0, False),
+        ([("Connection", "close")], Framing.LENGTH, 0, True),
     ],
 )
-def test_request_framing(headers: list[tuple[bytes, bytes]], kind: str, remaining: int, close: bool) -> None:
-    head, framing = request_message("POST", "/p", headers)
-    assert head.startswith(b"POST /p HTTP/1.1\r\n")
+def test_request_framing(headers: list[tuple[str, str]], kind: str, remaining: int, close: bool) -> None:
+    pairs, framing = request_framing(fields(headers))
+    assert request_bytes("POST", "/p", pairs).startswith(b"POST /p HTTP/1.1\r\n")
     assert (framing.kind, framing.remaining, framing.close) == (kind, remaining, close)
 
 
 def test_framing_refuses_a_body_it_did_not_announce() -> None:
-    _, framing = response_message(204, "No Content", [], head_request=False, peer_http10=False, keep_alive=True)
+    _, framing = response_framing(OutgoingHeaders(), status=204, head_request=False, peer_http10=False,
+                                  keep_alive=True)
     with pytest.raises(errors.InvalidArgumentError):
         framing.frame(b"x")
-    _, framing = request_message("POST", "/", CL5)
+    _, framing = request_framing(fields(CL5))
     with pytest.raises(errors.InvalidArgumentError):
         framing.frame(b"too long")
     with pytest.raises(errors.InvalidArgumentError):
-        request_message("BAD METHOD", "/", [])
+        request_bytes("BAD METHOD", "/", [])
+    with pytest.raises(errors.InvalidArgumentError):
+        request_framing(fields([("Content-Length", "5x")]))
