@@ -889,3 +889,56 @@ def test_flush_headers_sends_the_head_before_the_body(serve: Callable[..., int])
         sock.close()
     assert b"X-Early: 1" in early and b"later" not in early
     assert resp.framing == "chunked" and resp.body == b"later"
+
+
+def test_removed_transfer_encoding_without_a_length_delimits_by_closing(serve: Callable[..., int]) -> None:
+    """B-31 (SPEC: "A header removed ... is not put back"): no Content-Length, the
+    Transfer-Encoding removed: the body goes out unchunked and ends with the
+    connection, which the head says (Connection: close)."""
+
+    def handler(req: Any, res: Any) -> None:
+        res.remove_header("transfer-encoding")
+        res.write(b"one ")
+        res.end(b"two")
+
+    port = serve(handler)
+    sock = helpers.raw_connect(port, tls=True)
+    sock.sendall(request_bytes())
+    raw = helpers.read_until_eof(sock, 5, reset_ok=True)
+    sock.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert b"transfer-encoding" not in head.lower() and b"content-length" not in head.lower()
+    assert b"connection: close" in head.lower()
+    assert body == b"one two"
+
+
+def test_removed_connection_header_is_not_put_back(serve: Callable[..., int]) -> None:
+    def handler(req: Any, res: Any) -> None:
+        res.remove_header("connection")
+        res.end(b"ok")
+
+    port = serve(handler)
+    resp = roundtrip(port, request_bytes(extra="Connection: close\r\n"))
+    assert resp.get("connection") is None
+    assert resp.body == b"ok"
+
+
+def test_removed_headers_stay_removed_node_b31(serve: Callable[..., int]) -> None:
+    """B-31, test-http-remove-header-stays-removed.js: connection, transfer-encoding
+    and content-length removed, date replaced: the head carries the date alone and
+    the body ends with the connection."""
+
+    def handler(req: Any, res: Any) -> None:
+        for name in ("connection", "transfer-encoding", "content-length", "date"):
+            res.remove_header(name)
+        res.set_header("date", "coffee o clock")
+        res.end("beep boop\n")
+
+    port = serve(handler)
+    sock = helpers.raw_connect(port, tls=True)
+    sock.sendall(request_bytes())
+    raw = helpers.read_until_eof(sock, 5, reset_ok=True)
+    sock.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[1:] == [b"date: coffee o clock"]
+    assert body == b"beep boop\n"
