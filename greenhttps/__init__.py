@@ -29,7 +29,8 @@ from . import _agent, errors
 from ._agent import Agent
 from ._client import ClientRequest, get, request
 from ._incoming import IncomingMessage
-from ._outgoing import STATUS_CODES, ServerResponse
+from ._outgoing import STATUS_CODES
+from ._response import ServerResponse
 from ._server import Server, create_server
 from ._socket import Socket
 from .errors import Error

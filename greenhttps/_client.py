@@ -29,6 +29,11 @@ so that an unread one never holds a slot; its ``'end'`` and ``'close'`` events
 still come when it is read.  From the end on, the request holds its response only
 weakly (the response holds the request), so that a finished exchange is freed by
 reference counting, not left to the cyclic garbage collector.
+
+Size: about 620 lines, past STYLE's guide: :class:`ClientRequest` is all of Node's
+``ClientRequest`` (header defaults, write/end, abort/destroy with Node's event
+orders, timeouts, ``getresponse()``) plus ``request()``/``get()``; the bytes moved
+to :mod:`._exchange`, what is left is the Node-facing surface.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ from typing import Mapping as _Mapping
 from . import _agent, _client, _server
 from ._client import ClientRequest
 from ._incoming import IncomingMessage
-from ._outgoing import STATUS_CODES, ServerResponse
+from ._outgoing import STATUS_CODES
+from ._response import ServerResponse
 
 __all__ = [
     "Agent",
