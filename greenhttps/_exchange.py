@@ -418,32 +418,35 @@ HELD_TICK = 0.1
 class _HeldResponses:
     """Exchanges whose response body waits for a reader.  A timer ticks while there
     are any; at a tick, an exchange held since the tick before, that nobody is
-    reading, gets its watch (and leaves the table).  Entries hold the exchange
-    strongly for at most two ticks."""
+    reading, gets its watch (and leaves the table).  Exchanges are held weakly (keyed
+    by id): one abandoned mid-body is still freed at once, and its finalizer gives
+    the connection back."""
 
     def __init__(self) -> None:
-        self._held: dict[ClientExchange, tuple[int, tuple[Any, Any, Any]]] = {}
+        self._held: dict[int, tuple[int, weakref.ReferenceType[ClientExchange], tuple[Any, Any, Any]]] = {}
         self._tick = 0
         self._timer: Any = None
 
     def hold(self, exchange: ClientExchange, callbacks: tuple[Any, Any, Any]) -> None:
-        self._held[exchange] = (self._tick, callbacks)
+        self._held[id(exchange)] = (self._tick, weakref.ref(exchange), callbacks)
         if self._timer is None:
             self._timer = gevent.get_hub().loop.timer(HELD_TICK, HELD_TICK)
             self._timer.start(self._on_tick)
 
     def release(self, exchange: ClientExchange) -> None:
-        self._held.pop(exchange, None)
+        self._held.pop(id(exchange), None)
 
     def _on_tick(self) -> None:
         tick = self._tick
         self._tick = tick + 1
-        for exchange, (since, callbacks) in list(self._held.items()):
-            if since == tick:
-                continue  # held since this tick began: look again at the next
-            if exchange._reading:
-                continue  # its reader sees the server itself
-            del self._held[exchange]
+        for key, (since, ref, callbacks) in list(self._held.items()):
+            exchange = ref()
+            if exchange is None:
+                del self._held[key]  # dropped without its body read: its finalizer ran
+                continue
+            if since == tick or exchange._reading:
+                continue  # held since this tick began, or its reader sees the server
+            del self._held[key]
             exchange._begin_watch(*callbacks)
         if not self._held:
             self._timer.close()
