@@ -28,7 +28,9 @@ while its body is incomplete), the response and the server (``'timeout'`` with t
 socket), every one of them, once per idle period; with no listener anywhere the
 socket is destroyed -- between requests, during reads and writes, and while the
 handler sleeps or computes alike.  ``headers_timeout`` and ``request_timeout``
-answer 408 and close; ``keep_alive_timeout`` closes silently.
+answer 408 and close; ``keep_alive_timeout`` closes silently, unless a socket or
+server ``'timeout'`` listener exists: in Node it is the socket's timeout, so the
+listener decides (B-25).
 
 Where HTTP/2 would plug in: a response reaches its connection only through the
 :class:`~greenhttps._response.ResponseChannel` protocol (keep-alive decision, end of

@@ -891,6 +891,16 @@ def test_flush_headers_sends_the_head_before_the_body(serve: Callable[..., int])
     assert resp.framing == "chunked" and resp.body == b"later"
 
 
+def head_and_body_until_close(port: int) -> tuple[bytes, bytes]:
+    """One GET on a fresh connection, everything until the server closes, split at the head's end."""
+    sock = helpers.raw_connect(port, tls=True)
+    sock.sendall(request_bytes())
+    raw = helpers.read_until_eof(sock, 5, reset_ok=True)
+    sock.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return head, body
+
+
 def test_removed_transfer_encoding_without_a_length_delimits_by_closing(serve: Callable[..., int]) -> None:
     """B-31 (SPEC: "A header removed ... is not put back"): no Content-Length, the
     Transfer-Encoding removed: the body goes out unchunked and ends with the
@@ -901,12 +911,7 @@ def test_removed_transfer_encoding_without_a_length_delimits_by_closing(serve: C
         res.write(b"one ")
         res.end(b"two")
 
-    port = serve(handler)
-    sock = helpers.raw_connect(port, tls=True)
-    sock.sendall(request_bytes())
-    raw = helpers.read_until_eof(sock, 5, reset_ok=True)
-    sock.close()
-    head, _, body = raw.partition(b"\r\n\r\n")
+    head, body = head_and_body_until_close(serve(handler))
     assert b"transfer-encoding" not in head.lower() and b"content-length" not in head.lower()
     assert b"connection: close" in head.lower()
     assert body == b"one two"
@@ -934,11 +939,6 @@ def test_removed_headers_stay_removed_node_b31(serve: Callable[..., int]) -> Non
         res.set_header("date", "coffee o clock")
         res.end("beep boop\n")
 
-    port = serve(handler)
-    sock = helpers.raw_connect(port, tls=True)
-    sock.sendall(request_bytes())
-    raw = helpers.read_until_eof(sock, 5, reset_ok=True)
-    sock.close()
-    head, _, body = raw.partition(b"\r\n\r\n")
+    head, body = head_and_body_until_close(serve(handler))
     assert head.split(b"\r\n")[1:] == [b"date: coffee o clock"]
     assert body == b"beep boop\n"
