@@ -147,19 +147,15 @@ class OutgoingHeaders:
         """:meth:`pairs`, with the fields named (lowercase) in ``override`` given that
         value instead, or left out for None (the framing decision's rare edits,
         without changing the headers the user set)."""
-        out: list[tuple[bytes, bytes]] = []
-        for lname, (name, value) in self._fields.items():
-            if lname in override:
-                replaced = override[lname]
-                if replaced is None:
-                    continue
-                value = replaced
-            bname = name.encode("latin-1")
-            if isinstance(value, list):
-                out.extend((bname, item.encode("latin-1")) for item in value)
-            else:
-                out.append((bname, value.encode("latin-1")))
-        return out
+        edited = OutgoingHeaders()
+        fields = edited._fields = dict(self._fields)
+        for lname, value in override.items():
+            if lname in fields:
+                if value is None:
+                    del fields[lname]
+                else:
+                    fields[lname] = (fields[lname][0], value)
+        return edited.pairs()
 
 
 def pairs_from(headers: Mapping[str, object] | Iterable[tuple[str, object]] | None) -> list[tuple[bytes, bytes]]:

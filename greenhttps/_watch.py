@@ -91,10 +91,6 @@ class PeerWatch:
         #: a greenlet is reading the socket itself.
         self._wanted = self._pending = self._paused = False
 
-    @property
-    def watching(self) -> bool:
-        return self._watching
-
     # ------------------------------------------------------------ control
 
     def want(self) -> None:
@@ -109,10 +105,6 @@ class PeerWatch:
         if not self._pending:
             self._pending = True
             self._loop.run_callback(self._begin)
-
-    def start_after_read(self) -> None:
-        """A greenlet is reading the socket now: start when it is done (:meth:`resume_input`)."""
-        self._wanted = self._paused = True
 
     def _begin(self) -> None:
         self._pending = False
