@@ -30,7 +30,7 @@ import gevent
 
 import greenhttps
 
-from ._devcert import dev_certificate
+from .devcert import dev_certificate
 from ._static import StaticFiles
 
 _COMMANDS = ("serve", "get")
