@@ -211,7 +211,7 @@ def _handshake(raw: gsocket.socket, opts: Mapping[str, Any], sessions: SessionCa
             with gevent.Timeout(timeout, errors.TimeoutError("TLS handshake timed out")):
                 tls.do_handshake()
         except OSError as exc:
-            raise errors.from_os_error(exc, during="TLS handshake") from exc
+            raise _verify.handshake_error(tls, exc, during="TLS handshake") from exc
         sock._attach(tls, encrypted=True)
         sock.servername = servername
         _check_peer(tls, opts, sock, servername)

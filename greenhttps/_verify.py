@@ -35,6 +35,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
+from greenhttps import errors
 from greenhttps._tls import _PEM, _blobs
 from greenhttps.errors import CertificateError
 
@@ -177,6 +178,40 @@ def _peer_chain(sslsock: Any) -> list[bytes]:
         return [c if isinstance(c, bytes) else c.public_bytes(_ssl.ENCODING_DER) for c in chain]
     leaf = sslsock.getpeercert(binary_form=True)
     return [leaf] if leaf else []
+
+
+# OpenSSL's X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY and ..._VERIFY_LEAF_SIGNATURE.
+_NO_LOCAL_ISSUER, _LONE_LEAF = 20, 21
+
+
+def _lone_leaf(chain: list[bytes]) -> bool:
+    """True when no other certificate the peer sent issued its leaf."""
+    certs = [x509.load_der_x509_certificate(der) for der in chain]
+    return not any(_issued_by(certs[0], c) for c in certs[1:])
+
+
+def handshake_error(sslsock: Any, exc: BaseException, *, during: str = "") -> errors.Error:
+    """:func:`errors.from_os_error` for a failed handshake on ``sslsock``, with Node's code.
+
+    OpenSSL stops at the first verify error when there is no verify callback (Python)
+    and says 20, "unable to get local issuer certificate", whenever it found no
+    trusted issuer.  Node lets verification run on: for a chain that is the leaf
+    alone, OpenSSL's last check then reports 21 (``UNABLE_TO_VERIFY_LEAF_SIGNATURE``,
+    "unable to verify the first certificate"), and that is what Node reports.  So
+    code 20 becomes 21 when no other certificate the peer sent issued its leaf;
+    a leaf sent with its intermediates stays ``UNABLE_TO_GET_ISSUER_CERT_LOCALLY``.
+
+    A server cannot tell: OpenSSL keeps a client's chain only once it verified, so
+    there the lone leaf, by far the usual client certificate, is assumed.
+    """
+    if isinstance(exc, ssl.SSLCertVerificationError) and getattr(exc, "verify_code", None) == _NO_LOCAL_ISSUER:
+        try:
+            chain = _peer_chain(sslsock)
+        except (ValueError, AttributeError):
+            chain = []
+        if not chain or _lone_leaf(chain):
+            exc.verify_code, exc.verify_message = _LONE_LEAF, "unable to verify the first certificate"
+    return errors.from_os_error(exc, during=during)
 
 
 def client_verify_result(
