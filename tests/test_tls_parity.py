@@ -178,3 +178,67 @@ def test_server_names_a_failed_client_certificate(
         greenhttps.get(f"https://localhost:{server.address()['port']}/", ca=ca_pem, agent=False, **client)
     helpers.settle(0.2)
     assert [getattr(e, "code", None) for e in failures] == ["UNABLE_TO_VERIFY_LEAF_SIGNATURE"]
+
+
+# ======================================== TLS facts stay readable after the close
+
+
+def _facts(sock: Any) -> dict[str, Any]:
+    cert = sock.get_peer_certificate()
+    return {
+        "alpn_protocol": sock.alpn_protocol, "authorized": sock.authorized,
+        "authorization_error": sock.authorization_error, "protocol": sock.get_protocol(),
+        "cipher": sock.get_cipher(), "session_reused": sock.session_reused,
+        "peer_cn": [v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"],
+        "peer_sans": cert.get("subjectAltName"),
+    }
+
+
+@pytest.mark.parametrize("bio", [False, True], ids=["gevent-ssl", "memory-bio"])
+def test_tls_facts_outlive_the_socket(make_server: Any, ca: trustme.CA, ca_pem: bytes,
+                                      monkeypatch: pytest.MonkeyPatch, bio: bool) -> None:
+    """``alpn_protocol``, ``authorized``, ``authorization_error``,
+    ``get_peer_certificate()``, ``get_protocol()``, ``get_cipher()`` and
+    ``session_reused`` read the same after the socket closed as during the exchange,
+    on the server's ``req.socket`` and on the client's ``res.socket`` (before this,
+    the certificate raised AttributeError and the rest went None).
+
+    The facts mirror test/parallel/test-tls-getprotocol.js, test-tls-getcipher.js,
+    test-https-foafssl.js and test-https-client-resume.js.  Node 20 itself keeps
+    ``alpnProtocol``/``authorized``/``authorizationError`` only: its methods give
+    null once the handle is gone (README, "Differences from Node").
+    """
+    from greenhttps import _server
+
+    monkeypatch.setattr(_server, "TLS_ON_MEMORY_BIOS", bio)
+    server_side: dict[str, Any] = {}
+
+    def handler(req: Any, res: Any) -> None:
+        sock = req.socket
+        server_side["during"] = _facts(sock)
+        sock.on("close", lambda *_: server_side.__setitem__("after", _facts(sock)))
+        res.end("ok")
+
+    server = make_server(handler, request_cert=True, ca=ca_pem)
+    client = pem(ca.issue_cert("client.example"))
+    agent = greenhttps.Agent()  # a session cache, no keep-alive: the second dial resumes
+    port = server.address()["port"]
+    for attempt in range(2):
+        server_side.clear()
+        res = greenhttps.get(f"https://localhost:{port}/", ca=ca_pem, agent=agent, **client)
+        during = _facts(res.socket)
+        assert res.read() == b"ok"
+        res.socket.destroy()
+        helpers.settle(0.2)
+        assert res.socket.destroyed
+        assert _facts(res.socket) == during
+        assert server_side["after"] == server_side["during"]
+        expected = {"alpn_protocol": "http/1.1", "authorized": True, "authorization_error": None,
+                    "protocol": "TLSv1.3", "session_reused": attempt == 1}
+        assert {k: during[k] for k in expected} == expected
+        assert {k: server_side["during"][k] for k in expected} == expected
+        assert during["cipher"]["version"] == "TLSv1.3" == server_side["during"]["cipher"]["version"]
+        assert during["peer_sans"] == (("DNS", "localhost"),) or ("DNS", "localhost") in during["peer_sans"]
+        if attempt == 0:  # a resumed TLS 1.3 session sends no certificate again
+            assert ("DNS", "client.example") in server_side["during"]["peer_sans"]
+    agent.destroy()
