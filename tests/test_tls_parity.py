@@ -242,3 +242,238 @@ def test_tls_facts_outlive_the_socket(make_server: Any, ca: trustme.CA, ca_pem: 
         if attempt == 0:  # a resumed TLS 1.3 session sends no certificate again
             assert ("DNS", "client.example") in server_side["during"]["peer_sans"]
     agent.destroy()
+
+
+# ============================== B-5: create_server() with no TLS identity at all
+
+
+_NODE_NO_IDENTITY = r"""
+const https = require('https');
+const opts = JSON.parse(process.argv[process.argv.length - 1]);
+const listener = () => {};
+const forms = [https.createServer(), https.createServer(listener), https.createServer({...opts})];
+const server = forms[2];
+server.on('tlsClientError', (e) => {
+  console.log(JSON.stringify({
+    listeners: forms.map((s) => s.listeners('request').length),
+    alpn: forms.map((s) => s.ALPNProtocols.toString('latin1')),
+    server: e.code,
+  }));
+  server.close();
+});
+server.listen(0, '127.0.0.1', () => {
+  https.get({port: server.address().port, host: '127.0.0.1', rejectUnauthorized: false, agent: false})
+    .on('error', () => {});
+});
+"""
+
+
+@pytest.mark.needs_node
+@pytest.mark.parametrize(("max_version", "code"), [(None, "ERR_SSL_NO_SUITABLE_SIGNATURE_ALGORITHM"),
+                                                   ("TLSv1.2", "ERR_SSL_NO_SHARED_CIPHER")])
+def test_create_server_without_identity(max_version: str | None, code: str) -> None:
+    """B-5: ``create_server()``, ``create_server(listener)`` and options without key,
+    cert or pfx all make a server (no 'request' listener but the given one); each
+    handshake then fails on the server with Node's code ('tlsClientError', then
+    'clientError'), and the client gets a TLS error.  Node is asked the same.
+
+    Mirrors test/parallel/test-https-argument-of-creating.js.
+    """
+    opts = {} if max_version is None else {"max_version": max_version}
+    out = helpers.run_command(["node", "-e", _NODE_NO_IDENTITY,
+                               json.dumps({} if max_version is None else {"maxVersion": max_version})], timeout=20)
+    assert out.returncode == 0, out.stderr.decode()
+    node = json.loads(out.stdout.decode().strip().splitlines()[-1])
+    assert node == {"listeners": [0, 1, 0], "alpn": ["\x08http/1.1"] * 3, "server": code}
+
+    def listener(req: Any, res: Any) -> None:
+        res.end("never")
+
+    bare, with_listener = greenhttps.create_server(), greenhttps.create_server(listener)
+    given = dict(opts)
+    server = greenhttps.create_server(given)
+    assert given == opts  # not mutated
+    assert [len(s.listeners("request")) for s in (bare, with_listener, server)] == [0, 1, 0]
+    assert with_listener.listeners("request")[0] is listener
+    failures: list[tuple[str, Any]] = []
+    server.on("tlsClientError", lambda err, sock: failures.append(("tlsClientError", err.code)))
+    server.on("clientError", lambda err, sock: failures.append(("clientError", err.code)))
+    server.listen(0, "127.0.0.1")
+    try:
+        with pytest.raises(errors.TLSError):
+            greenhttps.get(f"https://127.0.0.1:{server.address()['port']}/", reject_unauthorized=False, agent=False)
+        helpers.settle(0.2)
+        assert failures == [("tlsClientError", code), ("clientError", code)]
+    finally:
+        server.close()
+
+
+def test_server_without_identity_serves_what_sni_callback_gives(ca: trustme.CA, ca_pem: bytes) -> None:
+    """The reason Node allows a server without key/cert: ``sni_callback`` supplies the
+    identity per name.  Mirrors test/parallel/test-tls-sni-server-client.js."""
+    leaf = pem(ca.issue_cert("a.example"))
+    server = greenhttps.create_server({"sni_callback": lambda name: leaf if name == "a.example" else None},
+                                      lambda req, res: res.end("sni"))
+    server.listen(0, "127.0.0.1")
+    try:
+        port = server.address()["port"]
+        res = greenhttps.get(f"https://127.0.0.1:{port}/", servername="a.example", ca=ca_pem, agent=False)
+        assert res.read() == b"sni"
+        with pytest.raises(errors.TLSError):  # negative control: no identity for that name
+            greenhttps.get(f"https://127.0.0.1:{port}/", servername="b.example", ca=ca_pem, agent=False)
+    finally:
+        server.close()
+
+
+# ========================================= B-4: keys as lists of {pem, passphrase}
+
+
+@pytest.fixture(scope="module")
+def keyed(ca: trustme.CA) -> dict[str, Any]:
+    """A leaf's key plain and encrypted (passphrase "password"), and its chain."""
+    from cryptography.hazmat.primitives import serialization
+
+    leaf = ca.issue_cert("localhost", "client.example")
+    raw = leaf.private_key_pem.bytes()
+    key = serialization.load_pem_private_key(raw, None)
+    enc = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.BestAvailableEncryption(b"password"))
+    return {"raw": raw, "enc": enc, "cert": b"".join(b.bytes() for b in leaf.cert_chain_pems)}
+
+
+# (name, key, top-level passphrase): test-tls-passphrase.js's accepted forms, in order.
+_KEY_FORMS = [
+    ("buffer", "enc", "password"), ("buffer-raw", "raw", None), ("buffer-raw-ignored", "raw", "ignored"),
+    ("buffer[]", ["enc"], "password"), ("buffer[]-raw", ["raw"], None), ("buffer[]-raw-ignored", ["raw"], "ignored"),
+    ("string", "enc:str", "password"), ("string-raw", "raw:str", None), ("string[]", ["enc:str"], "password"),
+    ("object[]", [{"pem": "enc", "passphrase": "password"}], None),
+    ("object[]-own-wins", [{"pem": "enc", "passphrase": "password"}], "ignored"),
+    ("object[]-top-level", [{"pem": "enc"}], "password"),
+    ("object[]-string", [{"pem": "enc:str", "passphrase": "password"}], None),
+    ("object[]-raw-ignored", [{"pem": "raw", "passphrase": "ignored"}], None),
+    ("object[]-raw-top-ignored", [{"pem": "raw"}], "ignored"),
+    ("object[]-raw", [{"pem": "raw:str"}], None),
+]
+# The refused ones: missing passphrase (3), invalid passphrase (4).
+_BAD_KEY_FORMS = [
+    ("missing", "enc", None), ("missing[]", ["enc"], None), ("missing-object[]", [{"pem": "enc"}], None),
+    ("invalid", "enc", "invalid"), ("invalid[]", ["enc"], "invalid"),
+    ("invalid-object[]", [{"pem": "enc"}], "invalid"),
+    ("own-invalid-wins", [{"pem": "enc", "passphrase": "invalid"}], "password"),
+]
+
+
+def _key_option(form: Any, keyed: dict[str, Any]) -> Any:
+    """A form of _KEY_FORMS with its PEM put in ("enc:str": as text)."""
+    if isinstance(form, list):
+        return [_key_option(item, keyed) for item in form]
+    if isinstance(form, dict):
+        return {k: _key_option(v, keyed) if k == "pem" else v for k, v in form.items()}
+    name, _, as_text = form.partition(":")
+    blob: bytes | str = keyed[name]
+    return blob.decode() if as_text and isinstance(blob, bytes) else blob
+
+
+_NODE_KEY_FORMS = r"""
+const tls = require('tls');
+const cases = JSON.parse(process.argv[process.argv.length - 1]);
+console.log(JSON.stringify(cases.map(([key, passphrase, cert]) => {
+  try {
+    tls.createSecureContext({key, cert, ...(passphrase === null ? {} : {passphrase})});
+    return 'ok';
+  } catch (e) { return 'throws'; }
+})));
+"""
+
+
+@pytest.mark.needs_node
+def test_key_forms_node_accepts_and_refuses_the_same(keyed: dict[str, Any]) -> None:
+    """B-4: Node's verdict on each form (test/parallel/test-tls-passphrase.js) on
+    these very PEMs, against greenhttps's server and client contexts."""
+    from greenhttps import _tls
+
+    forms = _KEY_FORMS + _BAD_KEY_FORMS
+    text = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in keyed.items()}
+    cases = [[_key_option(key, text), top, text["cert"]] for _, key, top in forms]
+    out = helpers.run_command(["node", "-e", _NODE_KEY_FORMS, json.dumps(cases)], timeout=20)
+    assert out.returncode == 0, out.stderr.decode()
+    node = json.loads(out.stdout.decode().strip().splitlines()[-1])
+
+    def ours(key: Any, top: str | None) -> str:
+        extra = {} if top is None else {"passphrase": top}
+        try:
+            _tls.create_server_context(key=_key_option(key, keyed), cert=keyed["cert"], **extra)
+            _tls.create_client_context(key=_key_option(key, keyed), cert=keyed["cert"], **extra)
+        except errors.InvalidArgumentError as exc:
+            assert exc.code == "ERR_OSSL_BAD_DECRYPT", (key, top, exc)
+            return "throws"
+        return "ok"
+
+    assert node == ["ok"] * len(_KEY_FORMS) + ["throws"] * len(_BAD_KEY_FORMS)
+    assert [ours(key, top) for _, key, top in forms] == node
+
+
+@pytest.mark.parametrize(("name", "key", "top"), _KEY_FORMS, ids=[f[0] for f in _KEY_FORMS])
+def test_key_forms_over_tls(make_server: Any, ca_pem: bytes, keyed: dict[str, Any],
+                            name: str, key: Any, top: str | None) -> None:
+    """B-4: each accepted form serves a handshake as the server's key and as the
+    client's certificate key (``request_cert``).  Mirrors
+    test/parallel/test-tls-passphrase.js (whose connections use the forms client-side)."""
+    extra = {} if top is None else {"passphrase": top}
+    option = _key_option(key, keyed)
+    seen: list[Any] = []
+
+    def handler(req: Any, res: Any) -> None:
+        seen.append((req.socket.authorized, req.socket.get_peer_certificate().get("subjectAltName")))
+        res.end("ok")
+
+    server = make_server(handler, key=option, cert=keyed["cert"], request_cert=True, ca=ca_pem, **extra)
+    res = greenhttps.get(f"https://localhost:{server.address()['port']}/", ca=ca_pem, agent=False,
+                         key=option, cert=keyed["cert"], **extra)
+    assert res.read() == b"ok"
+    assert seen == [(True, (("DNS", "localhost"), ("DNS", "client.example")))]
+
+
+@pytest.mark.parametrize(("name", "key", "top"), _BAD_KEY_FORMS, ids=[f[0] for f in _BAD_KEY_FORMS])
+def test_bad_key_forms_raise_at_once(make_server: Any, ca_pem: bytes, keyed: dict[str, Any], name: str,
+                                     key: Any, top: str | None) -> None:
+    """B-4: a missing or wrong passphrase, a per-key one included (it wins over a
+    valid top-level one), raises ``ERR_OSSL_BAD_DECRYPT``: from ``create_server``,
+    and from a request before its handshake (Node throws in ``tls.connect``, before
+    it connects).  Mirrors test/parallel/test-tls-passphrase.js."""
+    extra = {} if top is None else {"passphrase": top}
+    option = _key_option(key, keyed)
+    with pytest.raises(errors.InvalidArgumentError) as server_side:
+        greenhttps.create_server({"key": option, "cert": keyed["cert"], **extra})
+    with pytest.raises(errors.InvalidArgumentError) as client_side:
+        greenhttps.get(f"https://localhost:{make_server().address()['port']}/", key=option, cert=keyed["cert"],
+                       ca=ca_pem, agent=False, **extra)
+    assert server_side.value.code == client_side.value.code == "ERR_OSSL_BAD_DECRYPT"
+
+
+def test_several_keys_each_with_its_chain(ca: trustme.CA, ca_pem: bytes) -> None:
+    """Node's ``key``/``cert`` lists carry one key per type (RSA, ECDSA) with a chain
+    for each, in any order; the handshake picks by what the client accepts.
+    Mirrors test/parallel/test-tls-multi-key.js."""
+    rsa = ca.issue_cert("localhost", common_name="rsa", key_type=trustme.KeyType.RSA)
+    ecdsa = ca.issue_cert("localhost", common_name="ecdsa", key_type=trustme.KeyType.ECDSA)
+    server = greenhttps.create_server(
+        {"key": [{"pem": rsa.private_key_pem.bytes()}, ecdsa.private_key_pem.bytes()],
+         "cert": [pem(ecdsa)["cert"], pem(rsa)["cert"]], "max_version": "TLSv1.2"},
+        lambda req, res: res.end("ok"))
+    server.listen(0, "127.0.0.1")
+    try:
+        names = []
+        for ciphers in ("ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES128-GCM-SHA256"):
+            res = greenhttps.get(f"https://localhost:{server.address()['port']}/", ca=ca_pem, agent=False,
+                                 ciphers=ciphers)
+            subject = res.socket.get_peer_certificate()["subject"]
+            names.append([v for rdn in subject for k, v in rdn if k == "commonName"])
+            res.read()
+        assert names == [["rsa"], ["ecdsa"]]
+    finally:
+        server.close()
+    with pytest.raises(errors.InvalidArgumentError) as info:  # a key without its chain
+        greenhttps.create_server({"key": [rsa.private_key_pem.bytes(), ecdsa.private_key_pem.bytes()],
+                                  "cert": [pem(rsa)["cert"]]})
+    assert info.value.code == "ERR_OSSL_X509_KEY_VALUES_MISMATCH"
