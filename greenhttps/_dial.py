@@ -246,7 +246,8 @@ def _check_peer(tls: Any, opts: Mapping[str, Any], sock: Socket, servername: str
         rejected.append(err)
         return err
 
-    authorized, reason = _verify.client_verify_result(tls, hostname=servername, ca=opts.get("ca"), check_identity=checker)
+    authorized, reason = _verify.client_verify_result(tls, hostname=servername, ca=opts.get("ca"), check_identity=checker,
+                                                      crl=opts.get("crl"))
     sock.authorized, sock.authorization_error = authorized, reason
     if not authorized and opts.get("reject_unauthorized") is not False:
         if rejected and isinstance(rejected[0], errors.CertificateError):

@@ -48,13 +48,14 @@ _log = logging.getLogger("greenhttps")
 # accept them (one source; this module is in the same pure layer and imports them).
 # CLIENT_TLS_KEYS includes two names that do not shape a context (below).
 _CONNECTION_ONLY = frozenset({"servername", "check_server_identity"})
-_MATERIAL_KEYS = frozenset({"key", "cert", "pfx", "ca", "dhparam"})
+_MATERIAL_KEYS = frozenset({"key", "cert", "pfx", "ca", "dhparam", "crl"})
 # With ssl_context these two still mean something: the caller reads them to decide
 # `authorized`; every other option would have to reconfigure the user's context.
 _BESIDE_SSL_CONTEXT = frozenset({"ssl_context", "request_cert", "reject_unauthorized"})
 
 _PEM = b"-----BEGIN"
 _CERT_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+_CRL_BLOCK = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.S)
 
 
 # --- key and certificate material ------------------------------------------------
@@ -248,6 +249,32 @@ def _load_ca(ctx: ssl.SSLContext, ca: Materials | None) -> None:
             raise InvalidArgumentError(f"ca: not a PEM or DER certificate ({exc})") from None
 
 
+def crl_pems(crl: Materials) -> list[bytes]:
+    """Each CRL of Node's ``crl`` option (PEM, possibly several per blob, or DER) as PEM."""
+    from cryptography import x509
+
+    out = []
+    for blob in _blobs(crl, "crl"):
+        try:
+            crls = ([x509.load_pem_x509_crl(m) for m in _CRL_BLOCK.findall(blob)] if _PEM in blob
+                    else [x509.load_der_x509_crl(blob)])
+        except ValueError as exc:
+            raise InvalidArgumentError(f"crl: not a PEM or DER CRL ({exc})", "ERR_OSSL_PEM_NO_START_LINE") from None
+        if not crls:
+            raise InvalidArgumentError("crl: no X509 CRL block in the PEM", "ERR_OSSL_PEM_NO_START_LINE")
+        out += [c.public_bytes(serialization.Encoding.PEM) for c in crls]
+    return out
+
+
+def _load_crl(ctx: ssl.SSLContext, crl: Materials) -> None:
+    # cadata= reads certificates only; a file is read for CRLs too.
+    with _secret_path(b"".join(crl_pems(crl))) as path:
+        ctx.load_verify_locations(cafile=path)
+    # What Node sets with a crl: every certificate of the chain, not only the leaf,
+    # needs a CRL from its issuer (UNABLE_TO_GET_CRL otherwise).
+    ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_CHAIN
+
+
 # --- protocol versions -------------------------------------------------------------
 
 _VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
@@ -352,6 +379,8 @@ def create_server_context(**tls: Any) -> Context:
         _load_ca(ctx, opts.get("ca"))
     elif "ca" in opts:
         _load_ca(ctx, opts["ca"])
+    if "crl" in opts:
+        _load_crl(ctx, opts["crl"])
     curve = opts.get("ecdh_curve")
     if curve and curve != "auto":
         try:
@@ -381,7 +410,7 @@ def _frozen(opts: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
                                       for k, v in item.items()})
                          if isinstance(item, Mapping) else read_material(item, name) for item in value)
         if name in _MATERIAL_KEYS and value != "auto":
-            return _blobs(value, name) if name in ("ca", "cert") else read_material(value, name)
+            return _blobs(value, name) if name in ("ca", "cert", "crl") else read_material(value, name)
         return tuple(value) if isinstance(value, list) else value
     return tuple(sorted((k, freeze(k, v)) for k, v in opts.items()))
 
@@ -422,6 +451,8 @@ def _build_client_context(opts: Mapping[str, Any]) -> ssl.SSLContext:
     if not opts.get("reject_unauthorized", True):
         ctx.verify_mode = ssl.CERT_NONE  # client_verify_result still finds `authorized`
     _load_ca(ctx, opts.get("ca"))
+    if "crl" in opts:
+        _load_crl(ctx, opts["crl"])  # with CERT_NONE, client_verify_result checks it
     _load_identity(ctx, opts)
     return ctx
 

@@ -35,7 +35,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from greenhttps import errors
+from greenhttps import _tls, errors
 from greenhttps._tls import _PEM, _blobs
 from greenhttps.errors import CertificateError
 
@@ -135,14 +135,49 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
         return False
 
 
-def _chain_error(chain: list[x509.Certificate], blobs: tuple[bytes, ...] | None) -> str | None:
-    """Node's code for why ``chain`` (leaf first) does not verify, or None."""
+@functools.lru_cache(maxsize=8)
+def _crls(pems: tuple[bytes, ...]) -> tuple[x509.CertificateRevocationList, ...]:
+    return tuple(x509.load_pem_x509_crl(p) for p in pems)
+
+
+def _crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+    try:
+        return crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # a key type that cannot sign a CRL
+        return False
+
+
+def _revocation_error(path: Sequence[x509.Certificate], crls: Sequence[x509.CertificateRevocationList]) -> str | None:
+    """OpenSSL's CRL check with Node's flags (CRL_CHECK | CRL_CHECK_ALL) over a
+    verified ``path`` (leaf first, trust anchor last): each certificate needs a
+    current CRL signed by its issuer, and must not be listed in it."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for depth, cert in enumerate(path):
+        issuer = path[depth + 1] if depth + 1 < len(path) else cert  # the anchor: itself
+        crl = next((c for c in crls if c.issuer == cert.issuer and _crl_signed_by(c, issuer)), None)
+        if crl is None:
+            return "UNABLE_TO_GET_CRL"
+        if crl.last_update_utc > now:
+            return "CRL_NOT_YET_VALID"
+        if crl.next_update_utc is not None and crl.next_update_utc < now:
+            return "CRL_HAS_EXPIRED"
+        if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
+            return "CERT_REVOKED"
+    return None
+
+
+def _chain_error(chain: list[x509.Certificate], blobs: tuple[bytes, ...] | None,
+                 crl: Materials | None = None) -> str | None:
+    """Node's code for why ``chain`` (leaf first) does not verify, or None.
+
+    ``crl`` (Node's option) is checked along the verified path.
+    """
     store, anchors = _trust(blobs)
     try:
-        (PolicyBuilder().store(store)
-         .extension_policies(ca_policy=_CA_POLICY, ee_policy=ExtensionPolicy.permit_all())
-         .build_client_verifier().verify(chain[0], chain[1:]))
-        return None
+        path = (PolicyBuilder().store(store)
+                .extension_policies(ca_policy=_CA_POLICY, ee_policy=ExtensionPolicy.permit_all())
+                .build_client_verifier().verify(chain[0], chain[1:]).chain)
+        return None if crl is None else _revocation_error(path, _crls(tuple(_tls.crl_pems(crl))))
     except VerificationError:
         pass
     # Name the failure the way OpenSSL would: first the path to a trusted root...
@@ -217,10 +252,12 @@ def handshake_error(sslsock: Any, exc: BaseException, *, during: str = "") -> er
 def client_verify_result(
     sslsock: Any, *, hostname: str | None, ca: Materials | None = None,
     check_identity: Callable[[str, dict[str, Any]], BaseException | None] = check_server_identity,
+    crl: Materials | None = None,
 ) -> tuple[bool, str | None]:
     """``(authorized, authorization_error)`` for a finished client handshake.
 
-    ``ca`` is the option the context was built with (None: certifi). When the
+    ``ca`` and ``crl`` are the options the context was built with (``ca`` None:
+    certifi). When the
     context did not verify (``reject_unauthorized=False``), the chain is verified
     here against the same roots; the name is checked with ``check_identity``
     (skipped when ``hostname`` is None), which may return or raise its error.
@@ -230,7 +267,7 @@ def client_verify_result(
         return False, "UNABLE_TO_GET_ISSUER_CERT"
     if sslsock.context.verify_mode == ssl.CERT_NONE:
         certs = [x509.load_der_x509_certificate(der) for der in chain]
-        code = _chain_error(certs, None if ca is None else _blobs(ca, "ca"))
+        code = _chain_error(certs, None if ca is None else _blobs(ca, "ca"), crl)
         if code is not None:
             return False, code
     if hostname is not None:

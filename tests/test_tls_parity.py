@@ -477,3 +477,146 @@ def test_several_keys_each_with_its_chain(ca: trustme.CA, ca_pem: bytes) -> None
         greenhttps.create_server({"key": [rsa.private_key_pem.bytes(), ecdsa.private_key_pem.bytes()],
                                   "cert": [pem(rsa)["cert"]]})
     assert info.value.code == "ERR_OSSL_X509_KEY_VALUES_MISMATCH"
+
+
+# ================================================================ B-103: crl
+
+
+def make_crl(ca: trustme.CA, *revoked: bytes, expired: bool = False) -> bytes:
+    """A PEM CRL signed by ``ca`` that lists the certificates ``revoked`` (PEM)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    day = datetime.timedelta(days=1)
+    issuer = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
+    builder = (x509.CertificateRevocationListBuilder().issuer_name(issuer.subject)
+               .last_update(now - (3 if expired else 1) * day).next_update(now - day if expired else now + day))
+    for cert in revoked:
+        serial = x509.load_pem_x509_certificate(cert).serial_number
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now - day / 2).build())
+    key = serialization.load_pem_private_key(ca.private_key_pem.bytes(), None)
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def crl_world() -> dict[str, Any]:
+    """A root, an intermediate, leaves good and revoked, and CRLs for them."""
+    root = trustme.CA()
+    inter = root.create_child_ca()
+    good, revoked = root.issue_cert("localhost"), root.issue_cert("localhost")
+    return {
+        "root": root, "good": good, "revoked": revoked, "chained": inter.issue_cert("localhost"),
+        "root_crl": make_crl(root, revoked.cert_chain_pems[0].bytes()), "inter_crl": make_crl(inter),
+        "expired_crl": make_crl(root, expired=True),
+    }
+
+
+@pytest.mark.needs_node
+@pytest.mark.parametrize("reject", [True, False])
+@pytest.mark.parametrize(
+    ("served", "crls", "code"),
+    [
+        ("good", ["root_crl"], None),
+        ("revoked", ["root_crl"], "CERT_REVOKED"),
+        ("chained", ["root_crl"], "UNABLE_TO_GET_CRL"),  # Node checks the whole chain
+        ("chained", ["root_crl", "inter_crl"], None),
+        ("good", ["expired_crl"], "CRL_HAS_EXPIRED"),
+    ],
+)
+def test_client_crl(script_server: Any, crl_world: dict[str, Any], served: str, crls: list[str],
+                    code: str | None, reject: bool) -> None:
+    """B-103 (client side): a server certificate listed in the ``crl`` is refused
+    with CERT_REVOKED; every certificate of the chain needs its issuer's CRL, as
+    Node sets it (CRL_CHECK | CRL_CHECK_ALL); ``reject_unauthorized=False`` gives the
+    same code as ``authorization_error``.  Node is asked on the same server.
+    Mirrors test/parallel/test-tls-server-verify.js (its CRL row) and the ``crl``
+    option of tls.createSecureContext."""
+    port = ok_server(script_server, pem(crl_world[served]))
+    ca = crl_world["root"].cert_pem.bytes()
+    crl = [crl_world[name] for name in crls]
+    if code is None:
+        expected: dict[str, Any] = {"status": 200, "authorized": True, "authorizationError": None}
+    else:
+        expected = {"error": code} if reject else {"status": 200, "authorized": False, "authorizationError": code}
+    assert ours_get(port, ca=ca, crl=crl, reject_unauthorized=reject) == expected
+    assert node_get(host="127.0.0.1", servername="localhost", port=port, ca=ca,
+                    crl=[c.decode() for c in crl], rejectUnauthorized=reject) == expected
+    # negative control: without the crl, no revocation check at all
+    assert ours_get(port, ca=ca, reject_unauthorized=reject)["authorized"] is True
+
+
+_NODE_VERIFY_SERVER = r"""
+const https = require('https');
+const opts = JSON.parse(process.argv[process.argv.length - 1]);
+const server = https.createServer(opts, (req, res) => {
+  const s = req.socket;
+  const cert = s.getPeerCertificate();
+  res.end(JSON.stringify({authorized: s.authorized, cn: cert && cert.subject ? cert.subject.CN : null}));
+});
+server.listen(0, '127.0.0.1', () => console.log(server.address().port));
+"""
+
+
+def _self_signed(name: str) -> dict[str, bytes]:
+    ca = trustme.CA(organization_name=name)
+    return {"key": ca.private_key_pem.bytes(), "cert": ca.cert_pem.bytes()}
+
+
+@pytest.mark.needs_node
+def test_server_crl_row_of_the_verification_matrix(make_server: Any, ca: trustme.CA, ca_pem: bytes,
+                                                   tls_options: dict[str, bytes]) -> None:
+    """B-103, the last row: ``request_cert``, ``reject_unauthorized``, ``ca=[ca2]``
+    and a CRL revoking agent4: agent1 (another CA), agent2 (self-signed) and a client
+    without a certificate are rejected, agent3 (ca2) is authorized, agent4 (ca2,
+    revoked) is rejected.  A Node server with the same options gives the same
+    verdicts to the same clients.  Mirrors test/parallel/test-tls-server-verify.js."""
+    ca2 = trustme.CA()
+    agents = {
+        "agent1": pem(ca.issue_cert("agent1", common_name="agent1")),
+        "agent2": _self_signed("agent2"),
+        "agent3": pem(ca2.issue_cert("agent3", common_name="agent3")),
+        "none": {},
+        "agent4": pem(ca2.issue_cert("agent4", common_name="agent4")),
+    }
+    crl = make_crl(ca2, agents["agent4"]["cert"])
+    options = {"request_cert": True, "reject_unauthorized": True, "ca": [ca2.cert_pem.bytes()], "crl": crl}
+    node_options = {"key": tls_options["key"].decode(), "cert": tls_options["cert"].decode(), "requestCert": True,
+                    "rejectUnauthorized": True, "ca": [ca2.cert_pem.bytes().decode()], "crl": crl.decode()}
+    failures: list[str | None] = []
+
+    def verdicts(port: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, material in agents.items():
+            try:
+                res = greenhttps.get(f"https://localhost:{port}/", ca=ca_pem, agent=False, **material)
+                body = json.loads(res.read())
+                out[name] = "authorized" if body["authorized"] else "unauthorized"
+            except errors.Error:
+                out[name] = "rejected"
+        return out
+
+    def handler(req: Any, res: Any) -> None:
+        cert = req.socket.get_peer_certificate()
+        cn = [v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"]
+        res.end(json.dumps({"authorized": req.socket.authorized, "cn": cn[0] if cn else None}))
+
+    server = make_server(handler, **options)
+    server.on("tlsClientError", lambda err, sock: failures.append(err.code))
+    ours = verdicts(server.address()["port"])
+    with helpers.node_server(_NODE_VERIFY_SERVER, [json.dumps(node_options)]) as port:
+        node = verdicts(port)
+    expected = {"agent1": "rejected", "agent2": "rejected", "agent3": "authorized", "none": "rejected",
+                "agent4": "rejected"}
+    assert node == expected
+    assert ours == expected
+    helpers.settle(0.2)
+    assert "CERT_REVOKED" in failures  # agent4, named (Node's 'tlsClientError' is ECONNRESET)
+    # negative control: without the crl, agent4 is authorized
+    server2 = make_server(handler, **{**options, "crl": None})
+    res = greenhttps.get(f"https://localhost:{server2.address()['port']}/", ca=ca_pem, agent=False, **agents["agent4"])
+    assert json.loads(res.read()) == {"authorized": True, "cn": "agent4"}
+
