@@ -1,8 +1,10 @@
 """Certificate identity and verification the way Node reports them; pure, no I/O.
 
-``check_server_identity`` is Node v20's ``tls.checkServerIdentity`` (subjectAltName
-DNS names with a single-label left-most wildcard, IP SANs for IP literals, the CN
-only when there is no SAN at all).  ``client_verify_result`` gives Node's
+``node_check_server_identity`` is Node v20's ``tls.checkServerIdentity``
+(subjectAltName DNS names with a single-label left-most wildcard, IP SANs for IP
+literals, the CN only when there is no DNS SAN).  ``check_server_identity``, the
+default check of a client, gives Node's errors with OpenSSL's verdict: a port of
+``X509_check_host`` (``x509_check_host``) decides.  ``client_verify_result`` gives Node's
 ``authorized``/``authorizationError`` pair for a finished client handshake, even one
 made with ``reject_unauthorized=False`` where OpenSSL's verdict is lost: the peer's
 chain is re-verified with ``cryptography.x509.verification`` against the same roots.
@@ -76,12 +78,9 @@ def _ip(text: str) -> str | None:
         return None
 
 
-def check_server_identity(hostname: str, cert: Mapping[str, Any]) -> CertificateError | None:
-    """Node v20's ``tls.checkServerIdentity`` over Python's ``getpeercert()`` dict.
-
-    IP literals match IP SANs only; names match DNS SANs, and the subject's CN only
-    when the certificate has no DNS SAN. Returns the error, does not raise it.
-    """
+def _node_identity(hostname: str, cert: Mapping[str, Any]) -> tuple[str, bool, str]:
+    """``(host, valid, reason)`` by Node v20's ``tls.checkServerIdentity`` rules; the
+    reason is the one Node gives when the name does not match."""
     host = str(hostname)
     host = host[:-1] if host.endswith(".") else host
     sans = [(kind, value) for kind, value in cert.get("subjectAltName", ())]
@@ -101,10 +100,132 @@ def check_server_identity(hostname: str, cert: Mapping[str, Any]) -> Certificate
         reason = f"Host: {host}. is not cert's CN: {','.join(cns)}"
     else:
         valid, reason = False, "Cert does not contain a DNS name"
-    if valid:
-        return None
+    return host, valid, reason
+
+
+def _altname_error(host: str, reason: str, cert: Mapping[str, Any]) -> CertificateError:
     return CertificateError(f"Hostname/IP does not match certificate's altnames: {reason}",
                             "ERR_TLS_CERT_ALTNAME_INVALID", reason=reason, host=host, cert=cert)
+
+
+def node_check_server_identity(hostname: str, cert: Mapping[str, Any]) -> CertificateError | None:
+    """Node v20's ``tls.checkServerIdentity`` over Python's ``getpeercert()`` dict.
+
+    IP literals match IP SANs only; names match DNS SANs, and the subject's CN only
+    when the certificate has no DNS SAN. Returns the error, does not raise it.
+    """
+    host, valid, reason = _node_identity(hostname, cert)
+    return None if valid else _altname_error(host, reason, cert)
+
+
+def check_server_identity(hostname: str, cert: Mapping[str, Any]) -> CertificateError | None:
+    """The default peer-name check: OpenSSL's verdict, Node's error.
+
+    Whether the name matches is what OpenSSL's ``X509_check_host`` /
+    ``X509_check_ip`` (default flags) decide (:func:`x509_check_host`) for the
+    host without its trailing dot, which Node drops too (``a.com.`` is ``a.com``);
+    the error is the one Node's ``tls.checkServerIdentity`` builds, its reason
+    included.  The two agree on all of Node's identity vectors but one: a CN with a
+    trailing dot (``a.com.``) matches ``a.com`` in Node only.  More cases where Node
+    is laxer: a pattern with a trailing dot, a partial wildcard (``x*``) against an
+    IDNA label, a wildcard standing for ``_``, a label ending in ``-``
+    (tests/test_tls_parity.py).  Returns the error, does not raise it.
+    """
+    host, _, reason = _node_identity(hostname, cert)
+    return None if x509_check_host(host, cert) else _altname_error(host, reason, cert)
+
+
+# --- OpenSSL's X509_check_host, flags 0 (crypto/x509/v3_utl.c) -----------------------------
+
+_ALNUM = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+
+def _equal_nocase(pattern: bytes, subject: bytes) -> bool:
+    # Only ASCII letters fold; a NUL in the pattern never matches.
+    return len(pattern) == len(subject) and 0 not in pattern and pattern.translate(_FOLD) == subject.translate(_FOLD)
+
+
+_FOLD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
+
+
+def _valid_star(pattern: bytes) -> int | None:
+    """Where the one allowed ``*`` is (``valid_star``), or None: then no wildcard."""
+    star: int | None = None
+    at_label_start, hyphen, idna, dots = True, False, False, 0
+    for i, c in enumerate(pattern):
+        if c == 0x2A:  # '*'
+            at_end = i == len(pattern) - 1 or pattern[i + 1] == 0x2E
+            # One star, not in an IDNA label, in the first label, at its start or end.
+            if star is not None or idna or dots or not (at_label_start or at_end):
+                return None
+            star, at_label_start = i, False
+        elif c in _ALNUM:
+            if at_label_start and pattern[i:i + 4].lower() == b"xn--":
+                idna = True
+            at_label_start = hyphen = False
+        elif c == 0x2E:  # '.'
+            if hyphen or at_label_start:
+                return None
+            at_label_start, hyphen, idna, dots = True, False, False, dots + 1
+        elif c == 0x2D:  # '-'
+            if at_label_start:
+                return None
+            hyphen = True
+        else:
+            return None
+    # The last label ends in neither '-' nor '.', and two dots follow the star.
+    if at_label_start or hyphen or dots < 2:
+        return None
+    return star
+
+
+def _wildcard_host_match(prefix: bytes, suffix: bytes, subject: bytes) -> bool:
+    """``wildcard_match``: ``prefix*suffix`` against ``subject``."""
+    if len(subject) < len(prefix) + len(suffix):
+        return False
+    middle = subject[len(prefix):len(subject) - len(suffix)]
+    if not _equal_nocase(prefix, subject[:len(prefix)]) or not _equal_nocase(subject[len(subject) - len(suffix):], suffix):
+        return False
+    whole_label = not prefix and suffix[:1] == b"."
+    if whole_label and not middle:
+        return False  # '*' as a whole label matches at least one character
+    if not whole_label and subject[:4].lower() == b"xn--":
+        return False  # IDNA labels never match a partial wildcard
+    if middle == b"*":
+        return True
+    return all(c in _ALNUM or c == 0x2D for c in middle)
+
+
+def _equal_wildcard(pattern: bytes, subject: bytes) -> bool:
+    star = None if subject[:1] == b"." else _valid_star(pattern)
+    if star is None:
+        return _equal_nocase(pattern, subject)
+    return _wildcard_host_match(pattern[:star], pattern[star + 1:], subject)
+
+
+def x509_check_host(hostname: str, cert: Mapping[str, Any]) -> bool:
+    """OpenSSL's verdict on ``hostname`` for a ``getpeercert()`` dict, default flags.
+
+    An IP literal is ``X509_check_ip``: equal to an IP SAN.  A name is
+    ``X509_check_host``: the DNS SANs (ASCII case folded, one ``*`` at the start or
+    end of a first label that is not IDNA, two more labels after it, partial
+    wildcards allowed); the subject's CNs only when there is no DNS SAN.  The name
+    is compared as given: no trailing dot is dropped (from it or the certificate).
+    """
+    sans = list(cert.get("subjectAltName", ()))
+    ip = _ip(hostname)
+    if ip is not None:
+        return any(_ip(value) == ip for kind, value in sans if kind == "IP Address")
+    try:
+        subject = hostname.encode("ascii")
+    except UnicodeEncodeError:
+        try:
+            subject = hostname.encode("idna")  # what Python sends and checks
+        except UnicodeError:
+            return False
+    dns = [value for kind, value in sans if kind == "DNS"]
+    patterns = dns if dns else [v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"]
+    return any(p and _equal_wildcard(p.encode("utf-8", "surrogateescape"), subject) for p in patterns)
 
 
 def _must_be_ca(_policy: Any, _cert: x509.Certificate, ext: x509.BasicConstraints) -> None:

@@ -620,3 +620,228 @@ def test_server_crl_row_of_the_verification_matrix(make_server: Any, ca: trustme
     res = greenhttps.get(f"https://localhost:{server2.address()['port']}/", ca=ca_pem, agent=False, **agents["agent4"])
     assert json.loads(res.read()) == {"authorized": True, "cn": "agent4"}
 
+
+
+# ============================ hostname checks on Node's own identity vectors
+
+_ALT = "Host: {h}. is not in the cert's altnames: {a}"
+_CN = "Host: {h}. is not cert's CN: {c}"
+_NO_DNS = "Cert does not contain a DNS name"
+_IP = "IP: {h} is not in the cert's list: {l}"
+
+#: test/parallel/test-tls-check-server-identity.js (Node 20), as (host, CNs, SANs,
+#: Node's reason or None).  Left out, as no certificate or Python host can carry
+#: them: the false/null/undefined hosts, the host "\n.b.com", and an IP SAN written
+#: as a CIDR ("IP Address:8.8.8.0/24": a certificate holds 4 or 16 bytes).
+NODE_VECTORS: list[tuple[str, list[str], list[tuple[str, str]], str | None]] = [
+    ("a.com", ["a.com"], [], None),
+    ("a.com", ["A.COM"], [], None),
+    ("a.com", ["b.com"], [], _CN.format(h="a.com", c="b.com")),
+    ("a.com", ["a.com."], [], None),  # the one case OpenSSL refuses (see below)
+    ("a.com", [".a.com"], [], _CN.format(h="a.com", c=".a.com")),
+    ("8.8.8.8", ["8.8.8.8"], [], _IP.format(h="8.8.8.8", l="")),
+    ("8.8.8.8", ["8.8.8.8"], [("DNS", "8.8.8.8")], _IP.format(h="8.8.8.8", l="")),
+    ("8.8.8.8", ["8.8.8.8"], [("URI", "http://8.8.8.8/")], _IP.format(h="8.8.8.8", l="")),
+    ("8.8.8.8", ["8.8.8.8"], [("IP", "8.8.8.8")], None),
+    ("b.a.com", ["*.a.com"], [], None),
+    ("ba.com", ["*.a.com"], [], _CN.format(h="ba.com", c="*.a.com")),
+    ("b.a.com", ["*.a.com"], [("DNS", "omg.com")], _ALT.format(h="b.a.com", a="DNS:omg.com")),
+    ("b.a.com", ["b*b.a.com"], [], _CN.format(h="b.a.com", c="b*b.a.com")),
+    ("a.com", [], [], _NO_DNS),
+    ("a.com", [], [("DNS", "a.com")], None),
+    ("a.b.a.com", [], [("URI", "http://a.b.a.com/")], _NO_DNS),
+    ("foo.com", ["foo.com", "bar.com"], [], None),
+    ("a.com", ["b.com"], [("DNS", "*")], _ALT.format(h="a.com", a="DNS:*")),
+    ("a.com", ["b.com"], [("DNS", "*.com")], _ALT.format(h="a.com", a="DNS:*.com")),
+    ("a.co.uk", ["b.com"], [("DNS", "*.co.uk")], None),
+    ("a.com", ["a.com"], [("DNS", "*.a.com")], _ALT.format(h="a.com", a="DNS:*.a.com")),
+    ("a.com", ["b.com"], [("DNS", "*.a.com")], _ALT.format(h="a.com", a="DNS:*.a.com")),
+    ("a.com", ["b.com"], [("DNS", "a.com")], None),
+    ("a.com", ["b.com"], [("DNS", "A.COM")], None),
+    ("a.com", [], [("DNS", "*.a.com")], _ALT.format(h="a.com", a="DNS:*.a.com")),
+    ("b.a.com", [], [("DNS", "*.a.com")], None),
+    ("c.b.a.com", [], [("DNS", "*.a.com")], _ALT.format(h="c.b.a.com", a="DNS:*.a.com")),
+    ("b.a.com", [], [("DNS", "*b.a.com")], None),
+    ("a-cb.a.com", [], [("DNS", "*b.a.com")], None),
+    ("a.b.a.com", [], [("DNS", "*b.a.com")], _ALT.format(h="a.b.a.com", a="DNS:*b.a.com")),
+    ("a.b.a.com", [], [("DNS", "*b.a.com"), ("DNS", "a.b.a.com")], None),
+    ("a.b.a.com", [], [("URI", "http://a.b.a.com/")], _NO_DNS),
+    ("a.b.a.com", [], [("URI", "http://*.b.a.com/")], _NO_DNS),
+    ("a.b.a.com", [], [("IP", "127.0.0.1")], _NO_DNS),
+    ("127.0.0.1", [], [("IP", "127.0.0.1")], None),
+    ("127.0.0.2", [], [("IP", "127.0.0.1")], _IP.format(h="127.0.0.2", l="127.0.0.1")),
+    ("127.0.0.1", [], [("DNS", "a.com")], _IP.format(h="127.0.0.1", l="")),
+    ("localhost", ["localhost"], [("DNS", "a.com")], _ALT.format(h="localhost", a="DNS:a.com")),
+    ("xn--bcher-kva.example.com", ["*.example.com"], [], None),
+    ("xn--bcher-kva.example.com", ["xn--*.example.com"], [],
+     _CN.format(h="xn--bcher-kva.example.com", c="xn--*.example.com")),
+]
+
+#: Where Node's rules and OpenSSL's X509_check_host (default flags) disagree, found by
+#: real handshakes; the default check follows OpenSSL.  Node's vectors: only the first.
+#: (host, CNs, SANs): Node accepts each, OpenSSL refuses each.
+DISAGREEMENTS: list[tuple[str, list[str], list[tuple[str, str]]]] = [
+    ("a.com", ["a.com."], []),  # a trailing dot in the CN: a literal compare
+    ("a.com", [], [("DNS", "a.com.")]),  # ... or in a DNS SAN
+    ("xn--foo.a.com", [], [("DNS", "x*.a.com")]),  # IDNA labels match whole-label '*' only
+    ("a_b.c.d", [], [("DNS", "*.c.d")]),  # '*' stands for letters, digits and '-'
+    ("a.b-.c", [], [("DNS", "*.b-.c")]),  # no label of a wildcard pattern ends in '-'
+    ("foo-bar.example.com", [], [("DNS", "foo-*.example.com")]),  # ... not even the first
+]
+#: More cases where the two agree, to pin the port of X509_check_host down.
+AGREEMENTS: list[tuple[str, list[str], list[tuple[str, str]]]] = [
+    ("foo.a.com", [], [("DNS", "f*.a.com")]), ("foo.a.com", [], [("DNS", "*oo.a.com")]),
+    ("xn--foo.a.com", [], [("DNS", "*.a.com")]), ("FOO.A.COM", [], [("DNS", "foo.a.com")]),
+    ("a.b", [], [("DNS", "*.b")]), ("b.c.d", [], [("DNS", "**.c.d")]), ("a.c.d", [], [("DNS", "*.xn--c.d")]),
+    ("a.xn--c.d", [], [("DNS", "*.xn--c.d")]), ("-a.b.c", [], [("DNS", "*.b.c")]),
+    ("b.a.com", ["b.a.com"], [("IP", "1.2.3.4"), ("URI", "http://b.a.com/")]),
+    ("0:0::1", [], [("IP", "::1")]), ("www.example.com", [], [("DNS", "w*w*.example.com")]),
+]
+
+
+def _identity_leaf(ca: trustme.CA, cns: list[str], sans: list[tuple[str, str]]) -> dict[str, bytes]:
+    """key/cert PEMs of a certificate from ``ca`` with exactly these CNs and SANs."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    key = ec.generate_private_key(ec.SECP256R1())
+    issuer = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
+    builder = (x509.CertificateBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn) for cn in cns]))
+               .issuer_name(issuer.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1)))
+    kinds: dict[str, Any] = {"DNS": x509.DNSName, "URI": x509.UniformResourceIdentifier,
+                             "IP": lambda v: x509.IPAddress(ipaddress.ip_address(v))}
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName([kinds[k](v) for k, v in sans]), critical=False)
+    ca_key = serialization.load_pem_private_key(ca.private_key_pem.bytes(), None)
+    cert = builder.sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    return {"cert": cert.public_bytes(serialization.Encoding.PEM),
+            "key": key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption())}
+
+
+def _cert_dict(cns: list[str], sans: list[tuple[str, str]]) -> dict[str, Any]:
+    """Python's ``getpeercert()`` shape, for the pure checks."""
+    kinds = {"DNS": "DNS", "URI": "URI", "IP": "IP Address"}
+    out: dict[str, Any] = {"subject": tuple((("commonName", cn),) for cn in cns)}
+    if sans:
+        out["subjectAltName"] = tuple((kinds[k], v) for k, v in sans)
+    return out
+
+
+_NODE_IDENTITY = r"""
+const tls = require('tls');
+const cases = JSON.parse(process.argv[process.argv.length - 1]);
+console.log(JSON.stringify(cases.map(([host, cert]) => {
+  const err = tls.checkServerIdentity(host, cert);
+  return err ? err.reason : null;
+})));
+"""
+
+
+@pytest.mark.needs_node
+def test_node_identity_rules_on_nodes_vectors() -> None:
+    """Node's own vectors through Node 20's ``tls.checkServerIdentity`` and through
+    ``node_check_server_identity`` (Node's rules, kept for the error and its reason):
+    the same verdicts and reasons.  Mirrors test/parallel/test-tls-check-server-identity.js."""
+    from greenhttps import _verify
+
+    node_certs = []
+    for host, cns, sans, _ in NODE_VECTORS:
+        cert: dict[str, Any] = {"subject": ({"CN": cns if len(cns) > 1 else cns[0]} if cns else {})}
+        if sans:
+            cert["subjectaltname"] = ", ".join(f"{'IP Address' if k == 'IP' else k}:{v}" for k, v in sans)
+        node_certs.append([host, cert])
+    out = helpers.run_command(["node", "-e", _NODE_IDENTITY, json.dumps(node_certs)], timeout=20)
+    assert out.returncode == 0, out.stderr.decode()
+    node = json.loads(out.stdout.decode().strip().splitlines()[-1])
+    assert node == [reason for *_, reason in NODE_VECTORS]  # the port of the vectors is right
+
+    def ours(host: str, cns: list[str], sans: list[tuple[str, str]]) -> str | None:
+        err = _verify.node_check_server_identity(host, _cert_dict(cns, sans))
+        return None if err is None else err.reason  # type: ignore[attr-defined]
+
+    assert [ours(host, cns, sans) for host, cns, sans, _ in NODE_VECTORS] == node
+
+
+def _openssl_accepts(port: int, host: str, ca_pem: bytes) -> bool:
+    """A stdlib client's verdict: OpenSSL's X509_check_host/X509_check_ip in the
+    handshake (Python's hostname check, with OpenSSL's default flags: Python's own
+    default refuses partial wildcards such as ``*b.a.com``)."""
+    import gevent.socket
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(cadata=ca_pem.decode())
+    ctx._host_flags = 0  # type: ignore[attr-defined]  # X509_check_host's defaults
+    raw = gevent.socket.create_connection(("127.0.0.1", port))
+    try:
+        helpers.wrap_client(raw, ctx, server_hostname=host).close()
+        return True
+    except ssl.SSLCertVerificationError as exc:
+        assert exc.verify_code in (62, 64), exc  # X509_V_ERR_HOSTNAME_MISMATCH, ..._IP_ADDRESS_MISMATCH
+        return False
+    finally:
+        raw.close()
+
+
+@pytest.mark.parametrize("case", ["node", "disagreements", "agreements"])
+def test_default_identity_check_is_openssls_verdict(script_server: Any, ca: trustme.CA, ca_pem: bytes,
+                                                    case: str) -> None:
+    """The default path (no ``check_server_identity``) refuses a name exactly when
+    OpenSSL's X509_check_host does, on Node's vectors and more, over real handshakes:
+    a stdlib client with OpenSSL's check, and greenhttps (``reject_unauthorized`` true
+    and false).  Where Node's rules differ (DISAGREEMENTS, Node's vectors' CN
+    ``a.com.`` among them), OpenSSL is followed; the error is still Node's.  Mirrors
+    test/parallel/test-tls-check-server-identity.js."""
+    from greenhttps import _verify
+
+    cases = {
+        "node": [(host, cns, sans) for host, cns, sans, _ in NODE_VECTORS],
+        "disagreements": DISAGREEMENTS, "agreements": AGREEMENTS,
+    }[case]
+    verdicts = []
+    for host, cns, sans in cases:
+        port = ok_server(script_server, _identity_leaf(ca, cns, sans))
+        openssl = _openssl_accepts(port, host, ca_pem)
+        node = _verify.node_check_server_identity(host, _cert_dict(cns, sans)) is None
+        try:
+            res = greenhttps.get(f"https://127.0.0.1:{port}/", servername=host, ca=ca_pem, agent=False)
+            assert res.read() == b"ok"
+            ours = True
+        except errors.CertificateError as exc:
+            assert exc.code == "ERR_TLS_CERT_ALTNAME_INVALID"
+            assert exc.reason == _verify._node_identity(host, _cert_dict(cns, sans))[2]  # type: ignore[attr-defined]
+            ours = False
+        lax = greenhttps.get(f"https://127.0.0.1:{port}/", servername=host, ca=ca_pem, agent=False,
+                             reject_unauthorized=False)
+        lax.read()
+        assert (lax.socket.authorized, lax.socket.authorization_error) == (
+            (True, None) if openssl else (False, "ERR_TLS_CERT_ALTNAME_INVALID"))
+        assert _verify.x509_check_host(host, _cert_dict(cns, sans)) is openssl  # the pure port
+        verdicts.append((host, openssl, ours, node))
+    assert [(h, o) for h, o, _, _ in verdicts] == [(h, c) for h, _, c, _ in verdicts]
+    differ = [h for h, o, _, n in verdicts if o != n]
+    if case == "node":
+        assert differ == ["a.com"]  # CN "a.com.", the one disagreement on Node's vectors
+    elif case == "disagreements":
+        assert len(differ) == len(DISAGREEMENTS) and not any(o for _, o, _, _ in verdicts)
+    else:
+        assert differ == []
+
+
+def test_default_identity_check_drops_the_hosts_trailing_dot(script_server: Any, ca: trustme.CA,
+                                                             ca_pem: bytes) -> None:
+    """A host written with its root dot (``localhost.``) is checked as ``localhost``,
+    as Node does (X509_check_host itself compares it as written and refuses)."""
+    port = ok_server(script_server, pem(ca.issue_cert("localhost")))
+    res = greenhttps.get(f"https://127.0.0.1:{port}/", servername="localhost.", ca=ca_pem, agent=False)
+    assert res.read() == b"ok"
+    with pytest.raises(errors.CertificateError):  # negative control
+        greenhttps.get(f"https://127.0.0.1:{port}/", servername="localhost2.", ca=ca_pem, agent=False)
