@@ -238,7 +238,7 @@ def test_tls_facts_outlive_the_socket(make_server: Any, ca: trustme.CA, ca_pem: 
         assert {k: during[k] for k in expected} == expected
         assert {k: server_side["during"][k] for k in expected} == expected
         assert during["cipher"]["version"] == "TLSv1.3" == server_side["during"]["cipher"]["version"]
-        assert during["peer_sans"] == (("DNS", "localhost"),) or ("DNS", "localhost") in during["peer_sans"]
+        assert ("DNS", "localhost") in during["peer_sans"]
         if attempt == 0:  # a resumed TLS 1.3 session sends no certificate again
             assert ("DNS", "client.example") in server_side["during"]["peer_sans"]
     agent.destroy()
