@@ -58,7 +58,7 @@ import gevent
 import greenlet
 from gevent.event import Event
 
-from . import errors
+from . import _verify, errors
 from ._events import logger
 from ._incoming import IncomingMessage
 from ._options import ms_to_seconds
@@ -234,7 +234,8 @@ class ServerConnection:
             self.socket.authorization_error = "UNABLE_TO_GET_ISSUER_CERT"
 
     def _tls_failed(self, exc: BaseException) -> None:
-        err = errors.from_os_error(exc, during="TLS handshake")
+        # (The Socket holds the TLS socket by now: its peer chain names a verify error.)
+        err = _verify.handshake_error(self.socket._sock, exc, during="TLS handshake")
         logger.debug("TLS handshake with %s failed: %s", self.socket.remote_address, err)
         # As in Node, the listeners get a socket that is already destroyed (not
         # writable): no HTTP reply can go over a failed handshake.

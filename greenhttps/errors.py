@@ -200,22 +200,25 @@ class CertificateError(TLSError, ssl.SSLCertVerificationError):
     verify_message = None  # type: ignore[assignment]
 
 
-# OpenSSL's X509_V_ERR_* numbers -> the names Node reports for them.  Code 20 is
-# reported as 21 because Python's OpenSSL setup says "unable to get local issuer" for
-# a server that sends only its leaf, where Node says UNABLE_TO_VERIFY_LEAF_SIGNATURE.
+# OpenSSL's X509_V_ERR_* numbers -> the names Node reports for them (its names drop
+# the X509_V_ERR_ prefix).  A handshake that fails with 20 for a lone leaf is told
+# apart from the peer's chain by greenhttps._verify.handshake_error (Node says 21).
 _VERIFY_CODES = {
     2: "UNABLE_TO_GET_ISSUER_CERT",
     3: "UNABLE_TO_GET_CRL",
     4: "UNABLE_TO_DECRYPT_CERT_SIGNATURE",
     6: "UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY",
     7: "CERT_SIGNATURE_FAILURE",
+    8: "CRL_SIGNATURE_FAILURE",
     9: "CERT_NOT_YET_VALID",
     10: "CERT_HAS_EXPIRED",
+    11: "CRL_NOT_YET_VALID",
+    12: "CRL_HAS_EXPIRED",
     13: "ERROR_IN_CERT_NOT_BEFORE_FIELD",
     14: "ERROR_IN_CERT_NOT_AFTER_FIELD",
     18: "DEPTH_ZERO_SELF_SIGNED_CERT",
     19: "SELF_SIGNED_CERT_IN_CHAIN",
-    20: "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+    20: "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
     21: "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
     22: "CERT_CHAIN_TOO_LONG",
     23: "CERT_REVOKED",
