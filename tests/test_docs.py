@@ -93,8 +93,8 @@ class Site:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
     try:
-        import mkdocstrings  # noqa: F401
         import material  # noqa: F401
+        import mkdocstrings  # noqa: F401
     except ImportError as exc:
         if os.environ.get("CI"):
             pytest.fail(f"the docs extra is not installed ({exc}): CI must build the docs")
