@@ -175,7 +175,7 @@ def test_every_public_name_has_an_api_entry(site: Site) -> None:
     for module, page in REFERENCE.items():
         anchors = site.anchors(f"reference/{page}.md")
         for name in _module_all(module):
-            if _is_node_alias(name) or name in REFERENCE.keys() - {module} or f"greenhttps.{name}" in REFERENCE:
+            if _is_node_alias(name) or f"greenhttps.{name}" in REFERENCE:
                 continue  # an alias of a documented name, or a module with its own page
             if module == "greenhttps.http" and name in shared:
                 assert f"greenhttps.{name}" in site.anchors("reference/greenhttps.md"), name
@@ -188,10 +188,8 @@ def test_every_public_name_has_an_api_entry(site: Site) -> None:
 
 def test_the_api_page_shows_signatures_and_docstrings(site: Site) -> None:
     html = site.page("reference/greenhttps.md")
-    assert "create_server" in html
-    assert "Node&#39;s <code>https.createServer(options, requestListener)</code>" in html or (
-        "https.createServer(options, requestListener)" in html
-    )
+    assert 'id="greenhttps.create_server"' in html
+    assert "<code>https.createServer(options, requestListener)</code>" in html  # its docstring
     # Inherited methods that users call are documented on the class that has them.
     for name in ("ServerResponse.write_head", "ServerResponse.end", "ServerResponse.set_header",
                  "ClientRequest.getresponse", "IncomingMessage.read", "Server.listen"):
