@@ -226,7 +226,10 @@ class Socket(EventEmitter):
     # ------------------------------------------------------------- TLS info
 
     def get_peer_certificate(self, detailed: bool = False) -> dict[str, Any]:
-        """The peer's certificate as Python's ``getpeercert()`` dict; ``{}`` if none.
+        """The peer's certificate as Python's ``getpeercert()`` dict plus the fields
+        Node's has (``subjectaltname``, ``modulus``, ``exponent``, ``fingerprint256``,
+        ``valid_from``, ``raw``...; :func:`greenhttps._verify.node_certificate_fields`);
+        ``{}`` if none.  ``subject`` and ``issuer`` keep Python's shape.
 
         Node's ``tlsSocket.getPeerCertificate(detailed)``; ``detailed`` (the issuer
         chain) is accepted for Node's signature and ignored.  Still given after the
@@ -292,7 +295,7 @@ class _TLSFacts:
 
     def peer_certificate(self) -> dict[str, Any]:
         if self._cert is None:
-            from ._verify import decode_certificate, peer_certificate
+            from ._verify import decode_certificate, node_certificate_fields, peer_certificate
 
             try:
                 cert = peer_certificate(self._sock)
@@ -300,6 +303,9 @@ class _TLSFacts:
                 cert = {}
             if not cert and self._der is not None:
                 cert = decode_certificate(self._der)
+            if cert and self._der is not None:
+                # Node's fields beside Python's (their names never clash).
+                cert = {**node_certificate_fields(self._der), **cert}
             self._cert = cert
             self._sock = None  # the dict is all that is needed from it now
         return dict(self._cert)

@@ -466,6 +466,82 @@ def decode_certificate(der: bytes) -> dict[str, Any]:
     return out
 
 
+def node_certificate_fields(der: bytes) -> dict[str, Any]:
+    """The fields Node's ``getPeerCertificate()`` has that Python's dict lacks, for a
+    DER certificate: ``subjectaltname`` (one string), ``ca``, ``bits``, ``modulus``
+    and ``exponent`` (RSA) or ``asn1Curve``/``nistCurve`` (EC), ``pubkey`` (DER
+    SubjectPublicKeyInfo), ``valid_from``/``valid_to``, ``fingerprint`` (SHA-1),
+    ``fingerprint256``, ``fingerprint512``, ``ext_key_usage`` (OIDs) and ``raw``
+    (the DER).  Spelled as Node 20 spells them (test-https-foafssl.js reads
+    ``subjectaltname``, ``exponent`` and ``modulus``)."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    cert = x509.load_der_x509_certificate(der)
+    out: dict[str, Any] = {}
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        out["subjectaltname"] = ", ".join(f"{kind}:{_node_quoted(value)}" for kind, value in map(_general_name, names)
+                                          if not isinstance(value, tuple))
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        out["ca"] = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        out["ca"] = False
+    key = cert.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        numbers = key.public_numbers()
+        out.update(modulus=f"{numbers.n:X}", bits=key.key_size, exponent=hex(numbers.e))
+    if isinstance(key, ec.EllipticCurvePublicKey):  # Node gives the point, not its SPKI
+        out["bits"] = key.key_size
+        out["pubkey"] = key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+        out["asn1Curve"], nist = _NIST_CURVES.get(key.curve.name, (key.curve.name, ""))
+        if nist:
+            out["nistCurve"] = nist
+    else:
+        out["pubkey"] = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    out["valid_from"] = _asn1_time(cert.not_valid_before_utc)
+    out["valid_to"] = _asn1_time(cert.not_valid_after_utc)
+    for field, algorithm in (("fingerprint", hashes.SHA1()), ("fingerprint256", hashes.SHA256()),
+                             ("fingerprint512", hashes.SHA512())):
+        out[field] = cert.fingerprint(algorithm).hex(":").upper()
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        out["ext_key_usage"] = [oid.dotted_string for oid in usages]
+    except x509.ExtensionNotFound:
+        pass
+    out["raw"] = der
+    return out
+
+
+_NIST_CURVES = {"secp256r1": ("prime256v1", "P-256"), "secp384r1": ("secp384r1", "P-384"),
+                "secp521r1": ("secp521r1", "P-521")}
+
+
+def _node_quoted(value: str) -> str:
+    """A name (IA5String: DNS, URI, email) as Node 17+ prints it in
+    ``subjectaltname``: as is when "safe", else in double quotes with ``"`` and
+    ``\\`` backslashed and a comma or any byte outside printable ASCII as
+    ``\\u00XX`` (src/crypto/crypto_common.cc ``PrintAltName``): a comma in a name
+    must not split the list."""
+    if not _UNSAFE_ALT_NAME.search(value):
+        return value
+    out = []
+    for byte in value.encode("latin-1", "replace"):
+        char = chr(byte)
+        if char in '"\\':
+            out.append("\\" + char)
+        elif " " <= char <= "~" and char != ",":
+            out.append(char)
+        else:
+            out.append(f"\\u{byte:04x}")
+    return '"' + "".join(out) + '"'
+
+
+_UNSAFE_ALT_NAME = re.compile(r"""[",'\\\x00-\x1f\x7f-\uffff]""")
+
+
 def peer_certificate(sslsock: Any) -> dict[str, Any]:
     """The peer's certificate as Python's ``getpeercert()`` dict; ``{}`` when none.
 
