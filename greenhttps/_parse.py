@@ -41,9 +41,15 @@ from . import errors
 from ._strict import (
     MAX_REQUEST_LINE,
     check_fields,
+    check_head_prefix,
     check_raw_content_length,
+    check_raw_framing,
     check_request_line,
+    check_request_line_prefix,
+    check_request_target,
+    check_status_line_prefix,
     head_end,
+    header_overflow_at,
     protocol_error,
     transfer_coding_status,
 )
@@ -113,7 +119,8 @@ class Parser:
     """One direction of one connection (``client=True``: responses; else requests)."""
 
     __slots__ = ("client", "strict", "max_header_size", "max_headers_count", "request_method", "eof",
-                 "head", "framing", "done", "keep_alive", "body_left", "trailers", "_buf", "_pieces", "_body_seen")
+                 "head", "framing", "done", "keep_alive", "body_left", "trailers", "_buf", "_pieces", "_body_seen",
+                 "_checked", "_packet", "_packet_at")
 
     #: The parser folds repeated Content-Lengths (h11): check them in the raw head.
     folds_repeats = False
@@ -129,6 +136,12 @@ class Parser:
         self.eof = False
         self._buf = bytearray()
         self._pieces: list[bytes] = []
+        #: The last bytes received, and where they start in ``_buf`` (negative: in
+        #: a message already taken): Node's ``rawPacket`` and ``bytesParsed``.
+        self._packet = b""
+        self._packet_at = 0
+        #: How much of the head in ``_buf`` has been checked line by line.
+        self._checked = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -150,12 +163,14 @@ class Parser:
         if not data:
             self.eof = True
         elif self._buf or self.done or self.framing is Framing.CHUNKED:
+            self._packet, self._packet_at = data, len(self._buf)
             self._buf += data
         elif self.framing is Framing.LENGTH:
             # The common case of a counted body arriving: hand the bytes on without a
             # trip through the buffer.
             left = self.body_left
             if len(data) > left:
+                self._packet, self._packet_at = data, -left
                 self._buf += data[left:]
                 data = data[:left]
             self._pieces.append(data)
@@ -174,16 +189,31 @@ class Parser:
 
     def next_head(self) -> Head | None:
         """The next head, or None when more bytes are needed (or the peer closed
-        cleanly before one started: :attr:`eof`).  Raises ProtocolError, or
-        ConnectionResetError ('socket hang up') for a client whose server closed
-        inside a head."""
+        cleanly before one started: :attr:`eof`).  Raises ProtocolError (with Node's
+        ``bytes_parsed`` and ``raw_packet``), or ConnectionResetError ('socket hang
+        up') for a client whose server closed inside a head."""
+        try:
+            return self._next_head()
+        except errors.ProtocolError as exc:
+            # Node's bytesParsed counts into the last piece received; where the error
+            # is not tied to a byte, the parser had read all of it.
+            packet = self._packet
+            at = exc.position
+            exc.raw_packet = packet
+            exc.bytes_parsed = len(packet) if at is None else min(max(at - self._packet_at, 0), len(packet))
+            raise
+
+    def _next_head(self) -> Head | None:
         buf = self._buf
         end = head_end(buf)
+        if self.strict:
+            self._check_lines(buf, end)
         if end < 0:
             if not self.client and len(buf) > MAX_REQUEST_LINE:
                 check_request_line(buf)
             if len(buf) > self.max_header_size:
-                raise protocol_error("header block too large", 431, "HPE_HEADER_OVERFLOW")
+                raise protocol_error("header block too large", 431, "HPE_HEADER_OVERFLOW",
+                                     header_overflow_at(buf, self.max_header_size))
             if self.eof and buf:
                 if self.client:
                     raise errors.ConnectionResetError("socket hang up")
@@ -192,14 +222,41 @@ class Parser:
         raw = bytes(buf[:end])
         if end > self.max_header_size:
             status = 414 if not self.client and b"\n" not in raw[: MAX_REQUEST_LINE + 1] else 431
-            raise protocol_error("header block too large", status, "HPE_HEADER_OVERFLOW")
+            raise protocol_error("header block too large", status, "HPE_HEADER_OVERFLOW",
+                                 header_overflow_at(raw, self.max_header_size))
         if self.head is not None:  # after a 1xx (start_next() resets otherwise)
             self._reset()
+        if self.strict:
+            check_raw_framing(raw, request=not self.client)
         head = self._parse_response_head(raw) if self.client else self._parse_request_head(raw)
         del buf[:end]
+        self._packet_at -= end
+        self._checked = 0
         self._decide(head, raw)
         self.head = head
         return head
+
+    def _check_lines(self, buf: bytearray, end: int) -> None:
+        """The strict checks on the lines of a head as they arrive, so that a malformed
+        one is answered at once (Node), not when the head ends or its timeout passes;
+        both parsers see only heads that passed them."""
+        checked = self._checked
+        if not buf:
+            return
+        if checked == 0:
+            if self.client:
+                check_status_line_prefix(buf)
+            else:
+                check_request_line_prefix(buf)
+            newline = buf.find(b"\n")
+            if newline < 0:
+                return
+            checked = newline + 1
+        stop = end if end >= 0 else buf.rfind(b"\n") + 1
+        if stop > checked:
+            check_head_prefix(buf, checked, stop)
+            checked = stop
+        self._checked = checked
 
     def _parse_request_head(self, raw: bytes) -> Head:
         """Parse one whole request head (the subclass's parser), strict checks included."""
@@ -273,6 +330,8 @@ class Parser:
         else:
             if http11 and not has_host:
                 raise protocol_error("missing Host header", 400)  # RFC 9112 §3.2 (h11 too)
+            if self.strict:
+                check_request_target(head.method, head.target)
             if head.method == "CONNECT":
                 framing = Framing.NONE  # what follows is the tunnel's (llhttp, Node)
             elif te is not None:
