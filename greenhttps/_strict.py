@@ -90,8 +90,9 @@ TRANSFER_ENCODING_LINE = re.compile(rb"\r\ntransfer-encoding[ \t]*:([^\r\n]*)", 
 def protocol_error(message: str, status: int = 400, code: str = "HPE_INVALID",
                    at: int | None = None) -> errors.ProtocolError:
     """The error for a malformed message; ``at`` is the offset of the offending byte
-    in the bytes checked (the parser turns it into Node's ``bytesParsed``)."""
-    return errors.ProtocolError(message, code, status_hint=status, position=at)
+    in the bytes checked (the parser turns it into Node's ``bytesParsed``).  The
+    message starts as Node's does ("Parse Error: ...")."""
+    return errors.ProtocolError(f"Parse Error: {message}", code, status_hint=status, position=at)
 
 
 def _method_error_at(line: bytes | bytearray) -> int | None:
@@ -306,7 +307,7 @@ def check_raw_framing(head: bytes, *, request: bool) -> None:
         stripped = value.strip(b" \t")
         if not stripped.isdigit() or len(stripped) > 18:
             bad = re.search(rb"[^0-9 \t]", value)
-            offset = bad.start() + 1 if bad else len(value)
+            offset = bad.start() if bad else len(value)
             raise protocol_error("invalid Content-Length", 400, "HPE_INVALID_CONTENT_LENGTH", lengths[0].start(1) + offset)
     if codings:
         status = transfer_coding_status(head)
