@@ -10,9 +10,18 @@ whitespace.  Each of those was a request-smuggling CVE somewhere.  So a head is
 checked here as bytes before either parser is believed -- a few ``bytes.count`` calls
 and one regex over a few hundred bytes -- and its fields once parsed.
 
+The checks that decide an answer live here, so that both parsers give the same one
+(the same status and the same llhttp code): the request line and field lines as
+they arrive (:func:`check_request_line_prefix`, :func:`check_head_prefix`: a
+malformed head is refused when its bad line is whole, as Node does, not when the
+head ends), the framing fields of a whole head (:func:`check_raw_framing`), Host and
+the asterisk-form, and every chunk-size line (:func:`chunk_line`), whichever parser
+reads the chunked body.
+
 Nothing here does I/O, keeps state or imports a parser: the functions take bytes or
 field pairs and raise :class:`greenhttps.errors.ProtocolError` with Node's (llhttp's)
-error code and the status a server answers with.
+error code, the status a server answers with, and the offset of the offending byte
+(from which the parser computes Node's ``bytesParsed``).
 """
 
 from __future__ import annotations

@@ -132,10 +132,12 @@ class ProtocolError(Error):
 
     @property
     def bytesParsed(self) -> int | None:  # noqa: N802 - Node's name
+        """Node's name for :attr:`bytes_parsed`."""
         return self.bytes_parsed
 
     @property
     def rawPacket(self) -> bytes | None:  # noqa: N802 - Node's name
+        """Node's name for :attr:`raw_packet`."""
         return self.raw_packet
 
 
