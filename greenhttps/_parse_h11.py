@@ -117,8 +117,7 @@ class H11Parser(Parser):
             raise protocol_error(f"unsupported HTTP version {event.http_version!r}", status, "HPE_INVALID_VERSION")
         if raw.find(b"\n") > MAX_REQUEST_LINE:
             raise protocol_error("request line too long", 414, "HPE_URI_TOO_LONG")
-        if self.strict:
-            check_head_bytes(raw)
+        # (Strict: its lines were checked as they arrived, Parser._check_lines.)
         return Head(method=event.method.decode("ascii"), target=event.target.decode("latin-1"),
                     http_version=event.http_version.decode("ascii"), headers=event.headers.raw_items())
 

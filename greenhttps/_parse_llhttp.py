@@ -138,8 +138,7 @@ class LlhttpParser(Parser):
         if version is not None and version.group(1, 2) not in ((b"1", b"1"), (b"1", b"0")):
             status = 505 if version.group(1) >= b"2" else 400
             raise protocol_error(f"unsupported HTTP version {version.group(0)!r}", status, "HPE_INVALID_VERSION")
-        if self.strict:
-            check_head_bytes(raw)
+        # (Strict: its lines were checked as they arrived, Parser._check_lines.)
         msg = _Message()
         parser = httptools.HttpRequestParser(msg)
         method = raw[: raw.find(b" ")]

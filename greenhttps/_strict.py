@@ -83,6 +83,7 @@ _HEX_RUN = re.compile(rb"[0-9A-Fa-f]*")
 _REQUEST_LINE = re.compile(_TCHAR + rb"+ [^ \x00-\x1f\x7f]+ HTTP/[0-9]\.[0-9]\r\n")
 _REQUEST_PREFIX = re.compile(_TCHAR + rb"*(?: (?:[^ \x00-\x1f\x7f]+(?: (?:H(?:T(?:T(?:P(?:/(?:[0-9](?:\.(?:[0-9]\r?)?)?)?)?)?)?)?)?)?)?)?")
 _FIELD_LINE = re.compile(_TCHAR + rb"+:[^\x00-\x08\x0a-\x1f\x7f]*\r\n")
+_FIELD_LINES = re.compile(rb"(?:" + _TCHAR + rb"+:[^\x00-\x08\x0a-\x1f\x7f]*\r\n)*(?:\r\n)?")
 # llhttp's methods (Node's http.METHODS, with its RTSP ones): where an unknown method
 # stops being a prefix of one of them is where llhttp reports HPE_INVALID_METHOD.
 LLHTTP_METHODS = (
@@ -94,6 +95,7 @@ LLHTTP_METHODS = (
 HEAD_END = b"\r\n\r\n"
 _CONTENT_LENGTH_LINE = re.compile(rb"\r\ncontent-length[ \t]*:([^\r\n]*)", re.IGNORECASE)
 TRANSFER_ENCODING_LINE = re.compile(rb"\r\ntransfer-encoding[ \t]*:([^\r\n]*)", re.IGNORECASE)
+_FRAMING_LINE = re.compile(rb"\r\n(?:content-length|transfer-encoding)[ \t]*:", re.IGNORECASE)
 
 
 def protocol_error(message: str, status: int = 400, code: str = "HPE_INVALID",
@@ -162,6 +164,8 @@ def check_head_prefix(buf: bytes | bytearray, start: int, stop: int) -> None:
     """RFC 9112 §5 on the field lines in ``buf[start:stop]`` (whole lines, each ending
     in LF), as they arrive: ``token ":" value CRLF``, no CTL, no obs-fold.  Offsets
     are llhttp's (the offending byte)."""
+    if _FIELD_LINES.fullmatch(buf, start, stop) is not None:
+        return  # the common case, in one pass; else find the line at fault
     pos = start
     while pos < stop:
         end = buf.find(b"\n", pos, stop)
@@ -304,6 +308,8 @@ def check_raw_framing(head: bytes, *, request: bool) -> None:
     reads it (so that both answer with the same code): Content-Length one plain
     decimal, never with Transfer-Encoding (Node 20: HPE_INVALID_TRANSFER_ENCODING,
     just past the later field's colon), and a well-formed Transfer-Encoding list."""
+    if _FRAMING_LINE.search(head) is None:
+        return  # most requests: one search, and nothing to check
     lengths = list(_CONTENT_LENGTH_LINE.finditer(head))
     codings = list(TRANSFER_ENCODING_LINE.finditer(head))
     if lengths and codings:
