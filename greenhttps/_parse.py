@@ -195,13 +195,32 @@ class Parser:
         try:
             return self._next_head()
         except errors.ProtocolError as exc:
-            # Node's bytesParsed counts into the last piece received; where the error
-            # is not tied to a byte, the parser had read all of it.
-            packet = self._packet
-            at = exc.position
-            exc.raw_packet = packet
-            exc.bytes_parsed = len(packet) if at is None else min(max(at - self._packet_at, 0), len(packet))
+            self._locate(exc)
             raise
+
+    def _locate(self, exc: errors.ProtocolError) -> None:
+        # Node's bytesParsed counts into the last piece received; where the error is
+        # not tied to a byte, the parser had read all of it.
+        packet = self._packet
+        at = exc.position
+        exc.raw_packet = packet
+        exc.bytes_parsed = len(packet) if at is None else min(max(at - self._packet_at, 0), len(packet))
+
+    def next_start_error(self) -> errors.ProtocolError | None:
+        """The error for bytes buffered past a complete message that cannot start
+        another (llhttp reads on: ``hi world`` after a response is HPE_INVALID_CONSTANT
+        at its first byte), with Node's ``bytes_parsed``; None if there is none."""
+        if not self.done or not self._buf or not self.strict:
+            return None
+        try:
+            if self.client:
+                check_status_line_prefix(self._buf)
+            else:
+                check_request_line_prefix(self._buf)
+        except errors.ProtocolError as exc:
+            self._locate(exc)
+            return exc
+        return None
 
     def _next_head(self) -> Head | None:
         buf = self._buf

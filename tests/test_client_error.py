@@ -18,6 +18,7 @@ import subprocess
 import time
 from typing import Any
 
+import gevent.event
 import pytest
 
 import greenhttps
@@ -218,3 +219,37 @@ def test_response_that_is_not_http_is_a_parse_error(script_server: Any) -> None:
         greenhttps.get(f"https://localhost:{port}/", reject_unauthorized=False, agent=False)
     assert info.value.code == "HPE_INVALID_CONSTANT"
     assert "Parse Error" in str(info.value)
+
+
+@pytest.mark.parametrize("keep_alive", [False, True])
+def test_bytes_after_a_response_are_a_parse_error(script_server: Any, keep_alive: bool) -> None:
+    """B-87 (client), mirrors test/parallel/test-http-client-parse-error.js: a 302
+    with ``Content-Length: 0`` followed by ``hi world`` in the same write gives the
+    request 'response' and then 'error' HPE_INVALID_CONSTANT (node 20: bytesParsed
+    48, the 'h', and the whole write as rawPacket); the connection is not pooled."""
+    sent = b"HTTP/1.1 302 Object Moved\r\nContent-Length: 0\r\n\r\nhi world"
+
+    def peer(sock: Any) -> None:
+        helpers.read_request_head(sock)
+        sock.sendall(sent)
+        helpers.settle(0.5)
+
+    port = script_server(peer, tls=True)
+    agent = greenhttps.Agent(keep_alive=True) if keep_alive else False
+    events: list[Any] = []
+    done = gevent.event.Event()
+    req = greenhttps.request({"host": "localhost", "port": port, "path": "/", "agent": agent,
+                              "reject_unauthorized": False},
+                             lambda res: (events.append(("response", res.status_code)), res.resume()))
+    req.on("error", lambda err: (events.append(("error", err)), done.set()))
+    req.end()
+    assert done.wait(5)
+    assert events[0] == ("response", 302)
+    kind, err = events[1]
+    assert kind == "error" and isinstance(err, errors.ProtocolError)
+    assert (err.code, err.bytes_parsed, err.raw_packet) == ("HPE_INVALID_CONSTANT", 48, sent)
+    assert "Parse Error" in str(err)
+    if keep_alive:
+        helpers.settle(0.05)
+        assert not any(agent.free_sockets.values())
+        agent.destroy()
