@@ -28,7 +28,6 @@ PARSER_TESTS = [
     "tests/test_client_tls.py",
     "tests/test_hardening_client.py",
     "tests/test_client_error.py",
-    "tests/test_strict_parity.py",
 ]
 
 
