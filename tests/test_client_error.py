@@ -253,3 +253,23 @@ def test_bytes_after_a_response_are_a_parse_error(script_server: Any, keep_alive
         helpers.settle(0.05)
         assert not any(agent.free_sockets.values())
         agent.destroy()
+
+
+@pytest.mark.parametrize("data, code", [
+    pytest.param(b"GET / HTTP/1.1\r\nHost: a\r\nX Y: z\r\n", "HPE_INVALID_HEADER_TOKEN", id="bad field name"),
+    pytest.param(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n", "HPE_INVALID_HEADER_TOKEN", id="control character"),
+    pytest.param(b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n", "HPE_INVALID_HEADER_TOKEN", id="obs-fold"),
+    pytest.param(b"GET / HTTP/1.x\r\n", "HPE_INVALID_VERSION", id="bad version"),
+    pytest.param(b"GET /a\x7fb", "HPE_INVALID_URL", id="DEL in target, line unfinished"),
+    pytest.param(b"GE@", "HPE_INVALID_METHOD", id="bad method character, line unfinished"),
+])
+def test_a_bad_line_is_answered_before_the_head_ends(make_server: Any, data: bytes, code: str) -> None:
+    """The head never ends here and the headers timeout is 60 s: the answer comes as
+    soon as the bad line (or byte) is in, with Node's code, over TLS."""
+    srv = make_server(lambda req, res: pytest.fail("no request expected"))
+    seen = socket_errors(srv)
+    reply, elapsed = send_and_read(srv, data)
+    assert reply == BAD_REQUEST
+    assert elapsed < 2
+    helpers.settle(0.05)
+    assert [e.code for e in seen] == [code]
