@@ -42,7 +42,6 @@ from ._strict import (
     MAX_REQUEST_LINE,
     check_fields,
     check_head_prefix,
-    check_raw_content_length,
     check_raw_framing,
     check_request_line,
     check_request_line_prefix,
@@ -121,9 +120,6 @@ class Parser:
     __slots__ = ("client", "strict", "max_header_size", "max_headers_count", "request_method", "eof",
                  "head", "framing", "done", "keep_alive", "body_left", "trailers", "_buf", "_pieces", "_body_seen",
                  "_checked", "_packet", "_packet_at")
-
-    #: The parser folds repeated Content-Lengths (h11): check them in the raw head.
-    folds_repeats = False
 
     def __init__(self, *, client: bool = False, max_header_size: int = 16384,
                  max_headers_count: int = 2000, strict: bool = True) -> None:
@@ -291,9 +287,9 @@ class Parser:
         """Fill the head's facts and this message's framing: the one pass over the
         fields for Content-Length, Transfer-Encoding, Connection, Upgrade, Expect."""
         fields = head.headers
-        if self.strict and check_fields(fields, request=not self.client, max_count=self.max_headers_count) is None \
-                and self.folds_repeats:
-            check_raw_content_length(raw)
+        if self.strict:
+            # (h11 folds repeated Content-Lengths: check_raw_framing saw them as sent.)
+            check_fields(fields, request=not self.client, max_count=self.max_headers_count)
         length = te = None
         connection = b""
         upgrade = has_host = False

@@ -47,8 +47,6 @@ class H11Parser(Parser):
 
     __slots__ = ("_h11", "_shadow")
 
-    folds_repeats = True
-
     def __init__(self, **kwargs: Any) -> None:
         self._shadow: h11.Request | None = None
         super().__init__(**kwargs)

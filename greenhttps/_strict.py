@@ -44,7 +44,6 @@ __all__ = [
     "head_end",
     "check_request_line",
     "check_head_bytes",
-    "check_raw_content_length",
     "check_fields",
     "transfer_coding_status",
 ]
@@ -69,7 +68,6 @@ _HOST = re.compile(
     rb"|(?:[A-Za-z0-9._~!$&'()*+;=-]|%[0-9A-Fa-f]{2})+)(?::[0-9]*)?"
 )
 _TCHAR = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]"
-_TOKEN = re.compile(_TCHAR + rb"+")
 _NOT_TCHAR = re.compile(rb"[^!#$%&'*+.^_`|~0-9A-Za-z-]")
 _QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
 # RFC 9112 §7.1.1: chunk-ext = *( ";" chunk-ext-name [ "=" chunk-ext-val ] ), without
@@ -232,18 +230,10 @@ def check_head_bytes(pending: bytes) -> None:
         raise protocol_error("control character in head", 400, "HPE_INVALID_HEADER_TOKEN")
 
 
-def check_raw_content_length(pending: bytes) -> None:
-    """h11 folds "5, 5" and equal repeated fields into one value; llhttp refuses
-    both, and so do we: a proxy in front may have read them differently."""
-    values = _CONTENT_LENGTH_LINE.findall(pending, 0, pending.find(HEAD_END) + 2)
-    if len(values) > 1 or not values[0].strip(b" \t").isdigit():
-        raise protocol_error("invalid Content-Length", 400, "HPE_INVALID_CONTENT_LENGTH")
-
-
 def check_fields(fields: Iterable[tuple[bytes, bytes]], *, request: bool, max_count: int) -> bool | None:
     """Checks neither parser makes on parsed fields; returns whether the message
-    declares a body (None: a Content-Length, which :func:`check_raw_content_length`
-    checks in the raw head where h11 folded repeats)."""
+    declares a body (None: a Content-Length, which :func:`check_raw_framing`
+    checked in the raw head, where h11 had not yet folded repeats)."""
     count = hosts = lengths = 0
     has_chunked = False
     length = b""
