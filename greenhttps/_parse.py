@@ -119,7 +119,7 @@ class Parser:
 
     __slots__ = ("client", "strict", "max_header_size", "max_headers_count", "request_method", "eof",
                  "head", "framing", "done", "keep_alive", "body_left", "trailers", "_buf", "_pieces", "_body_seen",
-                 "_checked", "_packet", "_packet_at")
+                 "_checked", "_packet", "_fed")
 
     def __init__(self, *, client: bool = False, max_header_size: int = 16384,
                  max_headers_count: int = 2000, strict: bool = True) -> None:
@@ -132,10 +132,11 @@ class Parser:
         self.eof = False
         self._buf = bytearray()
         self._pieces: list[bytes] = []
-        #: The last bytes received, and where they start in ``_buf`` (negative: in
-        #: a message already taken): Node's ``rawPacket`` and ``bytesParsed``.
+        #: The last bytes received (Node's ``rawPacket``) and the count of all bytes
+        #: fed: ``_buf`` always holds the newest ones, so its first byte is number
+        #: ``_fed - len(_buf)`` of the stream, whatever was taken from it since.
         self._packet = b""
-        self._packet_at = 0
+        self._fed = 0
         #: How much of the head in ``_buf`` has been checked line by line.
         self._checked = 0
         self._reset()
@@ -158,15 +159,16 @@ class Parser:
         """Bytes from the peer, in order; b'' when it has closed."""
         if not data:
             self.eof = True
-        elif self._buf or self.done or self.framing is Framing.CHUNKED:
-            self._packet, self._packet_at = data, len(self._buf)
+            return
+        self._packet = data
+        self._fed += len(data)
+        if self._buf or self.done or self.framing is Framing.CHUNKED:
             self._buf += data
         elif self.framing is Framing.LENGTH:
             # The common case of a counted body arriving: hand the bytes on without a
             # trip through the buffer.
             left = self.body_left
             if len(data) > left:
-                self._packet, self._packet_at = data, -left
                 self._buf += data[left:]
                 data = data[:left]
             self._pieces.append(data)
@@ -198,9 +200,13 @@ class Parser:
         # Node's bytesParsed counts into the last piece received; where the error is
         # not tied to a byte, the parser had read all of it.
         packet = self._packet
-        at = exc.position
+        at = exc.position  # in _buf
         exc.raw_packet = packet
-        exc.bytes_parsed = len(packet) if at is None else min(max(at - self._packet_at, 0), len(packet))
+        if at is None:
+            exc.bytes_parsed = len(packet)
+        else:
+            into = at + (self._fed - len(self._buf)) - (self._fed - len(packet))
+            exc.bytes_parsed = min(max(into, 0), len(packet))
 
     def next_start_error(self) -> errors.ProtocolError | None:
         """The error for bytes buffered past a complete message that cannot start
@@ -245,7 +251,6 @@ class Parser:
             check_raw_framing(raw, request=not self.client)
         head = self._parse_response_head(raw) if self.client else self._parse_request_head(raw)
         del buf[:end]
-        self._packet_at -= end
         self._checked = 0
         self._decide(head, raw)
         self.head = head

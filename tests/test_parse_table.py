@@ -228,6 +228,9 @@ REQUESTS: list[tuple[str, bytes, list[Event], dict[str, Any]]] = [
     # at the end of the head (which never comes here) or the headers timeout.
     ("bad-request-line-early", b"FOO /\r\n", [("error", 400)], {"eof": False}),
     ("bad-field-line-early", b"GET / HTTP/1.1\r\nX Y: z\r\n", [("error", 400)], {"eof": False}),
+    ("pipelined-then-bad", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcFOO /\r\n",
+     [head("POST", "/", fields=[(b"host", b"a"), (b"content-length", b"3")], framing=Framing.LENGTH, length=3),
+      ("data", b"abc"), END, ("error", 400)], {"eof": False}),
     ("oversized-head", b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"x" * 600 + b"\r\n\r\n", [("error", 431)],
      {"max_header_size": 512}),
     ("long-request-line", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n" + H + b"\r\n", [("error", 414)],
@@ -339,6 +342,23 @@ def test_both_parsers_give_the_same_answer(client: bool, data: bytes, opts: dict
     for pieces in splits:
         answers = [run(cls, pieces, client=client, detail=True, **opts) for cls in PARSERS]
         assert answers[0] == answers[1], pieces
+
+
+@pytest.mark.parametrize("pieces, bytes_parsed", [
+    pytest.param([b"GET / HTTP/1.1\r\nHost: a\r\n\r\nFOO /\r\n"], 28, id="second request, same piece"),
+    pytest.param([b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcFOO /\r\n"], 51,
+                 id="after a counted body, same piece"),
+    pytest.param([b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nab", b"cFOO /\r\n"], 2,
+                 id="after a counted body, next piece"),
+    pytest.param([b"GET / HTTP/1.1\r\nX: a", b"\x01b\r\n"], 0, id="field line across pieces"),
+])
+@pytest.mark.parametrize("parser_cls", PARSERS)
+def test_bytes_parsed_counts_into_the_last_piece(parser_cls: type[Parser], pieces: list[bytes],
+                                                 bytes_parsed: int) -> None:
+    """Node's ``bytesParsed`` is an offset into the last piece received (node 20 gave
+    28 and 51 for the first two), wherever the message before ended."""
+    events = run(parser_cls, pieces, client=False, detail=True, eof=False)
+    assert events[-1][0] == "error" and events[-1][3] == bytes_parsed, events[-1]
 
 
 @pytest.mark.parametrize("parser_cls", PARSERS)
