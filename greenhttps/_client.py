@@ -254,6 +254,17 @@ class ClientRequest(OutgoingMessage):
             self._exchange.close_now()
         gevent.get_hub().loop.run_callback(self._emit_failure, err)
 
+    def _trailing_error(self, err: errors.ProtocolError | None) -> None:
+        """Bytes after the response that cannot start another are a parse error,
+        which Node emits on the request after its ``'response'`` (B-87); the
+        connection is closed, not pooled."""
+        if err is not None:
+            gevent.get_hub().loop.run_callback(self._emit_trailing_error, err)
+
+    def _emit_trailing_error(self, err: errors.ProtocolError) -> None:
+        if not self.aborted:
+            self.emit_error(err)
+
     def _emit_failure(self, err: BaseException) -> None:
         if self.aborted:
             self._discard_connection()
@@ -443,7 +454,7 @@ class ClientRequest(OutgoingMessage):
             # give the connection back even if nobody reads the body.  'end' and the
             # 'close' events still come when the body is read (or flows).
             exchange.read_body()
-            exchange.release()
+            self._trailing_error(exchange.release())
             res._replace_source(_no_more)
         else:
             # Until someone reads the body, the connection still sees the server.
@@ -531,7 +542,7 @@ class ClientRequest(OutgoingMessage):
         """
         exchange = self._exchange
         if exchange is not None:
-            exchange.release()  # nothing left to release after an abort
+            self._trailing_error(exchange.release())  # nothing left to release after an abort
         res = self._res
         if isinstance(res, IncomingMessage) and res.complete:
             # The response points back here (res.req, its _on_finish); holding it

@@ -118,10 +118,27 @@ class ProtocolError(Error):
     """The peer sent something that is not valid HTTP/1.1 (Node's llhttp ``HPE_*`` codes).
 
     ``status_hint`` is the status a server replies with (400, 413, 414, 431, 501...).
+    For a malformed head, as Node's: ``raw_packet`` (alias ``rawPacket``) is the last
+    piece of bytes received, and ``bytes_parsed`` (``bytesParsed``) how far into it the
+    parser got (the offending byte); None when the error did not come from bytes.
     """
 
     code = "HPE_INVALID"
     status_hint: int = 400
+    #: Offset of the offending byte in the bytes the parser held (internal).
+    position: int | None = None
+    bytes_parsed: int | None = None
+    raw_packet: bytes | None = None
+
+    @property
+    def bytesParsed(self) -> int | None:  # noqa: N802 - Node's name
+        """Node's name for :attr:`bytes_parsed`."""
+        return self.bytes_parsed
+
+    @property
+    def rawPacket(self) -> bytes | None:  # noqa: N802 - Node's name
+        """Node's name for :attr:`raw_packet`."""
+        return self.raw_packet
 
 
 class NetworkError(Error, OSError):
