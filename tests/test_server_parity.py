@@ -228,3 +228,40 @@ def test_204_and_304_with_user_chunked_close_and_send_no_terminator(
 
     assert b"Connection: close" in lines(ours) and b"0" not in lines(ours)
     assert lines(ours) == lines(node_answer)
+
+
+@pytest.mark.parametrize("form", ["options", "listener", "both", "none"])
+def test_create_server_argument_forms(tls_options: dict[str, bytes], client_ssl_context: Any, form: str) -> None:
+    """B-5, mirrors test/parallel/test-https-argument-of-creating.js: ``create_server(opts)``
+    leaves ``opts`` as it was; ``create_server(listener)`` adds exactly that one
+    ``'request'`` listener, ``create_server()`` none; ALPN says ``http/1.1`` whatever
+    the form."""
+    import greenhttps
+
+    def listener(req: Any, res: Any) -> None:
+        res.end()
+
+    opts = dict(tls_options)
+    snapshot = dict(opts)
+    if form == "options":
+        srv = greenhttps.create_server(opts)
+    elif form == "listener":
+        srv = greenhttps.create_server(listener)
+    elif form == "both":
+        srv = greenhttps.create_server(opts, listener)
+    else:
+        srv = greenhttps.create_server()
+    try:
+        assert opts == snapshot
+        expected = [listener] if form in ("listener", "both") else []
+        assert srv.listeners("request") == expected
+        if form in ("options", "both"):
+            srv.listen(0, "127.0.0.1")
+            client_ssl_context.set_alpn_protocols(["h2", "http/1.1"])
+            sock = helpers.raw_connect(srv.address()["port"], tls=True, ssl_context=client_ssl_context)
+            try:
+                assert sock.selected_alpn_protocol() == "http/1.1"
+            finally:
+                sock.close()
+    finally:
+        srv.close()
