@@ -17,6 +17,7 @@ import pytest
 
 import greenhttps
 import greenhttps.http
+import helpers
 from greenhttps import errors
 
 pytestmark = pytest.mark.timeout(20)
@@ -218,3 +219,62 @@ def test_upgrade_answered_with_200_is_a_normal_response(make_server: Callable[..
         while not got:
             gevent.sleep(0.01)
     assert got[0].status_code == 200 and upgrades == ["/"]
+
+
+def test_a_stale_cached_session_is_evicted(make_server: Callable[..., Any], ca: Any, ca_pem: bytes) -> None:
+    """B-79, mirrors test/parallel/test-https-agent-session-eviction.js: a session
+    cached from one server; the server is replaced on the same port by one that cannot
+    resume it (another key, TLS 1.3 only where the first spoke 1.2) -> the next request
+    still succeeds, with a full handshake, and the agent then holds the new session."""
+    first = make_server(lambda req, res: res.end("one"), max_version="TLSv1.2")
+    port = first.address()["port"]
+    agent = greenhttps.Agent()  # keep_alive=False: every request dials anew
+    res = greenhttps.get({"hostname": "localhost", "port": port, "ca": ca_pem, "agent": agent})
+    assert res.read() == b"one"
+    name = agent.get_name({"hostname": "localhost", "port": port, "ca": ca_pem})
+    old_session = agent._sessions.get(name)
+    assert old_session is not None
+    first.close()
+    first.close_all_connections()
+    helpers.settle()
+
+    other = ca.issue_cert("localhost")
+    second = make_server(lambda req, res: res.end("two"), listen=False,
+                         key=other.private_key_pem.bytes(),
+                         cert=b"".join(blob.bytes() for blob in other.cert_chain_pems), min_version="TLSv1.3")
+    second.listen(port, "127.0.0.1")
+    res = greenhttps.get({"hostname": "localhost", "port": port, "ca": ca_pem, "agent": agent})
+    assert res.read() == b"two"
+    assert res.socket.session_reused is False
+    assert res.socket.get_protocol() == "TLSv1.3"
+    helpers.settle()
+    assert agent._sessions.get(name) is not old_session
+
+
+def test_re_emitting_connection_with_a_connect_socket_is_harmless(make_server: Callable[..., Any]) -> None:
+    """B-102, mirrors test/parallel/test-http-server-unconsume-consume.js: after
+    ``'connect'``, ``server.emit('connection', socket)`` does not crash anything, and
+    the server keeps serving."""
+    emitted: list[Any] = []
+
+    def on_connect(req: Any, sock: Any, head: bytes) -> None:
+        srv.emit("connection", sock)
+        emitted.append(sock)
+        sock.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+        sock.end()
+
+    srv = make_server()
+    srv.on("connect", on_connect)
+    sock = helpers.raw_connect(srv.address()["port"], tls=True, timeout=5)
+    try:
+        sock.sendall(b"CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\n")
+        assert helpers.read_response(sock, "CONNECT").status == 200
+    finally:
+        sock.close()
+    assert len(emitted) == 1
+    again = helpers.raw_connect(srv.address()["port"], tls=True, timeout=5)
+    try:
+        again.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert helpers.read_response(again).status == 200
+    finally:
+        again.close()

@@ -30,7 +30,7 @@ STATUSES = ("reproduced", "difference", "missing")
 #: B-numbers with no test that shows them (or that greenhttps gets wrong), as of the
 #: audit; each row of the table says why.
 KNOWN_MISSING = frozenset({
-    22, 48, 50, 69, 79, 81, 90, 102,
+    22, 48, 50, 69, 81, 90,
 })
 
 # A row: | B-n | title | status | where |  (a "|" inside a cell is written "\|").
