@@ -119,12 +119,14 @@ class Parser:
 
     __slots__ = ("client", "strict", "max_header_size", "max_headers_count", "request_method", "eof",
                  "head", "framing", "done", "keep_alive", "body_left", "trailers", "_buf", "_pieces", "_body_seen",
-                 "_checked", "_packet", "_fed")
+                 "_checked", "_packet", "_fed", "require_host")
 
     def __init__(self, *, client: bool = False, max_header_size: int = 16384,
-                 max_headers_count: int = 2000, strict: bool = True) -> None:
+                 max_headers_count: int = 2000, strict: bool = True, require_host: bool = True) -> None:
         self.client = client
         self.strict = strict
+        #: Server: an HTTP/1.1 request without ``Host`` is refused (Node's ``requireHostHeader``).
+        self.require_host = require_host
         self.max_header_size = max_header_size
         self.max_headers_count = max_headers_count
         #: Client: the method of the request being answered (HEAD, CONNECT frame it).
@@ -348,7 +350,7 @@ class Parser:
                 except ValueError:
                     pass
         else:
-            if http11 and not has_host:
+            if http11 and not has_host and self.require_host:
                 raise protocol_error("missing Host header", 400)  # RFC 9112 §3.2 (h11 too)
             if self.strict:
                 check_request_target(head.method, head.target)

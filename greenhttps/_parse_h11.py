@@ -17,6 +17,7 @@ against h11's reader state, which is why h11 is pinned to one minor version.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import h11
@@ -40,6 +41,11 @@ _VERSIONS = (b"1.1", b"1.0")
 _ChunkedReader = h11._readers.ChunkedReader  # type: ignore[attr-defined]
 #: h11 events are immutable: one body-less stand-in per distinct request shape.
 _SHADOW_REQUESTS: dict[tuple[str, tuple[tuple[bytes, bytes], ...]], h11.Request] = {}
+
+
+#: A Host field in a request head (not at its start: that is the request line).
+_HAS_HOST = re.compile(rb"\nhost[ \t]*:", re.IGNORECASE)
+_LENT_HOST = b"Host: greenhttps.invalid\r\n"
 
 
 class H11Parser(Parser):
@@ -107,8 +113,16 @@ class H11Parser(Parser):
                     http_version=event.http_version.decode("ascii"), headers=event.headers.raw_items())
 
     def _parse_request_head(self, raw: bytes) -> Head:
+        lent = not self.require_host and not _HAS_HOST.search(raw)
+        if lent:
+            # h11 refuses an HTTP/1.1 request without Host whatever we want: lend it
+            # one as the last field (earlier offsets stay true), and take it back.
+            raw = raw[:-2] + _LENT_HOST + b"\r\n"
         event = self._event(raw)
         assert isinstance(event, h11.Request), event
+        fields = event.headers.raw_items()
+        if lent:
+            fields = fields[:-1]
         if event.http_version not in _VERSIONS:
             # h11 takes any 1.x/2.x digit pair; only HTTP/1.0 and 1.1 are spoken here.
             status = 505 if event.http_version[:1] >= b"2" else 400
@@ -117,7 +131,7 @@ class H11Parser(Parser):
             raise protocol_error("request line too long", 414, "HPE_URI_TOO_LONG")
         # (Strict: its lines were checked as they arrived, Parser._check_lines.)
         return Head(method=event.method.decode("ascii"), target=event.target.decode("latin-1"),
-                    http_version=event.http_version.decode("ascii"), headers=event.headers.raw_items())
+                    http_version=event.http_version.decode("ascii"), headers=fields)
 
     def _head_error(self, exc: h11.RemoteProtocolError, raw: bytes) -> Exception:
         status = exc.error_status_hint

@@ -101,6 +101,7 @@ class ServerSide(Protocol):
     max_header_size: int
     max_headers_count: int
     max_requests_per_socket: int
+    require_host_header: bool
     _closing: bool
 
     def emit(self, event: str, *args: Any) -> bool: ...
@@ -169,6 +170,7 @@ class ServerConnection:
                 max_header_size=server.max_header_size,
                 max_headers_count=server.max_headers_count or 1 << 30,
                 strict=not server.insecure_http_parser,
+                require_host=server.require_host_header,
                 # A 'connection'/'secureConnection' listener may have set the socket's own.
                 idle_timeout=self._early_idle[0] if self._early_idle else ms_to_seconds(server.timeout),
                 on_idle=self._on_idle,

@@ -116,13 +116,14 @@ class Wire:
         max_header_size: int = 16384,
         max_headers_count: int = 2000,
         strict: bool = True,
+        require_host: bool = True,
         idle_timeout: float | None = None,
         on_idle: Callable[[], bool] | None = None,
     ) -> None:
         self.sock = sock
         self._client = client
         self._parser = parser(client=client, max_header_size=max_header_size,
-                              max_headers_count=max_headers_count, strict=strict)
+                              max_headers_count=max_headers_count, strict=strict, require_host=require_host)
         #: Bytes :meth:`poll_input` took from the socket, not yet given to the parser:
         #: every read takes them first.
         self._early = bytearray()
