@@ -109,6 +109,9 @@ def _connect_tcp(opts: Mapping[str, Any], timeout: float | None) -> gsocket.sock
         sock.settimeout(timeout)
         try:
             sock.connect(opts["socket_path"])
+        except OSError as exc:
+            sock.close()
+            raise _connect_error(exc, opts["socket_path"], None) from exc
         except BaseException:
             sock.close()
             raise
@@ -123,7 +126,13 @@ def _connect_tcp(opts: Mapping[str, Any], timeout: float | None) -> gsocket.sock
         # An address already: no resolver round trip (gevent's runs in a thread).
         infos = [(af, _stdlib_socket.SOCK_STREAM, 0, "", (host.strip("[]"), port))]
     else:
-        infos = list((lookup or gsocket.getaddrinfo)(host, port, family, _stdlib_socket.SOCK_STREAM))
+        try:
+            infos = list((lookup or gsocket.getaddrinfo)(host, port, family, _stdlib_socket.SOCK_STREAM))
+        except _stdlib_socket.gaierror as exc:
+            # Node's shape: code ENOTFOUND, syscall 'getaddrinfo', hostname.
+            raise errors.NameResolutionError(
+                f"getaddrinfo ENOTFOUND {host}", syscall="getaddrinfo", hostname=host, reason=exc.strerror
+            ) from exc
     last: BaseException | None = None
     for af, kind, proto, _, address in infos:
         sock = gsocket.socket(af, kind, proto)
@@ -135,11 +144,28 @@ def _connect_tcp(opts: Mapping[str, Any], timeout: float | None) -> gsocket.sock
             return sock
         except OSError as exc:
             sock.close()
-            last = exc
+            last = _connect_error(exc, address[0], address[1])
         except BaseException:
             sock.close()
             raise
-    raise last or OSError(f"no address for {host}")
+    raise last or errors.NameResolutionError(f"getaddrinfo ENOTFOUND {host}", syscall="getaddrinfo", hostname=host)
+
+
+def _connect_error(exc: OSError, address: str, port: int | None) -> errors.Error:
+    """A failed ``connect()`` as Node reports it (B-90): ``syscall 'connect'``,
+    ``address``, ``port``, and the message ``connect ECONNREFUSED 127.0.0.1:443``."""
+    err = errors.from_os_error(exc)
+    where = address if port is None else f"{address}:{port}"
+    if isinstance(err, errors.NetworkError) and not isinstance(err, errors.TimeoutError):
+        err.args = (f"connect {err.code} {where}",)
+        err.strerror = err.args[0]
+    elif isinstance(err, errors.TimeoutError):
+        err.args = (f"{err.message} during connect to {where}",)
+    err.syscall = "connect"  # type: ignore[attr-defined]
+    err.address = address  # type: ignore[attr-defined]
+    if port is not None:
+        err.port = port  # type: ignore[attr-defined]
+    return err
 
 
 def dial(
@@ -160,6 +186,8 @@ def dial(
     where = opts.get("socket_path") or f"{opts['host']}:{opts['port']}"
     try:
         raw = _connect_tcp(opts, connect_timeout)
+    except errors.Error:
+        raise
     except OSError as exc:
         raise errors.from_os_error(exc, during=f"connect to {where}") from exc
     try:
