@@ -276,8 +276,13 @@ class ClientRequest(OutgoingMessage):
         return self
 
     def _maybe_start_reader(self) -> None:
-        # Node's upgrade pattern listens to 'upgrade' (or 'connect') only.
-        if not self._reading and not self._result.ready() and any(map(self.has_listeners, _READER_EVENTS)):
+        # Node's upgrade pattern listens to 'upgrade' (or 'connect') only.  A
+        # 'timeout' listener needs someone waiting on the socket too, or its idle
+        # timer never runs (B-22: Node's test listens to nothing else); the head
+        # read is kept for getresponse(), the body is not read.
+        if self._reading or self._result.ready():
+            return
+        if any(map(self.has_listeners, _READER_EVENTS)) or (self._opts.get("timeout") and self.has_listeners("timeout")):
             self._start_reader()
 
     # ------------------------------------------------------------ failure
@@ -384,6 +389,8 @@ class ClientRequest(OutgoingMessage):
         self._opts["timeout"] = msecs
         if self._exchange is not None:
             self._exchange.set_idle_timeout(ms_to_seconds(msecs))
+            if self.finished:
+                gevent.get_hub().loop.run_callback(self._maybe_start_reader)
         return self
 
     def _on_idle(self) -> bool:
