@@ -39,17 +39,20 @@ import gevent
 from gevent.event import AsyncResult
 
 from . import errors
+from ._dial import ClientConnection, dial
 from ._events import EventEmitter
 from ._options import (
     AGENT_OPTIONS,
+    CLIENT_TLS_KEYS,
     REQUEST_OPTIONS,
     attribute_aliases,
     merge_options,
     node_aliases,
 )
+from ._url import server_name
 
 if TYPE_CHECKING:
-    from ._dial import ClientConnection
+    from ._socket import Socket
 
 __all__ = ["Agent", "get_global_agent", "set_global_agent", "package_face"]
 
@@ -68,6 +71,9 @@ def _check_at_least_one(name: str, value: object) -> None:
             f'The value of "{name}" is out of range. It must be >= 1. Received {value!r}', "ERR_OUT_OF_RANGE"
         )
 
+
+#: The request options a pool key is computed from.
+_NAME_KEYS = frozenset({"host", "port", "local_address", "family", "socket_path"}) | CLIENT_TLS_KEYS
 
 #: Node 20's https getName segments (20) after the http name, in order, as our option
 #: names ('' for the options greenhttps does not have: always empty).  ``digest``:
@@ -219,6 +225,49 @@ class Agent(EventEmitter):
         if not self.secure:
             return name
         return name + _tls_segments(opts, host)
+
+    # ----------------------------------------------------------- connecting
+
+    def create_connection(self, port: Any = None, host: Any = None, options: Mapping[str, Any] | None = None) -> Socket:
+        """Open a connection as this agent's requests do: TCP, then (https) TLS with the
+        certificate and host-name checks; Node's ``agent.createConnection()``.
+
+        Node's shapes: ``create_connection(options)``, ``(port, options)``, ``(port,
+        host, options)``; ``options`` are request options (``host``, ``port``, ``ca``,
+        ``servername``, ``session``...), the agent's own options filling the gaps,
+        and the caller's dict is not changed.  Blocks until the connection is made
+        and returns a :class:`~greenhttps.Socket` that belongs to the caller (not
+        pooled).  Raises what a request would report as ``'error'`` (Node returns
+        the socket at once and emits it there), e.g. ``CertificateError`` for a
+        certificate the agent's options do not trust.
+
+        A subclass may override it, as in Node: requests through that agent then
+        use the Socket it returns (it must be a greenhttps Socket).
+        """
+        given: dict[str, Any] = {}
+        if isinstance(port, Mapping):
+            given.update(port)
+        elif isinstance(host, Mapping):
+            given.update(host)
+        elif isinstance(options, Mapping):
+            given.update(options)
+        opts = merge_options(REQUEST_OPTIONS, self.options, given, what="create_connection")
+        if isinstance(port, int) and not isinstance(port, bool):
+            opts["port"] = port
+        if isinstance(host, str):
+            opts["host"] = host
+        opts["host"] = opts["hostname"] or opts["host"] or "localhost"
+        opts["port"] = int(opts["port"] or opts["default_port"] or self.default_port)
+        opts["servername"] = server_name(opts, None)
+        name = self.get_name({k: v for k, v in opts.items() if v is not None and k in _NAME_KEYS})
+        conn = dial(opts, name, secure=self.secure, sessions=self,
+                    keep_alive_msecs=self.keep_alive_msecs if self.keep_alive else None)
+        conn.wire.detach()  # the caller reads and writes the socket itself
+        return conn.socket
+
+    def _overrides_create_connection(self) -> bool:
+        """A subclass brought its own ``create_connection`` (Node's override point)."""
+        return type(self).create_connection is not Agent.create_connection
 
     # ---------------------------------------------------------- acquisition
 

@@ -47,12 +47,12 @@ import gevent
 from gevent.event import AsyncResult
 
 from . import errors
-from ._agent import Agent, get_global_agent
+from ._agent import _NAME_KEYS, Agent, get_global_agent
 from ._events import logger
 from ._exchange import ClientExchange
 from ._headers import check_name, check_value, node_headers, raw_list
 from ._incoming import IncomingMessage
-from ._options import CLIENT_TLS_KEYS, attribute_aliases, ms_to_seconds, node_aliases
+from ._options import attribute_aliases, ms_to_seconds, node_aliases
 from ._outgoing import OutgoingMessage, request_framing
 from ._socket import Socket
 from ._url import fill_port, host_header, request_options, server_name
@@ -421,6 +421,8 @@ class ClientRequest(OutgoingMessage):
     # ------------------------------------------------------------ response
 
     _reading = False
+    #: The connection went back to the agent for reuse: 'free' is owed after 'close'.
+    _freed = False
 
     def _start_reader(self) -> None:
         self._reading = True
@@ -497,7 +499,7 @@ class ClientRequest(OutgoingMessage):
             # give the connection back even if nobody reads the body.  'end' and the
             # 'close' events still come when the body is read (or flows).
             exchange.read_body()
-            exchange.release()
+            self._freed = exchange.release()
             res._replace_source(_no_more)
         else:
             # Until someone reads the body, the connection still sees the server.
@@ -587,8 +589,8 @@ class ClientRequest(OutgoingMessage):
         ``'close'``, then the response's.
         """
         exchange = self._exchange
-        if exchange is not None:
-            exchange.release()  # nothing left to release after an abort
+        if exchange is not None and exchange.release():  # nothing to release after an abort
+            self._freed = True
         res = self._res
         if isinstance(res, IncomingMessage) and res.complete:
             # The response points back here (res.req, its _on_finish); holding it
@@ -597,6 +599,12 @@ class ClientRequest(OutgoingMessage):
             self._res = weakref.ref(res)
             self._result = _SETTLED
         self._emit_close()
+        if self._freed and self.socket is not None:
+            # Node's agent 'free' (socket, options): after the request's 'close', for a
+            # connection kept for another request (pooled or handed to a waiter).
+            self._freed = False
+            if self.agent.has_listeners("free"):
+                self.agent.emit("free", self.socket, dict(self._opts))
 
 
 def _given_pairs(headers: Any) -> list[tuple[str, str]] | None:
@@ -659,7 +667,6 @@ def _on_idle_of(ref: weakref.ReferenceType[ClientRequest]) -> bool:
     return req._on_idle() if req is not None else False
 
 
-_NAME_KEYS = frozenset({"host", "port", "local_address", "family", "socket_path"}) | CLIENT_TLS_KEYS
 
 
 # ------------------------------------------------------------ entry points
@@ -729,7 +736,8 @@ def request(
 def get(url_or_options: Any = None, callback: Any = None, *more: Any, **kwargs: Any) -> Any:
     """Node's ``https.get``.  Without a callback: block and return the response.
 
-    The arguments are :func:`request`'s (``get(url, options, callback)`` too), with
+    ``url_or_options``, ``callback`` (positional arguments: the ``options`` dict after a URL, then the callback) and the
+    keyword options are :func:`request`'s (``get(url, options, callback)`` too), with
     the request ended at once.  With a ``callback(res)``, returns the ``ClientRequest``.
     Raises what :func:`request` and :meth:`ClientRequest.getresponse` raise.
     """

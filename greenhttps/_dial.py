@@ -25,7 +25,7 @@ from ._socket import Socket
 from ._url import is_ip
 from ._wire import Wire
 
-__all__ = ["ClientConnection", "SessionCache", "dial", "CLIENT_PARSER"]
+__all__ = ["ClientConnection", "SessionCache", "adopt", "dial", "CLIENT_PARSER"]
 
 _INF = float("inf")
 #: The parser class connections use (chosen once, at import; see _parsers).
@@ -211,6 +211,24 @@ def dial(
     except BaseException:
         raw.close()
         raise
+    return ClientConnection(name, sock, wire)
+
+
+def adopt(sock: Socket, opts: Mapping[str, Any], name: str) -> ClientConnection:
+    """A connection around a socket opened elsewhere (an ``Agent`` subclass's own
+    ``create_connection``), with the wire ``dial`` would give it."""
+    if not isinstance(sock, Socket):
+        raise errors.InvalidArgumentError(
+            f"create_connection() must return a greenhttps Socket, not {type(sock).__name__}", "ERR_INVALID_RETURN_VALUE"
+        )
+    wire = Wire(
+        sock._sock,
+        parser=CLIENT_PARSER,
+        client=True,
+        max_header_size=opts.get("max_header_size") or 16384,
+        strict=not opts.get("insecure_http_parser"),
+        idle_timeout=ms_to_seconds(opts.get("timeout")),
+    )
     return ClientConnection(name, sock, wire)
 
 

@@ -59,7 +59,7 @@ import gevent
 
 from . import errors
 from ._agent import Agent
-from ._dial import ClientConnection, dial
+from ._dial import ClientConnection, adopt, dial
 from ._events import logger
 from ._options import ms_to_seconds
 from ._socket import Socket
@@ -138,8 +138,12 @@ class ClientExchange:
         """Dial with the permit the agent gave us; a failure hands the permit on."""
         agent = self.agent
         try:
-            conn = dial(self.opts, self.name, secure=agent.secure, sessions=agent,
-                        keep_alive_msecs=agent.keep_alive_msecs if agent.keep_alive else None)
+            if agent._overrides_create_connection():
+                # Node's override point: the subclass opens the socket, we speak HTTP on it.
+                conn = adopt(agent.create_connection(dict(self.opts)), self.opts, self.name)
+            else:
+                conn = dial(self.opts, self.name, secure=agent.secure, sessions=agent,
+                            keep_alive_msecs=agent.keep_alive_msecs if agent.keep_alive else None)
         except BaseException:
             agent.dial_failed(self.name)
             raise
@@ -349,12 +353,13 @@ class ClientExchange:
 
     # ------------------------------------------------------------ release
 
-    def release(self) -> None:
+    def release(self) -> bool:
         """Give the connection back after the response ended (idempotent): pooled
-        if it can carry another exchange, else closed."""
+        if it can carry another exchange, else closed.  True if it was kept for
+        another exchange (Node's socket ``'free'``)."""
         conn = self._let_go()
         if conn is None:
-            return
+            return False
         if conn.session is None and conn.socket.encrypted and not conn.socket.session_reused and not conn.closed:
             # Once per connection, and only after a full handshake: fetching the
             # session costs ~0.1 ms, and by the end of the first response TLS 1.3
@@ -375,6 +380,7 @@ class ClientExchange:
             and wire.start_next_cycle()
         )
         self.agent.release(conn, reusable=reusable)
+        return reusable
 
     def discard(self) -> None:
         """Close the connection and free its pool slot (an error, an abort)."""

@@ -70,7 +70,8 @@ def request(
 ) -> ClientRequest:
     """Node's ``http.request``: ``http:`` URLs only.
 
-    The arguments as in :func:`greenhttps.request` (``request(url, options,
+    ``url_or_options``, ``callback`` (positional arguments: the ``options`` dict after a URL, then the callback) and the
+    keyword options as in :func:`greenhttps.request` (``request(url, options,
     callback)`` too).
     """
     return _client._make_request(url_or_options, callback, kwargs, agent_class=Agent, more=more)
@@ -81,7 +82,8 @@ def get(
 ) -> _Any:
     """Node's ``http.get``.  Without a callback: block and return the response.
 
-    The arguments as in :func:`greenhttps.get`.
+    ``url_or_options``, ``callback`` (positional arguments: the ``options`` dict after a URL, then the callback) and the
+    keyword options as in :func:`greenhttps.get`.
     """
     return _client.end_for_get(request(url_or_options, callback, *more, **kwargs))
 

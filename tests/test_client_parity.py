@@ -21,6 +21,7 @@ from client_support import (  # noqa: F401  (the *_fixture names register pytest
     port_of,
     read_request,
     serve_fixture,
+    serve_http_fixture,
     start_capture,
     wait_for,
 )
@@ -406,3 +407,187 @@ def test_timeout_option_emits_once_per_idle_period(script_server: Any, ca_pem: b
     assert len(count) == 1
     req.destroy()
     assert closed.wait(5)
+
+
+# =====================================================================
+# B-81: Agent.create_connection; the agent's 'free' event
+# =====================================================================
+
+
+def _raw_get(sock: Any, sessions: list[Any] | None = None) -> bytes:
+    """A raw GET on ``sock`` (then closed): the bytes of the answer.  ``sessions``
+    gets the TLS session, taken once the answer is in (TLS 1.3 tickets come late)."""
+    sock.write(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    data = b""
+    while chunk := sock.recv(4096):
+        data += chunk
+    if sessions is not None:
+        sessions.append(sock.get_session())
+    sock.destroy()
+    return data
+
+
+def test_create_connection_signatures(serve: Any, ca_pem: bytes) -> None:
+    """B-81, mirrors test/parallel/test-https-agent-create-connection.js: ``(options)``,
+    ``(port, options)`` and ``(port, host, options)`` each give a working TLS socket
+    (a raw GET answers ``HTTP/1.1 200 OK`` ... ``hello world\\n``); the caller's
+    options are not changed, and a ``port`` argument wins over ``options['port']``."""
+    port = port_of(serve(lambda req, res: res.end("hello world\n")))
+    agent = greenhttps.Agent()
+    for args in (({"port": port, "host": "localhost", "ca": ca_pem},), (port, {"ca": ca_pem}),
+                 (port, "localhost", {"ca": ca_pem})):
+        sock = agent.create_connection(*args)
+        assert isinstance(sock, greenhttps.Socket) and sock.encrypted and sock.authorized
+        data = _raw_get(sock)
+        assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b"hello world\n")
+    options = {"port": 3000, "ca": ca_pem}
+    _raw_get(agent.createConnection(port, "localhost", options))
+    assert options == {"port": 3000, "ca": ca_pem}
+    assert agent.sockets == {} and agent.total_socket_count == 0  # the caller's, not pooled
+
+
+def test_create_connection_without_trust_options_fails_verification(serve: Any) -> None:
+    """B-81's ``options`` null/undefined cases: the default ``rejectUnauthorized``
+    refuses the test CA's certificate (Node: the socket's 'error', "unable to verify
+    the first certificate"; here create_connection raises it, and no fd is left)."""
+    port = port_of(serve(lambda req, res: res.end("hello world\n")))
+    agent = greenhttps.Agent()
+    for options in (None, {}):
+        with pytest.raises(errors.CertificateError):
+            agent.create_connection(port, "localhost", options)
+
+
+def test_create_connection_override_is_used_by_requests(serve: Any, ca_pem: bytes) -> None:
+    """Node's override point: an Agent subclass with its own create_connection
+    opens the sockets its requests use (and they are pooled as any other)."""
+    port = port_of(serve(lambda req, res: res.end("ok")))
+    calls: list[dict[str, Any]] = []
+
+    class Counting(greenhttps.Agent):
+        def create_connection(self, *args: Any, **kwargs: Any) -> Any:
+            calls.append(args[0])
+            return super().create_connection(*args, **kwargs)
+
+    agent = Counting(keep_alive=True)
+    for _ in range(2):
+        res = greenhttps.get(url(port), ca=ca_pem, agent=agent)
+        assert res.read() == b"ok"
+    assert len(calls) == 1 and calls[0]["port"] == port  # the second request reused it
+    assert sum(map(len, agent.free_sockets.values())) == 1
+    agent.destroy()
+
+
+def test_agent_free_event_after_request_close(serve: Any, ca_pem: bytes) -> None:
+    """The agent's 'free' (socket, options), as Node 20 emits it (lib/_http_client.js
+    emitFreeNT; no test file pins it; checked with Node 20 on the same scenario):
+    once per response on a connection kept for reuse, after the request's 'close';
+    never from an agent whose requests say ``Connection: close``."""
+    port = port_of(serve(lambda req, res: res.end("ok")))
+    log: list[str] = []
+    freed: list[Any] = []
+    agent = greenhttps.Agent(keep_alive=True)
+    agent.on("free", lambda sock, opts: (log.append("free"), freed.append((sock, opts))))
+    for path in ("/a", "/b"):
+        done = gevent.event.Event()
+        req = greenhttps.request(url(port, path), ca=ca_pem, agent=agent)
+        req.on("response", lambda res: (res.on("end", lambda: log.append("end")), res.resume()))
+        req.on("close", lambda: log.append("close"))
+        agent.once("free", lambda *a: done.set())
+        req.end()
+        assert done.wait(5)
+    assert log == ["end", "close", "free", "end", "close", "free"]
+    assert freed[0][0] is freed[1][0]  # the same socket, reused
+    assert freed[0][1]["port"] == port and freed[1][1]["path"] == "/b"
+    agent.destroy()
+    plain = greenhttps.Agent()  # keep_alive=False: Connection: close, nothing freed
+    plain.on("free", lambda *a: log.append("free2"))
+    greenhttps.get(url(port), ca=ca_pem, agent=plain).read()
+    gevent.sleep(0.05)
+    assert "free2" not in log
+
+
+# =====================================================================
+# B-67 (max_total_sockets), B-80 (session), the global agent by assignment
+# =====================================================================
+
+
+def test_max_total_sockets_bounds_sockets_across_origins(serve: Any, ca_pem: bytes) -> None:
+    """B-67, mirrors test/parallel/test-http-agent-maxtotalsockets.js: ``maxTotalSockets
+    2``, ``maxSockets 3``, two servers x 6 requests at once: at every response 'end'
+    the agent has at most 2 sockets in use in all and 3 per origin; every request
+    is answered; afterwards ``agent.requests`` is empty.  (The option's validation,
+    Node's codes and messages, is test_agent.py::test_invalid_scheduling_and_limits.)"""
+    def slow(req: Any, res: Any) -> None:
+        gevent.sleep(0.02)
+        res.end("ok")
+
+    ports = [port_of(serve(slow)), port_of(serve(slow))]
+    agent = greenhttps.Agent(keep_alive=True, max_total_sockets=2, max_sockets=3)
+    seen: list[tuple[int, int]] = []
+    done: list[bytes] = []
+
+    def one(port: int) -> None:
+        req = greenhttps.request(url(port), ca=ca_pem, agent=agent)
+        res = req.getresponse()
+
+        def at_end() -> None:
+            in_use = agent.sockets
+            seen.append((sum(map(len, in_use.values())), max(map(len, in_use.values()), default=0)))
+
+        res.on("end", at_end)
+        done.append(res.read())
+
+    gevent.joinall([gevent.spawn(one, port) for port in ports for _ in range(6)], timeout=15, raise_error=True)
+    assert done == [b"ok"] * 12
+    assert len(seen) == 12 and all(total <= 2 and per_origin <= 3 for total, per_origin in seen)
+    assert agent.requests == {} and agent.total_socket_count <= 2
+    agent.destroy()
+
+
+def test_session_option_resumes_over_the_wire(serve: Any, ca_pem: bytes) -> None:
+    """B-80, mirrors test/parallel/test-https-client-resume.js: a first connection
+    has ``is_session_reused() is False``; a second given its ``get_session()`` as
+    the ``session`` option is resumed; the handler runs twice.  (Also held by
+    test_client_tls.py::test_session_option_resumes; here through
+    ``Agent.create_connection``, Node's ``tls.connect`` shape.)"""
+    seen: list[str] = []
+    port = port_of(serve(lambda req, res: (seen.append(req.url), res.end("s"))))
+    agent = greenhttps.Agent(max_cached_sessions=0)  # no cache: only the option resumes
+    first = agent.create_connection(port, "localhost", {"ca": ca_pem})
+    assert first.is_session_reused() is False
+    sessions: list[Any] = []
+    assert _raw_get(first, sessions).endswith(b"s")
+    session = sessions[0]
+    assert session is not None
+    second = agent.create_connection(port, "localhost", {"ca": ca_pem, "session": session})
+    assert second.is_session_reused() is True
+    assert _raw_get(second).endswith(b"s")
+    assert seen == ["/", "/"]
+
+
+@pytest.mark.parametrize("module", [greenhttps, greenhttps.http], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(("set_as", "read_as"), [("globalAgent", "global_agent"), ("global_agent", "globalAgent")])
+def test_assigned_global_agent_carries_the_next_get(serve: Any, serve_http: Any, ca_pem: bytes, module: Any,
+                                                    set_as: str, read_as: str) -> None:
+    """Issue 17: ``greenhttps.globalAgent = Agent(...)`` takes effect as ``global_agent
+    = ...`` does: either spelling set, the other reads it back, and the next get()
+    without an ``agent`` goes through it (its connection lands in that agent's pool)."""
+    if module is greenhttps:
+        port, target = port_of(serve(lambda req, res: res.end("ok"))), "https"
+    else:
+        port, target = port_of(serve_http(lambda req, res: res.end("ok"))), "http"
+    before = module.global_agent
+    replacement = module.Agent(keep_alive=True)
+    setattr(module, set_as, replacement)
+    try:
+        assert getattr(module, read_as) is replacement
+        res = module.get(f"{target}://localhost:{port}/", ca=ca_pem) if module is greenhttps else \
+            module.get(f"{target}://localhost:{port}/")
+        assert res.read() == b"ok"
+        assert res.req.agent is replacement
+        wait_for(lambda: sum(map(len, replacement.free_sockets.values())) == 1, what="pooled in the replacement")
+        assert before.free_sockets == {}
+    finally:
+        setattr(module, read_as, before)
+        replacement.destroy()
+    assert module.global_agent is before and module.globalAgent is before
