@@ -151,9 +151,9 @@ class ClientRequest(OutgoingMessage):
         if body_length == 0 and self.method in _BODYLESS_METHODS:
             self._auto_length = None
             return  # Node sends no length for an empty GET/HEAD/DELETE/...
-        if body_length is None and self.method == "CONNECT":
-            # Node (B-98): CONNECT never chunks by default; what is written before the
-            # tunnel opens goes out as it is (the proxy reads it as tunnel data).
+        if self.method == "CONNECT":
+            # Node (B-98): a CONNECT body has no framing (no chunks, no length): what is
+            # written before the tunnel opens goes out as it is, tunnel data to the proxy.
             self._auto_length = None
             return
         super()._default_length(body_length)

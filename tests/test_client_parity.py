@@ -104,6 +104,28 @@ def test_headers_as_pairs_keep_repeats_and_suppress_implicit_host_and_auth(scrip
     assert cap.last.get_all("host") == []
 
 
+def test_headers_as_pairs_with_a_body(script_server: Any, ca_pem: bytes) -> None:
+    """B-50 with a body.  Checked with Node 20: pairs with their own
+    ``Content-Length: 3`` go out as given, then ``Connection``, then the body; without
+    one Node fixes the head when the request is made and chunks ``end('abc')``,
+    where greenhttps sends ``Content-Length: 3`` after the pairs (README, Differences)."""
+    cap = start_capture(script_server)
+    req = greenhttps.request({"hostname": "localhost", "port": cap.port, "ca": ca_pem, "agent": False,
+                              "method": "POST", "headers": [("Host", "localhost"), ("X-A", "1"), ("Content-Length", "3")]})
+    req.end("abc")
+    assert req.getresponse().read() == b"ok"
+    assert cap.last.headers == [(b"Host", b"localhost"), (b"X-A", b"1"), (b"Content-Length", b"3"),
+                                (b"Connection", b"close")]
+    assert cap.last.body == b"abc"
+    req = greenhttps.request({"hostname": "localhost", "port": cap.port, "ca": ca_pem, "agent": False,
+                              "method": "POST", "headers": [("Host", "localhost"), ("X-A", "1")]})
+    req.end("abc")
+    assert req.getresponse().read() == b"ok"
+    assert cap.last.headers == [(b"Host", b"localhost"), (b"X-A", b"1"), (b"Connection", b"close"),
+                                (b"Content-Length", b"3")]
+    assert cap.last.body == b"abc"
+
+
 def test_object_headers_keep_implicit_host_and_auth(script_server: Any, ca_pem: bytes) -> None:
     """B-50's object half (test-http-client-headers-array.js): object headers get the
     implicit Host and, with ``auth``, Basic Authorization; a cookie list in an
@@ -282,6 +304,28 @@ def test_connect_body_is_not_chunked_and_request_closes(script_server: Any, ca_p
     assert captured.get_all("transfer-encoding") == [] and captured.get_all("content-length") == []
     assert seen["head"] == b"Head"
     assert agent.sockets == {} and agent.requests == {} and agent.total_socket_count == 0
+
+
+def test_connect_body_given_to_end_is_raw(script_server: Any, ca_pem: bytes) -> None:
+    """B-98's framing with ``end(b'Head')`` (checked with Node 20: no Content-Length,
+    the bytes raw after the head, as with write())."""
+    seen: dict[str, Any] = {}
+
+    def handler(sock: Any) -> None:
+        seen["req"] = read_request(sock)
+        seen["head"] = sock.recv(100)
+        sock.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        sock.recv(1)
+
+    port = script_server(handler, tls=True)
+    req = greenhttps.request({"hostname": "localhost", "port": port, "method": "CONNECT", "path": "example.org:443",
+                              "ca": ca_pem, "agent": False})
+    got = gevent.event.AsyncResult()
+    req.on("connect", lambda res, sock, head: (got.set(res.status_code), sock.destroy()))
+    req.end(b"Head")
+    assert got.get(timeout=5) == 200
+    assert seen["req"].get_all("content-length") == [] and seen["req"].get_all("transfer-encoding") == []
+    assert seen["head"] == b"Head"
 
 
 def test_upgrade_emits_close_after_upgrade(script_server: Any, ca_pem: bytes) -> None:
