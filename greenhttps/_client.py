@@ -405,18 +405,22 @@ class ClientRequest(OutgoingMessage):
         return False
 
     def set_no_delay(self, no_delay: bool = True) -> None:
-        """Nagle off (``no_delay`` True) on the request's socket, once it has one.
+        """Nagle off (``no_delay`` True) on the request's socket (now, or once it has one).
 
         Node: ``request.setNoDelay()``.
         """
         if self.socket is not None:
             self.socket.set_no_delay(no_delay)
+        else:  # applied once connected, as Node's _deferToConnect
+            self.once("socket", lambda sock: sock.set_no_delay(no_delay))
 
     def set_socket_keep_alive(self, enable: bool = False, initial_delay: float = 0) -> None:
         """TCP keep-alive on the request's socket if ``enable``, ``initial_delay`` in
-        milliseconds; Node's ``request.setSocketKeepAlive()``."""
+        milliseconds (now, or once it has a socket); Node's ``request.setSocketKeepAlive()``."""
         if self.socket is not None:
             self.socket.set_keep_alive(enable, initial_delay)
+        else:
+            self.once("socket", lambda sock: sock.set_keep_alive(enable, initial_delay))
 
     # ------------------------------------------------------------ response
 

@@ -82,7 +82,9 @@ class ClientConnection:
                 return
             if fd < 0:
                 return
-            watcher = self._watcher = gevent.get_hub().loop.io(fd, 1)
+            # Unreferenced, as Node unrefs a free socket: an idle pooled
+            # connection does not keep gevent.wait() (the script) from ending.
+            watcher = self._watcher = gevent.get_hub().loop.io(fd, 1, ref=False)
         watcher.start(on_readable, self)
 
     def unpark(self) -> None:

@@ -157,7 +157,8 @@ def response_framing(
     sends no body.  An HTTP/1.0 peer, which cannot decode chunks, loses the
     ``Transfer-Encoding``.  ``Connection: close`` is said whenever the connection
     ends (``keep_alive`` False, or a close-delimited body), unless the user removed
-    ``Connection``; a user's ``keep-alive`` token then gives way.  ``out`` itself is
+    ``Connection``; a user's ``keep-alive`` token (and ``Keep-Alive`` field) then gives
+    way.  A 204/304 carrying a ``Transfer-Encoding`` ends the connection (Node).  ``out`` itself is
     not changed: the edits are in the returned fields.
     """
     value = out.value
@@ -186,9 +187,12 @@ def response_framing(
             # HEAD gets the fields a GET would have had (as h11 and Node do).
             kind = Framing.CHUNKED
             extra = [(b"Transfer-Encoding", b"chunked")]
-    if head_request or status == 204 or status == 304:
+    no_body_status = status == 204 or status == 304
+    if head_request or no_body_status:
         kind, remaining = Framing.NONE, 0
-    close = not keep_alive or kind is Framing.UNTIL_CLOSE
+    # A 204/304 that says Transfer-Encoding has no body to frame, and a peer that
+    # believes the field would wait for chunks: Node ends the connection (B-33).
+    close = not keep_alive or kind is Framing.UNTIL_CLOSE or (no_body_status and te is not None)
     connection = value("connection")
     if connection is not None:
         says_close = connection != "keep-alive" and _says_close(connection)  # ours, the usual case: no call
@@ -196,6 +200,8 @@ def response_framing(
             kept = [token for token in _tokens(connection) if token and token != "keep-alive"]
             override = override or {}
             override["connection"] = ", ".join([*kept, "close"])
+            if "keep-alive" in out:
+                override["keep-alive"] = None  # its parameters describe a connection that ends
         close = close or says_close
     elif close and "connection" not in removed:
         extra = [*(extra or ()), (b"Connection", b"close")]

@@ -72,7 +72,9 @@ class Server(EventEmitter):
     ``honor_cipher_order``, ``request_cert``, ``reject_unauthorized``,
     ``sni_callback``, ``alpn_protocols``, ``ssl_context``.  Each non-TLS option is
     also a writable attribute, under both spellings (``server.headersTimeout``), read
-    when a connection needs it.
+    when a connection needs it.  Past ``max_requests_per_socket``, requests the
+    client already pipelined are answered 503 and emitted as ``'dropRequest'(req,
+    socket)`` instead of ``'request'``, as in Node.
 
     ``Server(options, request_listener, **kwargs)``: ``options`` is a dict of the above
     (or the ``request_listener`` itself, as Node allows), ``request_listener(req, res)``

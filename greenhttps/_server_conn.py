@@ -280,6 +280,8 @@ class ServerConnection:
             first = False
             self.state = ConnState.ACTIVE
             if not self._handle(wire, head):
+                if self._request_limit_reached():
+                    self._drop_pipelined(wire)
                 return
             if not wire.start_next_cycle():
                 return
@@ -339,6 +341,37 @@ class ServerConnection:
         finally:
             watch.stop()
         return self._after_response(wire, req, res)
+
+    def _request_limit_reached(self) -> bool:
+        """The last response ended the connection only for ``max_requests_per_socket``."""
+        limit = self.server.max_requests_per_socket
+        res = self._res
+        return bool(limit and self.requests_served >= limit and res is not None and res.finished
+                    and not res.destroyed and not self._body_error and self.state is ConnState.ACTIVE)
+
+    def _drop_pipelined(self, wire: Wire) -> None:
+        """Node's ``maxRequestsPerSocket`` (B-97): each request already pipelined past
+        the last one this socket serves is emitted as ``'dropRequest'(req, socket)``
+        instead of ``'request'`` and answered 503; then the connection closes."""
+        server = self.server
+        while wire.start_next_cycle(after_close=True):
+            try:
+                head = wire.buffered_head()
+            except errors.Error as exc:
+                logger.debug("connection %r: a request past the limit failed: %s", self, exc)
+                return
+            if head is None:
+                return
+            req = IncomingMessage(head, self.socket, self._read_body, trailers=lambda: wire.trailers,
+                                  read_rest=self._read_rest_of_body)
+            res = ServerResponse(req, wire, self)
+            res.send_date = server.send_date
+            self._req, self._res = req, res
+            server.emit("dropRequest", req, self.socket)
+            res.status_code = 503
+            res.end()
+            if head.framing != Framing.NONE:
+                return  # its body is unread: nothing after it can be found
 
     def _dispatch(self, req: IncomingMessage, res: ServerResponse, expect: str | None) -> bool:
         server = self.server
@@ -431,8 +464,13 @@ class ServerConnection:
 
     @property
     def keep_alive_header(self) -> str | None:
-        timeout = self.server.keep_alive_timeout
-        return f"timeout={int(timeout // 1000)}" if timeout and timeout >= 1000 else None
+        server = self.server
+        timeout = server.keep_alive_timeout
+        if not timeout or timeout < 1000:
+            return None
+        # Node names the socket's whole budget, not what is left of it.
+        limit = server.max_requests_per_socket
+        return f"timeout={int(timeout // 1000)}, max={limit}" if limit else f"timeout={int(timeout // 1000)}"
 
     def response_finished(self, res: ServerResponse) -> None:
         res.closed = True
@@ -632,7 +670,12 @@ class ServerConnection:
             self.socket.destroy()
 
     def close_if_idle(self) -> bool:
-        """Close now if waiting between requests; True if it did."""
+        """Close now if waiting between requests; True if it did.  A connection with
+        part of a request received is not idle (Node 19+, B-11): it is served, with
+        ``Connection: close`` once the server is closing."""
+        wire = self.wire
+        if wire is not None and self.state is ConnState.WAITING and wire.head_started:
+            return False
         if self.state in (ConnState.WAITING, ConnState.HANDSHAKE) and self.greenlet is not None:
             gevent.kill(self.greenlet)
             return True

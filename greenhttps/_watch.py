@@ -89,7 +89,9 @@ class PeerWatch:
         self._fired_at = -1.0
         #: want() was called and stop() not yet; a start is queued on the loop;
         #: a greenlet is reading the socket itself.
-        self._wanted = self._pending = self._paused = False
+        self._wanted = self._paused = False
+        #: The loop callback want() queued, until it runs (stop() cancels it).
+        self._pending: Any = None
 
     # ------------------------------------------------------------ control
 
@@ -102,12 +104,11 @@ class PeerWatch:
         a keep-alive request.  The loop turns exactly when the owner's greenlet first
         waits -- the moment somebody else must watch."""
         self._wanted = True
-        if not self._pending:
-            self._pending = True
-            self._loop.run_callback(self._begin)
+        if self._pending is None:
+            self._pending = self._loop.run_callback(self._begin)
 
     def _begin(self) -> None:
-        self._pending = False
+        self._pending = None
         if self._wanted and not self._paused:
             self.start()
 
@@ -123,6 +124,10 @@ class PeerWatch:
 
     def stop(self) -> None:
         self._wanted = False
+        pending = self._pending
+        if pending is not None:  # the handler never let the hub run: nothing to start
+            self._pending = None
+            pending.stop()
         if not self._watching:
             return
         self._watching = False
@@ -148,7 +153,7 @@ class PeerWatch:
         self._paused = False
         if self._watching:
             self._start_input()
-        elif self._wanted and not self._pending:
+        elif self._wanted and self._pending is None:
             self.start()  # the queued start came while the socket was being read
 
     def restart_timer(self) -> None:

@@ -187,10 +187,13 @@ class Wire:
         """Some bytes of the next message are buffered (a pipelined request)."""
         return self._parser.head_started or bool(self._early)
 
-    def start_next_cycle(self) -> bool:
-        """Reset for the next exchange; False if the connection cannot be reused."""
+    def start_next_cycle(self, *, after_close: bool = False) -> bool:
+        """Reset for the next exchange; False if the connection cannot be reused.
+
+        ``after_close``: even though the last message said the connection closes (to
+        read requests already pipelined past it, see :meth:`buffered_head`)."""
         out = self._out
-        if not self._out_done or out is None or out.close or not self._parser.start_next():
+        if not self._out_done or out is None or (out.close and not after_close) or not self._parser.start_next():
             return False
         self._out = None
         self._out_done = self._sent_interim = False
@@ -233,6 +236,17 @@ class Wire:
             self._receive(deadline, "headers", wait_first=not parser.head_started)
             if deadline is None and headers_timeout is not None:
                 deadline = time.monotonic() + headers_timeout
+        return head
+
+    def buffered_head(self) -> Head | None:
+        """The next head if its bytes have already arrived (pipelined); None
+        otherwise.  Never waits.  Raises like :meth:`read_head` for a malformed one."""
+        self.poll_input()
+        parser = self._parser
+        head = parser.next_head()
+        if head is None and self._early:
+            self._receive(None, "headers")  # feeds the stash; never waits for a stash
+            head = parser.next_head()
         return head
 
     def read_body(self, *, deadline: float | None = None) -> bytes:

@@ -8,6 +8,7 @@ greenhttps, so these fixtures work whatever state the package is in.
 
 from __future__ import annotations
 
+import os
 import ssl
 import sys
 from collections.abc import Callable, Iterator
@@ -46,20 +47,30 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, text in {
         "allow_hub_errors": "do not fail the test when an exception reaches the gevent hub",
         "slow": "a test that takes more than a couple of seconds",
-        "needs_node": "talks to a node peer (skipped when node is not on PATH)",
-        "needs_curl": "talks to a curl peer (skipped when curl is not on PATH)",
-        "needs_openssl": "talks to an openssl peer (skipped when openssl is not on PATH)",
+        "needs_node": "talks to a node peer (skipped when node is not on PATH, fails in CI)",
+        "needs_curl": "talks to a curl peer (skipped when curl is not on PATH, fails in CI)",
+        "needs_openssl": "talks to an openssl peer (skipped when openssl is not on PATH, fails in CI)",
     }.items():
         if name not in known:
             config.addinivalue_line("markers", f"{name}: {text}")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip ``needs_node``/``needs_curl``/``needs_openssl`` tests when the tool is missing."""
+    """Skip ``needs_node``/``needs_curl``/``needs_openssl`` tests when the tool is
+    missing -- except in CI (``CI`` set, as ``.ci/run`` does), where a missing peer
+    must fail loudly rather than quietly shrink the run."""
+    in_ci = bool(os.environ.get("CI"))
     for item in items:
         for marker, tool in _TOOL_MARKERS.items():
-            if item.get_closest_marker(marker) and helpers.which(tool) is None:
+            if item.get_closest_marker(marker) and helpers.which(tool) is None and not in_ci:
                 item.add_marker(pytest.mark.skip(reason=f"{tool} not found on PATH"))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """In CI, a test whose peer tool is missing fails before it starts (see above)."""
+    for marker, tool in _TOOL_MARKERS.items():
+        if item.get_closest_marker(marker) and helpers.which(tool) is None:
+            pytest.fail(f"{tool} not found on PATH: CI must have every peer the tests talk to")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
