@@ -48,6 +48,7 @@ from gevent.event import AsyncResult
 
 from . import errors
 from ._agent import _NAME_KEYS, Agent, get_global_agent
+from ._dial import unconnected_socket
 from ._events import logger
 from ._exchange import ClientExchange
 from ._headers import check_name, check_value, node_headers, raw_list
@@ -220,6 +221,11 @@ class ClientRequest(OutgoingMessage):
             exchange.discard()
             raise
         except (errors.Error, OSError) as exc:
+            if self.socket is None:
+                # The connection could not be made.  Node's request has its socket
+                # before connecting: 'socket', then 'error', then 'close' (B-82, B-90).
+                self.socket = unconnected_socket()
+                self.emit("socket", self.socket)
             self._fail(exc)
         except BaseException:
             exchange.discard()

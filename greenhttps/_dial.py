@@ -25,7 +25,7 @@ from ._socket import Socket
 from ._url import is_ip
 from ._wire import Wire
 
-__all__ = ["ClientConnection", "SessionCache", "adopt", "dial", "CLIENT_PARSER"]
+__all__ = ["ClientConnection", "SessionCache", "adopt", "dial", "unconnected_socket", "CLIENT_PARSER"]
 
 _INF = float("inf")
 #: The parser class connections use (chosen once, at import; see _parsers).
@@ -214,6 +214,15 @@ def dial(
         raw.close()
         raise
     return ClientConnection(name, sock, wire)
+
+
+def unconnected_socket() -> Socket:
+    """A destroyed :class:`Socket` standing for a connection that could not be made:
+    a request emits it as ``'socket'`` before the connection error, as Node's, whose
+    socket exists before it connects."""
+    sock = Socket(gsocket.socket(_stdlib_socket.AF_INET, _stdlib_socket.SOCK_STREAM))
+    sock.destroy()
+    return sock
 
 
 def adopt(sock: Socket, opts: Mapping[str, Any], name: str) -> ClientConnection:

@@ -222,15 +222,19 @@ def test_connection_refused_carries_syscall_address_port(ca_pem: bytes) -> None:
     """B-90 (net's ECONNREFUSED, as https.request reports it): checked with Node 20,
     ``code 'ECONNREFUSED'``, ``syscall 'connect'``, ``address '127.0.0.1'``,
     ``port``, message ``'connect ECONNREFUSED 127.0.0.1:<port>'``; the request emits
-    'socket' then 'error'."""
+    'socket', 'error', 'close' (B-82's connection-error row)."""
     port = closed_port()
     log: list[str] = []
     got = gevent.event.AsyncResult()
     req = greenhttps.request({"host": "127.0.0.1", "port": port, "ca": ca_pem})
     req.on("socket", lambda s: log.append("socket"))
     req.on("error", lambda e: (log.append("error"), got.set(e)))
+    req.on("close", lambda: log.append("close"))
     req.end()
     err = got.get(timeout=5)
+    wait_for(lambda: "close" in log, what="'close'")
+    assert log == ["socket", "error", "close"]  # B-82's connection-error order
+    assert req.socket is not None and req.socket.destroyed
     assert isinstance(err, errors.ConnectionRefusedError)
     assert err.code == "ECONNREFUSED"
     assert err.syscall == "connect" and err.address == "127.0.0.1" and err.port == port

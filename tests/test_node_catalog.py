@@ -30,7 +30,7 @@ STATUSES = ("reproduced", "difference", "missing")
 #: B-numbers with no test that shows them (or that greenhttps gets wrong), as of the
 #: audit; each row of the table says why.
 KNOWN_MISSING = frozenset({
-    4, 5, 22, 48, 50, 69, 79, 81, 87, 88, 90, 92, 93, 95, 102, 103, 104,
+    4, 5, 79, 87, 88, 92, 93, 95, 102, 103, 104,
 })
 
 # A row: | B-n | title | status | where |  (a "|" inside a cell is written "\|").
