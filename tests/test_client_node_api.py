@@ -494,6 +494,16 @@ def test_create_connection_signatures(serve: Any, ca_pem: bytes) -> None:
     assert agent.sockets == {} and agent.total_socket_count == 0  # the caller's, not pooled
 
 
+def test_http_agent_create_connection_is_plain_tcp(serve_http: Any) -> None:
+    """The http twin (Node's ``http.Agent.createConnection`` is ``net.createConnection``):
+    a plain socket, on which a raw GET gets its answer."""
+    port = port_of(serve_http(lambda req, res: res.end("hello world\n")))
+    sock = greenhttps.http.Agent().create_connection(port, "127.0.0.1")
+    assert not sock.encrypted and sock.remote_port == port
+    data = _raw_get(sock)
+    assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b"hello world\n")
+
+
 def test_create_connection_without_trust_options_fails_verification(serve: Any) -> None:
     """B-81's ``options`` null/undefined cases: the default ``rejectUnauthorized``
     refuses the test CA's certificate (Node: the socket's 'error', "unable to verify
