@@ -30,7 +30,7 @@ STATUSES = ("reproduced", "difference", "missing")
 #: B-numbers with no test that shows them (or that greenhttps gets wrong), as of the
 #: audit; each row of the table says why.
 KNOWN_MISSING = frozenset({
-    22, 48, 50, 69, 81, 90,
+    # none: every behaviour is reproduced or a documented difference
 })
 
 # A row: | B-n | title | status | where |  (a "|" inside a cell is written "\|").

@@ -283,8 +283,9 @@ def test_require_host_header_with_each_parser_like_node(make_server: Callable[..
     and friends use it): True (the default) answers an HTTP/1.1 request without Host
     400; False serves it with no ``host`` header.  Both parsers, and node 20 on the
     same bytes, give the same status line and body."""
-    from greenhttps import _server_conn
     from test_strict_parity import PARSERS
+
+    from greenhttps import _server_conn
 
     request = b"GET / HTTP/1.1\r\nX-A: b\r\n\r\n"
     with helpers.node_server(NODE_HOSTLESS_SERVER, ["true" if required else "false"]) as node_port:
