@@ -394,7 +394,12 @@ class Response:
         if not self._decoder_made:
             self._decoder_made = True
             if self._decompress:
-                self._decoder = _decode.decoder_for(self.headers.get("content-encoding"), self._max_decoded_size)
+                try:
+                    self._decoder = _decode.decoder_for(self.headers.get("content-encoding"),
+                                                        self._max_decoded_size)
+                except errors.ContentDecodingError:
+                    self.close()
+                    raise
 
     def _body_ended(self) -> None:
         self._ended = True
@@ -406,10 +411,14 @@ class Response:
         decoder = self._decoder
         while not self._ended:
             chunk = self.raw.read(65536)
-            if not chunk:
-                self._body_ended()
-                return decoder.finish() if decoder is not None else b""
-            piece = decoder.feed(chunk) if decoder is not None else chunk
+            try:
+                if not chunk:
+                    self._body_ended()
+                    return decoder.finish() if decoder is not None else b""
+                piece = decoder.feed(chunk) if decoder is not None else chunk
+            except errors.ContentDecodingError:
+                self.close()  # the rest is not worth reading: the connection goes
+                raise
             if piece:
                 return piece
         return b""
