@@ -33,6 +33,7 @@ streamed and so cannot be: then a 307/308 fails and no retry is made.
 from __future__ import annotations
 
 import base64
+import collections
 import dataclasses
 import datetime
 import email.utils
@@ -95,6 +96,7 @@ def _ms(value: Any, name: str) -> float | None:
 @dataclasses.dataclass(frozen=True)
 class Retry:
     """How ``fetch(..., retry=...)`` tries again; ``retry=N`` is ``Retry(total=N)``.
+    (Node's fetch does not retry; undici's ``RetryAgent`` is the nearest thing.)
 
     ``total``: attempts after the first.  What is retried: a connection refused
     (ECONNREFUSED), reset or closed before any response byte (ECONNRESET), and a
@@ -339,7 +341,8 @@ class Timings:
 
 
 class Response:
-    """What :func:`fetch` returns: the final response, its body read on demand.
+    """What :func:`fetch` returns: the final response, its body read on demand
+    (Node's fetch ``Response``, with Python's names and a blocking body).
 
     ``status``, ``status_text`` (the reason phrase as sent), ``ok`` (2xx), ``url``
     (the final URL, after redirects), ``redirected``, ``headers`` (:class:`Headers`),
@@ -355,6 +358,10 @@ class Response:
 
     def __init__(self, raw: Any, request: Any, url: str, *, redirected: bool, decompress: bool,
                  max_decoded_size: int | None, started: float, timings: Timings) -> None:
+        """Made by :func:`fetch`, not by users: ``raw`` (the IncomingMessage) and
+        ``request`` (its ClientRequest), the final ``url``, whether it was
+        ``redirected``, ``decompress`` and ``max_decoded_size`` as fetch() was given
+        them, when it ``started`` (``time.monotonic()``) and its ``timings``."""
         self.raw = raw
         self._request = request
         self.status: int = raw.status_code
@@ -512,6 +519,28 @@ class Response:
 
 
 # ------------------------------------------------------------------ fetch()
+
+
+#: Pools of connections to a proxy that forwards plain http: requests, one per
+#: (proxy, origin), the most recently used kept.  Per origin because a proxy may
+#: turn a connection into a pipe to the first request's origin (pproxy does): a
+#: pooled connection must never carry a request for another origin.
+_FORWARD_AGENTS: collections.OrderedDict[tuple[str, str], Any] = collections.OrderedDict()
+_MAX_FORWARD_AGENTS = 64
+
+
+def _forward_agent(proxy_url: str, origin: str) -> Any:
+    key = (proxy_url, origin)
+    agent = _FORWARD_AGENTS.get(key)
+    if agent is None:
+        agent = _FORWARD_AGENTS[key] = http.Agent(keep_alive=True, timeout=5000)
+        if len(_FORWARD_AGENTS) > _MAX_FORWARD_AGENTS:
+            # Dropped, not destroyed: a request may be using it; its idle
+            # connections close at their 5 s timeout.
+            _FORWARD_AGENTS.popitem(last=False)
+    else:
+        _FORWARD_AGENTS.move_to_end(key)
+    return agent
 
 
 #: One pool per proxy for https: URLs fetch() sends through it (created on first use).
@@ -709,6 +738,7 @@ class _Hop:
             options["deadline"] = remaining
         if proxy_url is not None and scheme == "http":
             # A plain origin through a proxy: ask the proxy, in absolute-form.
+            agent = _forward_agent(proxy_url, urlsplit(url).netloc)
             target = _proxy.forward_options(proxy_url, url)
             mine = options["headers"]
             given_names = {name.lower() for name in mine}

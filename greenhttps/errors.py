@@ -215,14 +215,16 @@ class CertificateError(TLSError, ssl.SSLCertVerificationError):
 class ContentDecodingError(Error):
     """A response body whose ``Content-Encoding`` cannot be decoded: corrupt data, or
     a coding this installation has no decoder for (``fetch(..., decompress=False)``
-    gives the raw bytes).  Code ``ERR_CONTENT_DECODING_FAILED`` (Chrome's name)."""
+    gives the raw bytes).  Code ``ERR_CONTENT_DECODING_FAILED`` (Chrome's name; Node's
+    fetch rejects with a TypeError whose cause is the zlib error)."""
 
     code = "ERR_CONTENT_DECODING_FAILED"
 
 
 class DecodedSizeError(ContentDecodingError):
     """A body decoded past the caller's cap (``max_decoded_size``): a decompression
-    bomb, or a body larger than the caller is prepared to hold.  ``limit`` is the cap."""
+    bomb, or a body larger than the caller is prepared to hold.  ``limit`` is the cap.
+    (Node's fetch has no such cap; undici's ``maxResponseSize`` is the nearest.)"""
 
     code = "ERR_GREENHTTPS_DECODED_TOO_LARGE"
     limit: int | None = None
@@ -234,7 +236,8 @@ class RedirectError(Error):
     (``ERR_TOO_MANY_REDIRECTS``), an https: page sending the request to plain http:
     (``ERR_UNSAFE_REDIRECT``), or a Location that is no http(s) URL
     (``ERR_INVALID_REDIRECT``).  ``url`` is the URL of the redirecting response,
-    ``location`` where it pointed."""
+    ``location`` where it pointed.  Node's fetch rejects the same cases with a
+    TypeError ("redirect count exceeded", "unexpected redirect")."""
 
     code = "ERR_GREENHTTPS_REDIRECT"
     url: str | None = None
@@ -245,7 +248,8 @@ class ProxyError(NetworkError):
     """A proxy answered the tunnel request (``CONNECT``) with a status other than 2xx;
     ``status`` is that status and ``proxy`` the proxy (without credentials).  407
     (credentials missing or refused) has code ``ERR_PROXY_AUTH_REQUIRED``, others
-    ``ERR_PROXY_TUNNEL``."""
+    ``ERR_PROXY_TUNNEL``.  (Node 20's https has no proxy; undici's ProxyAgent
+    rejects the same way.)"""
 
     code = "ERR_PROXY_TUNNEL"
     status: int | None = None
