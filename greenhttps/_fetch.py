@@ -41,7 +41,7 @@ import json as _json
 import random
 import time
 from typing import Any, Iterable, Iterator, Mapping
-from urllib.parse import quote, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlencode, urljoin, urlsplit, urlunsplit
 
 import gevent
 
@@ -308,8 +308,6 @@ def _normalise_url(url: Any) -> tuple[str, str | None]:
     query = quote(parts.query, safe="/?%:@!$&'()*+,;=-._~")
     credentials = None
     if parts.username is not None:
-        from urllib.parse import unquote
-
         credentials = unquote(parts.username) + ":" + unquote(parts.password or "")
     return urlunsplit((scheme, netloc, path, query, "")), credentials
 
@@ -599,7 +597,8 @@ def fetch(
     and ``Accept-Encoding`` (the codings installed, see ``decompress``) are added
     unless given.  ``body``: bytes, str (``text/plain;charset=UTF-8``), a dict (an
     urlencoded form) or an iterable of bytes (streamed, chunked); ``json``: an object
-    sent as JSON (``application/json``).  A URL's ``user:password@`` becomes Basic
+    sent as JSON (``application/json``; None means no JSON body, so a JSON ``null``
+    goes as ``body="null"``).  A URL's ``user:password@`` becomes Basic
     ``Authorization``.
 
     ``redirect``: ``'follow'`` (at most ``max_redirects`` hops, then
@@ -608,16 +607,19 @@ def fetch(
     URL redirecting to http: raises ``ERR_UNSAFE_REDIRECT`` unless
     ``allow_downgrade``.  ``decompress`` (default True) decodes gzip, deflate, br and
     zstd bodies, the decoded size capped at ``max_decoded_size`` bytes (None: no
-    cap; :class:`~greenhttps.errors.DecodedSizeError` past it).
+    cap; :class:`~greenhttps.errors.DecodedSizeError` past it); with False the body
+    comes as sent (the same ``Accept-Encoding`` is offered either way).
 
     ``timeout``: the socket idle timeout of each request, in milliseconds (or a
     ``datetime.timedelta``); ``deadline``: the whole fetch, body included, in
     milliseconds or a timedelta; both raise ``TimeoutError`` (ETIMEDOUT).
     ``retry``: an int (retries) or a :class:`Retry` policy.  ``agent``: the
     :class:`~greenhttps.Agent` for URLs of its protocol (else the global agent of
-    the URL's protocol).  ``proxy``: a proxy URL (``http://user:pass@host:port``),
-    ``False`` for none; None (the default) takes ``HTTPS_PROXY``/``HTTP_PROXY``/
-    ``NO_PROXY`` from the environment, as curl does.  ``tls_options``: more request
+    the URL's protocol); an https: agent also decides the proxy for its URLs
+    (``Agent(proxy=...)``), since its pool is all tunnels or none.  ``proxy``: a
+    proxy URL (``http://user:pass@host:port``), ``False`` for none; None (the
+    default) takes ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``/``NO_PROXY`` from
+    the environment, as curl does.  ``tls_options``: more request
     options (``ca``, ``cert``, ``key``, ``reject_unauthorized``, ``servername``,
     ``connect_timeout``...), as :func:`greenhttps.request` takes them.
 
