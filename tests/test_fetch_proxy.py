@@ -1,14 +1,17 @@
-"""Proxies: fetch() and Agent(proxy=...) through a real HTTP proxy, and curl's environment rules.
+"""Proxies: fetch() and Agent(proxy=...) through real HTTP proxies, and curl's environment rules.
 
-The proxy is ``pproxy`` (PyPI, in the test extra), run as a child process: HTTP
+Two real proxies, each run as a child process, and every proxy test runs against
+both: ``pproxy`` (PyPI, in the test extra) and ``tinyproxy`` (the Debian package
+``tinyproxy-bin``; skipped with a reason where it is not installed).  HTTP
 ``CONNECT`` tunnels for https: origins (TLS to the origin inside the tunnel) and
-absolute-form forwarding for http: origins, with and without credentials.  Its
-``-v`` log names each connection it makes, which is how a test knows the request
-really went through it.  Origins are greenhttps servers on 127.0.0.1.
+absolute-form forwarding for http: origins, with and without credentials.  Their
+logs name each upstream connection or request, which is how a test knows the
+request really went through the proxy.  Origins are greenhttps servers on 127.0.0.1.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import tempfile
 import time
@@ -30,35 +33,62 @@ pytestmark = pytest.mark.timeout(60)
 
 
 class Proxy:
-    """A running pproxy: its URL (with credentials when it wants them) and its log."""
+    """A running proxy: its kind, its URL (with credentials when it wants them), its log."""
 
-    def __init__(self, url: str, log: Path) -> None:
+    def __init__(self, kind: str, url: str, log: Path) -> None:
+        self.kind = kind
         self.url = url
         self.log = log
 
     def tunnels_to(self, port: int) -> int:
-        """How many connections the proxy opened to the origin at ``port`` so far."""
-        gevent.sleep(0.05)
-        return sum(1 for line in self.log.read_text().splitlines() if line.endswith(f":{port}") and " -> " in line)
+        """How often the proxy went to the origin at ``port`` so far: pproxy logs
+        each upstream connection (``... -> host:port``), tinyproxy each request it
+        relays (``Request (...): CONNECT host:port`` or ``GET http://host:port/``)."""
+        gevent.sleep(0.1)  # the proxy writes its log line after it has connected
+        text = self.log.read_text(errors="replace")
+        if self.kind == "pproxy":
+            pattern = rf" -> \S+:{port}$"
+        else:
+            pattern = rf"Request \(file descriptor \d+\): (CONNECT \S+:{port} |[A-Z]+ http://[^/]+:{port}/)"
+        return sum(1 for line in text.splitlines() if re.search(pattern, line))
 
 
-@pytest.fixture
-def start_proxy() -> Iterator[Callable[..., Proxy]]:
-    """``start_proxy(credentials=None) -> Proxy``: pproxy on 127.0.0.1, HTTP only."""
+def _start_pproxy(port: int, credentials: str | None, log: Path) -> gevent.subprocess.Popen[bytes]:
+    listen = f"http://127.0.0.1:{port}" + (f"#{credentials}" if credentials else "")
+    with open(log, "wb") as out:
+        # --auth 0: ask every connection for credentials (by default pproxy trusts
+        # an address that authenticated once for 30 days).
+        return gevent.subprocess.Popen([sys.executable, "-u", "-m", "pproxy", "-l", listen, "-v", "--auth", "0"],
+                                       stdout=out, stderr=out)
+
+
+def _start_tinyproxy(port: int, credentials: str | None, log: Path) -> gevent.subprocess.Popen[bytes]:
+    conf = log.with_suffix(".conf")
+    lines = [f"Port {port}", "Listen 127.0.0.1", "Timeout 30", "LogLevel Connect", f'LogFile "{log}"',
+             "MaxClients 100", "Allow 127.0.0.1"]
+    if credentials:
+        lines.append("BasicAuth " + " ".join(credentials.split(":", 1)))
+    conf.write_text("\n".join(lines) + "\n")
+    log.touch()
+    return gevent.subprocess.Popen(["tinyproxy", "-d", "-c", str(conf)], stdout=gevent.subprocess.DEVNULL,
+                                   stderr=gevent.subprocess.DEVNULL)
+
+
+@pytest.fixture(params=["pproxy", "tinyproxy"])
+def start_proxy(request: pytest.FixtureRequest) -> Iterator[Callable[..., Proxy]]:
+    """``start_proxy(credentials=None) -> Proxy``: the proxy on 127.0.0.1, HTTP only."""
+    kind: str = request.param
+    if kind == "tinyproxy" and helpers.which("tinyproxy") is None:
+        pytest.skip("tinyproxy not installed (Debian: apt-get install tinyproxy-bin)")
+    launch = _start_pproxy if kind == "pproxy" else _start_tinyproxy
     procs: list[gevent.subprocess.Popen[bytes]] = []
-    tmp = tempfile.TemporaryDirectory(prefix="greenhttps-pproxy-")
+    tmp = tempfile.TemporaryDirectory(prefix=f"greenhttps-{kind}-")
 
     def start(credentials: str | None = None) -> Proxy:
-        for attempt in range(5):
+        for attempt in range(5):  # a port free a moment ago may be taken: try another
             port = helpers.free_port()
             log = Path(tmp.name, f"proxy-{len(procs)}-{attempt}.log")
-            listen = f"http://127.0.0.1:{port}" + (f"#{credentials}" if credentials else "")
-            with open(log, "wb") as out:
-                proc = gevent.subprocess.Popen([sys.executable, "-u", "-m", "pproxy", "-l", listen, "-v",
-                                                # ask every connection for credentials (by
-                                                # default pproxy trusts an IP for 30 days)
-                                                "--auth", "0"],
-                                               stdout=out, stderr=out)
+            proc = launch(port, credentials, log)
             procs.append(proc)
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and proc.poll() is None:
@@ -68,8 +98,8 @@ def start_proxy() -> Iterator[Callable[..., Proxy]]:
                     gevent.sleep(0.05)
                     continue
                 auth = f"{credentials}@" if credentials else ""
-                return Proxy(f"http://{auth}127.0.0.1:{port}", log)
-        raise helpers.PeerError(f"pproxy did not start: {log.read_text()[-2000:]}")
+                return Proxy(kind, f"http://{auth}127.0.0.1:{port}", log)
+        raise helpers.PeerError(f"{kind} did not start: {log.read_text()[-2000:]}")
 
     yield start
     for agent in [*_fetch._TUNNEL_AGENTS.values(), *_fetch._FORWARD_AGENTS.values()]:
@@ -146,15 +176,19 @@ def test_refused_proxy_names_the_proxy(serve: Callable[..., int], ca_pem: bytes,
 
 
 def test_tunnel_to_an_origin_that_is_not_there(start_proxy: Any, ca_pem: bytes, no_env_proxies: None) -> None:
-    """pproxy closes the connection when it cannot reach the origin (no 502): a reset
-    that names the proxy, and no fd left behind."""
+    """A proxy that cannot reach the origin: tinyproxy answers 500 (a ProxyError with
+    that status), pproxy closes the connection (a reset); either names the proxy, and
+    no fd is left behind."""
     proxy = start_proxy()
     closed = helpers.free_port()
     fds = helpers.open_fds()
     for _ in range(3):
-        with pytest.raises(errors.NetworkError) as info:
+        expected = errors.ProxyError if proxy.kind == "tinyproxy" else errors.ConnectionResetError
+        with pytest.raises(expected) as info:
             greenhttps.fetch(f"https://127.0.0.1:{closed}/", proxy=proxy.url, ca=ca_pem)
         assert proxy.url in str(info.value)
+        if proxy.kind == "tinyproxy":
+            assert info.value.status == 500 and info.value.code == "ERR_PROXY_TUNNEL"
     helpers.settle()
     assert helpers.open_fds() <= fds
 
@@ -184,7 +218,10 @@ def test_forwarded_connections_are_pooled_per_origin(start_proxy: Any, make_serv
     b = make_server(lambda req, res: res.end("B"), tls=False).address()["port"]
     answers = [greenhttps.fetch(f"http://127.0.0.1:{port}/", proxy=proxy.url).text() for port in (a, b, a, b)]
     assert answers == ["A", "B", "A", "B"]
-    assert proxy.tunnels_to(a) == 1 and proxy.tunnels_to(b) == 1  # and each pool reused its connection
+    if proxy.kind == "pproxy":  # one upstream connection each: each pool reused its own
+        assert proxy.tunnels_to(a) == 1 and proxy.tunnels_to(b) == 1
+    else:  # tinyproxy logs requests: two each
+        assert proxy.tunnels_to(a) == 2 and proxy.tunnels_to(b) == 2
 
 
 # ------------------------------------------------------------------ Agent(proxy=...)
