@@ -231,3 +231,22 @@ def test_head_and_empty_responses_with_a_coding(serve: Callable[..., int], ca_pe
     assert greenhttps.fetch(url + "/none", ca=ca_pem).content == b""
     assert greenhttps.fetch(url + "/empty", method="HEAD", ca=ca_pem).content == b""
 
+
+
+@pytest.mark.needs_node
+def test_truncated_gzip_differs_from_node_on_purpose(make_server: Any) -> None:
+    """README, fetch: Node's fetch (undici, Z_SYNC_FLUSH) gives what decoded of a
+    truncated gzip body; fetch() raises.  Both run against the same bytes here, so
+    the documented difference stays true."""
+    data = gzip.compress(b"hello world " * 1000)
+    srv = make_server(lambda req, res: (res.write_head(200, {"Content-Encoding": "gzip"}), res.end(data[:-30])),
+                      tls=False)
+    url = f"http://127.0.0.1:{srv.address()['port']}/"
+    script = ("fetch(process.argv[1]).then(r => r.text()).then(t => console.log(t.length),"
+              " e => console.log('error', e.message))")
+    done = helpers.run_command(["node", "-e", script, url])
+    assert done.returncode == 0, done.stderr
+    partial = int(done.stdout.strip())
+    assert 0 < partial < len("hello world " * 1000)
+    with pytest.raises(errors.ContentDecodingError, match="truncated"):
+        greenhttps.fetch(url).content
