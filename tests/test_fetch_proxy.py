@@ -246,6 +246,20 @@ def test_agent_with_a_proxy_tunnels_every_connection(start_proxy: Any, serve: Ca
         greenhttps.request(f"https://localhost:{port}/", proxy=proxy.url)  # the pool decides, not a request
 
 
+def test_plain_agent_with_a_proxy_tunnels_too(start_proxy: Any, make_server: Any) -> None:
+    """``greenhttps.http.Agent(proxy=...)``: plain HTTP inside a CONNECT tunnel (curl's
+    ``--proxytunnel``; absolute-form is fetch()'s way, see README)."""
+    proxy = start_proxy("u:p")
+    port = make_server(_echo, tls=False).address()["port"]
+    agent = greenhttps.http.Agent(keep_alive=True, proxy=proxy.url)
+    try:
+        res = greenhttps.http.get(f"http://localhost:{port}/plain", agent=agent)
+        assert res.read() == f"GET /plain host=localhost:{port} proxy-auth=None".encode()
+        assert proxy.tunnels_to(port) == 1
+    finally:
+        agent.destroy()
+
+
 # ------------------------------------------------------------------ the environment
 
 
