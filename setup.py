@@ -11,7 +11,7 @@ VERSION = "0.1.0"
 
 # Content-Encoding decoders fetch() offers when they import (gzip/deflate need none):
 # br and zstd.  Python 3.14's compression.zstd serves too when zstandard is absent.
-DECODE_REQUIRES = ["brotli>=1.1", "zstandard>=0.22"]
+DECODE_REQUIRES = ["brotli>=1.2", "zstandard>=0.22"]
 
 TEST_REQUIRES = [
     "pytest",

@@ -169,18 +169,18 @@ class _Brotli(_Stage):
     def __init__(self) -> None:
         assert _brotli is not None
         self._obj = _brotli.Decompressor()
-        # brotli >= 1.1 can stop at an output size; brotlicffi cannot, so it is
-        # fed small slices (see the module docstring).
+        # brotli >= 1.2 can stop at an output size; brotlicffi and older brotli
+        # cannot, so they are fed small slices (see the module docstring).
         try:
             self._obj.process(b"", output_buffer_limit=_PIECE)
             self._bounded = True
-        except TypeError:  # pragma: no cover - brotlicffi / old brotli
+        except TypeError:  # brotlicffi / brotli < 1.2
             self._bounded = False
 
     def decode(self, data: bytes) -> Iterator[bytes]:
         obj = self._obj
         try:
-            if not self._bounded:  # pragma: no cover - brotlicffi / old brotli
+            if not self._bounded:
                 for start in range(0, len(data), _BROTLI_SLICE):
                     out = obj.process(data[start:start + _BROTLI_SLICE])
                     if out:

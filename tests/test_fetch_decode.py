@@ -250,3 +250,31 @@ def test_truncated_gzip_differs_from_node_on_purpose(make_server: Any) -> None:
     assert 0 < partial < len("hello world " * 1000)
     with pytest.raises(errors.ContentDecodingError, match="truncated"):
         greenhttps.fetch(url).content
+
+
+def test_brotli_without_an_output_bound_is_fed_small_slices() -> None:
+    """brotlicffi and brotli < 1.2 cannot stop at an output size: the decoder feeds
+    them 16-byte slices instead.  That path, run here on the installed brotli:
+    bodies still round-trip, and a bomb still stops near the cap."""
+
+    def unbounded(cap: int | None) -> _decode.BodyDecoder:
+        decoder = _decode.decoder_for("br", cap)
+        assert decoder is not None
+        stage = decoder._stages[0]
+        assert stage._bounded  # the installed brotli has the bound...
+        stage._bounded = False  # ...the fallback is what is under test
+        return decoder
+
+    decoder = unbounded(None)
+    data = brotli.compress(BODY)
+    assert b"".join(decoder.feed(data[i:i + 999]) for i in range(0, len(data), 999)) + decoder.finish() == BODY
+    bomb = brotli.compress(bytes(2**27), quality=5)
+    cap = 4 * 2**20
+    tracemalloc.start()
+    try:
+        with pytest.raises(errors.DecodedSizeError):
+            unbounded(cap).feed(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * cap
