@@ -692,7 +692,8 @@ def fetch(
             raise errors.RedirectError(f"{current} redirected ({status}) a streamed body, which cannot be sent again",
                                        url=current, location=location)
         if _origin(target) != _origin(current):
-            out.drop(_CREDENTIAL_HEADERS)
+            # A Host the caller set named the old origin (undici drops it too).
+            out.drop(_CREDENTIAL_HEADERS | {"host"})
         _drain(res, req)
         current = target
         timings.redirects += 1

@@ -313,7 +313,8 @@ def test_credentials_dropped_across_origins_only(origin: Any, make_server: Any, 
     base, rec = origin(lambda req, body: (
         (302, {"Location": "/same"}, b"") if req.url == "/start" else
         (302, {"Location": other_base + "/x"}, b"") if req.url == "/same" else (200, {}, b"")))
-    secrets = {"Authorization": "Bearer t", "Cookie": "a=b", "Proxy-Authorization": "Basic x", "X-Keep": "1"}
+    secrets = {"Authorization": "Bearer t", "Cookie": "a=b", "Proxy-Authorization": "Basic x", "X-Keep": "1",
+               "Host": base.split("//")[1]}
     res = greenhttps.fetch(base + "/start", headers=secrets, ca=ca_pem)
     assert res.content == b"other" and res.url == other_base + "/x"
     same = rec.seen[1]["headers"]
@@ -321,6 +322,7 @@ def test_credentials_dropped_across_origins_only(origin: Any, make_server: Any, 
     moved = other.seen[0]["headers"]
     assert "authorization" not in moved and "cookie" not in moved and "proxy-authorization" not in moved
     assert moved["x-keep"] == "1"
+    assert moved["host"] == other_base.split("//")[1]  # the caller's Host named the first origin
 
 
 def test_https_to_http_redirect_is_refused_unless_allowed(origin: Any, make_server: Any, ca_pem: bytes) -> None:
