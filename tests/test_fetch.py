@@ -325,6 +325,35 @@ def test_credentials_dropped_across_origins_only(origin: Any, make_server: Any, 
     assert moved["host"] == other_base.split("//")[1]  # the caller's Host named the first origin
 
 
+@pytest.mark.needs_node
+def test_cross_origin_headers_match_node_fetch(make_server: Any) -> None:
+    """What reaches each origin after same- and cross-origin redirects, through
+    Node 20's fetch and ours, from the same servers: the same fields (mirrors undici's
+    test/fetch/redirect-cross-origin-header.js)."""
+    seen: list[dict[str, Any]] = []
+    keep = ("authorization", "cookie", "proxy-authorization", "x-keep")
+    other = make_server(lambda req, res: (seen.append(dict(req.headers)), res.end("o")), tls=False)
+    other_port = other.address()["port"]
+
+    def first(req: Any, res: Any) -> None:
+        seen.append(dict(req.headers))
+        res.write_head(302, {"Location": "/same" if req.url == "/start" else f"http://localhost:{other_port}/x"})
+        res.end()
+
+    start = f"http://127.0.0.1:{make_server(first, tls=False).address()['port']}/start"
+    headers = {"Authorization": "Bearer t", "Cookie": "a=b", "Proxy-Authorization": "Basic x", "X-Keep": "1"}
+    script = ("fetch(process.argv[1], {headers: JSON.parse(process.argv[2])}).then(r => r.text())"
+              ".then(t => console.log(t), e => { console.error(e); process.exit(1); })")
+    done = helpers.run_command(["node", "-e", script, start, json.dumps(headers)])
+    assert done.returncode == 0, done.stderr
+    node_seen = [{k: v for k, v in h.items() if k in keep} for h in seen]
+    seen.clear()
+    assert greenhttps.fetch(start, headers=headers).text() == "o"
+    ours = [{k: v for k, v in h.items() if k in keep} for h in seen]
+    assert ours == node_seen
+    assert len(ours) == 3 and ours[1] == {k.lower(): v for k, v in headers.items()} and ours[2] == {"x-keep": "1"}
+
+
 def test_https_to_http_redirect_is_refused_unless_allowed(origin: Any, make_server: Any, ca_pem: bytes) -> None:
     plain = make_server(lambda req, res: res.end("plain"), tls=False)
     plain_url = f"http://127.0.0.1:{plain.address()['port']}/p"
