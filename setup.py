@@ -19,6 +19,9 @@ DOCS_REQUIRES = [
     "mkdocstrings[python]>=1.0",
     "mkdocstrings-python>=2.0",
 ]
+# Content-Encoding decoders fetch() offers when they import (gzip/deflate need none):
+# br and zstd.  Python 3.14's compression.zstd serves too when zstandard is absent.
+DECODE_REQUIRES = ["brotli>=1.2", "zstandard>=0.22"]
 
 TEST_REQUIRES = [
     "pytest",
@@ -35,6 +38,10 @@ TEST_REQUIRES = [
     "httptools>=0.6",
     # The docs site is built (strict) by the suite: tests/test_docs.py.
     *DOCS_REQUIRES,
+    # fetch(): bodies in every coding it decodes (tests/test_fetch_decode.py), and a
+    # real proxy, HTTP CONNECT and forward (tests/test_fetch_proxy.py).
+    *DECODE_REQUIRES,
+    "pproxy>=2.7",
 ]
 
 setup(
@@ -59,6 +66,8 @@ setup(
     extras_require={
         # llhttp (Node's parser) for the server: ~2x the requests per CPU second of h11.
         "fast": ["httptools>=0.6"],
+        # fetch() decodes br and zstd bodies too (and says so in Accept-Encoding).
+        "decode": DECODE_REQUIRES,
         "test": TEST_REQUIRES,
         "docs": DOCS_REQUIRES,
         "dev": [*TEST_REQUIRES, "mypy", "types-gevent", "ruff"],

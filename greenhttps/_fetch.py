@@ -1,0 +1,476 @@
+"""``greenhttps.fetch()``: the everyday client call, on top of ``request()`` and the agents.
+
+Theory of operation
+-------------------
+``fetch(url)`` blocks the calling greenlet until the final response head has
+arrived and returns a :class:`~greenhttps._fetch_response.Response`; the body is
+read when asked for (``content``, ``text()``, ``json()``, ``read(n)``, iteration),
+decoded on the way (:mod:`._decode`).  Each hop is one ``greenhttps.request()`` (or
+``greenhttps.http.request()`` for ``http:`` URLs) through an :class:`Agent` pool:
+the caller's ``agent`` for URLs of its protocol, else that protocol's global agent.
+Nothing here touches a socket; connections, TLS and the pool are the client core's.
+
+Around each hop, the policies Node's ``fetch`` (undici) and the WHATWG Fetch
+standard give, plus the ones crawlers need:
+
+* redirects (Fetch §4.4 "HTTP-redirect fetch"): 303 turns any method but GET/HEAD
+  into a body-less GET, 301/302 do so for POST only, 307/308 keep method and body;
+  ``Authorization``, ``Cookie`` and ``Proxy-Authorization`` are dropped when the
+  origin changes; at most ``max_redirects`` (20, as Fetch); an https: page that
+  redirects to plain http: is refused unless ``allow_downgrade``;
+* retries (:class:`~greenhttps._retry.Retry`, the policy): connection refused/reset before any response byte, and
+  429/503 (honouring a bounded ``Retry-After``), for idempotent methods only unless
+  the caller says otherwise; exponential backoff with jitter; never once a response
+  has been handed to the caller, so never after part of a body was read;
+* one ``deadline`` for everything (redirects, retries, waits, the body), and the
+  request's idle ``timeout`` on every hop.
+
+Every request body fetch sends is bytes it holds (``body`` as bytes/str/dict,
+``json``), so it can be sent again for a 307/308 or a retry; an iterable body is
+streamed and so cannot be: then a 307/308 fails and no retry is made.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import datetime
+import json as _json
+import time
+from typing import Any, Iterable, Mapping
+from urllib.parse import quote, unquote, urlencode, urljoin, urlsplit, urlunsplit
+
+import gevent
+
+from . import _agent, _client, _decode, _proxy, errors, http
+from ._fetch_response import Response, Timings
+from ._options import REQUEST_OPTIONS, snake_case
+from ._retry import Retry, duration_ms
+
+__all__ = ["Response", "Retry", "fetch"]
+
+#: greenhttps.__version__ (a private module may not import the package face:
+#: tests/test_fetch.py checks that the two agree).
+_VERSION = "0.1.0"
+#: The User-Agent fetch() sends unless the caller sets one.
+USER_AGENT = f"greenhttps/{_VERSION}"
+
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+#: Fetch's "request-body-header names": dropped with the body when a redirect turns
+#: the request into a GET (plus the framing headers, which described that body).
+_BODY_HEADERS = frozenset({
+    "content-encoding", "content-language", "content-location", "content-type",
+    "content-length", "transfer-encoding",
+})
+#: Headers that carry credentials: never sent to another origin after a redirect.
+_CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+#: A redirect's own body is read (so the connection goes back to the pool) up to
+#: this much; a longer one closes its connection instead.
+_DRAIN_LIMIT = 64 * 1024
+#: Options fetch() sets itself (``**tls_options`` may not name them).
+_MANAGED = frozenset({
+    "protocol", "host", "hostname", "port", "path", "method", "headers", "auth", "agent",
+    "timeout", "deadline", "default_port", "socket_path",
+})
+
+
+# ------------------------------------------------------------------ headers
+
+
+class _RequestHeaders:
+    """The headers fetch() sends: the caller's spelling kept, looked up in any case."""
+
+    def __init__(self, given: Mapping[str, Any] | Iterable[tuple[str, Any]] | None) -> None:
+        self._items: dict[str, tuple[str, Any]] = {}
+        pairs = given.items() if isinstance(given, Mapping) else (given or ())
+        for name, value in pairs:
+            if not isinstance(name, str):
+                raise errors.InvalidArgumentError(f"header names are str, not {name!r}", "ERR_INVALID_HTTP_TOKEN")
+            key = name.lower()
+            if key in self._items:  # a name twice in a list: the values add up
+                values = self._items[key][1]
+                values = (values if isinstance(values, list) else [values]) + (
+                    value if isinstance(value, list) else [value])
+                self._items[key] = (self._items[key][0], values)
+            else:
+                self._items[key] = (name, value)
+
+    def __contains__(self, name: str) -> bool:
+        return name.lower() in self._items
+
+    def set_default(self, name: str, value: Any) -> None:
+        self._items.setdefault(name.lower(), (name, value))
+
+    def drop(self, names: Iterable[str]) -> None:
+        for name in names:
+            self._items.pop(name, None)
+
+    def as_dict(self) -> dict[str, Any]:
+        """What ``request(headers=...)`` takes: the caller's spelling, a list repeats."""
+        return dict(self._items.values())
+
+
+# ------------------------------------------------------------------ bodies
+
+
+def _encode_body(body: Any, json: Any, headers: _RequestHeaders) -> tuple[bytes | Iterable[bytes] | None, bool]:
+    """(what to send, whether it can be sent again), setting a content type as Fetch does."""
+    if json is not None:
+        if body is not None:
+            raise errors.InvalidArgumentError("give body or json, not both")
+        headers.set_default("Content-Type", "application/json")
+        return _json.dumps(json, ensure_ascii=False, separators=(",", ":")).encode("utf-8"), True
+    if body is None:
+        return None, True
+    if isinstance(body, str):
+        headers.set_default("Content-Type", "text/plain;charset=UTF-8")
+        return body.encode("utf-8"), True
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        return bytes(body), True
+    if isinstance(body, Mapping):
+        headers.set_default("Content-Type", "application/x-www-form-urlencoded;charset=UTF-8")
+        return urlencode(body, doseq=True).encode("ascii"), True
+    if isinstance(body, Iterable):
+        return body, False  # streamed (chunked); cannot be sent twice
+    raise errors.InvalidArgumentError(
+        f"body must be bytes, str, a dict (a form) or an iterable of bytes, not {type(body).__name__}",
+        "ERR_INVALID_ARG_TYPE",
+    )
+
+
+# ------------------------------------------------------------------ URLs
+
+
+def _normalise_url(url: Any) -> tuple[str, str | None]:
+    """(the URL to request, ``user:password`` from its user-info or None).
+
+    Fetch's URL parser, in the parts HTTP needs: http(s) only, an IDNA host, the
+    path and query percent-encoded where they hold what may not be sent as is, no
+    fragment, no credentials (they become the first hop's ``Authorization``).
+    """
+    if not isinstance(url, str):
+        raise errors.InvalidArgumentError(f"url must be a str, not {type(url).__name__}", "ERR_INVALID_ARG_TYPE")
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise errors.InvalidURLError(f"fetch() takes http: and https: URLs, not {url!r}", "ERR_INVALID_URL")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:
+        raise errors.InvalidURLError(f"Invalid URL: {url!r}", "ERR_INVALID_URL") from exc
+    if not host:
+        raise errors.InvalidURLError(f"Invalid URL: {url!r}", "ERR_INVALID_URL")
+    if ":" in host:
+        host = f"[{host}]"
+    elif not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise errors.InvalidURLError(f"Invalid host in URL: {url!r}", "ERR_INVALID_URL") from exc
+    netloc = host if port is None or port == (443 if scheme == "https" else 80) else f"{host}:{port}"
+    path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
+    query = quote(parts.query, safe="/?%:@!$&'()*+,;=-._~")
+    credentials = None
+    if parts.username is not None:
+        credentials = unquote(parts.username) + ":" + unquote(parts.password or "")
+    return urlunsplit((scheme, netloc, path, query, "")), credentials
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or (443 if parts.scheme == "https" else 80)
+
+
+# ------------------------------------------------------------------ retries
+
+
+def _retryable_error(exc: BaseException) -> bool:
+    """A failure that says the server never saw (or never answered) the request."""
+    return isinstance(exc, (errors.ConnectionRefusedError, errors.ConnectionResetError)) and not isinstance(
+        exc, errors.ProxyError
+    )
+
+
+# ------------------------------------------------------------------ fetch()
+
+
+#: Pools of connections to a proxy that forwards plain http: requests, one per
+#: (proxy, origin), the most recently used kept.  Per origin because a proxy may
+#: turn a connection into a pipe to the first request's origin (pproxy does): a
+#: pooled connection must never carry a request for another origin.
+_FORWARD_AGENTS: collections.OrderedDict[tuple[str, str], Any] = collections.OrderedDict()
+_MAX_FORWARD_AGENTS = 64
+
+
+def _forward_agent(proxy_url: str, origin: str) -> Any:
+    key = (proxy_url, origin)
+    agent = _FORWARD_AGENTS.get(key)
+    if agent is None:
+        agent = _FORWARD_AGENTS[key] = http.Agent(keep_alive=True, timeout=5000)
+        if len(_FORWARD_AGENTS) > _MAX_FORWARD_AGENTS:
+            # Dropped, not destroyed: a request may be using it; its idle
+            # connections close at their 5 s timeout.
+            _FORWARD_AGENTS.popitem(last=False)
+    else:
+        _FORWARD_AGENTS.move_to_end(key)
+    return agent
+
+
+#: One pool per proxy for https: URLs fetch() sends through it (created on first use).
+_TUNNEL_AGENTS: dict[str, _agent.Agent] = {}
+
+
+def _tunnel_agent(proxy_url: str) -> _agent.Agent:
+    """The agent whose connections are CONNECT tunnels through ``proxy_url``: as the
+    global agent (keep-alive, 5 s idle), a pool of its own so that proxied and
+    direct connections never mix."""
+    agent = _TUNNEL_AGENTS.get(proxy_url)
+    if agent is None:
+        agent = _TUNNEL_AGENTS[proxy_url] = _agent.Agent(keep_alive=True, timeout=5000, proxy=proxy_url)
+    return agent
+
+
+def _drain(res: Any, req: Any) -> None:
+    """Read a response we do not return (a redirect, a retried 503) so its connection
+    can be reused; a long one is not worth it: its connection is closed."""
+    taken = 0
+    try:
+        while chunk := res.read(16384):
+            taken += len(chunk)
+            if taken > _DRAIN_LIMIT:
+                req.destroy()
+                return
+    except errors.Error:
+        req.destroy()
+
+
+def fetch(
+    url: str,
+    *,
+    method: str = "GET",
+    headers: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
+    body: Any = None,
+    json: Any = None,
+    redirect: str = "follow",
+    max_redirects: int = 20,
+    decompress: bool = True,
+    max_decoded_size: int | None = _decode.DEFAULT_MAX_DECODED_SIZE,
+    timeout: float | datetime.timedelta | None = None,
+    deadline: float | datetime.timedelta | None = None,
+    proxy: str | bool | None = None,
+    agent: Any = None,
+    retry: int | Retry | None = 0,
+    allow_downgrade: bool = False,
+    **tls_options: Any,
+) -> Response:
+    """Fetch ``url`` (http: or https:), blocking the calling greenlet until the final
+    response head arrives; returns a :class:`Response` whose body is read on demand.
+    Python's counterpart of Node's global ``fetch()`` (undici), on the Node-style pool.
+
+    ``method`` and ``headers`` (a dict or ``(name, value)`` pairs; a list value
+    repeats the field) as sent; ``User-Agent: greenhttps/<version>``, ``Accept: */*``
+    and ``Accept-Encoding`` (the codings installed, see ``decompress``) are added
+    unless given.  ``body``: bytes, str (``text/plain;charset=UTF-8``), a dict (an
+    urlencoded form) or an iterable of bytes (streamed, chunked); ``json``: an object
+    sent as JSON (``application/json``; None means no JSON body, so a JSON ``null``
+    goes as ``body="null"``).  A URL's ``user:password@`` becomes Basic
+    ``Authorization``.
+
+    ``redirect``: ``'follow'`` (at most ``max_redirects`` hops, then
+    :class:`~greenhttps.errors.RedirectError` ``ERR_TOO_MANY_REDIRECTS``),
+    ``'manual'`` (the 3xx is returned) or ``'error'`` (RedirectError).  An https:
+    URL redirecting to http: raises ``ERR_UNSAFE_REDIRECT`` unless
+    ``allow_downgrade``.  ``decompress`` (default True) decodes gzip, deflate, br and
+    zstd bodies, the decoded size capped at ``max_decoded_size`` bytes (None: no
+    cap; :class:`~greenhttps.errors.DecodedSizeError` past it); with False the body
+    comes as sent (the same ``Accept-Encoding`` is offered either way).
+
+    ``timeout``: the socket idle timeout of each request, in milliseconds (or a
+    ``datetime.timedelta``); ``deadline``: the whole fetch, body included, in
+    milliseconds or a timedelta; both raise ``TimeoutError`` (ETIMEDOUT).
+    ``retry``: an int (retries) or a :class:`Retry` policy.  ``agent``: the
+    :class:`~greenhttps.Agent` for URLs of its protocol (else the global agent of
+    the URL's protocol); an https: agent also decides the proxy for its URLs
+    (``Agent(proxy=...)``), since its pool is all tunnels or none.  ``proxy``: a
+    proxy URL (``http://user:pass@host:port``), ``False`` for none; None (the
+    default) takes ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``/``NO_PROXY`` from
+    the environment, as curl does.  ``tls_options``: more request
+    options (``ca``, ``cert``, ``key``, ``reject_unauthorized``, ``servername``,
+    ``connect_timeout``...), as :func:`greenhttps.request` takes them.
+
+    Raises what :func:`greenhttps.request` raises (bad URL, network and TLS errors),
+    :class:`~greenhttps.errors.RedirectError`, and ``ProxyError``.
+    """
+    started = time.monotonic()
+    if redirect not in ("follow", "manual", "error"):
+        raise errors.InvalidArgumentError(f"redirect must be 'follow', 'manual' or 'error', not {redirect!r}")
+    if isinstance(max_redirects, bool) or not isinstance(max_redirects, int) or max_redirects < 0:
+        raise errors.InvalidArgumentError(f"max_redirects must be an int >= 0, not {max_redirects!r}")
+    if not isinstance(method, str) or not method:
+        raise errors.InvalidArgumentError(f"method must be a str, not {method!r}", "ERR_INVALID_HTTP_TOKEN")
+    extra = {snake_case(key): value for key, value in tls_options.items()}
+    for name in extra:
+        if name not in REQUEST_OPTIONS:
+            raise TypeError(f"fetch: unknown option {name!r}")
+        if name in _MANAGED:
+            raise TypeError(f"fetch: {name!r} is set by fetch() itself")
+    policy = Retry.of(retry)
+    idle_ms = duration_ms(timeout, "timeout")
+    deadline_ms = duration_ms(deadline, "deadline")
+    ends_at = started + deadline_ms / 1000.0 if deadline_ms else None
+    if agent is not None and not isinstance(agent, _agent.Agent):
+        raise errors.InvalidArgumentError(f"agent must be an Agent or None, not {agent!r}", "ERR_INVALID_ARG_TYPE")
+
+    method = method.upper()
+    current, credentials = _normalise_url(url)
+    out = _RequestHeaders(headers)
+    content, replayable = _encode_body(body, json, out)
+    if credentials is not None and "authorization" not in out:
+        token = base64.b64encode(credentials.encode("utf-8")).decode("ascii")
+        out.set_default("Authorization", f"Basic {token}")
+    out.set_default("User-Agent", USER_AGENT)
+    out.set_default("Accept", "*/*")
+    out.set_default("Accept-Encoding", _decode.ACCEPT_ENCODING)
+    timings = Timings()
+
+    hop = _Hop(extra, idle_ms, ends_at, agent, proxy)
+    while True:
+        req, res = hop.send_with_retries(method, current, out, content, replayable, policy, timings)
+        location = res.headers.get("location")
+        if res.status_code not in _REDIRECT_STATUSES or location is None or redirect == "manual":
+            break
+        if redirect == "error":
+            req.destroy()
+            raise errors.RedirectError(f"{current} redirected ({res.status_code}) and redirect='error'",
+                                       url=current, location=location)
+        if timings.redirects >= max_redirects:
+            req.destroy()
+            raise errors.RedirectError(f"more than {max_redirects} redirects (the last from {current})",
+                                       "ERR_TOO_MANY_REDIRECTS", url=current, location=location)
+        try:
+            target, _ = _normalise_url(urljoin(current, location))
+        except errors.InvalidArgumentError:
+            req.destroy()
+            raise errors.RedirectError(f"{current} redirected to {location!r}, not an http(s) URL",
+                                       "ERR_INVALID_REDIRECT", url=current, location=location) from None
+        if current.startswith("https:") and target.startswith("http:") and not allow_downgrade:
+            req.destroy()
+            raise errors.RedirectError(
+                f"{current} redirected to plain http: {target} (allow_downgrade=True to follow)",
+                "ERR_UNSAFE_REDIRECT", url=current, location=location)
+        status = res.status_code
+        if (status == 303 and method not in ("GET", "HEAD")) or (status in (301, 302) and method == "POST"):
+            method, content, replayable = "GET", None, True
+            out.drop(_BODY_HEADERS)
+        elif content is not None and not replayable:
+            req.destroy()
+            raise errors.RedirectError(f"{current} redirected ({status}) a streamed body, which cannot be sent again",
+                                       url=current, location=location)
+        if _origin(target) != _origin(current):
+            # A Host the caller set named the old origin (undici drops it too).
+            out.drop(_CREDENTIAL_HEADERS | {"host"})
+        _drain(res, req)
+        current = target
+        timings.redirects += 1
+    timings.headers = (time.monotonic() - started) * 1000.0
+    timings.reused = bool(req.reused_socket)
+    return Response(res, req, current, redirected=timings.redirects > 0, decompress=decompress,
+                    max_decoded_size=max_decoded_size, started=started, timings=timings)
+
+
+class _Hop:
+    """One request of a fetch, sent as often as the retry policy allows."""
+
+    def __init__(self, extra: dict[str, Any], idle_ms: float | None, ends_at: float | None, agent: Any,
+                 proxy: str | bool | None) -> None:
+        self.extra = extra
+        self.idle_ms = idle_ms
+        self.ends_at = ends_at
+        self.agent = agent
+        self.proxy = proxy
+
+    def _remaining_ms(self) -> float | None:
+        if self.ends_at is None:
+            return None
+        left = (self.ends_at - time.monotonic()) * 1000.0
+        if left <= 0:
+            raise errors.TimeoutError("fetch deadline exceeded", "ETIMEDOUT")
+        return left
+
+    def send(self, method: str, url: str, headers: _RequestHeaders, content: Any) -> tuple[Any, Any]:
+        """Send one request; return it and its response (head read, body not)."""
+        scheme = urlsplit(url).scheme
+        protocol = scheme + ":"
+        # The caller's agent serves URLs of its protocol; for https: it also decides
+        # the proxy (Agent(proxy=...)), since its pool is either all tunnels or none.
+        given = self.agent if self.agent is not None and self.agent.protocol == protocol else None
+        proxy_url = None if given is not None and scheme == "https" else _proxy.proxy_for(url, self.proxy)
+        # Read now, not at import: assigning greenhttps.global_agent takes effect.
+        agent = given or (_tunnel_agent(proxy_url) if proxy_url and scheme == "https"
+                          else _agent.get_global_agent(protocol))
+        remaining = self._remaining_ms()
+        options: dict[str, Any] = {**self.extra, "method": method, "headers": headers.as_dict()}
+        if self.idle_ms:
+            options["timeout"] = self.idle_ms
+        if remaining is not None:
+            options["deadline"] = remaining
+        if proxy_url is not None and scheme == "http":
+            # A plain origin through a proxy: ask the proxy, in absolute-form.
+            agent = _forward_agent(proxy_url, urlsplit(url).netloc)
+            target = _proxy.forward_options(proxy_url, url)
+            mine = options["headers"]
+            given_names = {name.lower() for name in mine}
+            proxy_headers: dict[str, str] = target.pop("headers")  # type: ignore[assignment]
+            options["headers"] = {**{k: v for k, v in proxy_headers.items() if k.lower() not in given_names}, **mine}
+            req = http.request(target, agent=agent, **options)
+        else:
+            make = _client.request if scheme == "https" else http.request
+            req = make(url, agent=agent, **options)
+        try:
+            if content is None or isinstance(content, bytes):
+                req.end(content)
+            else:
+                for chunk in content:
+                    req.write(chunk)
+                req.end()
+            res = req.getresponse(timeout=remaining)
+        except BaseException:
+            req.destroy()
+            raise
+        return req, res
+
+    def send_with_retries(self, method: str, url: str, headers: _RequestHeaders, content: Any, replayable: bool,
+                          policy: Retry, timings: Timings) -> tuple[Any, Any]:
+        allowed = policy.allows(method) and replayable
+        while True:
+            attempt = timings.retries
+            can_retry = allowed and attempt < policy.total
+            try:
+                req, res = self.send(method, url, headers, content)
+            except errors.Error as exc:
+                if not (can_retry and _retryable_error(exc)):
+                    raise
+                self._wait(policy.delay(attempt), exc)
+                timings.retries += 1
+                continue
+            if not (can_retry and res.status_code in policy.statuses):
+                return req, res
+            header = res.headers.get("retry-after")
+            wait = policy.retry_after(header) if header is not None else policy.delay(attempt)
+            if wait is None or not self._has_time_for(wait):
+                return req, res  # asked to wait too long: the caller gets the answer
+            _drain(res, req)
+            gevent.sleep(wait)
+            timings.retries += 1
+
+    def _has_time_for(self, seconds: float) -> bool:
+        return self.ends_at is None or time.monotonic() + seconds < self.ends_at
+
+    def _wait(self, seconds: float, exc: BaseException) -> None:
+        if not self._has_time_for(seconds):
+            raise exc
+        gevent.sleep(seconds)
+
+
+# The public name lives in the package face (reprs, help(), pickle).
+fetch.__module__ = "greenhttps"
