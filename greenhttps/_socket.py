@@ -50,6 +50,8 @@ class Socket(EventEmitter):
         #: defers the close of a descriptor that still has one).
         self._before_close: Callable[[], None] | None = None
         self._peer: tuple[Any, ...] | None = None
+        #: The family of a peer named by a PROXY protocol header (None: the socket's own).
+        self._family: str | None = None
 
     def _attach(self, sock: socket.socket | BioSSLSocket, *, encrypted: bool) -> None:
         """Swap in the TLS socket once the handshake is done."""
@@ -89,6 +91,8 @@ class Socket(EventEmitter):
     @property
     def remote_family(self) -> str | None:
         """``'IPv4'`` or ``'IPv6'`` (Node's ``socket.remoteFamily``); None for a Unix socket."""
+        if self._family is not None:
+            return self._family
         family = getattr(self._sock, "family", None)
         return {socket.AF_INET: "IPv4", socket.AF_INET6: "IPv6"}.get(family)  # type: ignore[arg-type]
 
