@@ -169,3 +169,22 @@ def test_haproxy_without_send_proxy_is_refused(
     helpers.settle()
     assert requests == []
     assert errors == ["ERR_PROXY_PROTOCOL"]
+
+
+def test_haproxy_http_mode_forwarded_headers(make_server: Callable[..., Any], tmp_path: Path) -> None:
+    """HAProxy terminating HTTP (``mode http``, ``option forwardfor``, X-Forwarded-Proto
+    set) in front of a plain greenhttps server whose WSGI adapter trusts it: the
+    application sees the client's address and https, and a client's own
+    X-Forwarded-For claim (HAProxy appends to it) is not believed."""
+    handler = WSGIHandler(_app, forwarded_allow_ips="127.0.0.1")
+    srv = make_server(handler, tls=False)
+    frontend = "    option forwardfor\n    http-request set-header X-Forwarded-Proto https"
+    with haproxy(tmp_path, f"127.0.0.1:{srv.address()['port']}", mode="http", frontend=frontend) as port:
+        sock = _client(port, None)
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: 6.6.6.6\r\n"
+                     b"X-Forwarded-Proto: http\r\nConnection: close\r\n\r\n")
+        resp = helpers.read_response(sock)
+        sock.close()
+    assert resp.status == 200
+    env = json.loads(resp.body)
+    assert env == {"REMOTE_ADDR": CLIENT_ADDRESS, "REMOTE_PORT": "", "wsgi.url_scheme": "https"}
