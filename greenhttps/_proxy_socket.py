@@ -44,8 +44,11 @@ def receive_proxy_header(
     (the spec forbids guessing: a proxy that forgot would let its clients send their
     own); any other peer must not, and without one it is served as it is (None).
     Raises :class:`ProxyProtocolError` otherwise, or when ``timeout`` seconds pass.
+    With the option off (``'off'`` is a true string) nothing is read.
     """
     versions = versions_from_option(option)
+    if not versions:
+        return None  # 'off'
     expired = ProxyProtocolError(f"PROXY protocol: no complete header within {timeout} s")
     with gevent.Timeout(timeout, expired):
         if peer is not None and peer not in allow_list(allowed):  # type: ignore[arg-type]

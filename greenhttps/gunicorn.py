@@ -28,7 +28,13 @@ The arbiter's contract, and how it is kept:
 * A worker whose parent changed (the arbiter died) exits.
 
 Mapped settings: ``keepalive`` (seconds) -> ``keep_alive_timeout``,
-``limit_request_fields`` -> ``max_headers_count``; TLS: ``certfile``, ``keyfile``,
+``limit_request_fields`` -> ``max_headers_count``; behind a proxy:
+``forwarded_allow_ips`` and ``secure_scheme_headers`` -> the WSGI adapter's (which
+also takes ``REMOTE_ADDR`` from a trusted proxy's ``X-Forwarded-For``, where gunicorn's
+own workers leave the proxy's address), ``proxy_protocol`` (``v1``, ``v2``, ``auto``)
+and ``proxy_allow_ips`` (``--proxy-allow-from``) -> the server's: the header is read
+before TLS, and a peer in the list must send one (gunicorn's own workers read it
+inside the HTTP stream and let it be absent); TLS: ``certfile``, ``keyfile``,
 ``ca_certs`` (client certificates: ``cert_reqs`` CERT_OPTIONAL/CERT_REQUIRED ->
 ``request_cert`` and ``reject_unauthorized``), ``ciphers``.  The access log uses
 gunicorn's logger and ``access_log_format``.
@@ -98,7 +104,9 @@ class _Handler(WSGIHandler):
         if worker.nr >= worker.max_requests and worker.alive:
             worker.log.info("Autorestarting worker after current request.")
             worker.stop()
-        env = self.make_environ(req)
+        env = self.environ_or_reject(req, res)
+        if env is None:
+            return
         if self.access_log:
             started = datetime.datetime.now()
             res.once("finish", lambda: self._log(req, res, env, started))
@@ -180,9 +188,14 @@ class Worker(base.Worker):
         """Serve on gunicorn's listening sockets until stopped, then close gracefully."""
         self._wake = Event()
         tls = tls_options(self.cfg)
-        handler = _Handler(self, self.wsgi, environ=self._environ())
+        cfg = self.cfg
+        handler = _Handler(self, self.wsgi, environ=self._environ(), forwarded_allow_ips=cfg.forwarded_allow_ips,
+                           secure_scheme_headers=cfg.secure_scheme_headers)
         options: dict[str, Any] = {
-            "keep_alive_timeout": max(0, int(self.cfg.keepalive)) * 1000,
+            "keep_alive_timeout": max(0, int(cfg.keepalive)) * 1000,
+            # gunicorn's "off"/"v1"/"v2"/"auto" (a bool before 23) are the server's spellings too.
+            "proxy_protocol": cfg.proxy_protocol if cfg.proxy_protocol not in (None, "off") else False,
+            "proxy_allow_ips": cfg.proxy_allow_ips,
         }
         if self.cfg.limit_request_fields:
             options["max_headers_count"] = int(self.cfg.limit_request_fields)

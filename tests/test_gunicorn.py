@@ -114,7 +114,8 @@ def gunicorn(tmp_path: Path, server_cert_files: dict[str, str]) -> Iterator[Any]
     (tmp_path / "app.py").write_text(APP)
     started: list[Gunicorn] = []
 
-    def start(*args: str, workers: int = 2, tls: bool = True, worker: str = "greenhttps.gunicorn.Worker") -> Gunicorn:
+    def start(*args: str, workers: int = 2, tls: bool = True, worker: str = "greenhttps.gunicorn.Worker",
+              probe: bool = True) -> Gunicorn:
         more = ["--certfile", server_cert_files["cert"], "--keyfile", server_cert_files["key"]] if tls else []
         g = Gunicorn(tmp_path, ["-k", worker, "-w", str(workers), *more, *args], tls)
         started.append(g)
@@ -124,7 +125,7 @@ def gunicorn(tmp_path: Path, server_cert_files: dict[str, str]) -> Iterator[Any]
         # signals the arbiter: a worker still booting would miss a SIGTERM.
         g.wait_for(r"greenhttps worker serving", workers)
         deadline = time.monotonic() + 10
-        while True:
+        while probe:  # (without: a worker that wants a PROXY header first)
             try:
                 request(g, "/", timeout=2)
                 break
@@ -360,3 +361,87 @@ def test_unix_socket_listener(gunicorn: Any, tmp_path: Path) -> None:
     sock.close()
     assert body["scheme"] == "https"
     assert body["pid"] == g.worker_pids()[0]
+
+
+# ------------------------------------------------------ behind a proxy
+
+
+def ask(g: Gunicorn, extra: bytes = b"", *, sock: Any = None) -> dict[str, Any]:
+    """GET / with the ``extra`` header lines; the app's JSON answer."""
+    own = sock is None
+    sock = connect(g) if own else sock
+    try:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n" + extra + b"Connection: close\r\n\r\n")
+        resp = read_response(sock)
+    finally:
+        if own:
+            sock.close()
+    assert resp.status == 200, resp
+    return json.loads(resp.body)  # type: ignore[no-any-return]
+
+
+FORWARDED = b"X-Forwarded-For: 198.51.100.7\r\nX-Forwarded-Proto: http\r\n"
+
+
+def test_forwarded_allow_ips(gunicorn: Any) -> None:
+    """``--forwarded-allow-ips``: a listed peer's X-Forwarded-For/-Proto are believed
+    (REMOTE_ADDR, wsgi.url_scheme); anyone else's are not."""
+    trusting = gunicorn("--forwarded-allow-ips", "127.0.0.1", workers=1)
+    body = ask(trusting, FORWARDED)
+    assert (body["remote"], body["scheme"]) == ("198.51.100.7", "http")
+    assert ask(trusting)["remote"] == "127.0.0.1"  # no header: the peer
+    wary = gunicorn("--forwarded-allow-ips", "10.0.0.0/8", workers=1)
+    body = ask(wary, FORWARDED)
+    assert (body["remote"], body["scheme"]) == ("127.0.0.1", "https")
+
+
+def test_secure_scheme_headers(gunicorn: Any, tmp_path: Path) -> None:
+    """``secure_scheme_headers`` (config file only): plain HTTP behind a TLS-terminating
+    proxy is https when the proxy says so in the named header."""
+    config = tmp_path / "conf.py"
+    config.write_text('secure_scheme_headers = {"X-SCHEME": "https"}\nforwarded_allow_ips = "*"\n')
+    g = gunicorn("-c", str(config), workers=1, tls=False)
+    assert ask(g)["scheme"] == "http"
+    assert ask(g, b"X-Scheme: https\r\n")["scheme"] == "https"
+    assert ask(g, b"X-Forwarded-Proto: https\r\n")["scheme"] == "http"  # not a scheme header here
+    resp = request(g, "/")  # and a conflicting pair would be a 400, as in gunicorn
+    assert resp.status == 200
+
+
+def _proxied(g: Gunicorn, header: bytes) -> Any:
+    from helpers import wrap_client
+
+    raw = gevent.socket.create_connection(("127.0.0.1", g.port), timeout=5)
+    raw.sendall(header)
+    return wrap_client(raw, _verifying_context(), "localhost")
+
+
+def test_proxy_protocol(gunicorn: Any) -> None:
+    """``--proxy-protocol v2``: the header (before TLS) names the client; a peer in
+    ``proxy_allow_ips`` (gunicorn's default 127.0.0.1) must send one."""
+    from test_proxy_protocol import V1, v2
+
+    g = gunicorn("--proxy-protocol", "v2", workers=1, probe=False)
+    assert ask(g, sock=_proxied(g, v2(src="203.0.113.9", sport=4444)))["remote"] == "203.0.113.9"
+    with pytest.raises(OSError):
+        connect(g)  # no header from a trusted peer: no TLS either
+    raw = gevent.socket.create_connection(("127.0.0.1", g.port), timeout=5)
+    raw.sendall(V1)  # a version 1 header where v2 was asked for
+    assert read_until_eof(raw, timeout=5, reset_ok=True) == b""
+    raw.close()
+    assert "Traceback" not in g.text()
+
+
+def test_proxy_allow_ips(gunicorn: Any) -> None:
+    """``--proxy-allow-from``: a header from any other peer closes the connection
+    with nothing served; that peer without a header is served as itself."""
+    from test_proxy_protocol import V1
+
+    g = gunicorn("--proxy-protocol", "--proxy-allow-from", "10.0.0.0/8", workers=1)  # the probe got in
+    assert ask(g)["remote"] == "127.0.0.1"
+    raw = gevent.socket.create_connection(("127.0.0.1", g.port), timeout=5)
+    raw.sendall(V1)
+    assert read_until_eof(raw, timeout=5, reset_ok=True) == b""
+    raw.close()
+    star = gunicorn("--proxy-protocol", "v1", "--proxy-allow-from", "*", workers=1, probe=False)
+    assert ask(star, sock=_proxied(star, V1))["remote"] == "203.0.113.7"
