@@ -69,6 +69,7 @@ class LoggedResponse(ServerResponse):
         self._began = time.monotonic()
         self._began_wall = time.time()
         self._body_bytes = 0
+        self._end_bytes = 0  # what end() was given, counted if there is a body
         self._logged = False
 
     def write(self, chunk: Any, encoding: str = "utf-8", callback: Any = None) -> bool:
@@ -78,11 +79,11 @@ class LoggedResponse(ServerResponse):
         return sent
 
     def end(self, data: Any = None, encoding: str = "utf-8", callback: Any = None) -> Any:
-        was_finished = self.finished
-        result = super().end(data, encoding, callback)
-        if not was_finished and data and not callable(data) and self._has_body:
-            self._body_bytes += len(data.encode(encoding) if isinstance(data, str) else data)
-        return result
+        # Counted before: the line is written inside end() (its 'close'), which also
+        # settles whether there is a body at all (HEAD, 204, 304: _has_body False).
+        if not self.finished and data and not callable(data):
+            self._end_bytes = len(data.encode(encoding) if isinstance(data, str) else data)
+        return super().end(data, encoding, callback)
 
     def emit(self, event: str, *args: Any) -> bool:
         # 'close' comes once, for a finished response and for one cut short alike.
@@ -143,6 +144,9 @@ def _log(res: LoggedResponse) -> None:
     took = time.monotonic() - res._began
     aborted = not res.writable_finished
     status = res.status_code if res._head_written else None
+    if res._has_body and res._head_written:
+        res._body_bytes += res._end_bytes
+        res._end_bytes = 0
     headers = req.headers
     client = unmapped(req.socket.remote_address or "-")
     request_line = f"{req.method} {req.url} HTTP/{req.http_version}"
