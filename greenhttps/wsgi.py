@@ -419,8 +419,8 @@ class WSGIHandler:
                 env["REMOTE_ADDR"], env["REMOTE_PORT"] = client, ""
 
     def environ_or_reject(self, req: Any, res: Any) -> _Environ | None:
-        """:meth:`make_environ`, or None after answering 400 to forwarded headers
-        that contradict each other."""
+        """:meth:`make_environ` for the request ``req``, or None after answering 400
+        through its response ``res`` to forwarded headers that contradict each other."""
         try:
             return self.make_environ(req)
         except BadForwardedHeaders as exc:

@@ -445,3 +445,27 @@ def test_proxy_allow_ips(gunicorn: Any) -> None:
     raw.close()
     star = gunicorn("--proxy-protocol", "v1", "--proxy-allow-from", "*", workers=1, probe=False)
     assert ask(star, sock=_proxied(star, V1))["remote"] == "203.0.113.7"
+
+
+@pytest.mark.needs_haproxy
+def test_behind_haproxy(gunicorn: Any, tmp_path: Path) -> None:
+    """The README's production setup: HAProxy (``send-proxy-v2``, health checks with
+    ``check-send-proxy``) in front of two workers, TLS end to end, gunicorn's access
+    log naming the client."""
+    from test_proxy_protocol_haproxy import CLIENT_ADDRESS, _client, haproxy
+
+    access = tmp_path / "access.log"
+    g = gunicorn("--proxy-protocol", "v2", "--access-logfile", str(access), "--access-logformat", "%(h)s %(r)s %(s)s",
+                 workers=2, probe=False)
+    backend = f"127.0.0.1:{g.port} send-proxy-v2 check check-send-proxy inter 200ms"
+    with haproxy(tmp_path, backend) as port:
+        seen = set()
+        for _ in range(6):
+            sock = _client(port, _verifying_context())
+            body = ask(g, sock=sock)
+            sock.close()
+            assert body["remote"] == CLIENT_ADDRESS and body["scheme"] == "https"
+            seen.add(body["pid"])
+        assert seen <= set(g.worker_pids())
+    assert access.read_text().splitlines() == [f"{CLIENT_ADDRESS} GET / HTTP/1.1 200"] * 6
+    assert "Traceback" not in g.text()
