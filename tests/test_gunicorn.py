@@ -467,5 +467,8 @@ def test_behind_haproxy(gunicorn: Any, tmp_path: Path) -> None:
             assert body["remote"] == CLIENT_ADDRESS and body["scheme"] == "https"
             seen.add(body["pid"])
         assert seen <= set(g.worker_pids())
+    deadline = time.monotonic() + 5  # a line is written once its response is out
+    while len(access.read_text().splitlines()) < 6 and time.monotonic() < deadline:
+        gevent.sleep(0.05)
     assert access.read_text().splitlines() == [f"{CLIENT_ADDRESS} GET / HTTP/1.1 200"] * 6
     assert "Traceback" not in g.text()
