@@ -121,6 +121,10 @@ class Server(EventEmitter):
     max_delay = 1.0
     #: Add a ``Date`` header to responses.
     send_date = True
+    #: Not Node's (whose ``maxConnections`` refuses): stop accepting while this many
+    #: connections are open, 0 for no limit; new ones wait in the listen backlog.
+    #: The gunicorn worker's ``worker_connections``.
+    _accept_limit = 0
 
     def __init__(
         self,
@@ -157,6 +161,7 @@ class Server(EventEmitter):
         self._accept_loop: gevent.Greenlet | None = None
         self._connections: set[ServerConnection] = set()
         self._closing = False
+        self._slot_free = Event()  # a connection ended (see _accept_limit)
         self._closed = Event()
         self._closed.set()
         self.listening = False
@@ -305,6 +310,10 @@ class Server(EventEmitter):
         self.emit("listening")
         delay = self.min_delay
         while not self._closing:
+            if self._accept_limit and len(self._connections) >= self._accept_limit:
+                self._slot_free.clear()
+                self._slot_free.wait()
+                continue
             try:
                 raw, _ = listener.accept()
             except OSError as exc:
@@ -340,6 +349,8 @@ class Server(EventEmitter):
 
     def _connection_done(self, conn: ServerConnection) -> None:
         self._connections.discard(conn)
+        if self._accept_limit:
+            self._slot_free.set()
         if self._closing and not self._connections:
             self._finish_close()
 

@@ -472,3 +472,99 @@ def test_behind_haproxy(gunicorn: Any, tmp_path: Path) -> None:
         gevent.sleep(0.05)
     assert access.read_text().splitlines() == [f"{CLIENT_ADDRESS} GET / HTTP/1.1 200"] * 6
     assert "Traceback" not in g.text()
+
+
+# ------------------------------------------------------ gunicorn's other settings
+
+
+def test_keepalive(gunicorn: Any) -> None:
+    """``--keep-alive N``: an idle connection is closed after N seconds (and the
+    response says so); ``--keep-alive 0``: no keep-alive at all, as in gunicorn."""
+    g = gunicorn("--keep-alive", "1", workers=1)
+    sock = connect(g, timeout=10)
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    resp = read_response(sock)
+    assert resp.get("connection") == b"keep-alive" and resp.get("keep-alive") == b"timeout=1"
+    started = time.monotonic()
+    assert read_until_eof(sock, timeout=8, reset_ok=True) == b""
+    assert 0.8 < time.monotonic() - started < 4
+    sock.close()
+    off = gunicorn("--keep-alive", "0", workers=1)
+    sock = connect(off)
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert read_response(sock).get("connection") == b"close"
+    assert read_until_eof(sock, timeout=2, reset_ok=True) == b""
+    sock.close()
+
+
+def _status(g: Gunicorn, request_bytes: bytes) -> int:
+    sock = connect(g)
+    try:
+        sock.sendall(request_bytes)
+        return int(read_response(sock).status)
+    finally:
+        sock.close()
+
+
+def test_limit_request_line(gunicorn: Any) -> None:
+    """``--limit-request-line``: a longer request line is refused with 414, as gunicorn."""
+    g = gunicorn("--limit-request-line", "100", workers=1)
+    line = b"GET /?" + b"a" * 70 + b" HTTP/1.1\r\n"
+    assert len(line) - 2 <= 100
+    assert _status(g, line + b"Host: localhost\r\n\r\n") == 200
+    assert _status(g, b"GET /?" + b"a" * 100 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n") == 414
+
+
+def test_limit_request_fields(gunicorn: Any) -> None:
+    """``--limit-request-fields``: more header fields than that are refused (431)."""
+    g = gunicorn("--limit-request-fields", "5", workers=1)
+    fields = b"".join(b"X-%d: 1\r\n" % i for i in range(3))
+    assert _status(g, b"GET / HTTP/1.1\r\nHost: localhost\r\n" + fields + b"\r\n") == 200
+    fields = b"".join(b"X-%d: 1\r\n" % i for i in range(8))
+    assert _status(g, b"GET / HTTP/1.1\r\nHost: localhost\r\n" + fields + b"\r\n") == 431
+
+
+def test_limit_request_field_size(gunicorn: Any) -> None:
+    """``--limit-request-field_size``: a longer field is refused (431); a limit above
+    the server's own 16 KiB head bound raises that bound too."""
+    g = gunicorn("--limit-request-field_size", "100", workers=1)
+    assert _status(g, b"GET / HTTP/1.1\r\nHost: localhost\r\nX-A: " + b"a" * 90 + b"\r\n\r\n") == 200
+    assert _status(g, b"GET / HTTP/1.1\r\nHost: localhost\r\nX-A: " + b"a" * 100 + b"\r\n\r\n") == 431
+    big = gunicorn("--limit-request-field_size", "30000", workers=1)
+    assert _status(big, b"GET / HTTP/1.1\r\nHost: localhost\r\nCookie: " + b"a" * 20000 + b"\r\n\r\n") == 200
+    assert _status(big, b"GET / HTTP/1.1\r\nHost: localhost\r\nCookie: " + b"a" * 30000 + b"\r\n\r\n") == 431
+
+
+def test_worker_connections(gunicorn: Any) -> None:
+    """``--worker-connections 2``: a third connection waits (in the listen backlog,
+    as with gunicorn's gevent pool) until one of the two open ones closes."""
+    g = gunicorn("--worker-connections", "2", "--keep-alive", "30", workers=1)
+    held = []
+    for _ in range(2):
+        sock = connect(g, timeout=10)
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert read_response(sock).status == 200
+        held.append(sock)
+    third = gevent.spawn(ask, g)
+    gevent.sleep(1.0)
+    assert not third.ready()  # not served: not even accepted
+    held.pop().close()
+    assert third.get(timeout=5)["remote"] == "127.0.0.1"
+    held.pop().close()
+
+
+def test_access_log_format(gunicorn: Any, tmp_path: Path) -> None:
+    """gunicorn's access log, through its own logger and ``access_log_format``."""
+    access = tmp_path / "access.log"
+    g = gunicorn("--access-logfile", str(access), "--access-logformat",
+                 '%(h)s|%(r)s|%(s)s|%(b)s|%(a)s|%({x-test}i)s|%(m)s|%(U)s|%(q)s', workers=1)
+    sock = connect(g)
+    sock.sendall(b"GET /?x=1 HTTP/1.1\r\nHost: localhost\r\nUser-Agent: tester/1\r\nX-Test: yes\r\n"
+                 b"Connection: close\r\n\r\n")
+    resp = read_response(sock)
+    sock.close()
+    deadline = time.monotonic() + 5
+    while "tester/1" not in access.read_text() and time.monotonic() < deadline:
+        gevent.sleep(0.05)
+    line = [entry for entry in access.read_text().splitlines() if "tester/1" in entry]
+    assert line == [f"127.0.0.1|GET /?x=1 HTTP/1.1|200|{len(resp.body)}|tester/1|yes|GET|/|x=1"]
