@@ -87,7 +87,7 @@ class Server(EventEmitter):
     one; any other peer must not.  A missing, malformed or untrusted header closes
     the connection with nothing served (``'clientError'`` gets the error, code
     ``ERR_PROXY_PROTOCOL``, and a destroyed socket); ``handshake_timeout`` bounds the
-    wait for it.  ``access_log`` True (or ``'combined'``, ``'common'``) logs one line
+    wait for it, and ``'connection'`` comes after it, with the client's address.  ``access_log`` True (or ``'combined'``, ``'common'``) logs one line
     per response to the ``greenhttps.access`` logger (see :mod:`greenhttps._access_log`).
 
     ``Server(options, request_listener, **kwargs)``: ``options`` is a dict of the above
