@@ -28,9 +28,13 @@ from ._proxy_protocol import (
 
 __all__ = ["receive_proxy_header", "read_proxy_header", "refuse_proxy_header"]
 
-#: How often :func:`refuse_proxy_header` looks again while the first bytes could
-#: still be either a header or not (a client that sent 1-11 bytes and paused).
-_RECHECK = 0.01
+#: While the first bytes could still be either a header or not (a client that sent
+#: 1-11 bytes and paused), :func:`refuse_proxy_header` looks again after 5 ms, then
+#: twice as long each time, and gives up after about half a second: such a peer is
+#: served as any other (a TLS handshake or an HTTP parser then judges its bytes),
+#: and a thousand of them cannot keep the hub busy polling.
+_RECHECK_FIRST = 0.005
+_RECHECK_LAST = 0.32
 
 
 def receive_proxy_header(
@@ -80,6 +84,7 @@ def read_proxy_header(sock: socket.socket, versions: tuple[int, ...]) -> ProxyHe
 def refuse_proxy_header(sock: socket.socket) -> None:
     """For a peer not allowed to send a header: raise :class:`ProxyProtocolError` if
     its first bytes are one; take nothing off the socket either way."""
+    pause = _RECHECK_FIRST
     while True:
         try:
             first = sock.recv(len(V2_SIGNATURE), socket.MSG_PEEK)
@@ -88,9 +93,10 @@ def refuse_proxy_header(sock: socket.socket) -> None:
         verdict = detect(first) if first else False
         if verdict:
             raise ProxyProtocolError("PROXY protocol: a header from a peer not in proxy_allow_ips")
-        if verdict is False:
+        if verdict is False or pause > _RECHECK_LAST:
             return
-        gevent.sleep(_RECHECK)
+        gevent.sleep(pause)
+        pause *= 2
 
 
 def _take(sock: socket.socket, count: int) -> bytes:
