@@ -9,6 +9,17 @@ HERE = Path(__file__).resolve().parent
 # Keep in sync with greenhttps.__version__ (greenhttps/__init__.py).
 VERSION = "0.1.0"
 
+# The documentation site (mkdocs.yml; `mkdocs build --strict` runs in tests/test_docs.py).
+# Lower bounds: what mkdocs.yml uses (validation settings: mkdocs 1.6; griffe 2's
+# on_package hook for docs/_ext/rst_roles.py: mkdocstrings-python 2).  MkDocs 2 drops
+# the plugin API that mkdocstrings and Material's search are built on.
+DOCS_REQUIRES = [
+    "mkdocs>=1.6,<2",
+    "mkdocs-material>=9.5",
+    "mkdocstrings[python]>=1.0",
+    "mkdocstrings-python>=2.0",
+]
+
 TEST_REQUIRES = [
     "pytest",
     "pytest-timeout",
@@ -22,6 +33,8 @@ TEST_REQUIRES = [
     # The optional llhttp parser: the suite runs the server tests with it and with h11
     # (tests/test_parsers.py).
     "httptools>=0.6",
+    # The docs site is built (strict) by the suite: tests/test_docs.py.
+    *DOCS_REQUIRES,
 ]
 
 setup(
@@ -47,6 +60,7 @@ setup(
         # llhttp (Node's parser) for the server: ~2x the requests per CPU second of h11.
         "fast": ["httptools>=0.6"],
         "test": TEST_REQUIRES,
+        "docs": DOCS_REQUIRES,
         "dev": [*TEST_REQUIRES, "mypy", "types-gevent", "ruff"],
     },
     entry_points={

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import gevent.event
 
 import greenhttps
-from greenhttps._devcert import dev_certificate
+from greenhttps.devcert import dev_certificate
 
 
 def local_server(dev):

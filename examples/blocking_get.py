@@ -24,7 +24,7 @@ import time
 import gevent
 
 import greenhttps
-from greenhttps._devcert import dev_certificate
+from greenhttps.devcert import dev_certificate
 
 
 def local_server():

@@ -19,7 +19,7 @@ import time
 import gevent.pool
 
 import greenhttps
-from greenhttps._devcert import dev_certificate
+from greenhttps.devcert import dev_certificate
 
 
 def main():

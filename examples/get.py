@@ -26,7 +26,7 @@ import sys
 import gevent.event
 
 import greenhttps
-from greenhttps._devcert import dev_certificate
+from greenhttps.devcert import dev_certificate
 
 
 def local_server():

@@ -28,7 +28,7 @@ import signal
 import gevent
 
 import greenhttps
-from greenhttps._devcert import dev_certificate
+from greenhttps.devcert import dev_certificate
 
 
 def main():

@@ -16,7 +16,7 @@ Run it::
 import sys
 
 import greenhttps
-from greenhttps._devcert import dev_certificate
+from greenhttps.devcert import dev_certificate
 
 
 def main():

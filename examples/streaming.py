@@ -20,7 +20,7 @@ import time
 import gevent.event
 
 import greenhttps
-from greenhttps._devcert import dev_certificate
+from greenhttps.devcert import dev_certificate
 
 CHUNK = 64 * 1024
 

@@ -30,8 +30,8 @@ import gevent
 
 import greenhttps
 
-from ._devcert import dev_certificate
 from ._static import StaticFiles
+from .devcert import dev_certificate
 
 _COMMANDS = ("serve", "get")
 

@@ -464,10 +464,15 @@ class Agent(EventEmitter):
                 return
             sweeper.kill(block=False)  # due later than this connection expires
         self._sweep_at = expires_at
-        self._sweeper = gevent.spawn_later(max(expires_at - time.monotonic(), 0.0), self._sweep)
+        self._sweeper = gevent.spawn(self._sweep, max(expires_at - time.monotonic(), 0.0))
 
-    def _sweep(self) -> None:
-        """Close free connections past their idle time (one greenlet per agent)."""
+    def _sweep(self, first_delay: float) -> None:
+        """Close free connections past their idle time (one greenlet per agent).
+
+        Its sleeps do not keep the hub alive (``ref=False``), as Node unrefs a free
+        socket: a script whose requests are done ends (``gevent.wait()`` returns)
+        even while the pool keeps connections for the next one."""
+        gevent.sleep(first_delay, ref=False)
         while self._free or self._in_use:
             now = time.monotonic()
             expired = []
@@ -490,7 +495,7 @@ class Agent(EventEmitter):
                 # period after its release at the earliest.
                 soonest = now + self._shortest_idle()
             self._sweep_at = soonest
-            gevent.sleep(max(soonest - time.monotonic(), 0.01))
+            gevent.sleep(max(soonest - time.monotonic(), 0.01), ref=False)
 
     def _shortest_idle(self) -> float:
         in_use = [conn for conns in self._in_use.values() for conn in conns]

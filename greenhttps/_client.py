@@ -254,6 +254,17 @@ class ClientRequest(OutgoingMessage):
             self._exchange.close_now()
         gevent.get_hub().loop.run_callback(self._emit_failure, err)
 
+    def _trailing_error(self, err: errors.ProtocolError | None) -> None:
+        """Bytes after the response that cannot start another are a parse error,
+        which Node emits on the request after its ``'response'`` (B-87); the
+        connection is closed, not pooled."""
+        if err is not None:
+            gevent.get_hub().loop.run_callback(self._emit_trailing_error, err)
+
+    def _emit_trailing_error(self, err: errors.ProtocolError) -> None:
+        if not self.aborted:
+            self.emit_error(err)
+
     def _emit_failure(self, err: BaseException) -> None:
         if self.aborted:
             self._discard_connection()
@@ -347,18 +358,22 @@ class ClientRequest(OutgoingMessage):
         return False
 
     def set_no_delay(self, no_delay: bool = True) -> None:
-        """Nagle off (``no_delay`` True) on the request's socket, once it has one.
+        """Nagle off (``no_delay`` True) on the request's socket (now, or once it has one).
 
         Node: ``request.setNoDelay()``.
         """
         if self.socket is not None:
             self.socket.set_no_delay(no_delay)
+        else:  # applied once connected, as Node's _deferToConnect
+            self.once("socket", lambda sock: sock.set_no_delay(no_delay))
 
     def set_socket_keep_alive(self, enable: bool = False, initial_delay: float = 0) -> None:
         """TCP keep-alive on the request's socket if ``enable``, ``initial_delay`` in
-        milliseconds; Node's ``request.setSocketKeepAlive()``."""
+        milliseconds (now, or once it has a socket); Node's ``request.setSocketKeepAlive()``."""
         if self.socket is not None:
             self.socket.set_keep_alive(enable, initial_delay)
+        else:
+            self.once("socket", lambda sock: sock.set_keep_alive(enable, initial_delay))
 
     # ------------------------------------------------------------ response
 
@@ -439,7 +454,7 @@ class ClientRequest(OutgoingMessage):
             # give the connection back even if nobody reads the body.  'end' and the
             # 'close' events still come when the body is read (or flows).
             exchange.read_body()
-            exchange.release()
+            self._trailing_error(exchange.release())
             res._replace_source(_no_more)
         else:
             # Until someone reads the body, the connection still sees the server.
@@ -527,7 +542,7 @@ class ClientRequest(OutgoingMessage):
         """
         exchange = self._exchange
         if exchange is not None:
-            exchange.release()  # nothing left to release after an abort
+            self._trailing_error(exchange.release())  # nothing left to release after an abort
         res = self._res
         if isinstance(res, IncomingMessage) and res.complete:
             # The response points back here (res.req, its _on_finish); holding it

@@ -82,7 +82,9 @@ class ClientConnection:
                 return
             if fd < 0:
                 return
-            watcher = self._watcher = gevent.get_hub().loop.io(fd, 1)
+            # Unreferenced, as Node unrefs a free socket: an idle pooled
+            # connection does not keep gevent.wait() (the script) from ending.
+            watcher = self._watcher = gevent.get_hub().loop.io(fd, 1, ref=False)
         watcher.start(on_readable, self)
 
     def unpark(self) -> None:
@@ -209,7 +211,7 @@ def _handshake(raw: gsocket.socket, opts: Mapping[str, Any], sessions: SessionCa
             with gevent.Timeout(timeout, errors.TimeoutError("TLS handshake timed out")):
                 tls.do_handshake()
         except OSError as exc:
-            raise errors.from_os_error(exc, during="TLS handshake") from exc
+            raise _verify.handshake_error(tls, exc, during="TLS handshake") from exc
         sock._attach(tls, encrypted=True)
         sock.servername = servername
         _check_peer(tls, opts, sock, servername)
@@ -244,7 +246,8 @@ def _check_peer(tls: Any, opts: Mapping[str, Any], sock: Socket, servername: str
         rejected.append(err)
         return err
 
-    authorized, reason = _verify.client_verify_result(tls, hostname=servername, ca=opts.get("ca"), check_identity=checker)
+    authorized, reason = _verify.client_verify_result(tls, hostname=servername, ca=opts.get("ca"), check_identity=checker,
+                                                      crl=opts.get("crl"))
     sock.authorized, sock.authorization_error = authorized, reason
     if not authorized and opts.get("reject_unauthorized") is not False:
         if rejected and isinstance(rejected[0], errors.CertificateError):

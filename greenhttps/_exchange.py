@@ -349,12 +349,14 @@ class ClientExchange:
 
     # ------------------------------------------------------------ release
 
-    def release(self) -> None:
+    def release(self) -> errors.ProtocolError | None:
         """Give the connection back after the response ended (idempotent): pooled
-        if it can carry another exchange, else closed."""
+        if it can carry another exchange, else closed.  Returns the parse error for
+        bytes past the response that cannot start another (Node reports it on the
+        request, B-87), or None."""
         conn = self._let_go()
         if conn is None:
-            return
+            return None
         if conn.session is None and conn.socket.encrypted and not conn.socket.session_reused and not conn.closed:
             # Once per connection, and only after a full handshake: fetching the
             # session costs ~0.1 ms, and by the end of the first response TLS 1.3
@@ -364,6 +366,7 @@ class ClientExchange:
             conn.session = conn.socket.get_session()
             self.agent.cache_session(conn.name, conn.session)
         wire = conn.wire
+        trailing = wire.trailing_error() if self.body_done and wire.head_started else None
         reusable = (
             self.body_done
             and not self.close_delimited
@@ -375,6 +378,7 @@ class ClientExchange:
             and wire.start_next_cycle()
         )
         self.agent.release(conn, reusable=reusable)
+        return trailing
 
     def discard(self) -> None:
         """Close the connection and free its pool slot (an error, an abort)."""

@@ -64,11 +64,11 @@ def snake_case(name: str) -> str:
 _TLS_SERVER = (
     "key", "cert", "pfx", "passphrase", "ca", "ciphers", "secure_protocol", "honor_cipher_order",
     "request_cert", "reject_unauthorized", "sni_callback", "alpn_protocols", "ssl_context",
-    "min_version", "max_version", "ecdh_curve", "dhparam",
+    "min_version", "max_version", "ecdh_curve", "dhparam", "crl",
 )
 _TLS_CLIENT = (
     "pfx", "key", "passphrase", "cert", "ca", "ciphers", "reject_unauthorized", "secure_protocol",
-    "min_version", "max_version", "ssl_context",
+    "min_version", "max_version", "ssl_context", "crl",
 )
 
 #: Server options and their defaults (times in milliseconds, as Node).

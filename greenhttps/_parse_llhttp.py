@@ -28,6 +28,7 @@ from ._strict import (
     MAX_REQUEST_LINE,
     TRANSFER_ENCODING_LINE,
     check_head_bytes,
+    chunk_line,
     protocol_error,
     transfer_coding_status,
 )
@@ -39,7 +40,6 @@ _FEED_SLICE = 65536
 _UPGRADE_FIELD = re.compile(rb"\r\nupgrade[ \t]*:", re.IGNORECASE)
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*0*([0-9])", re.IGNORECASE)
 _STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) (\d{3})(?: [^\r\n]*)?\r?")
-_HEX_RUN = re.compile(rb"[0-9A-Fa-f]*")
 _REQUEST_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^ \x00-\x1f\x7f]+ HTTP/(\d)\.(\d)\r?")
 
 
@@ -138,8 +138,7 @@ class LlhttpParser(Parser):
         if version is not None and version.group(1, 2) not in ((b"1", b"1"), (b"1", b"0")):
             status = 505 if version.group(1) >= b"2" else 400
             raise protocol_error(f"unsupported HTTP version {version.group(0)!r}", status, "HPE_INVALID_VERSION")
-        if self.strict:
-            check_head_bytes(raw)
+        # (Strict: its lines were checked as they arrived, Parser._check_lines.)
         msg = _Message()
         parser = httptools.HttpRequestParser(msg)
         method = raw[: raw.find(b" ")]
@@ -192,17 +191,12 @@ class LlhttpParser(Parser):
         if self._in_size_line:
             # A chunk-size line is fed whole, so its checks see all of it however
             # the bytes arrive, and its size says where the next one starts.
-            newline = buf.find(b"\n", 0, MAX_CHUNK_LINE + 2)
-            if newline < 0:
-                if len(buf) >= MAX_CHUNK_LINE + 2:
-                    raise protocol_error("chunk extensions too large", 413, "HPE_CHUNK_EXTENSIONS_OVERFLOW")
+            line = chunk_line(buf, 0)
+            if line is None:
                 return False
-            digits = _HEX_RUN.match(buf).group()  # type: ignore[union-attr]
-            if len(digits) > 16:
-                raise protocol_error("chunk size too large", 400, "HPE_INVALID_CHUNK_SIZE")
-            size = newline + 1
+            chunk_size, size = line
             # The chunk's data and its CRLF; a last chunk (0) is followed by trailers.
-            self._chunk_left = int(digits, 16) + 2 if digits.strip(b"0") else 0
+            self._chunk_left = chunk_size + 2 if chunk_size else 0
             self._in_size_line = False
         elif self._chunk_left:
             size = min(len(buf), self._chunk_left, _FEED_SLICE)

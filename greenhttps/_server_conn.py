@@ -58,7 +58,7 @@ import gevent
 import greenlet
 from gevent.event import Event
 
-from . import errors
+from . import _verify, errors
 from ._access_log import response_class
 from ._events import logger
 from ._incoming import IncomingMessage
@@ -262,7 +262,8 @@ class ServerConnection:
             self.socket.authorization_error = "UNABLE_TO_GET_ISSUER_CERT"
 
     def _tls_failed(self, exc: BaseException) -> None:
-        err = errors.from_os_error(exc, during="TLS handshake")
+        # (The Socket holds the TLS socket by now: its peer chain names a verify error.)
+        err = _verify.handshake_error(self.socket._sock, exc, during="TLS handshake")
         logger.debug("TLS handshake with %s failed: %s", self.socket.remote_address, err)
         # As in Node, the listeners get a socket that is already destroyed (not
         # writable): no HTTP reply can go over a failed handshake.
@@ -652,18 +653,25 @@ class ServerConnection:
     # ------------------------------------------------------- errors, close
 
     def _client_error(self, exc: errors.ProtocolError) -> None:
+        """Node's ``socketOnError``: a ``'clientError'`` listener owns the socket (B-91);
+        with none, the default reply goes out and the socket emits ``'error'`` with
+        the parse error (``code``, ``bytes_parsed``, ``raw_packet``; B-92, B-93)."""
         logger.debug("bad request from %s: %s", self.socket.remote_address, exc)
         if self.server.emit("clientError", exc, self.socket):
             return
         self._reject(exc.status_hint)
+        # Node destroys the socket with the error, after adding a no-op 'error'
+        # listener: only listeners of the user's own hear it.
+        self.socket.emit("error", exc)
 
     def _reject(self, status: int) -> None:
-        """Node's default clientError reply: status line, Connection: close, done."""
+        """Node's default clientError reply, byte for byte: the status line and
+        ``Connection: close`` (no body, so no Content-Length: the close ends it)."""
         if self.wire is None:
             return
         reason = STATUS_CODES.get(status, "Bad Request")
         try:
-            self.wire.send_raw(f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n".encode())
+            self.wire.send_raw(f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n\r\n".encode())
         except errors.Error:
             pass
 

@@ -187,6 +187,11 @@ class Wire:
         """Some bytes of the next message are buffered (a pipelined request)."""
         return self._parser.head_started or bool(self._early)
 
+    def trailing_error(self) -> errors.ProtocolError | None:
+        """The parse error for bytes past the message just read that cannot start
+        another (:meth:`Parser.next_start_error`); None if there is none."""
+        return self._parser.next_start_error()
+
     def start_next_cycle(self, *, after_close: bool = False) -> bool:
         """Reset for the next exchange; False if the connection cannot be reused.
 

@@ -1,5 +1,5 @@
 """``python -m greenhttps``: the demo server, the ``get`` client, and the development
-certificate behind them (``greenhttps._devcert``).
+certificate behind them (``greenhttps.devcert``).
 
 Each command runs in a subprocess (``gevent.subprocess``, so a greenhttps server or a
 scripted peer in this process can answer it) with the checkout on ``PYTHONPATH`` and
@@ -36,7 +36,7 @@ from cryptography import x509
 import greenhttps
 import helpers
 from conftest import ScriptServer
-from greenhttps import _devcert
+from greenhttps import devcert
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -447,7 +447,7 @@ def test_get_missing_ca_file_fails_in_one_line(tmp_path: Path) -> None:
 
 
 def test_dev_certificate_files(tmp_path: Path) -> None:
-    dev = _devcert.dev_certificate(tmp_path / "certs")
+    dev = devcert.dev_certificate(tmp_path / "certs")
     assert dev.is_current()
     for path in (dev.key_file, dev.ca_key_file):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -461,22 +461,22 @@ def test_dev_certificate_files(tmp_path: Path) -> None:
     assert sans.get_values_for_type(x509.DNSName) == ["localhost"]
     # Asked again: the same files, not new ones.
     before = dev.cert_file.read_bytes()
-    assert _devcert.dev_certificate(tmp_path / "certs").cert_file.read_bytes() == before
+    assert devcert.dev_certificate(tmp_path / "certs").cert_file.read_bytes() == before
 
 
 def test_dev_certificate_honours_xdg_cache_home(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert _devcert.cache_dir() == tmp_path / "greenhttps"
-    assert _devcert.dev_certificate().ca_file == tmp_path / "greenhttps" / "dev-ca.pem"
+    assert devcert.cache_dir() == tmp_path / "greenhttps"
+    assert devcert.dev_certificate().ca_file == tmp_path / "greenhttps" / "dev-ca.pem"
 
 
 @pytest.mark.needs_openssl
 def test_dev_ca_signs_only_localhost_names(tmp_path: Path) -> None:
     """Name constraints: trusting the development CA trusts nothing outside
     localhost and loopback, whatever it signs (checked by ``openssl verify``)."""
-    dev = _devcert.dev_certificate(tmp_path)
+    dev = devcert.dev_certificate(tmp_path)
 
     def verify(*names: str) -> gevent.subprocess.CompletedProcess[bytes]:
         path = tmp_path / "leaf.pem"
@@ -492,13 +492,13 @@ def test_dev_ca_signs_only_localhost_names(tmp_path: Path) -> None:
 def test_dev_certificate_is_renewed_under_the_same_ca(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    dev = _devcert.dev_certificate(tmp_path)
+    dev = devcert.dev_certificate(tmp_path)
     ca, cert = dev.ca_file.read_bytes(), dev.cert_file.read_bytes()
     # Within 500 days of expiry counts as expiring: the server certificate (397 days)
     # is, the CA (10 years) is not.
-    monkeypatch.setattr(_devcert, "_RENEW_BEFORE", datetime.timedelta(days=500))
+    monkeypatch.setattr(devcert, "_RENEW_BEFORE", datetime.timedelta(days=500))
     assert not dev.is_current()
-    renewed = _devcert.dev_certificate(tmp_path)
+    renewed = devcert.dev_certificate(tmp_path)
     assert renewed.cert_file.read_bytes() != cert  # a new server certificate ...
     assert renewed.ca_file.read_bytes() == ca  # ... under the CA the user already trusts
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -511,7 +511,7 @@ def test_dev_certificate_made_by_several_processes_at_once(tmp_path: Path) -> No
     does not match its certificate."""
     start_at = time.time() + 1.5
     code = (
-        "import hashlib, ssl, time; from greenhttps._devcert import dev_certificate\n"
+        "import hashlib, ssl, time; from greenhttps.devcert import dev_certificate\n"
         f"time.sleep(max(0, {start_at} - time.time()))\n"
         "d = dev_certificate()\n"
         "ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(d.cert_file, d.key_file)\n"
@@ -529,7 +529,7 @@ def test_dev_certificate_made_by_several_processes_at_once(tmp_path: Path) -> No
     ]
     results = [proc.communicate(timeout=TIMEOUT) for proc in procs]
     assert all(proc.returncode == 0 for proc in procs), results
-    dev = _devcert.DevCertificate(tmp_path / "greenhttps")
+    dev = devcert.DevCertificate(tmp_path / "greenhttps")
     final = hashlib.sha256(dev.ca_file.read_bytes() + dev.cert_file.read_bytes()).hexdigest()
     assert [out.strip() for out, _ in results] == [final] * 4, results
 
