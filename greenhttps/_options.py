@@ -86,6 +86,11 @@ SERVER_OPTIONS: dict[str, Any] = {
     "keep_alive_initial_delay": 0,
     "require_host_header": True,
     "insecure_http_parser": False,
+    # Behind a load balancer: the PROXY protocol header, trusted only from these peers.
+    "proxy_protocol": False,
+    "proxy_allow_ips": "127.0.0.1,::1",
+    # One line per response to the "greenhttps.access" logger (see _access_log).
+    "access_log": False,
     **{name: None for name in _TLS_SERVER},
 }
 

@@ -59,11 +59,14 @@ import greenlet
 from gevent.event import Event
 
 from . import _verify, errors
+from ._access_log import response_class
 from ._events import logger
 from ._incoming import IncomingMessage
 from ._options import ms_to_seconds
 from ._outgoing import STATUS_CODES
 from ._parsers import parser_class
+from ._proxy_protocol import ProxyProtocolError
+from ._proxy_socket import receive_proxy_header
 from ._response import ServerResponse
 from ._socket import Socket
 from ._tlsbio import BioSSLSocket
@@ -102,6 +105,9 @@ class ServerSide(Protocol):
     max_headers_count: int
     max_requests_per_socket: int
     require_host_header: bool
+    proxy_protocol: bool | str
+    proxy_allow_ips: Any
+    access_log: bool | str
     _closing: bool
 
     def emit(self, event: str, *args: Any) -> bool: ...
@@ -149,6 +155,8 @@ class ServerConnection:
         self._lost: BaseException | None = None
         #: An idle timeout set on the socket before the wire existed: (seconds or None,).
         self._early_idle: tuple[float | None] | None = None
+        #: ServerResponse, or the access log's subclass when that is on (see _access_log).
+        self._response_class = response_class(server.access_log)
 
     def __repr__(self) -> str:
         return f"<ServerConnection {self.state.value} {self.socket.remote_address}:{self.socket.remote_port}>"
@@ -158,6 +166,8 @@ class ServerConnection:
     def run(self) -> None:
         server = self.server
         try:
+            if server.proxy_protocol and not self._proxy_header():
+                return
             server.emit("connection", self.socket)
             if self.socket.destroyed:
                 return
@@ -197,6 +207,24 @@ class ServerConnection:
             if self.state is not ConnState.DETACHED:
                 self._close()
             server._connection_done(self)
+
+    def _proxy_header(self) -> bool:
+        """PROXY protocol: the header comes first (before TLS); the socket takes the
+        client's address from it.  False if refused: closed with nothing served."""
+        server, sock = self.server, self.socket
+        peer = None if self.raw.family == getattr(socket, "AF_UNIX", None) else sock.remote_address
+        try:
+            header = receive_proxy_header(self.raw, peer, server.proxy_protocol, server.proxy_allow_ips,
+                                          ms_to_seconds(server.handshake_timeout))
+        except ProxyProtocolError as exc:
+            logger.debug("connection from %s refused: %s", peer, exc)
+            self.state = ConnState.CLOSED
+            sock.destroy()
+            server.emit("clientError", exc, sock)  # as after a failed handshake: no reply possible
+            return False
+        if header is not None and header.source is not None:
+            sock._peer, sock._family = header.source, "IPv6" if header.family == "TCP6" else "IPv4"
+        return True
 
     def _handshake(self) -> ssl.SSLSocket | BioSSLSocket | None:
         server = self.server
@@ -313,7 +341,7 @@ class ServerConnection:
         self._request_deadline = request_deadline
         req = IncomingMessage(head, self.socket, self._read_body, trailers=lambda: wire.trailers,
                               read_rest=self._read_rest_of_body)
-        res = ServerResponse(req, wire, self)
+        res = self._response_class(req, wire, self)
         res.send_date = server.send_date
         self._req, self._res = req, res
 
@@ -367,7 +395,7 @@ class ServerConnection:
                 return
             req = IncomingMessage(head, self.socket, self._read_body, trailers=lambda: wire.trailers,
                                   read_rest=self._read_rest_of_body)
-            res = ServerResponse(req, wire, self)
+            res = self._response_class(req, wire, self)
             res.send_date = server.send_date
             self._req, self._res = req, res
             server.emit("dropRequest", req, self.socket)

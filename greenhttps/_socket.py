@@ -55,6 +55,8 @@ class Socket(EventEmitter):
         #: defers the close of a descriptor that still has one).
         self._before_close: Callable[[], None] | None = None
         self._peer: tuple[Any, ...] | None = None
+        #: The family of a peer named by a PROXY protocol header (None: the socket's own).
+        self._family: str | None = None
         #: What the handshake settled (see _TLSFacts), kept for after the close.
         self._tls: _TLSFacts | None = _TLSFacts(sock) if encrypted else None
 
@@ -99,6 +101,8 @@ class Socket(EventEmitter):
     @property
     def remote_family(self) -> str | None:
         """``'IPv4'`` or ``'IPv6'`` (Node's ``socket.remoteFamily``); None for a Unix socket."""
+        if self._family is not None:
+            return self._family
         family = getattr(self._sock, "family", None)
         return {socket.AF_INET: "IPv4", socket.AF_INET6: "IPv6"}.get(family)  # type: ignore[arg-type]
 
