@@ -128,6 +128,16 @@ REQUESTS: list[tuple[str, bytes, list[Event], dict[str, Any]]] = [
      b"5;ext=1;q=\"x\"\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\nGET / HTTP/1.1\r\n" + H + b"\r\n",
      [head("POST", "/", fields=[(b"host", b"a"), (b"transfer-encoding", b"chunked")], framing=Framing.CHUNKED),
       ("data", b"hello world"), ("end", [(b"x-trailer", b"t")]), head("GET", "/"), END, CLOSED], {}),
+    # One connection's llhttp parser is reused while it sees whole messages: after a
+    # head alone, a chunked body, a counted body (which it does not see), a method it
+    # does not know (read as a stand-in), every head must still come out right.
+    ("mixed-keep-alive",
+     b"GET /1 HTTP/1.1\r\n" + H + b"\r\n" + TE_REQUEST + b"5\r\nhello\r\n0\r\n\r\n"
+     b"GET /3 HTTP/1.1\r\n" + H + b"\r\nPOST /4 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
+     b"GET /5 HTTP/1.1\r\n" + H + b"\r\nFROB /6 HTTP/1.1\r\n" + H + b"\r\nGET /7 HTTP/1.1\r\n" + H + b"\r\n",
+     [head("GET", "/1"), END, CHUNKED_HEAD, ("data", b"hello"), END, head("GET", "/3"), END,
+      head("POST", "/4", fields=[(b"host", b"a"), (b"content-length", b"3")], framing=Framing.LENGTH, length=3),
+      ("data", b"abc"), END, head("GET", "/5"), END, head("FROB", "/6"), END, head("GET", "/7"), END, CLOSED], {}),
     ("http10-keep-alive", b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
      [head("GET", "/", "1.0", [(b"connection", b"keep-alive")], keep_alive=False), END, ("done", b"")], {}),
     ("connection-close", b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET / HTTP/1.1\r\n",
