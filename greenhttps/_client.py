@@ -44,6 +44,7 @@ import weakref
 from typing import Any, Callable, Mapping
 
 import gevent
+import greenlet
 from gevent.event import AsyncResult
 
 from . import errors
@@ -69,6 +70,11 @@ _INF = float("inf")
 
 
 # ------------------------------------------------------------ ClientRequest
+
+
+class _Interrupted(BaseException):
+    """Internal: thrown into a request's greenlet waiting for its connection, when
+    another greenlet aborts or destroys the request."""
 
 
 @node_aliases
@@ -213,10 +219,20 @@ class ClientRequest(OutgoingMessage):
             self.agent, self._name, self._opts, self.method, self._deadline, _idle_callback(self)
         )
         try:
-            self.socket = exchange.acquire(self)
+            self._acquiring = gevent.getcurrent()
+            try:
+                self.socket = exchange.acquire(self)
+            finally:
+                self._acquiring = None
+            if self.destroyed:  # aborted in the instant the connection came: send nothing
+                exchange.discard()
+                return
             self.reused_socket = exchange.reused
             self.emit("socket", self.socket)
             exchange.send_head(pairs, head, framing, body, end)
+        except _Interrupted:
+            self._interrupted(exchange)
+            return
         except errors.InvalidArgumentError:
             exchange.discard()
             raise
@@ -351,10 +367,43 @@ class ClientRequest(OutgoingMessage):
         if self._exchange is not None:
             self._exchange.discard()
 
+    _acquiring: greenlet.greenlet | None = None
+
+    def _interrupt_acquire(self) -> bool:
+        """Wake the greenlet waiting for a pool slot or connecting, from another one
+        (an abort, a destroy): it gives the slot back and sends nothing.  True if it
+        was connecting (Node: the request already has its socket)."""
+        waiting = self._acquiring
+        if waiting is None or waiting is gevent.getcurrent() or self._exchange is None:
+            return False
+        gevent.kill(waiting, _Interrupted)  # thrown at its next switch back, not now
+        return self._exchange.dialing
+
+    def _interrupted(self, exchange: ClientExchange) -> None:
+        """In the request's greenlet, after :meth:`_interrupt_acquire`: Node's order for
+        an abort before connect (test-http-abort-before-end and the http.request docs):
+        ``'socket'``, ``'abort'``, ``'error'`` (socket hang up, ECONNRESET), ``'close'``.
+        An abort while still queued was announced by :meth:`abort` itself."""
+        exchange.discard()
+        if not exchange.dialing:
+            return
+        self.socket = unconnected_socket()
+        self.emit("socket", self.socket)
+        if self.aborted:
+            self.emit("abort")
+        err = self._destroy_error or errors.ConnectionResetError("socket hang up")
+        if not self.emit("error", err):
+            logger.debug("%r: %s (no 'error' listener)", self, err)
+        self._emit_close()
+
+    _destroy_error: BaseException | None = None
+
     def abort(self) -> None:
         """Abort the request: close its connection.  Node 20's order: with a socket,
         ``'abort'``, the response's ``'aborted'``, ``'close'``, the response's
-        ``'close'``; before one, ``'close'`` then ``'abort'`` (and nothing is sent)."""
+        ``'close'``; while connecting, ``'socket'``, ``'abort'``, ``'error'`` (socket
+        hang up), ``'close'``; before a pool slot, ``'close'`` then ``'abort'``.
+        Nothing more is sent, and a request still waiting gives up at once."""
         if self.aborted:
             return
         self.aborted = True
@@ -363,6 +412,8 @@ class ClientRequest(OutgoingMessage):
         self._discard_connection()
         if not self._result.ready():
             self._result.set_exception(errors.ConnectionResetError("request aborted", "ECONNRESET"))
+        if not had_socket and self._interrupt_acquire():
+            return  # the request's greenlet tells the rest, in Node's order
         if not had_socket:
             # Node 20 emits both on the next tick, so listeners added right after
             # abort() still hear them.
@@ -387,6 +438,11 @@ class ClientRequest(OutgoingMessage):
         err = error or errors.ConnectionResetError("socket hang up")
         if not self._result.ready():
             self._result.set_exception(err)
+        if self.socket is None:
+            self._destroy_error = error
+            if self._interrupt_acquire():
+                return self  # the request's greenlet emits 'socket', 'error', 'close'
+        
         res = self.res
         if res is not None and not res.complete:
             res._abort(err)

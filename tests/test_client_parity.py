@@ -278,3 +278,85 @@ def test_re_emitting_connection_with_a_connect_socket_is_harmless(make_server: C
         assert helpers.read_response(again).status == 200
     finally:
         again.close()
+
+
+def full_backlog_port() -> tuple[int, list[stdlib_socket.socket]]:
+    """A listener whose accept queue is full and never drained: a new connection to
+    it hangs in the handshake (the kernel drops its SYNs), on loopback."""
+    listener = stdlib_socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    held = [listener]
+    for _ in range(8):
+        filler = stdlib_socket.socket()
+        filler.setblocking(False)
+        try:
+            filler.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        held.append(filler)
+    time.sleep(0.2)
+    return port, held
+
+
+def test_abort_before_connect_is_nodes_order_and_at_once() -> None:
+    """B-82's "abort() before connect" row, checked with node 20 against the same kind
+    of never-accepting listener: 'socket', 'abort', 'error' (socket hang up,
+    ECONNRESET), 'close' -- at once, not when the connect would have timed out."""
+    port, held = full_backlog_port()
+    events: list[Any] = []
+    start = time.monotonic()
+
+    def run() -> None:
+        req = greenhttps.http.request({"host": "127.0.0.1", "port": port, "agent": False, "timeout": 10_000})
+        req.on("socket", lambda sock: events.append("socket"))
+        req.on("abort", lambda: events.append("abort"))
+        req.on("error", lambda err: events.append(("error", err.code, str(err).split(" [")[0])))
+        req.on("close", lambda: events.append("close"))
+        gevent.spawn_later(0.3, req.abort)
+        req.end()
+
+    try:
+        gevent.spawn(run).join(5)
+        with gevent.Timeout(5):
+            while "close" not in events:
+                gevent.sleep(0.01)
+        assert events == ["socket", "abort", ("error", "ECONNRESET", "socket hang up"), "close"]
+        assert time.monotonic() - start < 2
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_abort_while_queued_for_a_slot_sends_nothing(make_server: Callable[..., Any], ca_pem: bytes) -> None:
+    """A request aborted while it waits for a pool slot gives up at once ('close',
+    'abort', no error, as Node before a socket is assigned) and is never sent, even
+    when the slot frees later."""
+    seen: list[str] = []
+
+    def handler(req: Any, res: Any) -> None:
+        seen.append(req.url)
+        if req.url == "/slow":
+            gevent.sleep(0.5)
+        res.end("x")
+
+    srv = make_server(handler)
+    opts = {"hostname": "localhost", "port": srv.address()["port"], "ca": ca_pem}
+    agent = greenhttps.Agent(keep_alive=True, max_sockets=1)
+    try:
+        first = greenhttps.request({**opts, "path": "/slow", "agent": agent}, lambda res: res.resume())
+        first.end()
+        events: list[Any] = []
+        req = greenhttps.request({**opts, "path": "/queued", "agent": agent})
+        for name in ("socket", "abort", "close", "response", "error"):
+            req.on(name, lambda *args, name=name: events.append(name))
+        gevent.spawn_later(0.1, req.abort)
+        start = time.monotonic()
+        req.end()
+        assert time.monotonic() - start < 0.4  # it did not wait for the slot
+        gevent.sleep(1.0)
+        assert events == ["close", "abort"]
+        assert seen == ["/slow"]
+    finally:
+        agent.destroy()
