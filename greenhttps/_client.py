@@ -443,11 +443,14 @@ class ClientRequest(OutgoingMessage):
             if self._interrupt_acquire():
                 return self  # the request's greenlet emits 'socket', 'error', 'close'
         
-        res = self.res
-        if res is not None and not res.complete:
-            res._abort(err)
+        # Node 20's order after a response: the request's 'error' (if given), the
+        # response's 'aborted', 'close', the response's 'error' (ECONNRESET
+        # "aborted", only to a listener), the response's 'close'.
         if error is not None:
             self.emit_error(error)
+        res = self.res
+        if res is not None and not res.complete:
+            res._abort(errors.ConnectionResetError("aborted"))
         self._emit_close()
         return self
 

@@ -360,3 +360,67 @@ def test_abort_while_queued_for_a_slot_sends_nothing(make_server: Callable[..., 
         assert seen == ["/slow"]
     finally:
         agent.destroy()
+
+
+NODE_DESTROY_AFTER_RESPONSE = """
+const http = require('http');
+const server = http.createServer((req, res) => res.write('part'));
+server.listen(0, '127.0.0.1', () => {
+  const out = {};
+  let pending = 4;
+  for (const [listen, give] of [[false, true], [true, true], [false, false], [true, false]]) {
+    const ev = [];
+    const req = http.get({port: server.address().port, agent: false}, res => {
+      res.on('aborted', () => ev.push('res aborted'));
+      if (listen) res.on('error', e => ev.push('res error ' + e.code + ' ' + e.message));
+      res.on('close', () => { ev.push('res close'); out[listen + ',' + give] = ev;
+                              if (--pending === 0) { console.log(JSON.stringify(out)); process.exit(0); } });
+      res.on('data', () => req.destroy(give ? new Error('boom') : undefined));
+    });
+    req.on('error', e => ev.push('req error ' + e.message));
+    req.on('close', () => ev.push('req close'));
+  }
+});
+"""
+
+
+@pytest.mark.needs_node
+def test_destroy_after_response_is_nodes_order(make_server: Callable[..., Any], tmp_path: Path) -> None:
+    """``req.destroy(err)`` from the response's first ``'data'``: the request's
+    ``'error'``, the response's ``'aborted'``, the request's ``'close'``, the
+    response's ``'error'`` (ECONNRESET "aborted", only to a listener: Node's
+    IncomingMessage emits it only then), the response's ``'close'`` -- the four
+    combinations as node 20 gives them (lib/_http_incoming.js ``onError``)."""
+    import json as json_module
+
+    script = tmp_path / "destroy.js"
+    script.write_text(NODE_DESTROY_AFTER_RESPONSE)
+    proc = helpers.run_command(["node", str(script)], timeout=15)
+    node = json_module.loads(proc.stdout.decode().strip().splitlines()[-1])
+
+    def handler(req: Any, res: Any) -> None:
+        res.write("part")
+        gevent.sleep(2)
+
+    srv = make_server(handler, tls=False)
+    ours: dict[str, list[str]] = {}
+    for listen in (False, True):
+        for give in (True, False):
+            ev: list[str] = []
+            done = gevent.event.Event()
+
+            def on_response(res: Any, ev: list[str] = ev, listen: bool = listen, give: bool = give,
+                            done: gevent.event.Event = done) -> None:
+                res.on("aborted", lambda: ev.append("res aborted"))
+                if listen:
+                    res.on("error", lambda e: ev.append(f"res error {e.code} {str(e).split(' [')[0]}"))
+                res.on("close", lambda: (ev.append("res close"), done.set()))
+                res.on("data", lambda chunk: req.destroy(Exception("boom") if give else None))
+
+            req = greenhttps.http.get({"host": "127.0.0.1", "port": srv.address()["port"], "agent": False},
+                                      on_response)
+            req.on("error", lambda e, ev=ev: ev.append(f"req error {e}"))
+            req.on("close", lambda ev=ev: ev.append("req close"))
+            assert done.wait(5)
+            ours[f"{str(listen).lower()},{str(give).lower()}"] = ev
+    assert ours == node
