@@ -43,6 +43,12 @@ __all__ = ["Server", "PlainServer", "create_server"]
 TLS_ON_MEMORY_BIOS = os.environ.get("GREENHTTPS_TLS_BIO", "") == "1"
 
 _TLS_ONLY = frozenset(_tls.SERVER_TLS_KEYS)
+#: TLS options that belong to the server, not to its identity: ``set_secure_context``
+#: keeps them from ``create_server`` (Node keeps ``requestCert``, ``rejectUnauthorized``,
+#: ``SNICallback`` and ``ALPNProtocols`` on the server object, outside the context).
+_KEPT_BY_SERVER = ("request_cert", "reject_unauthorized", "sni_callback", "alpn_protocols")
+#: Kept too unless given again, as Node's ``setSecureContext`` keeps them.
+_KEPT_UNLESS_GIVEN = ("min_version", "max_version")
 
 
 def _start_greenlet(run: Callable[[], None]) -> greenlet.greenlet:
@@ -139,10 +145,10 @@ class Server(EventEmitter):
         self._context: _tls.Context | None
         opts = merge_options(SERVER_OPTIONS, options, kwargs, what=type(self).__name__)
         tls = {name: opts.pop(name) for name in _TLS_ONLY if name in opts}
+        #: The TLS options given (for set_secure_context, which keeps some of them).
+        self._tls_options = {k: v for k, v in tls.items() if v is not None}
         if self.secure:
-            self._context = _tls.create_server_context(**{k: v for k, v in tls.items() if v is not None})
-            if tls.get("ssl_context") is None:
-                _record_servername(self._context)  # ours to configure (never the user's)
+            self._context = _server_context(self._tls_options)
         else:
             given = sorted(name for name, value in tls.items() if value is not None)
             if given:
@@ -373,6 +379,46 @@ class Server(EventEmitter):
             self.on("timeout", callback)
         return self
 
+    def set_secure_context(self, options: Mapping[str, Any]) -> None:
+        """Replace the server's TLS identity for connections accepted from now on
+        (Node's ``server.setSecureContext(options)``, Node 11+).
+
+        ``options`` are ``create_server``'s TLS options (camelCase accepted): ``key``,
+        ``cert``, ``pfx``, ``passphrase``, ``ca``, ``ciphers``, ``crl``, ``dhparam``,
+        ``ecdh_curve``, ``secure_protocol``, ``honor_cipher_order`` or a ready
+        ``ssl_context``.  As in Node, they replace the context's options as a whole
+        (one not given is back at its default), except ``min_version`` and
+        ``max_version``, kept unless given; ``request_cert``,
+        ``reject_unauthorized``, ``sni_callback`` and ``alpn_protocols`` stay the
+        server's from ``create_server`` and are ignored here, as are the non-TLS
+        server options (so the dict given to ``create_server`` may be passed again).
+
+        Connections already open (or in their handshake) keep the identity they
+        were accepted with.  A context that cannot be built (wrong passphrase, a key
+        that does not match its certificate) raises, and the old one stays.  Rotate a
+        certificate without a restart::
+
+            server.set_secure_context({"key": open("key.pem", "rb").read(),
+                                       "cert": open("cert.pem", "rb").read()})
+        """
+        if not isinstance(options, Mapping):
+            raise errors.InvalidArgumentError(
+                f'The "options" argument must be a mapping, not {type(options).__name__}', "ERR_INVALID_ARG_TYPE")
+        if not self.secure:
+            raise TypeError("greenhttps.http.Server has no TLS context to set")
+        given = merge_options(SERVER_OPTIONS, options, what="set_secure_context", defaults=False)
+        tls = {name: value for name, value in given.items()
+               if name in _TLS_ONLY and name not in _KEPT_BY_SERVER and value is not None}
+        kept = self._tls_options
+        # A ready ssl_context is used as it is: only the two names that decide
+        # `authorized` may stand beside it (see _tls).
+        keep = (("request_cert", "reject_unauthorized") if "ssl_context" in tls
+                else (*_KEPT_BY_SERVER, *(name for name in _KEPT_UNLESS_GIVEN if name not in tls)))
+        tls.update((name, kept[name]) for name in keep if kept.get(name) is not None)
+        context = _server_context(tls)  # raises before anything changes
+        self._context = context
+        self._tls_options = tls
+
     # -------------------------------------------------------------- closing
 
     def close(self, callback: Callable[..., Any] | None = None) -> Server:
@@ -458,6 +504,14 @@ class Server(EventEmitter):
 # Node spells them ``server.headersTimeout``, so each gets its camelCase twin, which
 # reads and writes the snake_case attribute.  (``timeout`` is its own spelling.)
 attribute_aliases(*(name for name in SERVER_OPTIONS if name not in _TLS_ONLY and "_" in name))(Server)
+
+
+def _server_context(tls: Mapping[str, Any]) -> _tls.Context:
+    """The server's context from its TLS options (None values already dropped)."""
+    context = _tls.create_server_context(**tls)
+    if tls.get("ssl_context") is None:
+        _record_servername(context)  # ours to configure (never the user's)
+    return context
 
 
 def _record_servername(ctx: Any) -> None:
