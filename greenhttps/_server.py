@@ -424,7 +424,17 @@ class Server(EventEmitter):
     def close(self, callback: Callable[..., Any] | None = None) -> Server:
         """Stop accepting now; close idle connections now; let in-flight requests
         finish (with ``Connection: close``); then emit ``'close'`` and call
-        ``callback``."""
+        ``callback``.
+
+        Idle means between requests with nothing of the next one arrived.  Not idle,
+        so served: a request partly received (B-11); one whose bytes wait unread in
+        the kernel's or OpenSSL's buffer (looked at again just before the close); and
+        a connection accepted before ``close()`` that has not had its first request
+        yet, still in its TLS handshake or just out of it (as in Node 20; bounded by
+        ``headers_timeout``).  What no server can answer is a request sent on an
+        idle connection after its close went out: that client reads EOF, and may
+        retry (RFC 9112 §9.3.1).
+        """
         if self._listener is None:
             if callback is not None:
                 # As Node: the callback hears why; 'close' listeners get no arguments.
