@@ -6,13 +6,9 @@ reloads and a final SIGTERM while the certificate files are replaced before each
 reload.  Every outcome is counted by kind; the test then says which kinds are
 allowed, and when.
 
-What the client does, and why it is fair: like every pooling client (Node's Agent
-drops a pooled socket that emitted ``'end'``; urllib3 checks ``is_connection_dropped``
-before reuse) it looks at a pooled connection before sending on it, and one the
-server has closed (EOF) is put away and a new one opened -- no request was sent on
-it, so nothing is retried.  A response with ``Connection: close`` ends its
-connection the same way.  A request that was sent is never sent again, whatever
-happens to it.
+The clients (tests/keepalive_client.py) never send a request twice; they put
+away a pooled connection the server closed before using it, as every pooling
+client does, and count every outcome by kind.
 
 The race no server can close: the server closes an idle keep-alive connection
 exactly while the client's next request is on its way.  greenhttps narrows it to
@@ -31,7 +27,7 @@ After SIGTERM, new connections are refused (ECONNREFUSED) once the arbiter and
 every worker have closed their copies of the listening socket.  One that the
 kernel queued in the few milliseconds between the arbiter's close and the workers'
 is reset by the kernel when the last copy closes: it is counted apart from refusals
-(``reset in the closing listener's backlog after TERM``), allowed only after TERM.
+(``reset in the closing listener's backlog``), allowed only after TERM.
 Everything else must be zero.
 """
 
@@ -40,7 +36,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import select
 import signal
 import ssl
 import time
@@ -55,9 +50,8 @@ import pytest
 import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from keepalive_client import Clients
 from test_gunicorn import APP, Gunicorn
-
-from helpers import wrap_client
 
 pytest.importorskip("gunicorn")
 pytest.importorskip("flask")
@@ -66,59 +60,6 @@ pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]
 
 CLIENTS = 8
 RELOADS = 3
-
-
-class Closed(Exception):
-    """The server closed the connection; ``got`` bytes of a response had come."""
-
-    def __init__(self, got: int, why: str) -> None:
-        super().__init__(f"closed after {got} bytes: {why}")
-        self.got = got
-
-
-def read_response(sock: Any, timeout: float) -> tuple[int, dict[str, str], bytes]:
-    """One response with Content-Length (what Flask sends); raises Closed with the
-    count of bytes that had arrived if the connection ends (EOF or reset) first."""
-    data = b""
-    deadline = time.monotonic() + timeout
-
-    def more() -> None:
-        nonlocal data
-        sock.settimeout(max(0.01, deadline - time.monotonic()))
-        try:
-            chunk = sock.recv(65536)
-        except (ConnectionError, ssl.SSLError) as exc:
-            raise Closed(len(data), repr(exc)) from None
-        if not chunk:
-            raise Closed(len(data), "EOF")
-        data += chunk
-
-    while b"\r\n\r\n" not in data:
-        more()
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
-    length = int(headers.get("content-length", "0"))
-    while len(body) < length:
-        more()
-        body = data.partition(b"\r\n\r\n")[2]
-    return int(lines[0].split()[1]), headers, body[:length]
-
-
-def dropped_by_server(sock: Any) -> bool:
-    """True if a pooled connection is readable: the server closed it (EOF or
-    close_notify), so it cannot carry a request.  (After the first response, which
-    read the TLS 1.3 tickets, nothing else is expected on an idle connection.)"""
-    readable, _, _ = select.select([sock.fileno()], [], [], 0)
-    if not readable or sock.pending():
-        return False
-    sock.settimeout(0)
-    try:
-        return sock.recv(1) == b""
-    except (ssl.SSLWantReadError, BlockingIOError):
-        return False  # a TLS record without application data
-    except OSError:
-        return True
 
 
 def der_of(cert: trustme.LeafCert) -> bytes:
@@ -144,77 +85,27 @@ def test_three_reloads_rotating_the_certificate_then_term_drop_nothing(
     install(certs[0])
     g = Gunicorn(tmp_path, ["-k", "greenhttps.gunicorn.Worker", "-w", "2", "--certfile", str(cert_file),
                             "--keyfile", str(key_file), "--keep-alive", "30", "--graceful-timeout", "10"], tls=True)
-    outcomes: Counter[str] = Counter()
-    details: list[str] = []
     pids: Counter[int] = Counter()
     # (connected at, certificate generation) for every connection made.
     handshakes: list[tuple[float, int]] = []
-    term_sent = [float("inf")]
-    stop = gevent.event.Event()
 
-    def client(n: int) -> None:
-        sock: Any = None
-        reused = False
-        count = 0
-        while not stop.is_set():
-            if sock is not None and dropped_by_server(sock):
-                outcomes["pooled connection closed by the server, put away"] += 1
-                sock.close()
-                sock = None
-            if sock is None:
-                started = time.monotonic()
-                try:
-                    raw = gevent.socket.create_connection(("127.0.0.1", g.port), timeout=10)
-                except ConnectionRefusedError:
-                    outcomes["refused after TERM" if started >= term_sent[0] else "FAIL refused before TERM"] += 1
-                    gevent.sleep(0.05)
-                    continue
-                try:
-                    sock = wrap_client(raw, client_ssl_context, "localhost", timeout=10)
-                except (OSError, ssl.SSLError) as exc:
-                    raw.close()
-                    # A connection queued in the backlog of a listener that then
-                    # closed: the kernel resets it.  Only possible once TERM closed it.
-                    kind = "reset in the closing listener's backlog after TERM" if started >= term_sent[0] \
-                        else "FAIL handshake"
-                    outcomes[kind] += 1
-                    details.append(f"{kind}: {exc!r}")
-                    gevent.sleep(0.05)
-                    continue
-                handshakes.append((started, generation_of[sock.getpeercert(binary_form=True)]))
-                reused = False
-            count += 1
-            # Every tenth request takes 0.1 s, so that signals find requests in flight.
-            path = f"/slow?s=0.1&c={n}" if count % 10 == 0 else f"/?c={n}"
-            try:
-                sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
-                status, headers, body = read_response(sock, timeout=15)
-            except (Closed, OSError) as exc:
-                got = exc.got if isinstance(exc, Closed) else 0
-                kind = "idle_race" if reused and got == 0 else "FAIL request dropped"
-                outcomes[kind] += 1
-                details.append(f"{kind}: {path} reused={reused}: {exc!r}")
-                sock.close()
-                sock = None
-                continue
-            if status != 200:
-                outcomes[f"FAIL status {status}"] += 1
-            else:
-                outcomes["ok"] += 1
-                if path.startswith("/?"):
-                    pids[json.loads(body)["pid"]] += 1
-            reused = True
-            if headers.get("connection", "").lower() == "close":
-                outcomes["Connection: close, put away"] += 1
-                sock.close()
-                sock = None
-        if sock is not None:
-            sock.close()
+    def on_connect(sock: Any, started: float) -> None:
+        handshakes.append((started, generation_of[sock.getpeercert(binary_form=True)]))
 
+    def on_response(path: str, body: bytes) -> None:
+        if path.startswith("/?"):
+            pids[json.loads(body)["pid"]] += 1
+
+    # Every tenth request takes 0.1 s, so that the signals find requests in flight.
+    def path(n: int, count: int) -> str:
+        return f"/slow?s=0.1&c={n}" if count % 10 == 0 else f"/?c={n}"
+
+    clients = None
     try:
         g.port = int(g.wait_for(r"Listening at: https://127\.0\.0\.1:(\d+)")[0])
         g.wait_for(r"greenhttps worker serving", 2)
-        clients = [gevent.spawn(client, n) for n in range(CLIENTS)]
+        clients = Clients(g.port, client_ssl_context, CLIENTS, path=path, on_connect=on_connect,
+                          on_response=on_response)
         gevent.sleep(0.6)
         reloads_done: list[float] = []
         for n in range(1, RELOADS + 1):
@@ -224,21 +115,21 @@ def test_three_reloads_rotating_the_certificate_then_term_drop_nothing(
             g.wait_for(r"Worker exiting \(pid: \d+\)", 2 * n, timeout=15)
             reloads_done.append(time.monotonic())
             gevent.sleep(0.5)
-        term_sent[0] = time.monotonic()
+        clients.closed_at = time.monotonic()  # the arbiter closes its listener on TERM
         g.signal(signal.SIGTERM)
         assert g.proc.wait(15) == 0
-        gevent.sleep(0.3)  # the clients see the refusals
-        stop.set()
-        gevent.joinall(clients, timeout=20)
+        gevent.sleep(0.3)  # the clients meet the refusals
+        clients.stop()
     finally:
-        stop.set()
+        if clients is not None:
+            clients.stop()
         g.stop()
     log = g.text()
-    report = "\n".join([f"{k}: {v}" for k, v in sorted(outcomes.items())] + details[:20])
+    outcomes, report = clients.outcomes, clients.report()
     print(report)
-    assert not [k for k in outcomes if k.startswith("FAIL")], report + "\n" + log[-3000:]
+    assert clients.failures() == [], report + "\n" + log[-3000:]
     assert outcomes["ok"] > 200, report
-    assert outcomes["refused after TERM"] > 0, report  # the clients did run past the end
+    assert outcomes["refused after close"] > 0, report  # the clients did run past the end
     # The unanswerable race is counted, not hidden; each connection can meet it at
     # most once per shutdown (one close of an idle connection), and it is rare.
     assert outcomes["idle_race"] <= CLIENTS, report

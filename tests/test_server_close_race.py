@@ -12,6 +12,7 @@ left (see tests/test_gunicorn_reload.py).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ import gevent
 import gevent.event
 import gevent.socket
 import pytest
+from keepalive_client import Clients
 
 import helpers
 
@@ -138,3 +140,34 @@ def test_a_connection_without_a_request_is_bounded_by_headers_timeout(make_serve
     assert not closed.wait(0.2)
     assert closed.wait(3)
     sock.close()
+
+
+def test_close_under_load_drops_nothing(make_server: Callable[..., Any], client_ssl_context: Any) -> None:
+    """Eight clients that never retry (tests/keepalive_client.py) loop keep-alive
+    requests, every tenth one slow, and the server closes under them: every request
+    sent is answered, the refusals come after the close, and -- in one process,
+    where a client cannot send between its look at the connection and the server's
+    close -- not even the unanswerable race happens (``idle_race`` is 0)."""
+
+    def handler(req: Any, res: Any) -> None:
+        if req.url.startswith("/slow"):
+            gevent.sleep(0.05)
+        res.end("ok")
+
+    srv = make_server(handler)
+    clients = Clients(srv.address()["port"], client_ssl_context, 8,
+                      path=lambda n, i: f"/slow?c={n}" if i % 10 == 0 else f"/?c={n}")
+    closed = gevent.event.Event()
+    try:
+        gevent.sleep(0.5)
+        clients.closed_at = time.monotonic()
+        srv.close(lambda *a: closed.set())
+        assert closed.wait(5)
+        gevent.sleep(0.2)
+    finally:
+        clients.stop()
+    report = clients.report()
+    assert clients.failures() == [], report
+    assert clients.outcomes["ok"] > 50, report
+    assert clients.outcomes["refused after close"] > 0, report
+    assert clients.outcomes["idle_race"] == 0, report
