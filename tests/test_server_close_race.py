@@ -69,6 +69,7 @@ def test_a_connection_accepted_before_close_gets_its_first_request_served(
         with helpers.node_server(NODE_CLOSING_SERVER, args) as port:
             resp = exchange(port)
         assert resp.status == 200 and resp.body == b"ok"
+        assert resp.get("connection") == b"keep-alive"  # the difference README names
         return
     closed = gevent.event.Event()
     srv = make_server()
