@@ -40,7 +40,7 @@ reading frames in its greenlet and running each stream's handler in a greenlet o
 own, with a per-stream channel and body reader in place of this class's methods;
 ``Server``, ``IncomingMessage`` and ``ServerResponse`` would not change.
 
-Size: about 630 lines, past STYLE's guide, because it is one state machine whose
+Size: about 760 lines, past STYLE's guide, because it is one state machine whose
 states every part reads: the handshake, the request loop, the watch's two callbacks,
 Node's timeout rules and the close.  The TLS handshake (about 80 lines) is the part
 that could move to a module of its own; it has not yet.
@@ -722,9 +722,10 @@ class ServerConnection:
         Not idle, so served (with ``Connection: close`` once the server is closing):
         a connection with part of a request received (Node 19+, B-11); one whose
         next request has begun to arrive but is not parsed yet (bytes in the
-        kernel's or OpenSSL's buffer); and, unlike Node, one that has not had its
+        kernel's or OpenSSL's buffer); and, as in Node 20, one that has not had its
         first request (still in its TLS handshake, or just out of it): its client
-        is about to send one, and closing it would drop that request.
+        is about to send one, and closing it would drop that request
+        (``headers_timeout`` bounds the wait).
         """
         if self.state is not ConnState.WAITING or self.greenlet is None or self.requests_served == 0:
             return False
