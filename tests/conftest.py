@@ -36,6 +36,7 @@ _NOT_HUB_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 _TOOL_MARKERS = {"needs_node": "node", "needs_curl": "curl", "needs_openssl": "openssl"}
+_TOOL_MARKERS["needs_redis"] = "redis-server"  # tests/test_distributed_crawl.py: a real broker
 
 
 # ----------------------------------------------------------------------- hooks
@@ -50,6 +51,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "needs_node": "talks to a node peer (skipped when node is not on PATH, fails in CI)",
         "needs_curl": "talks to a curl peer (skipped when curl is not on PATH, fails in CI)",
         "needs_openssl": "talks to an openssl peer (skipped when openssl is not on PATH, fails in CI)",
+        "needs_redis": "starts a redis-server (skipped when it is not on PATH, fails in CI)",
     }.items():
         if name not in known:
             config.addinivalue_line("markers", f"{name}: {text}")

@@ -1,0 +1,300 @@
+"""examples/distributed_crawl against a real broker and real workers.
+
+A real ``redis-server`` (started here on a free 127.0.0.1 port, no persistence),
+Celery workers started as ``python -m celery -A distributed_crawl worker -P gevent
+-c 500`` (separate processes, killed with SIGKILL where the test says so), and a
+site of several greenhttps origins served by this process (the example's
+:class:`Site`, with the session's trustme certificate), which counts, per origin and
+per worker process (the ``X-Crawl-Worker`` header), the connections open at once
+and the fetches of every path.
+
+No Node counterpart: this is the example's end-to-end test, not a wire behaviour.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import gevent
+import gevent.subprocess
+import pytest
+
+import helpers
+
+EXAMPLES = helpers.REPO_ROOT / "examples"
+sys.path.insert(0, str(EXAMPLES))
+
+
+def _need(module: str) -> Any:
+    """Import ``module``; in CI its absence fails the run instead of skipping it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        if os.environ.get("CI"):
+            raise RuntimeError(
+                f"{module} is not installed ({exc}): CI must install the test extra"
+            ) from exc
+        pytest.skip(f"{module} is not installed (pip install '.[test]')", allow_module_level=True)
+
+
+redis = _need("redis")
+_need("celery")
+
+from distributed_crawl.frontier import Frontier  # noqa: E402
+from distributed_crawl.site import Site  # noqa: E402
+
+pytestmark = [pytest.mark.needs_redis, pytest.mark.slow, pytest.mark.timeout(240)]
+
+ORIGINS = 4
+PAGES = 400  # per origin: 4 x (400 + "/" + 16 redirects/404s) = 1668 URLs a crawl
+MAX_SOCKETS = 4  # per origin, per worker
+CONCURRENCY = 500  # greenlets per gevent worker
+
+
+# ------------------------------------------------------------------- the broker
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh redis-server on a free port: no RDB snapshots, no AOF."""
+    folder = tmp_path_factory.mktemp("redis")
+    port = helpers.free_port()
+    log = folder / "redis.log"
+    with open(log, "wb") as out:
+        proc = gevent.subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(folder)],
+            stdout=out, stderr=gevent.subprocess.STDOUT,
+        )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url, socket_timeout=2)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"redis-server did not start on port {port}:\n{log.read_text()}")
+            gevent.sleep(0.05)
+    try:
+        yield url
+    finally:
+        client.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except gevent.subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def store(redis_url: str) -> Iterator[Any]:
+    """A client of the test's Redis, emptied after the test (queues, unacked tasks)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        client.flushall()
+        client.close()
+
+
+# --------------------------------------------------------------------- the site
+
+
+@pytest.fixture(scope="module")
+def site(server_cert: Any) -> Iterator[Site]:
+    tls = {
+        "key": server_cert.private_key_pem.bytes(),
+        "cert": b"".join(blob.bytes() for blob in server_cert.cert_chain_pems),
+    }
+    demo = Site(ORIGINS, PAGES, tls)
+    demo.listen()
+    try:
+        yield demo
+    finally:
+        demo.close()
+
+
+# ------------------------------------------------------------------ the workers
+
+
+class Worker:
+    def __init__(self, proc: gevent.subprocess.Popen[bytes], log: Path, name: str) -> None:
+        self.proc, self.log, self.name = proc, log, name
+        self.id = f"{socket.gethostname()}/{proc.pid}"  # what its tasks send as X-Crawl-Worker
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while " ready." not in self.log.read_text(errors="replace"):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"worker {self.name} did not start:\n{self.log.read_text()[-4000:]}")
+            gevent.sleep(0.1)
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()  # warm shutdown: unfinished tasks go back to the queue
+            try:
+                self.proc.wait(timeout=15)
+            except gevent.subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def start_worker(
+    redis_url: str, ca_file: str, tmp_path: Path
+) -> Iterator[Callable[..., Worker]]:
+    """Factory: ``start_worker(name, pool="gevent", concurrency=500, **env)`` -> a
+    started worker process (not yet ready: call ``wait_ready()``)."""
+    workers: list[Worker] = []
+
+    def start(name: str, pool: str = "gevent", concurrency: int = CONCURRENCY, **env: str) -> Worker:
+        environ = dict(os.environ)
+        environ.update(
+            PYTHONPATH=os.pathsep.join([str(helpers.REPO_ROOT), str(EXAMPLES)]),
+            CELERY_BROKER_URL=redis_url,
+            CRAWL_CA_FILE=ca_file,
+            CRAWL_MAX_SOCKETS=str(MAX_SOCKETS),
+            CRAWL_TIMEOUT_MS="20000",
+            **env,
+        )
+        log = tmp_path / f"{name}.log"
+        with open(log, "wb") as out:
+            proc = gevent.subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "distributed_crawl", "worker",
+                 "-P", pool, "-c", str(concurrency), "-n", f"{name}@%h", "-l", "info",
+                 "--without-gossip", "--without-mingle", "--without-heartbeat"],
+                stdout=out, stderr=gevent.subprocess.STDOUT, cwd=str(EXAMPLES), env=environ,
+            )
+        worker = Worker(proc, log, name)
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+# --------------------------------------------------------------------- a crawl
+
+
+def seed(redis_url: str, crawl_id: str, site: Site) -> None:
+    """``python -m distributed_crawl seed`` with every origin's ``/``, as a user would."""
+    env = dict(os.environ, CELERY_BROKER_URL=redis_url,
+               PYTHONPATH=os.pathsep.join([str(helpers.REPO_ROOT), str(EXAMPLES)]))
+    proc = gevent.subprocess.run(
+        [sys.executable, "-m", "distributed_crawl", "seed", "--crawl", crawl_id,
+         *(base + "/" for base in site.bases)],
+        cwd=str(EXAMPLES), env=env, stdout=gevent.subprocess.PIPE,
+        stderr=gevent.subprocess.PIPE, timeout=60, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode().strip() == crawl_id
+
+
+def wait_done(front: Frontier, workers: list[Worker], timeout: float = 150,
+              on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        progress = front.progress()
+        if on_progress is not None:
+            on_progress(progress)
+        if progress["discovered"] and progress["pending"] == 0:
+            return progress
+        if time.monotonic() > deadline:
+            logs = "\n".join(f"--- {w.name}\n{w.log.read_text()[-3000:]}" for w in workers)
+            pytest.fail(f"crawl not done after {timeout} s: {progress}\n{logs}")
+        gevent.sleep(0.2)
+
+
+def summary(records: dict[str, dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
+    """What must not depend on who crawled: per URL, status, final URL, body hash..."""
+    return {
+        url: (r["status"], r["final_url"], r["sha256"], r["error"], r["bytes"], r["links"])
+        for url, r in records.items()
+    }
+
+
+def check_complete(front: Frontier, site: Site, store: Any) -> dict[str, dict[str, Any]]:
+    """Every URL of the site recorded, once, with the right status; no claims left over."""
+    records = front.records()
+    assert set(records) == site.expected()
+    progress = front.progress()
+    assert progress["recorded"] == progress["discovered"] == len(site.expected())
+    statuses = {r["status"] for u, r in records.items() if "/missing/" in u}
+    assert statuses == {404}
+    moved = [(u, r) for u, r in records.items() if "/old/" in u]
+    assert moved and all(r["final_url"] == u.replace("/old/", "/new/") and r["status"] == 200
+                         for u, r in moved)
+    assert all(r["error"] is None for r in records.values())
+    assert not list(store.scan_iter(f"crawl:{front.crawl_id}:children:*"))
+    return records
+
+
+def check_connection_limit(site: Site, worker_ids: set[str]) -> int:
+    """The per-origin limit held within each worker; returns the highest peak seen."""
+    peaks = {(origin, w): n for (origin, w), n in site.peak.items()}
+    assert {w for _, w in peaks} <= worker_ids, peaks
+    over = {key: n for key, n in peaks.items() if n > MAX_SOCKETS}
+    assert not over, f"more than {MAX_SOCKETS} connections at once from one worker: {over}"
+    return max(peaks.values())
+
+
+# ------------------------------------------------------------------------ tests
+
+
+def test_one_worker_and_two_workers_record_the_same_pages_once(
+    redis_url: str, store: Any, site: Site, start_worker: Callable[..., Worker],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Two gevent workers (500 greenlets each) crawl what one crawls: every page
+    fetched once and recorded once, the same results, at most MAX_SOCKETS connections
+    per origin from each worker.  Prints the pages/s of each (not asserted: the
+    origins, the broker and the workers share this machine's cores)."""
+    first = start_worker("w1", CRAWL_VISIBILITY_TIMEOUT="120")
+    first.wait_ready()
+    rates = {}
+    results = {}
+    workers = [first]
+    for crawl_id in ("one", "two"):
+        site.reset()
+        seed(redis_url, crawl_id, site)
+        front = Frontier(store, crawl_id)
+        progress = wait_done(front, workers)
+        records = check_complete(front, site, store)
+        fetched = {url: sum(by.values()) for url, by in site.fetches.items()}
+        assert set(fetched) == site.paths()
+        assert set(fetched.values()) == {1}, {u: n for u, n in fetched.items() if n != 1}
+        assert progress["fetches"] == len(site.expected())
+        ids = {w.id for w in workers}
+        assert {r["worker"] for r in records.values()} == ids  # each worker took part
+        assert check_connection_limit(site, ids) == MAX_SOCKETS  # the limit was reached
+        rates[crawl_id] = progress["recorded"] / progress["seconds"]
+        results[crawl_id] = summary(records)
+        if crawl_id == "one":  # the second worker joins for the second crawl
+            second = start_worker("w2", CRAWL_VISIBILITY_TIMEOUT="120")
+            second.wait_ready()
+            workers.append(second)
+
+    assert results["one"] == results["two"]
+    with capsys.disabled():
+        print(
+            f"\ndistributed crawl, {len(results['one'])} pages over {ORIGINS} origins: "
+            f"1 worker {rates['one']:.0f} pages/s, 2 workers {rates['two']:.0f} pages/s "
+            f"(x{rates['two'] / rates['one']:.2f})"
+        )
