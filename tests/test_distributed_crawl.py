@@ -251,6 +251,11 @@ def check_connection_limit(site: Site, worker_ids: set[str]) -> int:
     peaks = {(origin, w): n for (origin, w), n in site.peak.items()}
     assert {w for _, w in peaks} <= worker_ids, peaks
     over = {key: n for key, n in peaks.items() if n > MAX_SOCKETS}
+    if over:
+        for key in over:
+            for h in site.history:
+                if h[1] == key:
+                    print(h)
     assert not over, f"more than {MAX_SOCKETS} connections at once from one worker: {over}"
     return max(peaks.values())
 
@@ -298,3 +303,48 @@ def test_one_worker_and_two_workers_record_the_same_pages_once(
             f"1 worker {rates['one']:.0f} pages/s, 2 workers {rates['two']:.0f} pages/s "
             f"(x{rates['two'] / rates['one']:.2f})"
         )
+
+
+def test_a_worker_killed_mid_crawl_loses_no_page(
+    redis_url: str, store: Any, site: Site, start_worker: Callable[..., Worker]
+) -> None:
+    """SIGKILL one of two workers while it holds hundreds of tasks, some mid-fetch:
+    late acknowledgement leaves them with the broker, which gives them to the other
+    worker once the visibility timeout (8 s here) has passed.  Every page is then
+    recorded exactly once; a page fetched twice was fetched first by the killed
+    worker; and the results are those of a crawl nobody killed."""
+    visibility = "8"
+    doomed = start_worker("doomed", CRAWL_VISIBILITY_TIMEOUT=visibility)
+    survivor = start_worker("survivor", CRAWL_VISIBILITY_TIMEOUT=visibility)
+    doomed.wait_ready()
+    survivor.wait_ready()
+    site.reset()
+    seed(redis_url, "killed", site)
+    front = Frontier(store, "killed")
+    killed_at: list[dict[str, Any]] = []
+
+    def kill_a_third_of_the_way(progress: dict[str, Any]) -> None:
+        if not killed_at and progress["recorded"] >= len(site.expected()) // 3:
+            doomed.kill()
+            killed_at.append(progress)
+
+    progress = wait_done(front, [doomed, survivor], on_progress=kill_a_third_of_the_way)
+    assert killed_at, "the crawl ended before the worker was killed"
+    records = check_complete(front, site, store)
+    assert set(site.fetches) == site.paths()
+
+    by_doomed = {u for u, by in site.fetches.items() if by.get(doomed.id)}
+    again = {u for u, by in site.fetches.items() if sum(by.values()) > 1}
+    # Re-delivered: the killed worker had fetched these (or was fetching them), never
+    # recorded them, and the survivor fetched them again and recorded them.
+    redone = {u for u in by_doomed if records.get(u, {}).get("worker") == survivor.id}
+    assert redone, "no task of the killed worker was fetched again by the survivor"
+    assert again <= by_doomed, f"fetched twice without a kill: {sorted(again - by_doomed)[:5]}"
+    assert all(by.get(survivor.id, 0) <= 1 and by.get(doomed.id, 0) <= 1
+               for by in site.fetches.values())
+    assert progress["fetches"] >= len(site.expected()) + len(again & site.expected())
+    assert {r["worker"] for r in records.values()} == {doomed.id, survivor.id}
+    print(dict(site.connections), dict(site.peak), doomed.id)
+    check_connection_limit(site, {doomed.id, survivor.id})
+    print(f"killed at {killed_at[0]['recorded']} recorded; {len(redone)} pages re-delivered, "
+          f"{len(again)} fetched twice")

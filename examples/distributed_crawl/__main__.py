@@ -33,6 +33,7 @@ def seed(args: argparse.Namespace) -> int:
         for url in fresh:
             crawl.apply_async((crawl_id, url), producer=producer)
     front.client.set("crawl:latest", crawl_id)
+    front.client.sadd("crawl:active", crawl_id)  # the workers' upkeep watches it
     print(crawl_id)
     print(f"crawl {crawl_id}: {len(fresh)} seeds, origins {sorted(origins)}", file=sys.stderr)
     return 0

@@ -50,6 +50,7 @@ app.conf.update(
         # Look for timed-out tasks on every idle poll, not every tenth, so that a dead
         # worker's tasks come back about visibility_timeout after it died.
         "unacked_restore_throttle": 1,
+        "unacked_restore_interval": max(1, int(VISIBILITY_TIMEOUT / 4)),
         # kombu's Redis connection pool does not block when it is empty: it raises, and
         # a task whose acknowledgement failed that way runs again after the visibility
         # timeout.  With 500 greenlets acknowledging at once, 10 (the default) is too
@@ -62,6 +63,6 @@ app.conf.update(
     worker_hijack_root_logger=False,
 )
 
-# Registers the task with the app (a worker started with ``-A distributed_crawl``
-# imports the package, which imports this module).
-from . import tasks  # noqa: E402,F401
+# Registers the task and the workers' upkeep with the app (a worker started with
+# ``-A distributed_crawl`` imports the package, which imports this module).
+from . import tasks, upkeep  # noqa: E402,F401

@@ -152,6 +152,13 @@ class Frontier:
             "seconds": max(last - started_at, 0.0) if last else 0.0,
         }
 
+    def unrecorded(self) -> list[str]:
+        """The URLs claimed but not recorded yet (queued, running, or lost)."""
+        pipe = self.client.pipeline()
+        pipe.smembers(self.seen).hkeys(self.results)
+        seen, recorded = pipe.execute()
+        return sorted(url.decode() for url in seen - set(recorded))
+
     def records(self) -> dict[str, dict]:
         """Every recorded URL and its record."""
         return {

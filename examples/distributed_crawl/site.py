@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import json
+import time
 from typing import Any
 
 import gevent
@@ -75,6 +76,7 @@ class Site:
         self.peak: collections.Counter[tuple[str, str]] = collections.Counter()
         self.connections: collections.Counter[tuple[str, str]] = collections.Counter()
         self.fetches: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+        self.history: list = []
 
     def stats(self) -> dict[str, Any]:
         def nest(counter: collections.Counter[tuple[str, str]]) -> dict[str, dict[str, int]]:
@@ -100,9 +102,11 @@ class Site:
             self.connections[who] += 1
             self.peak[who] = max(self.peak[who], self.open[who])
             opened_in = self.open  # a reset() in between must not go negative
+            self.history.append((time.monotonic(), who, sock.remote_port, self.open[who], req.url))
 
             def closed(*_: Any) -> None:
                 opened_in[who] -= 1
+                self.history.append((time.monotonic(), who, sock.remote_port, -opened_in[who], ""))
 
             sock.on("close", closed)
         self.fetches[origin + req.url][worker] += 1
