@@ -9,6 +9,10 @@ HERE = Path(__file__).resolve().parent
 # Keep in sync with greenhttps.__version__ (greenhttps/__init__.py).
 VERSION = "0.1.0"
 
+# Content-Encoding decoders fetch() offers when they import (gzip/deflate need none):
+# br and zstd.  Python 3.14's compression.zstd serves too when zstandard is absent.
+DECODE_REQUIRES = ["brotli>=1.2", "zstandard>=0.22"]
+
 TEST_REQUIRES = [
     "pytest",
     "pytest-timeout",
@@ -22,6 +26,10 @@ TEST_REQUIRES = [
     # The optional llhttp parser: the suite runs the server tests with it and with h11
     # (tests/test_parsers.py).
     "httptools>=0.6",
+    # fetch(): bodies in every coding it decodes (tests/test_fetch_decode.py), and a
+    # real proxy, HTTP CONNECT and forward (tests/test_fetch_proxy.py).
+    *DECODE_REQUIRES,
+    "pproxy>=2.7",
 ]
 
 setup(
@@ -46,6 +54,8 @@ setup(
     extras_require={
         # llhttp (Node's parser) for the server: ~2x the requests per CPU second of h11.
         "fast": ["httptools>=0.6"],
+        # fetch() decodes br and zstd bodies too (and says so in Accept-Encoding).
+        "decode": DECODE_REQUIRES,
         "test": TEST_REQUIRES,
         "dev": [*TEST_REQUIRES, "mypy", "types-gevent", "ruff"],
     },

@@ -3,7 +3,10 @@
 The pool does the rate limiting: ``Agent(keep_alive=True, max_sockets=10)`` keeps at
 most 10 connections to the server, so 100 greenlets queue for them (first come,
 first served) and each connection carries about 100 requests.  The local server
-counts its TLS connections to show it.  Progress goes to stderr, the summary to
+counts its TLS connections to show it, and sends its pages gzip-encoded:
+``greenhttps.fetch()`` decodes them, retries what is worth retrying (``retry=2``),
+honours ``HTTPS_PROXY``/``NO_PROXY`` (this one is local: ``proxy=False``) and
+measures each fetch (``res.timings``).  Progress goes to stderr, the summary to
 stdout.
 
 Run it::
@@ -13,6 +16,8 @@ Run it::
 """
 
 import argparse
+import gzip
+import statistics
 import sys
 import time
 
@@ -35,8 +40,9 @@ def main():
     connections = []
 
     def page(req, res):
-        res.writeHead(200, {"Content-Type": "text/html"})
-        res.end(f"<a href='{req.url}/next'>page {req.url}</a>\n")
+        html = f"<a href='{req.url}/next'>page {req.url}</a>\n".encode()
+        res.writeHead(200, {"Content-Type": "text/html", "Content-Encoding": "gzip"})
+        res.end(gzip.compress(html))
 
     server = greenhttps.createServer(dev.server_options(), page).listen(0, "127.0.0.1")
     server.on("secureConnection", connections.append)
@@ -45,9 +51,13 @@ def main():
     agent = greenhttps.Agent(keep_alive=True, max_sockets=args.max_sockets)
     ca = dev.ca_pem()
 
+    timings = []
+
     def fetch(url):
-        res = greenhttps.get(url, agent=agent, ca=ca, timeout=10_000)
-        return res.statusCode, len(res.read())
+        res = greenhttps.fetch(url, agent=agent, ca=ca, timeout=10_000, retry=2, proxy=False)
+        text = res.text()  # decoded from gzip
+        timings.append(res.timings.total)
+        return res.status, len(text)
 
     urls = [f"{base}/page/{i}" for i in range(args.count)]
     statuses = {}
@@ -67,6 +77,7 @@ def main():
         f"{args.count} URLs, {args.greenlets} greenlets: statuses {statuses}, {total_bytes} bytes"
     )
     print(f"{len(connections)} connections (max_sockets={args.max_sockets}), {rate:.0f} requests/s")
+    print(f"median fetch {statistics.median(timings):.1f} ms (queueing for a connection included)")
     agent.destroy()
     server.close()
     return 0 if statuses == {200: args.count} and len(connections) <= args.max_sockets else 1

@@ -48,12 +48,15 @@ global_agent: Agent
 globalAgent: Agent
 
 from . import http  # noqa: E402  (need the classes above)
+from ._fetch import Response, Retry, fetch  # noqa: E402  (fetch() builds on both faces' requests)
 
 __all__ = [
     "Agent",
     "ClientRequest",
     "Error",
     "IncomingMessage",
+    "Response",
+    "Retry",
     "STATUS_CODES",
     "Server",
     "ServerResponse",
@@ -61,6 +64,7 @@ __all__ = [
     "create_server",
     "createServer",
     "errors",
+    "fetch",
     "get",
     "global_agent",
     "globalAgent",

@@ -21,6 +21,7 @@ from gevent import socket as gsocket
 from . import _tls, _verify, errors
 from ._options import ms_to_seconds
 from ._parsers import parser_class
+from ._proxy import open_tunnel
 from ._socket import Socket
 from ._url import is_ip
 from ._wire import Wire
@@ -116,6 +117,8 @@ def _connect_tcp(opts: Mapping[str, Any], timeout: float | None) -> gsocket.sock
             raise
         return sock
     host, port = opts["host"], opts["port"]
+    if opts.get("proxy"):  # Agent(proxy=...): a CONNECT tunnel to the origin (see _proxy)
+        return open_tunnel(opts["proxy"], host, port, timeout)
     family = {4: _stdlib_socket.AF_INET, 6: _stdlib_socket.AF_INET6}.get(opts.get("family") or 0, 0)
     lookup = opts.get("lookup")
     literal = lookup is None and "%" not in host and is_ip(host)

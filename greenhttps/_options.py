@@ -111,6 +111,9 @@ AGENT_OPTIONS: dict[str, Any] = {
     "timeout": None,
     "max_cached_sessions": 100,
     "scheduling": "lifo",
+    # An agent's own, not a request option: every connection of the pool goes through
+    # the proxy (its URL), so pooled connections never mix proxied and direct ones.
+    "proxy": None,
     **{name: None for name in REQUEST_OPTIONS if name != "timeout"},
 }
 

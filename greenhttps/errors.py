@@ -10,6 +10,9 @@ is, so code written for the standard library keeps working::
     ├── HeadersSentError                       ERR_HTTP_HEADERS_SENT, ERR_STREAM_WRITE_AFTER_END
     ├── ProtocolError                          the peer broke HTTP/1.1 (HPE_* codes);
     │                                          .status_hint is the reply a server owes it
+    ├── ContentDecodingError                   fetch(): a body that does not decode
+    │   └── DecodedSizeError                   ...or decodes past the size cap (a bomb)
+    ├── RedirectError                          fetch(): a redirect refused or too many
     └── NetworkError (OSError)                 the connection failed
         ├── ConnectionRefusedError (builtin's too)   ECONNREFUSED
         ├── ConnectionResetError (builtin's too)     ECONNRESET ("socket hang up"), EPIPE
@@ -17,6 +20,7 @@ is, so code written for the standard library keeps working::
         │   └── IdleTimeout                          the socket's idle timer ran out
         ├── NameResolutionError                      ENOTFOUND
         ├── AddressInUseError                        EADDRINUSE
+        ├── ProxyError                               a proxy refused the tunnel (407...)
         └── TLSError (ssl.SSLError)                  a handshake failed
             └── CertificateError (ssl.SSLCertVerificationError)
                                                      DEPTH_ZERO_SELF_SIGNED_CERT,
@@ -51,6 +55,10 @@ __all__ = [
     "AddressInUseError",
     "TLSError",
     "CertificateError",
+    "ContentDecodingError",
+    "DecodedSizeError",
+    "RedirectError",
+    "ProxyError",
     "from_os_error",
     "verify_code_name",
 ]
@@ -198,6 +206,54 @@ class CertificateError(TLSError, ssl.SSLCertVerificationError):
     # (None when the failure was found by our own checks, not OpenSSL's).
     verify_code = None  # type: ignore[assignment]
     verify_message = None  # type: ignore[assignment]
+
+
+
+# --------------------------------------------------------- fetch() (Python only)
+
+
+class ContentDecodingError(Error):
+    """A response body whose ``Content-Encoding`` cannot be decoded: corrupt data, or
+    a coding this installation has no decoder for (``fetch(..., decompress=False)``
+    gives the raw bytes).  Code ``ERR_CONTENT_DECODING_FAILED`` (Chrome's name; Node's
+    fetch rejects with a TypeError whose cause is the zlib error)."""
+
+    code = "ERR_CONTENT_DECODING_FAILED"
+
+
+class DecodedSizeError(ContentDecodingError):
+    """A body decoded past the caller's cap (``max_decoded_size``): a decompression
+    bomb, or a body larger than the caller is prepared to hold.  ``limit`` is the cap.
+    (Node's fetch has no such cap; undici's ``maxResponseSize`` is the nearest.)"""
+
+    code = "ERR_GREENHTTPS_DECODED_TOO_LARGE"
+    limit: int | None = None
+
+
+class RedirectError(Error):
+    """``fetch()`` would not follow a redirect: ``redirect='error'``
+    (``ERR_GREENHTTPS_REDIRECT``), more than ``max_redirects``
+    (``ERR_TOO_MANY_REDIRECTS``), an https: page sending the request to plain http:
+    (``ERR_UNSAFE_REDIRECT``), or a Location that is no http(s) URL
+    (``ERR_INVALID_REDIRECT``).  ``url`` is the URL of the redirecting response,
+    ``location`` where it pointed.  Node's fetch rejects the same cases with a
+    TypeError ("redirect count exceeded", "unexpected redirect")."""
+
+    code = "ERR_GREENHTTPS_REDIRECT"
+    url: str | None = None
+    location: str | None = None
+
+
+class ProxyError(NetworkError):
+    """A proxy answered the tunnel request (``CONNECT``) with a status other than 2xx;
+    ``status`` is that status and ``proxy`` the proxy (without credentials).  407
+    (credentials missing or refused) has code ``ERR_PROXY_AUTH_REQUIRED``, others
+    ``ERR_PROXY_TUNNEL``.  (Node 20's https has no proxy; undici's ProxyAgent
+    rejects the same way.)"""
+
+    code = "ERR_PROXY_TUNNEL"
+    status: int | None = None
+    proxy: str | None = None
 
 
 # OpenSSL's X509_V_ERR_* numbers -> the names Node reports for them.  Code 20 is

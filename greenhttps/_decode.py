@@ -1,0 +1,348 @@
+"""Content-Encoding decoders for ``fetch()``: bytes in, bytes out, never a socket.
+
+What is installed is what is offered: gzip and deflate always (``zlib``), ``br``
+when ``brotli`` or ``brotlicffi`` imports, ``zstd`` when ``zstandard`` (or Python
+3.14's ``compression.zstd``) does.  :data:`ACCEPT_ENCODING` is the header value
+that says so; ``pip install greenhttps[decode]`` installs the optional two.
+
+A :class:`BodyDecoder` undoes a ``Content-Encoding`` (one coding or a list, undone
+last first) on pieces of a body as they arrive.  Output is produced in bounded
+pieces and counted as it is produced, so a decompression bomb fails with
+:class:`~greenhttps.errors.DecodedSizeError` once it passes the cap, having held at
+most about the cap (plus one piece) in memory -- never the whole expansion.  The
+decoders that cannot bound one call's output (``zstandard``, ``brotlicffi``) are fed
+small slices of input instead: zstd's worst case is about 32,768 output bytes per
+input byte (an RLE block), so a 256-byte slice yields at most ~8 MiB.
+
+Strict on purpose: corrupt data, a body that ends before its compressed stream does,
+and a coding with no decoder here all raise
+:class:`~greenhttps.errors.ContentDecodingError` (a crawler should know it stored
+garbage); ``fetch(..., decompress=False)`` gives the bytes as sent.
+"""
+
+from __future__ import annotations
+
+import importlib
+import zlib
+from typing import Any, Callable, Iterator
+
+from . import errors
+
+__all__ = [
+    "ACCEPT_ENCODING",
+    "DEFAULT_MAX_DECODED_SIZE",
+    "BodyDecoder",
+    "SUPPORTED",
+    "codings",
+    "decoder_for",
+]
+
+#: The cap fetch() puts on a decoded body unless told otherwise (bytes).
+DEFAULT_MAX_DECODED_SIZE = 100 * 2**20
+#: The most one decoder call hands back (zlib, brotli and stdlib zstd honour it).
+_PIECE = 256 * 1024
+#: Input slice for decoders without an output bound (see the module docstring).
+_ZSTD_SLICE = 256
+_BROTLI_SLICE = 16
+#: The most the first decoder is given at once (see BodyDecoder.feed).
+_FEED = 64 * 1024
+#: RFC 9659 §3: a zstd content coding uses a window of at most 8 MB; decoders may
+#: refuse more (it is also the decoder's memory per body).
+_ZSTD_WINDOW_LOG = 23
+
+
+def _optional(*names: str) -> Any:
+    """The first of the modules ``names`` that imports, or None."""
+    for name in names:
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    return None
+
+
+_brotli: Any = _optional("brotli", "brotlicffi")
+_zstandard: Any = _optional("zstandard")
+#: Python 3.14's own zstd, when the zstandard package is not there.
+_zstd_stdlib: Any = None if _zstandard is not None else _optional("compression.zstd")
+
+#: The codings this installation decodes, in the order offered.
+SUPPORTED: tuple[str, ...] = (
+    "gzip",
+    "deflate",
+    *(("br",) if _brotli is not None else ()),
+    *(("zstd",) if _zstandard is not None or _zstd_stdlib is not None else ()),
+)
+#: The ``Accept-Encoding`` value fetch() sends: exactly what it can decode.
+ACCEPT_ENCODING = ", ".join(SUPPORTED)
+
+#: Old spellings RFC 9110 §8.4.1.3 says a recipient should treat as the new ones.
+_ALIASES = {"x-gzip": "gzip", "x-compress": "compress"}
+
+
+def codings(content_encoding: str | list[str] | None) -> list[str]:
+    """The codings a ``Content-Encoding`` value names, in the order applied
+    (lowercase; ``identity`` and empty members left out)."""
+    if not content_encoding:
+        return []
+    values = content_encoding if isinstance(content_encoding, list) else [content_encoding]
+    found = []
+    for value in values:
+        for member in value.split(","):
+            name = member.strip().lower()
+            name = _ALIASES.get(name, name)
+            if name and name != "identity":
+                found.append(name)
+    return found
+
+
+# ------------------------------------------------------------------ one coding
+
+
+class _Stage:
+    """Undoes one coding; :meth:`decode` yields output pieces of at most ``_PIECE``."""
+
+    name = ""
+
+    def decode(self, data: bytes) -> Iterator[bytes]:
+        raise NotImplementedError
+
+    def finished(self) -> bool:
+        """True once the compressed stream has ended (checked at the body's end)."""
+        raise NotImplementedError
+
+
+class _Zlib(_Stage):
+    """gzip (RFC 1952, members one after another) or deflate.
+
+    HTTP's ``deflate`` is the zlib format (RFC 1950), but servers have long sent raw
+    deflate (RFC 1951) under that name; browsers take both, so does this: the first
+    two bytes say which (a zlib header is a multiple of 31 with method 8).
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._obj: Any = zlib.decompressobj(16 + zlib.MAX_WBITS) if name == "gzip" else None
+        #: Bytes kept for the next call: deflate's first byte (the format is not
+        #: known yet), or gzip's that may start the next member.
+        self._head = b""
+        self._done = False
+
+    def decode(self, data: bytes) -> Iterator[bytes]:
+        data, self._head = self._head + data, b""
+        if self._obj is None:
+            if len(data) < 2:
+                self._head = data
+                return
+            zlib_wrapped = data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+            self._obj = zlib.decompressobj(zlib.MAX_WBITS if zlib_wrapped else -zlib.MAX_WBITS)
+        while data or not self._done:
+            if self._done:
+                if self.name == "gzip" and data == b"\x1f":
+                    self._head = data  # perhaps the start of the next member
+                    return
+                if self.name == "gzip" and data[:2] == b"\x1f\x8b":
+                    # RFC 1952 §2.2: a gzip file is a series of members.
+                    self._obj, self._done = zlib.decompressobj(16 + zlib.MAX_WBITS), False
+                else:
+                    return  # bytes after the end of the stream: ignored, as zlib's own tools do
+            try:
+                out = self._obj.decompress(data, _PIECE)
+            except zlib.error as exc:
+                raise errors.ContentDecodingError(f"{self.name} body does not decode: {exc}") from None
+            data = self._obj.unconsumed_tail
+            if out:
+                yield out
+            if self._obj.eof:
+                self._done = True
+                data = self._obj.unused_data + data
+            elif not data and len(out) < _PIECE:
+                return  # all input taken, no output pending: wait for more
+
+    def finished(self) -> bool:
+        return self._done
+
+
+class _Brotli(_Stage):
+    name = "br"
+
+    def __init__(self) -> None:
+        assert _brotli is not None
+        self._obj = _brotli.Decompressor()
+        # brotli >= 1.2 can stop at an output size; brotlicffi and older brotli
+        # cannot, so they are fed small slices (see the module docstring).
+        try:
+            self._obj.process(b"", output_buffer_limit=_PIECE)
+            self._bounded = True
+        except TypeError:  # brotlicffi / brotli < 1.2
+            self._bounded = False
+
+    def decode(self, data: bytes) -> Iterator[bytes]:
+        obj = self._obj
+        try:
+            if not self._bounded:
+                for start in range(0, len(data), _BROTLI_SLICE):
+                    out = obj.process(data[start:start + _BROTLI_SLICE])
+                    if out:
+                        yield out
+                return
+            out = obj.process(data, output_buffer_limit=_PIECE)
+            if out:
+                yield out
+            while not obj.can_accept_more_data():
+                out = obj.process(b"", output_buffer_limit=_PIECE)
+                if not out:
+                    break
+                yield out
+        except _brotli.error as exc:
+            raise errors.ContentDecodingError(f"br body does not decode: {exc}") from None
+
+    def finished(self) -> bool:
+        return bool(self._obj.is_finished())
+
+
+class _Zstd(_Stage):
+    """zstd (RFC 8878), one frame after another (RFC 9659 allows several)."""
+
+    name = "zstd"
+
+    def __init__(self) -> None:
+        self._obj: Any = self._new()
+        self._done = False
+
+    @staticmethod
+    def _new() -> Any:
+        if _zstandard is not None:
+            return _zstandard.ZstdDecompressor(max_window_size=1 << _ZSTD_WINDOW_LOG).decompressobj()
+        return _zstd_stdlib.ZstdDecompressor(  # pragma: no cover - Python 3.14 without zstandard
+            options={_zstd_stdlib.DecompressionParameter.window_log_max: _ZSTD_WINDOW_LOG}
+        )
+
+    def decode(self, data: bytes) -> Iterator[bytes]:
+        if _zstandard is None:  # pragma: no cover - Python 3.14 without zstandard
+            yield from self._decode_stdlib(data)
+            return
+        pos = 0
+        while pos < len(data):
+            if self._done:
+                self._obj, self._done = self._new(), False
+            chunk = data[pos:pos + _ZSTD_SLICE]
+            pos += _ZSTD_SLICE
+            try:
+                out = self._obj.decompress(chunk)
+            except _zstandard.ZstdError as exc:
+                raise errors.ContentDecodingError(f"zstd body does not decode: {exc}") from None
+            if out:
+                yield out
+            if self._obj.eof:
+                self._done = True
+                data, pos = self._obj.unused_data + data[pos:], 0
+
+    def _decode_stdlib(self, data: bytes) -> Iterator[bytes]:  # pragma: no cover - Python 3.14
+        while data:
+            if self._done:
+                self._obj, self._done = self._new(), False
+            try:
+                out = self._obj.decompress(data, _PIECE)
+                data = b""
+                while True:
+                    if out:
+                        yield out
+                    if self._obj.eof or self._obj.needs_input:
+                        break
+                    out = self._obj.decompress(b"", _PIECE)
+            except _zstd_stdlib.ZstdError as exc:
+                raise errors.ContentDecodingError(f"zstd body does not decode: {exc}") from None
+            if self._obj.eof:
+                self._done = True
+                data = self._obj.unused_data
+
+    def finished(self) -> bool:
+        return self._done
+
+
+_STAGES: dict[str, Callable[[], _Stage]] = {
+    "gzip": lambda: _Zlib("gzip"),
+    "deflate": lambda: _Zlib("deflate"),
+}
+if _brotli is not None:
+    _STAGES["br"] = _Brotli
+if _zstandard is not None or _zstd_stdlib is not None:
+    _STAGES["zstd"] = _Zstd
+
+
+# ------------------------------------------------------------------ a whole body
+
+
+class BodyDecoder:
+    """Undo ``names`` (codings in the order they were applied) on a body fed in pieces.
+
+    ``feed(data)`` returns the decoded bytes so far, ``finish()`` what is left at the
+    body's end and checks every stream ended.  ``max_size`` (bytes, None: no cap) bounds
+    the decoded total: :class:`~greenhttps.errors.DecodedSizeError` past it.
+    """
+
+    def __init__(self, names: list[str], max_size: int | None = DEFAULT_MAX_DECODED_SIZE) -> None:
+        missing = [name for name in names if name not in _STAGES]
+        if missing:
+            hint = " (pip install greenhttps[decode])" if set(missing) & {"br", "zstd"} else ""
+            raise errors.ContentDecodingError(
+                f"no decoder for Content-Encoding {', '.join(missing)}{hint}; "
+                "decompress=False gives the body as sent"
+            )
+        #: Applied first is undone last.
+        self._stages = [_STAGES[name]() for name in reversed(names)]
+        self.max_size = max_size
+        #: Decoded bytes produced so far.
+        self.size = 0
+        self._fed = False
+
+    def feed(self, data: bytes) -> bytes:
+        """Decode the next piece of the body."""
+        out: list[bytes] = []
+        self._fed = self._fed or bool(data)
+        # The first stage takes at most _FEED at a time: zlib copies the input it has
+        # not consumed yet on every call, which on one large piece is quadratic.
+        for start in range(0, len(data), _FEED):
+            for piece in self._run(0, data[start:start + _FEED]):
+                self._count(piece)
+                out.append(piece)
+        return b"".join(out)
+
+    def _count(self, piece: bytes) -> None:
+        self.size += len(piece)
+        if self.max_size is not None and self.size > self.max_size:
+            raise errors.DecodedSizeError(
+                f"decoded body passed the cap of {self.max_size} bytes "
+                f"(Content-Encoding {', '.join(s.name for s in reversed(self._stages))}); "
+                "raise max_decoded_size, or decompress=False for the bytes as sent",
+                limit=self.max_size,
+            )
+
+    def _run(self, index: int, data: bytes) -> Iterator[bytes]:
+        if index == len(self._stages):
+            yield data
+            return
+        for piece in self._stages[index].decode(data):
+            yield from self._run(index + 1, piece)
+
+    def finish(self) -> bytes:
+        """The body has ended: raise if a compressed stream had not.  (An empty
+        body is empty whatever its Content-Encoding says, as browsers take it.)"""
+        for stage in self._stages if self._fed else ():
+            if not stage.finished():
+                raise errors.ContentDecodingError(
+                    f"{stage.name} body ended before its compressed stream did (truncated)"
+                )
+        return b""
+
+
+def decoder_for(content_encoding: str | list[str] | None,
+                max_size: int | None = DEFAULT_MAX_DECODED_SIZE) -> BodyDecoder | None:
+    """A decoder for a ``Content-Encoding`` header value, or None for identity.
+
+    Raises :class:`~greenhttps.errors.ContentDecodingError` for a coding with no
+    decoder here (``compress``, or ``br``/``zstd`` without their packages).
+    """
+    names = codings(content_encoding)
+    return BodyDecoder(names, max_size) if names else None
