@@ -146,13 +146,16 @@ class Worker:
         self.proc.wait()
 
     def stop(self) -> None:
+        """Cold shutdown (SIGQUIT): the test is over, nothing needs to finish."""
         if self.proc.poll() is None:
-            self.proc.terminate()  # warm shutdown: unfinished tasks go back to the queue
-            try:
-                self.proc.wait(timeout=15)
-            except gevent.subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            self.proc.send_signal(signal.SIGQUIT)
+
+    def reap(self) -> None:
+        try:
+            self.proc.wait(timeout=15)
+        except gevent.subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 @pytest.fixture
@@ -188,6 +191,8 @@ def start_worker(
     yield start
     for worker in workers:
         worker.stop()
+    for worker in workers:
+        worker.reap()
 
 
 # --------------------------------------------------------------------- a crawl
@@ -251,12 +256,11 @@ def check_connection_limit(site: Site, worker_ids: set[str]) -> int:
     peaks = {(origin, w): n for (origin, w), n in site.peak.items()}
     assert {w for _, w in peaks} <= worker_ids, peaks
     over = {key: n for key, n in peaks.items() if n > MAX_SOCKETS}
-    if over:
-        for key in over:
-            for h in site.history:
-                if h[1] == key:
-                    print(h)
-    assert not over, f"more than {MAX_SOCKETS} connections at once from one worker: {over}"
+    history = "\n".join(map(str, (h for h in site.history if h[1] in over)))
+    assert not over, (
+        f"more than {MAX_SOCKETS} connections at once from one worker: {over}\n"
+        f"(time, (origin, worker), client port, open after, first request):\n{history}"
+    )
     return max(peaks.values())
 
 
@@ -344,7 +348,38 @@ def test_a_worker_killed_mid_crawl_loses_no_page(
                for by in site.fetches.values())
     assert progress["fetches"] >= len(site.expected()) + len(again & site.expected())
     assert {r["worker"] for r in records.values()} == {doomed.id, survivor.id}
-    print(dict(site.connections), dict(site.peak), doomed.id)
     check_connection_limit(site, {doomed.id, survivor.id})
     print(f"killed at {killed_at[0]['recorded']} recorded; {len(redone)} pages re-delivered, "
           f"{len(again)} fetched twice")
+
+
+def test_threads_and_solo_pools_crawl_too(
+    redis_url: str, store: Any, server_cert: Any, start_worker: Callable[..., Worker]
+) -> None:
+    """The same app under ``-P threads -c 3`` and ``-P solo``, one worker of each on
+    one crawl: the pages are recorded once each.  What changes is the pool: a thread
+    runs one task at a time with its own Agent (greenhttps's sockets belong to the
+    gevent hub of the thread that made them), so a threads worker opens at most one
+    connection per origin per thread, and a solo worker one per origin."""
+    tls = {
+        "key": server_cert.private_key_pem.bytes(),
+        "cert": b"".join(blob.bytes() for blob in server_cert.cert_chain_pems),
+    }
+    small = Site(2, 60, tls, delay_ms=5)
+    small.listen()
+    try:
+        threads = start_worker("threads", pool="threads", concurrency=3)
+        solo = start_worker("solo", pool="solo", concurrency=1)
+        threads.wait_ready()
+        solo.wait_ready()
+        seed(redis_url, "pools", small)
+        front = Frontier(store, "pools")
+        wait_done(front, [threads, solo], timeout=90)
+        records = check_complete(front, small, store)
+        assert {u: sum(by.values()) for u, by in small.fetches.items()} == dict.fromkeys(small.paths(), 1)
+        assert {r["worker"] for r in records.values()} == {threads.id, solo.id}
+        peaks = dict(small.peak)
+        assert max(n for (_, w), n in peaks.items() if w == solo.id) == 1
+        assert max(n for (_, w), n in peaks.items() if w == threads.id) <= 3
+    finally:
+        small.close()

@@ -76,7 +76,9 @@ class Site:
         self.peak: collections.Counter[tuple[str, str]] = collections.Counter()
         self.connections: collections.Counter[tuple[str, str]] = collections.Counter()
         self.fetches: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
-        self.history: list = []
+        #: (time, (origin, worker), client port, open after, first request path or
+        #: "" for a close): what to look at when a peak is higher than expected.
+        self.history: list[tuple[float, tuple[str, str], int | None, int, str]] = []
 
     def stats(self) -> dict[str, Any]:
         def nest(counter: collections.Counter[tuple[str, str]]) -> dict[str, dict[str, int]]:
@@ -106,7 +108,7 @@ class Site:
 
             def closed(*_: Any) -> None:
                 opened_in[who] -= 1
-                self.history.append((time.monotonic(), who, sock.remote_port, -opened_in[who], ""))
+                self.history.append((time.monotonic(), who, sock.remote_port, opened_in[who], ""))
 
             sock.on("close", closed)
         self.fetches[origin + req.url][worker] += 1

@@ -89,8 +89,6 @@ class Page:
 def fetch_page(url: str) -> Page:
     """One URL through greenhttps.fetch() and the shared Agent: redirects followed,
     bodies decoded, one retry of a refused or reset connection."""
-    if not hasattr(greenhttps, "fetch"):  # TEMPORARY until the fetch branch lands
-        return _fetch_with_get(url)
     try:
         res = greenhttps.fetch(
             url,
@@ -108,25 +106,8 @@ def fetch_page(url: str) -> Page:
         res.url,
         res.headers.get("content-type", ""),
         content,
-        dataclasses.asdict(res.timings),
+        {k: round(v, 3) if isinstance(v, float) else v for k, v in dataclasses.asdict(res.timings).items()},
     )
-
-
-def _fetch_with_get(url: str) -> Page:
-    started = time.monotonic()
-    try:
-        for _ in range(10):
-            res = greenhttps.get(url, agent=agent(), headers={"X-Crawl-Worker": WORKER_ID}, timeout=TIMEOUT_MS)
-            content = res.read()
-            if res.status_code in (301, 302, 303, 307, 308) and res.headers.get("location"):
-                url = urljoin(url, res.headers["location"])
-                continue
-            break
-    except (greenhttps.Error, OSError) as exc:
-        code = getattr(exc, "code", None) or type(exc).__name__
-        return Page(None, url, "", b"", {}, error=str(code))
-    took = round((time.monotonic() - started) * 1000, 3)
-    return Page(res.status_code, url, res.headers.get("content-type", ""), content, {"total": took})
 
 
 # ------------------------------------------------------------------ links
