@@ -9,6 +9,16 @@ HERE = Path(__file__).resolve().parent
 # Keep in sync with greenhttps.__version__ (greenhttps/__init__.py).
 VERSION = "0.1.0"
 
+# The documentation site (mkdocs.yml; `mkdocs build --strict` runs in tests/test_docs.py).
+# Lower bounds: what mkdocs.yml uses (validation settings: mkdocs 1.6; griffe 2's
+# on_package hook for docs/_ext/rst_roles.py: mkdocstrings-python 2).  MkDocs 2 drops
+# the plugin API that mkdocstrings and Material's search are built on.
+DOCS_REQUIRES = [
+    "mkdocs>=1.6,<2",
+    "mkdocs-material>=9.5",
+    "mkdocstrings[python]>=1.0",
+    "mkdocstrings-python>=2.0",
+]
 # Content-Encoding decoders fetch() offers when they import (gzip/deflate need none):
 # br and zstd.  Python 3.14's compression.zstd serves too when zstandard is absent.
 DECODE_REQUIRES = ["brotli>=1.2", "zstandard>=0.22"]
@@ -29,6 +39,8 @@ TEST_REQUIRES = [
     # The optional llhttp parser: the suite runs the server tests with it and with h11
     # (tests/test_parsers.py).
     "httptools>=0.6",
+    # The docs site is built (strict) by the suite: tests/test_docs.py.
+    *DOCS_REQUIRES,
     # fetch(): bodies in every coding it decodes (tests/test_fetch_decode.py), and a
     # real proxy, HTTP CONNECT and forward (tests/test_fetch_proxy.py).
     *DECODE_REQUIRES,
@@ -64,6 +76,7 @@ setup(
         "decode": DECODE_REQUIRES,
         "crawl": CRAWL_REQUIRES,
         "test": TEST_REQUIRES,
+        "docs": DOCS_REQUIRES,
         "dev": [*TEST_REQUIRES, "mypy", "types-gevent", "ruff"],
     },
     entry_points={

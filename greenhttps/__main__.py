@@ -70,29 +70,16 @@ def _demo_handler(req: Any, res: Any) -> None:
     res.end(body)
 
 
-def _access_log(server: Any) -> None:
-    """One stderr line per response: ``address "METHOD url HTTP/v" status time``.
-
-    Written on the response's ``'close'``, which also comes for a response cut short
-    (the client left, the handler failed): those show ``aborted`` after the status.
-    """
-
-    def log(req: Any, res: Any) -> None:
-        started = time.monotonic()
-
-        def done(*_: Any) -> None:
-            took = (time.monotonic() - started) * 1000
-            note = "" if res.finished else " aborted"
-            print(
-                f'{req.socket.remote_address} "{req.method} {req.url} HTTP/{req.http_version}" '
-                f"{res.status_code}{note} {took:.1f}ms",
-                file=sys.stderr,
-                flush=True,
-            )
-
-        res.once("close", done)
-
-    server.prepend_listener("request", log)  # before the handler, so it times the handler
+def _access_log_to_stderr() -> None:
+    """The server's access log (``access_log=True``: Combined Log Format plus the
+    duration, one line per response, ``aborted`` at the end of one cut short) goes
+    to stderr, line by line."""
+    log = logging.getLogger("greenhttps.access")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False  # not again through the root logger's WARNING format
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -114,10 +101,10 @@ def serve(args: argparse.Namespace) -> int:
         else:
             dev = dev_certificate()
             options, ca_file = dev.server_options(), str(dev.ca_file)
-        server = greenhttps.create_server(options, on_request)
+        server = greenhttps.create_server(options, on_request, access_log=True)
     except (greenhttps.Error, OSError, ValueError) as exc:  # unreadable, mismatched, passphrase
         return _fail(f"cannot load the certificate: {_one_line(exc)}")
-    _access_log(server)
+    _access_log_to_stderr()
 
     def stop() -> None:
         # First signal: Node's server.close() -- stop accepting, let requests in
@@ -312,7 +299,8 @@ def _parser() -> argparse.ArgumentParser:
         "conditional GET), or without DIR a demo answering every request with JSON. "
         "Without --cert/--key or --pfx a development certificate is made (once, in the "
         "user cache folder) and the commands that reach the server are printed. "
-        "One access-log line per request on stderr.",
+        "One access-log line per response on stderr (Combined Log Format and the "
+        "duration in seconds).",
     )
     p_serve.add_argument(
         "directory", nargs="?", metavar="DIR", help="serve the files in DIR (default: the demo)"

@@ -39,6 +39,7 @@ import gevent
 from gevent.event import AsyncResult
 
 from . import errors
+from ._dial import ClientConnection, dial
 from ._events import EventEmitter
 from ._options import (
     AGENT_OPTIONS,
@@ -48,9 +49,10 @@ from ._options import (
     merge_options,
     node_aliases,
 )
+from ._url import server_name
 
 if TYPE_CHECKING:
-    from ._dial import ClientConnection
+    from ._socket import Socket
 
 __all__ = ["Agent", "get_global_agent", "set_global_agent", "package_face"]
 
@@ -68,6 +70,47 @@ def _check_at_least_one(name: str, value: object) -> None:
         raise errors.InvalidArgumentError(
             f'The value of "{name}" is out of range. It must be >= 1. Received {value!r}', "ERR_OUT_OF_RANGE"
         )
+
+
+#: The request options a pool key is computed from.
+_NAME_KEYS = frozenset({"host", "port", "local_address", "family", "socket_path"}) | CLIENT_TLS_KEYS
+
+#: Node 20's https getName segments (20) after the http name, in order, as our option
+#: names ('' for the options greenhttps does not have: always empty).  ``digest``:
+#: named by a digest of the value (with the passphrase that unlocks it).
+_TLS_SEGMENTS = (
+    ("ca", "digest"), ("cert", "digest"), ("", ""), ("ciphers", ""), ("key", "digest"), ("pfx", "digest"),
+    ("reject_unauthorized", ""), ("servername", ""), ("min_version", ""), ("max_version", ""),
+    ("secure_protocol", ""), ("", ""), ("", ""), ("", ""), ("", ""), ("", ""), ("", ""), ("", ""), ("", ""),
+    ("", ""),
+)
+#: Options that change a connection but that Node's name leaves out.
+_UNNAMED_TLS = ("ssl_context", "check_server_identity", "passphrase")
+
+
+def _digest(value: object) -> str:
+    return hashlib.sha1(repr(value).encode()).hexdigest()[:16]  # noqa: S324 (a key, not security)
+
+
+def _tls_segments(opts: Mapping[str, Any], host: str) -> str:
+    """The TLS half of an https pool key (see :meth:`Agent.get_name`)."""
+    parts = []
+    for option, how in _TLS_SEGMENTS:
+        value = opts.get(option) if option else None
+        if option == "servername" and value == host:
+            value = None  # Node names the servername only when it differs from the host
+        if value is None or value == "":
+            parts.append("")
+        elif how == "digest":
+            parts.append(_digest((value, opts.get("passphrase"))))
+        elif isinstance(value, bool):
+            parts.append("true" if value else "false")  # Node's String(boolean)
+        else:
+            parts.append(str(value))
+    unnamed = [(option, opts[option]) for option in _UNNAMED_TLS if opts.get(option) is not None]
+    if unnamed and not (unnamed == [("passphrase", opts.get("passphrase"))] and (opts.get("key") or opts.get("pfx"))):
+        parts.append(_digest(unnamed))
+    return ":" + ":".join(parts)
 
 
 def _sockets_of(pool: dict[str, list[ClientConnection]]) -> dict[str, list[Any]]:
@@ -141,11 +184,17 @@ class Agent(EventEmitter):
     # ---------------------------------------------------------------- names
 
     def get_name(self, options: Mapping[str, Any] | None = None) -> str:
-        """The pool key: ``host:port:local_address:family:socket_path`` as Node,
-        plus a digest of every TLS option that changes the connection.
+        """The pool key, in Node's shape: ``host:port:local_address``, then
+        ``:family`` (4 or 6 only) and ``:socket_path`` when given (Node's
+        ``http.Agent.getName``); an https agent adds Node 20's 20 TLS segments
+        (``ca``, ``cert``, ..., ``servername`` when it differs from the host, ...).
 
         ``options`` are request options (camelCase or snake_case keys), as Node's
-        ``agent.getName(options)``.  Raises ``TypeError`` for an unknown option.
+        ``agent.getName(options)``.  A certificate, key or pfx is named by a digest
+        (Node copies the PEM text in); options Node leaves out of the name but which
+        change the connection (``ssl_context``, ``check_server_identity``, a lone
+        ``passphrase``) add a last segment, a digest of them.  Raises ``TypeError``
+        for an unknown option.
         """
         key: frozenset[Any] | None
         try:
@@ -167,22 +216,58 @@ class Agent(EventEmitter):
         opts = merge_options(REQUEST_OPTIONS, options, what="get_name", defaults=False)
         # As a request does: hostname is preferred over host.
         host = opts.get("hostname") or opts.get("host") or "localhost"
-        if opts.get("servername") == host:
-            # Node names the servername only when it differs from the host, so a
-            # name computed from the caller's options matches the request's own.
-            del opts["servername"]
-        name = f"{host}:{opts.get('port') or ''}:{opts.get('local_address') or ''}:{opts.get('family') or ''}"
+        name = f"{host}:{opts.get('port') or ''}:{opts.get('local_address') or ''}"
+        family = opts.get("family")
+        if family in (4, 6) and not isinstance(family, bool):
+            name += f":{family}"
         if opts.get("socket_path"):
             name += f":{opts['socket_path']}"
-        else:
-            name += ":"
         if not self.secure:
             return name
-        tls = sorted((key, value) for key, value in opts.items() if key in CLIENT_TLS_KEYS and value is not None)
-        if tls:
-            digest = hashlib.sha1(repr(tls).encode()).hexdigest()[:16]  # noqa: S324 (a key, not security)
-            name += f":{digest}"
-        return name
+        return name + _tls_segments(opts, host)
+
+    # ----------------------------------------------------------- connecting
+
+    def create_connection(self, port: Any = None, host: Any = None, options: Mapping[str, Any] | None = None) -> Socket:
+        """Open a connection as this agent's requests do: TCP, then (https) TLS with the
+        certificate and host-name checks; Node's ``agent.createConnection()``.
+
+        Node's shapes: ``create_connection(options)``, ``(port, options)``, ``(port,
+        host, options)``; ``options`` are request options (``host``, ``port``, ``ca``,
+        ``servername``, ``session``...), the agent's own options filling the gaps,
+        and the caller's dict is not changed.  Blocks until the connection is made
+        and returns a :class:`~greenhttps.Socket` that belongs to the caller (not
+        pooled).  Raises what a request would report as ``'error'`` (Node returns
+        the socket at once and emits it there), e.g. ``CertificateError`` for a
+        certificate the agent's options do not trust.
+
+        A subclass may override it, as in Node: requests through that agent then
+        use the Socket it returns (it must be a greenhttps Socket).
+        """
+        given: dict[str, Any] = {}
+        if isinstance(port, Mapping):
+            given.update(port)
+        elif isinstance(host, Mapping):
+            given.update(host)
+        elif isinstance(options, Mapping):
+            given.update(options)
+        opts = merge_options(REQUEST_OPTIONS, self.options, given, what="create_connection")
+        if isinstance(port, int) and not isinstance(port, bool):
+            opts["port"] = port
+        if isinstance(host, str):
+            opts["host"] = host
+        opts["host"] = opts["hostname"] or opts["host"] or "localhost"
+        opts["port"] = int(opts["port"] or opts["default_port"] or self.default_port)
+        opts["servername"] = server_name(opts, None)
+        name = self.get_name({k: v for k, v in opts.items() if v is not None and k in _NAME_KEYS})
+        conn = dial(opts, name, secure=self.secure, sessions=self,
+                    keep_alive_msecs=self.keep_alive_msecs if self.keep_alive else None)
+        conn.wire.detach()  # the caller reads and writes the socket itself
+        return conn.socket
+
+    def _overrides_create_connection(self) -> bool:
+        """A subclass brought its own ``create_connection`` (Node's override point)."""
+        return type(self).create_connection is not Agent.create_connection
 
     # ---------------------------------------------------------- acquisition
 

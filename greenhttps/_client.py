@@ -47,19 +47,20 @@ import gevent
 from gevent.event import AsyncResult
 
 from . import errors
-from ._agent import Agent, get_global_agent
+from ._agent import _NAME_KEYS, Agent, get_global_agent
+from ._dial import unconnected_socket
 from ._events import logger
 from ._exchange import ClientExchange
-from ._headers import node_headers, raw_list
+from ._headers import check_name, check_value, node_headers, raw_list
 from ._incoming import IncomingMessage
-from ._options import CLIENT_TLS_KEYS, attribute_aliases, ms_to_seconds, node_aliases
+from ._options import attribute_aliases, ms_to_seconds, node_aliases
 from ._outgoing import OutgoingMessage, request_framing
 from ._socket import Socket
-from ._url import host_header, request_options, server_name
+from ._url import fill_port, host_header, request_options, server_name
 from ._wire import Head, Wire
-from ._wire_format import OutgoingFraming, request_bytes
+from ._wire_format import Framing, OutgoingFraming, request_bytes
 
-__all__ = ["ClientRequest", "request", "get"]
+__all__ = ["ClientRequest", "request", "get", "end_for_get"]
 
 #: Events whose listeners make ``end()`` read the response in a greenlet of its own.
 _READER_EVENTS = ("response", "upgrade", "connect")
@@ -117,18 +118,29 @@ class ClientRequest(OutgoingMessage):
 
     def _set_default_headers(self, opts: Mapping[str, Any]) -> None:
         headers = opts.get("headers") or {}
-        self._out.update(headers)
+        given = _given_pairs(headers)
+        if given is None:
+            self._out.update(headers)
+        else:
+            # Node (B-50): a list of pairs is the head as the caller wrote it, repeats
+            # and order kept; no implicit Host or Authorization is added to it.
+            self._given = given
+            for lname, (name, values) in _grouped(given).items():
+                self._out.set(name, values if len(values) > 1 else values[0])
+            self._given_values = {lname: self._out.value(lname) for lname in self._out.as_dict()}
         header_host = self._out.get("host")
-        if opts.get("set_host") is not False and header_host is None:
+        if opts.get("set_host") is not False and header_host is None and given is None:
             self._out.set_default("host", "Host", host_header(opts["host"], opts["port"], opts["default_port"]))
-        if opts.get("auth") and "authorization" not in self._out:
+        if opts.get("auth") and "authorization" not in self._out and given is None:
             token = base64.b64encode(str(opts["auth"]).encode("utf-8")).decode("ascii")
             self._out.set_default("authorization", "Authorization", f"Basic {token}")
         agent = self.agent
         keep_alive = agent.keep_alive or agent.max_sockets != _INF
         if "connection" not in self._out:
             self._out.set_default("connection", "Connection", "keep-alive" if keep_alive else "close")
-        opts_servername = server_name(opts, header_host if isinstance(header_host, str) else None)
+        # Node reads the Host header for the name through getHeader(), which does not
+        # see headers given as pairs: then the name is the host's.
+        opts_servername = server_name(opts, header_host if isinstance(header_host, str) and given is None else None)
         self._opts["servername"] = opts_servername
         self._name = agent.get_name(
             {k: v for k, v in opts.items() if v is not None and k in _NAME_KEYS}
@@ -140,10 +152,50 @@ class ClientRequest(OutgoingMessage):
         if body_length == 0 and self.method in _BODYLESS_METHODS:
             self._auto_length = None
             return  # Node sends no length for an empty GET/HEAD/DELETE/...
+        if self.method == "CONNECT":
+            # Node (B-98): a CONNECT body has no framing (no chunks, no length): what is
+            # written before the tunnel opens goes out as it is, tunnel data to the proxy.
+            self._auto_length = None
+            return
         super()._default_length(body_length)
 
+    #: Headers given as a list of pairs (validated, as given), or None.
+    _given: list[tuple[str, str]] | None = None
+    #: The value each of those names had in ``_out`` when set from the list.
+    _given_values: dict[str, Any]
+
     def _decide(self) -> tuple[list[tuple[bytes, bytes]], OutgoingFraming]:
-        return request_framing(self._out, self._auto_length)
+        pairs, framing = request_framing(self._out, self._auto_length)
+        out = self._out
+        if self.method == "CONNECT" and "transfer-encoding" not in out and "content-length" not in out:
+            framing = OutgoingFraming(Framing.UNTIL_CLOSE)  # raw bytes, see _default_length
+        if self._given is not None:
+            pairs = self._given_head()
+        return pairs, framing
+
+    def _given_head(self) -> list[tuple[bytes, bytes]]:
+        """The wire fields of a head whose headers were given as pairs: those pairs in
+        their order (a name set or removed since is sent as it stands now), then the
+        fields added after (Connection, the framing's), as Node's ``_storeHeader``."""
+        out, given = self._out, self._given
+        assert given is not None
+        current = out.as_dict()
+        names = {lname: name for name, lname in ((n, n.lower()) for n in out.names())}
+        pairs: list[tuple[bytes, bytes]] = []
+        done: set[str] = set()
+        for name, value in given:
+            lname = name.lower()
+            if lname not in current:
+                continue  # removed since
+            if current[lname] is self._given_values.get(lname):
+                pairs.append((name.encode("latin-1"), value.encode("latin-1")))
+            elif lname not in done:
+                pairs.extend(_field_pairs(names[lname], current[lname]))
+            done.add(lname)
+        for lname, field in current.items():
+            if lname not in done:
+                pairs.extend(_field_pairs(names[lname], field))
+        return pairs
 
     def _send_head(self, body: bytes | None, end: bool) -> None:
         if "content-length" in self._out and "transfer-encoding" in self._out:
@@ -169,6 +221,11 @@ class ClientRequest(OutgoingMessage):
             exchange.discard()
             raise
         except (errors.Error, OSError) as exc:
+            if self.socket is None:
+                # The connection could not be made.  Node's request has its socket
+                # before connecting: 'socket', then 'error', then 'close' (B-82, B-90).
+                self.socket = unconnected_socket()
+                self.emit("socket", self.socket)
             self._fail(exc)
         except BaseException:
             exchange.discard()
@@ -225,8 +282,13 @@ class ClientRequest(OutgoingMessage):
         return self
 
     def _maybe_start_reader(self) -> None:
-        # Node's upgrade pattern listens to 'upgrade' (or 'connect') only.
-        if not self._reading and not self._result.ready() and any(map(self.has_listeners, _READER_EVENTS)):
+        # Node's upgrade pattern listens to 'upgrade' (or 'connect') only.  A
+        # 'timeout' listener needs someone waiting on the socket too, or its idle
+        # timer never runs (B-22: Node's test listens to nothing else); the head
+        # read is kept for getresponse(), the body is not read.
+        if self._reading or self._result.ready():
+            return
+        if any(map(self.has_listeners, _READER_EVENTS)) or (self._opts.get("timeout") and self.has_listeners("timeout")):
             self._start_reader()
 
     # ------------------------------------------------------------ failure
@@ -253,6 +315,17 @@ class ClientRequest(OutgoingMessage):
         else:
             self._exchange.close_now()
         gevent.get_hub().loop.run_callback(self._emit_failure, err)
+
+    def _trailing_error(self, err: errors.ProtocolError | None) -> None:
+        """Bytes after the response that cannot start another are a parse error,
+        which Node emits on the request after its ``'response'`` (B-87); the
+        connection is closed, not pooled."""
+        if err is not None:
+            gevent.get_hub().loop.run_callback(self._emit_trailing_error, err)
+
+    def _emit_trailing_error(self, err: errors.ProtocolError) -> None:
+        if not self.aborted:
+            self.emit_error(err)
 
     def _emit_failure(self, err: BaseException) -> None:
         if self.aborted:
@@ -333,6 +406,8 @@ class ClientRequest(OutgoingMessage):
         self._opts["timeout"] = msecs
         if self._exchange is not None:
             self._exchange.set_idle_timeout(ms_to_seconds(msecs))
+            if self.finished:
+                gevent.get_hub().loop.run_callback(self._maybe_start_reader)
         return self
 
     def _on_idle(self) -> bool:
@@ -347,22 +422,28 @@ class ClientRequest(OutgoingMessage):
         return False
 
     def set_no_delay(self, no_delay: bool = True) -> None:
-        """Nagle off (``no_delay`` True) on the request's socket, once it has one.
+        """Nagle off (``no_delay`` True) on the request's socket (now, or once it has one).
 
         Node: ``request.setNoDelay()``.
         """
         if self.socket is not None:
             self.socket.set_no_delay(no_delay)
+        else:  # applied once connected, as Node's _deferToConnect
+            self.once("socket", lambda sock: sock.set_no_delay(no_delay))
 
     def set_socket_keep_alive(self, enable: bool = False, initial_delay: float = 0) -> None:
         """TCP keep-alive on the request's socket if ``enable``, ``initial_delay`` in
-        milliseconds; Node's ``request.setSocketKeepAlive()``."""
+        milliseconds (now, or once it has a socket); Node's ``request.setSocketKeepAlive()``."""
         if self.socket is not None:
             self.socket.set_keep_alive(enable, initial_delay)
+        else:
+            self.once("socket", lambda sock: sock.set_keep_alive(enable, initial_delay))
 
     # ------------------------------------------------------------ response
 
     _reading = False
+    #: The connection went back to the agent for reuse: 'free' is owed after 'close'.
+    _freed = False
 
     def _start_reader(self) -> None:
         self._reading = True
@@ -439,7 +520,8 @@ class ClientRequest(OutgoingMessage):
             # give the connection back even if nobody reads the body.  'end' and the
             # 'close' events still come when the body is read (or flows).
             exchange.read_body()
-            exchange.release()
+            self._freed = exchange.release()
+            self._trailing_error(exchange.trailing_error)
             res._replace_source(_no_more)
         else:
             # Until someone reads the body, the connection still sees the server.
@@ -516,6 +598,9 @@ class ClientRequest(OutgoingMessage):
         self._result.set(res)
         if not self.emit(event, res, sock, rest):
             sock.destroy()
+        # Node (B-98, B-99): the request is done with once the socket is handed over.
+        self.destroyed = True
+        self._emit_close()
 
     def _response_finished(self) -> None:
         """The response emitted ``'end'`` (or ``'aborted'``); its ``'close'`` follows.
@@ -526,8 +611,10 @@ class ClientRequest(OutgoingMessage):
         ``'close'``, then the response's.
         """
         exchange = self._exchange
-        if exchange is not None:
-            exchange.release()  # nothing left to release after an abort
+        if exchange is not None:  # nothing to release after an abort
+            if exchange.release():
+                self._freed = True
+            self._trailing_error(exchange.trailing_error)
         res = self._res
         if isinstance(res, IncomingMessage) and res.complete:
             # The response points back here (res.req, its _on_finish); holding it
@@ -536,6 +623,50 @@ class ClientRequest(OutgoingMessage):
             self._res = weakref.ref(res)
             self._result = _SETTLED
         self._emit_close()
+        if self._freed and self.socket is not None:
+            # Node's agent 'free' (socket, options): after the request's 'close', for a
+            # connection kept for another request (pooled or handed to a waiter).
+            self._freed = False
+            if self.agent.has_listeners("free"):
+                self.agent.emit("free", self.socket, dict(self._opts))
+
+
+def _given_pairs(headers: Any) -> list[tuple[str, str]] | None:
+    """Headers given as a list: ``[(name, value), ...]`` or Node's flat ``[name,
+    value, name, value...]``, validated; None for a mapping.  Raises
+    ``ERR_INVALID_ARG_VALUE`` for a list of another shape."""
+    if isinstance(headers, Mapping):
+        return None
+    items = list(headers)
+    if items and all(isinstance(item, str) for item in items):
+        if len(items) % 2:
+            raise errors.InvalidArgumentError(
+                "headers as a flat list need a value for every name", "ERR_INVALID_ARG_VALUE"
+            )
+        items = list(zip(items[::2], items[1::2]))
+    pairs: list[tuple[str, str]] = []
+    for item in items:
+        if not isinstance(item, (list, tuple)) or len(item) != 2:
+            raise errors.InvalidArgumentError(
+                f"headers as a list take (name, value) pairs, not {item!r}", "ERR_INVALID_ARG_VALUE"
+            )
+        name = check_name(item[0])
+        value = check_value(name, item[1])
+        pairs.extend((name, v) for v in (value if isinstance(value, list) else [value]))
+    return pairs
+
+
+def _grouped(pairs: list[tuple[str, str]]) -> dict[str, tuple[str, list[str]]]:
+    """Pairs by lowercase name: the first spelling and every value, in order."""
+    grouped: dict[str, tuple[str, list[str]]] = {}
+    for name, value in pairs:
+        grouped.setdefault(name.lower(), (name, []))[1].append(value)
+    return grouped
+
+
+def _field_pairs(name: str, value: str | list[str]) -> list[tuple[bytes, bytes]]:
+    bname = name.encode("latin-1")
+    return [(bname, v.encode("latin-1")) for v in (value if isinstance(value, list) else [value])]
 
 
 def _no_more() -> bytes:
@@ -560,7 +691,6 @@ def _on_idle_of(ref: weakref.ReferenceType[ClientRequest]) -> bool:
     return req._on_idle() if req is not None else False
 
 
-_NAME_KEYS = frozenset({"host", "port", "local_address", "family", "socket_path"}) | CLIENT_TLS_KEYS
 
 
 # ------------------------------------------------------------ entry points
@@ -568,16 +698,29 @@ _NAME_KEYS = frozenset({"host", "port", "local_address", "family", "socket_path"
 
 def _make_request(
     url_or_options: Any,
-    callback: Callable[..., Any] | None,
+    callback: Any,
     kwargs: dict[str, Any],
     *,
     agent_class: type[Agent],
+    more: tuple[Any, ...] = (),
 ) -> ClientRequest:
-    if callable(url_or_options) and callback is None:
+    """Node's argument shapes: ``(options[, cb])``, ``(url[, cb])`` and, since Node
+    10.9, ``(url, options[, cb])``: the options are merged over the URL's."""
+    if callable(url_or_options) and callback is None and not more:
         url_or_options, callback = None, url_or_options
-    opts = request_options(
-        url_or_options, kwargs, protocol=agent_class.protocol, default_port=agent_class.default_port
-    )
+    options: Any = None
+    if isinstance(callback, Mapping) or (callback is None and more):
+        options, callback = callback, (more[0] if more else None)
+        more = more[1:]
+    if more:
+        raise TypeError(f"request() takes at most 3 positional arguments ({3 + len(more)} given)")
+    if callback is not None and not callable(callback):
+        raise errors.InvalidArgumentError(
+            f'The "callback" argument must be a function or an options dict, not {callback!r}', "ERR_INVALID_ARG_TYPE"
+        )
+    if options:
+        kwargs = {**options, **kwargs}
+    opts = request_options(url_or_options, kwargs, protocol=agent_class.protocol)
     agent = opts.pop("agent")
     if agent is False:
         agent = agent_class()  # a one-off connection: Connection: close
@@ -589,35 +732,47 @@ def _make_request(
     for key, value in agent.options.items():
         if opts.get(key) is None:
             opts[key] = value
+    # The agent's default_port (Node's agent.defaultPort, which users may set: B-48).
+    fill_port(opts, agent.default_port)
     return ClientRequest(opts, agent, callback)
 
 
 def request(
     url_or_options: Any = None,
-    callback: Callable[..., Any] | None = None,
+    callback: Any = None,
+    *more: Any,
     **kwargs: Any,
 ) -> ClientRequest:
     """Node's ``https.request``: returns a ``ClientRequest`` to write to and end.
 
-    ``url_or_options`` is a URL string, a ``urllib.parse`` result or a dict of request
-    options; keyword arguments are more options (camelCase or snake_case; times in
-    milliseconds) and win.  ``callback(res)`` is added to ``'response'``.  Raises
+    ``request(url_or_options[, callback])`` or, as Node >= 10.9, ``request(url,
+    options[, callback])``.  ``url_or_options`` is a URL string, a ``urllib.parse``
+    result or a dict of request options; an ``options`` dict after a URL is merged
+    over it; keyword arguments are more options (camelCase or snake_case; times in
+    milliseconds) and win over both.  ``callback(res)`` is added to ``'response'``.  Raises
     :class:`~greenhttps.errors.InvalidURLError` / ``InvalidProtocolError`` for a bad
     URL and ``TypeError`` for an unknown option; network errors come later (``'error'``
     or :meth:`ClientRequest.getresponse`).
     """
-    return _make_request(url_or_options, callback, kwargs, agent_class=Agent)
+    return _make_request(url_or_options, callback, kwargs, agent_class=Agent, more=more)
 
 
-def get(url_or_options: Any = None, callback: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
+def get(url_or_options: Any = None, callback: Any = None, *more: Any, **kwargs: Any) -> Any:
     """Node's ``https.get``.  Without a callback: block and return the response.
 
-    ``url_or_options`` and the keyword options are :func:`request`'s, with the
-    request ended at once.  With a ``callback(res)``, returns the ``ClientRequest``.
+    ``url_or_options``, ``callback`` (positional arguments: the ``options`` dict after a URL, then the callback) and the
+    keyword options are :func:`request`'s (``get(url, options, callback)`` too), with
+    the request ended at once.  With a ``callback(res)``, returns the ``ClientRequest``.
     Raises what :func:`request` and :meth:`ClientRequest.getresponse` raise.
     """
-    req = request(url_or_options, callback, **kwargs)
+    req = request(url_or_options, callback, *more, **kwargs)
+    return end_for_get(req)
+
+
+def end_for_get(req: ClientRequest) -> Any:
+    """End ``req`` as ``get()`` does: the response if nobody listens to 'response'
+    (the blocking style), else the request."""
     req.end()
-    if callback is None:
+    if not req.has_listeners("response"):
         return req.getresponse()
     return req

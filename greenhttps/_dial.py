@@ -26,7 +26,7 @@ from ._socket import Socket
 from ._url import is_ip
 from ._wire import Wire
 
-__all__ = ["ClientConnection", "SessionCache", "dial", "CLIENT_PARSER"]
+__all__ = ["ClientConnection", "SessionCache", "adopt", "dial", "unconnected_socket", "CLIENT_PARSER"]
 
 _INF = float("inf")
 #: The parser class connections use (chosen once, at import; see _parsers).
@@ -112,6 +112,9 @@ def _connect_tcp(opts: Mapping[str, Any], timeout: float | None) -> gsocket.sock
         sock.settimeout(timeout)
         try:
             sock.connect(opts["socket_path"])
+        except OSError as exc:
+            sock.close()
+            raise _connect_error(exc, opts["socket_path"], None) from exc
         except BaseException:
             sock.close()
             raise
@@ -128,7 +131,13 @@ def _connect_tcp(opts: Mapping[str, Any], timeout: float | None) -> gsocket.sock
         # An address already: no resolver round trip (gevent's runs in a thread).
         infos = [(af, _stdlib_socket.SOCK_STREAM, 0, "", (host.strip("[]"), port))]
     else:
-        infos = list((lookup or gsocket.getaddrinfo)(host, port, family, _stdlib_socket.SOCK_STREAM))
+        try:
+            infos = list((lookup or gsocket.getaddrinfo)(host, port, family, _stdlib_socket.SOCK_STREAM))
+        except _stdlib_socket.gaierror as exc:
+            # Node's shape: code ENOTFOUND, syscall 'getaddrinfo', hostname.
+            raise errors.NameResolutionError(
+                f"getaddrinfo ENOTFOUND {host}", syscall="getaddrinfo", hostname=host, reason=exc.strerror
+            ) from exc
     last: BaseException | None = None
     for af, kind, proto, _, address in infos:
         sock = gsocket.socket(af, kind, proto)
@@ -140,11 +149,28 @@ def _connect_tcp(opts: Mapping[str, Any], timeout: float | None) -> gsocket.sock
             return sock
         except OSError as exc:
             sock.close()
-            last = exc
+            last = _connect_error(exc, address[0], address[1])
         except BaseException:
             sock.close()
             raise
-    raise last or OSError(f"no address for {host}")
+    raise last or errors.NameResolutionError(f"getaddrinfo ENOTFOUND {host}", syscall="getaddrinfo", hostname=host)
+
+
+def _connect_error(exc: OSError, address: str, port: int | None) -> errors.Error:
+    """A failed ``connect()`` as Node reports it (B-90): ``syscall 'connect'``,
+    ``address``, ``port``, and the message ``connect ECONNREFUSED 127.0.0.1:443``."""
+    err = errors.from_os_error(exc)
+    where = address if port is None else f"{address}:{port}"
+    if isinstance(err, errors.NetworkError) and not isinstance(err, errors.TimeoutError):
+        err.args = (f"connect {err.code} {where}",)
+        err.strerror = err.args[0]
+    elif isinstance(err, errors.TimeoutError):
+        err.args = (f"{err.message} during connect to {where}",)
+    err.syscall = "connect"  # type: ignore[attr-defined]
+    err.address = address  # type: ignore[attr-defined]
+    if port is not None:
+        err.port = port  # type: ignore[attr-defined]
+    return err
 
 
 def dial(
@@ -165,6 +191,8 @@ def dial(
     where = opts.get("socket_path") or f"{opts['host']}:{opts['port']}"
     try:
         raw = _connect_tcp(opts, connect_timeout)
+    except errors.Error:
+        raise
     except OSError as exc:
         raise errors.from_os_error(exc, during=f"connect to {where}") from exc
     try:
@@ -191,6 +219,33 @@ def dial(
     return ClientConnection(name, sock, wire)
 
 
+def unconnected_socket() -> Socket:
+    """A destroyed :class:`Socket` standing for a connection that could not be made:
+    a request emits it as ``'socket'`` before the connection error, as Node's, whose
+    socket exists before it connects."""
+    sock = Socket(gsocket.socket(_stdlib_socket.AF_INET, _stdlib_socket.SOCK_STREAM))
+    sock.destroy()
+    return sock
+
+
+def adopt(sock: Socket, opts: Mapping[str, Any], name: str) -> ClientConnection:
+    """A connection around a socket opened elsewhere (an ``Agent`` subclass's own
+    ``create_connection``), with the wire ``dial`` would give it."""
+    if not isinstance(sock, Socket):
+        raise errors.InvalidArgumentError(
+            f"create_connection() must return a greenhttps Socket, not {type(sock).__name__}", "ERR_INVALID_RETURN_VALUE"
+        )
+    wire = Wire(
+        sock._sock,
+        parser=CLIENT_PARSER,
+        client=True,
+        max_header_size=opts.get("max_header_size") or 16384,
+        strict=not opts.get("insecure_http_parser"),
+        idle_timeout=ms_to_seconds(opts.get("timeout")),
+    )
+    return ClientConnection(name, sock, wire)
+
+
 def _handshake(raw: gsocket.socket, opts: Mapping[str, Any], sessions: SessionCache | None, name: str,
                sock: Socket, timeout: float | None) -> Any:
     tls_opts = {key: opts[key] for key in _tls.CLIENT_TLS_KEYS if opts.get(key) is not None}
@@ -214,7 +269,7 @@ def _handshake(raw: gsocket.socket, opts: Mapping[str, Any], sessions: SessionCa
             with gevent.Timeout(timeout, errors.TimeoutError("TLS handshake timed out")):
                 tls.do_handshake()
         except OSError as exc:
-            raise errors.from_os_error(exc, during="TLS handshake") from exc
+            raise _verify.handshake_error(tls, exc, during="TLS handshake") from exc
         sock._attach(tls, encrypted=True)
         sock.servername = servername
         _check_peer(tls, opts, sock, servername)
@@ -249,7 +304,8 @@ def _check_peer(tls: Any, opts: Mapping[str, Any], sock: Socket, servername: str
         rejected.append(err)
         return err
 
-    authorized, reason = _verify.client_verify_result(tls, hostname=servername, ca=opts.get("ca"), check_identity=checker)
+    authorized, reason = _verify.client_verify_result(tls, hostname=servername, ca=opts.get("ca"), check_identity=checker,
+                                                      crl=opts.get("crl"))
     sock.authorized, sock.authorization_error = authorized, reason
     if not authorized and opts.get("reject_unauthorized") is not False:
         if rejected and isinstance(rejected[0], errors.CertificateError):

@@ -59,7 +59,7 @@ import gevent
 
 from . import errors
 from ._agent import Agent
-from ._dial import ClientConnection, dial
+from ._dial import ClientConnection, adopt, dial
 from ._events import logger
 from ._options import ms_to_seconds
 from ._socket import Socket
@@ -83,7 +83,7 @@ class ClientExchange:
     __slots__ = (
         "agent", "name", "opts", "method", "deadline", "conn", "socket", "reused",
         "close_delimited", "body_done", "_replay", "_trailers", "_reclaim", "_on_idle", "_watch", "_reading",
-        "__weakref__",
+        "trailing_error", "__weakref__",
     )
 
     def __init__(self, agent: Agent, name: str, opts: Mapping[str, Any], method: str,
@@ -101,6 +101,8 @@ class ClientExchange:
         self.close_delimited = False
         #: The response body has been read to its end.
         self.body_done = False
+        #: The parse error for bytes after the response (set by :meth:`release`).
+        self.trailing_error: errors.ProtocolError | None = None
         self._replay: tuple[HeaderPairs, bytes, tuple[str, int, bool], bytes] | None = None
         #: The wire forgets trailers when it starts its next exchange (after the
         #: release), so the exchange keeps its own copy.
@@ -138,8 +140,12 @@ class ClientExchange:
         """Dial with the permit the agent gave us; a failure hands the permit on."""
         agent = self.agent
         try:
-            conn = dial(self.opts, self.name, secure=agent.secure, sessions=agent,
-                        keep_alive_msecs=agent.keep_alive_msecs if agent.keep_alive else None)
+            if agent._overrides_create_connection():
+                # Node's override point: the subclass opens the socket, we speak HTTP on it.
+                conn = adopt(agent.create_connection(dict(self.opts)), self.opts, self.name)
+            else:
+                conn = dial(self.opts, self.name, secure=agent.secure, sessions=agent,
+                            keep_alive_msecs=agent.keep_alive_msecs if agent.keep_alive else None)
         except BaseException:
             agent.dial_failed(self.name)
             raise
@@ -349,12 +355,15 @@ class ClientExchange:
 
     # ------------------------------------------------------------ release
 
-    def release(self) -> None:
+    def release(self) -> bool:
         """Give the connection back after the response ended (idempotent): pooled
-        if it can carry another exchange, else closed."""
+        if it can carry another exchange, else closed.  True if it was kept for
+        another exchange (Node's socket ``'free'``).  Bytes past the response that
+        cannot start another leave their parse error in :attr:`trailing_error`
+        (Node reports it on the request, B-87)."""
         conn = self._let_go()
         if conn is None:
-            return
+            return False
         if conn.session is None and conn.socket.encrypted and not conn.socket.session_reused and not conn.closed:
             # Once per connection, and only after a full handshake: fetching the
             # session costs ~0.1 ms, and by the end of the first response TLS 1.3
@@ -364,6 +373,7 @@ class ClientExchange:
             conn.session = conn.socket.get_session()
             self.agent.cache_session(conn.name, conn.session)
         wire = conn.wire
+        trailing = wire.trailing_error() if self.body_done and wire.head_started else None
         reusable = (
             self.body_done
             and not self.close_delimited
@@ -375,6 +385,8 @@ class ClientExchange:
             and wire.start_next_cycle()
         )
         self.agent.release(conn, reusable=reusable)
+        self.trailing_error = trailing
+        return reusable
 
     def discard(self) -> None:
         """Close the connection and free its pool slot (an error, an abort)."""

@@ -3,9 +3,9 @@
 Theory of operation
 -------------------
 ``fetch(url)`` blocks the calling greenlet until the final response head has
-arrived and returns a :class:`Response`; the body is read when asked for
-(``content``, ``text()``, ``json()``, ``read(n)``, iteration), decoded on the way
-(:mod:`._decode`).  Each hop is one ``greenhttps.request()`` (or
+arrived and returns a :class:`~greenhttps._fetch_response.Response`; the body is
+read when asked for (``content``, ``text()``, ``json()``, ``read(n)``, iteration),
+decoded on the way (:mod:`._decode`).  Each hop is one ``greenhttps.request()`` (or
 ``greenhttps.http.request()`` for ``http:`` URLs) through an :class:`Agent` pool:
 the caller's ``agent`` for URLs of its protocol, else that protocol's global agent.
 Nothing here touches a socket; connections, TLS and the pool are the client core's.
@@ -18,7 +18,7 @@ standard give, plus the ones crawlers need:
   ``Authorization``, ``Cookie`` and ``Proxy-Authorization`` are dropped when the
   origin changes; at most ``max_redirects`` (20, as Fetch); an https: page that
   redirects to plain http: is refused unless ``allow_downgrade``;
-* retries (:class:`Retry`): connection refused/reset before any response byte, and
+* retries (:class:`~greenhttps._retry.Retry`, the policy): connection refused/reset before any response byte, and
   429/503 (honouring a bounded ``Retry-After``), for idempotent methods only unless
   the caller says otherwise; exponential backoff with jitter; never once a response
   has been handed to the caller, so never after part of a body was read;
@@ -34,21 +34,20 @@ from __future__ import annotations
 
 import base64
 import collections
-import dataclasses
 import datetime
-import email.utils
 import json as _json
-import random
 import time
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Mapping
 from urllib.parse import quote, unquote, urlencode, urljoin, urlsplit, urlunsplit
 
 import gevent
 
 from . import _agent, _client, _decode, _proxy, errors, http
+from ._fetch_response import Response, Timings
 from ._options import REQUEST_OPTIONS, snake_case
+from ._retry import Retry, duration_ms
 
-__all__ = ["Headers", "Response", "Retry", "Timings", "fetch"]
+__all__ = ["Response", "Retry", "fetch"]
 
 #: greenhttps.__version__ (a private module may not import the package face:
 #: tests/test_fetch.py checks that the two agree).
@@ -65,8 +64,6 @@ _BODY_HEADERS = frozenset({
 })
 #: Headers that carry credentials: never sent to another origin after a redirect.
 _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
-#: RFC 9110 §9.2.2.
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 #: A redirect's own body is read (so the connection goes back to the pool) up to
 #: this much; a longer one closes its connection instead.
 _DRAIN_LIMIT = 64 * 1024
@@ -77,140 +74,7 @@ _MANAGED = frozenset({
 })
 
 
-def _ms(value: Any, name: str) -> float | None:
-    """A duration in milliseconds: a number of ms or a ``datetime.timedelta``; None stays None."""
-    if value is None:
-        return None
-    if isinstance(value, datetime.timedelta):
-        value = value.total_seconds() * 1000.0
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise errors.InvalidArgumentError(
-            f"{name} must be a number of milliseconds >= 0 or a timedelta, not {value!r}", "ERR_INVALID_ARG_VALUE"
-        )
-    return float(value)
-
-
-# ------------------------------------------------------------------ retries
-
-
-@dataclasses.dataclass(frozen=True)
-class Retry:
-    """How ``fetch(..., retry=...)`` tries again; ``retry=N`` is ``Retry(total=N)``.
-    (Node's fetch does not retry; undici's ``RetryAgent`` is the nearest thing.)
-
-    ``total``: attempts after the first.  What is retried: a connection refused
-    (ECONNREFUSED), reset or closed before any response byte (ECONNRESET), and a
-    response whose status is in ``statuses`` (429 and 503); only for ``methods``
-    (the idempotent ones: GET, HEAD, OPTIONS, TRACE, PUT, DELETE -- name POST here
-    to retry it) and only while the body can be sent again.  The wait before retry
-    *n* (from 0) is ``backoff * 2**n`` milliseconds, at most ``max_backoff``, with
-    jitter (a uniform draw from its upper half); a ``Retry-After`` (seconds or an
-    HTTP date) replaces it, and one longer than ``max_retry_after`` milliseconds is
-    not waited for: the 429/503 is returned as it is.  Timeouts are not retried
-    (the server may be working on the request), nor is anything past the fetch's
-    ``deadline``.  Times are milliseconds (or ``datetime.timedelta``).
-    """
-
-    total: int = 0
-    backoff: float | datetime.timedelta = 100.0
-    max_backoff: float | datetime.timedelta = 10_000.0
-    max_retry_after: float | datetime.timedelta = 60_000.0
-    statuses: frozenset[int] = frozenset({429, 503})
-    methods: frozenset[str] = IDEMPOTENT_METHODS
-
-    @classmethod
-    def of(cls, retry: int | Retry | None) -> Retry:
-        """``retry`` as a policy: an int is ``Retry(total=retry)``; None is no retry."""
-        if retry is None:
-            return cls()
-        if isinstance(retry, Retry):
-            return retry
-        if isinstance(retry, bool) or not isinstance(retry, int) or retry < 0:
-            raise errors.InvalidArgumentError(f"retry must be an int >= 0 or a Retry, not {retry!r}")
-        return cls(total=retry)
-
-    def allows(self, method: str) -> bool:
-        """True if requests with ``method`` may be sent again under this policy."""
-        return method.upper() in {m.upper() for m in self.methods}
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait before retry number ``attempt`` (0 for the first)."""
-        base = _ms(self.backoff, "backoff") or 0.0
-        cap = _ms(self.max_backoff, "max_backoff") or 0.0
-        wait = min(cap, base * 2**attempt)
-        return random.uniform(wait / 2, wait) / 1000.0
-
-    def retry_after(self, value: Any) -> float | None:
-        """Seconds a ``Retry-After`` value asks for (0 for a past date), or None if it
-        is missing, unreadable, or longer than ``max_retry_after``: then the caller
-        gives up rather than wait."""
-        if not isinstance(value, str) or not value.strip():
-            return None
-        value = value.strip()
-        if value.isdigit():
-            seconds = float(value)
-        else:
-            try:
-                when = email.utils.parsedate_to_datetime(value)
-            except (TypeError, ValueError):
-                return None
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=datetime.timezone.utc)
-            seconds = max(0.0, (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
-        bound = _ms(self.max_retry_after, "max_retry_after") or 0.0
-        return seconds if seconds * 1000.0 <= bound else None
-
-
-def _retryable_error(exc: BaseException) -> bool:
-    """A failure that says the server never saw (or never answered) the request."""
-    return isinstance(exc, (errors.ConnectionRefusedError, errors.ConnectionResetError)) and not isinstance(
-        exc, errors.ProxyError
-    )
-
-
 # ------------------------------------------------------------------ headers
-
-
-class Headers(Mapping[str, str]):
-    """Response headers: a read-only, case-insensitive mapping.
-
-    Names come out lowercase, in the order received (as Node's ``message.headers``);
-    a repeated field reads as its values joined by ``", "`` (as Fetch's
-    ``Headers.get()``); :meth:`get_all` gives them one by one, and
-    :meth:`get_set_cookie` the ``Set-Cookie`` lines (Fetch's ``getSetCookie()``).
-    ``raw`` is the ``(name, value)`` pairs as received.
-    """
-
-    __slots__ = ("raw", "_values")
-
-    def __init__(self, raw: Iterable[tuple[str, str]]) -> None:
-        self.raw: list[tuple[str, str]] = list(raw)
-        self._values: dict[str, list[str]] = {}
-        for name, value in self.raw:
-            self._values.setdefault(name.lower(), []).append(value)
-
-    def __getitem__(self, name: str) -> str:
-        return ", ".join(self._values[name.lower()])
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._values
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def get_all(self, name: str) -> list[str]:
-        """Every value of field ``name`` (any case), in order; ``[]`` if absent."""
-        return list(self._values.get(name.lower(), ()))
-
-    def get_set_cookie(self) -> list[str]:
-        """The ``Set-Cookie`` values, one per line received (Fetch's ``getSetCookie()``)."""
-        return self.get_all("set-cookie")
-
-    def __repr__(self) -> str:
-        return f"Headers({dict(self.items())!r})"
 
 
 class _RequestHeaders:
@@ -317,203 +181,14 @@ def _origin(url: str) -> tuple[str, str, int]:
     return parts.scheme, (parts.hostname or "").lower(), parts.port or (443 if parts.scheme == "https" else 80)
 
 
-# ------------------------------------------------------------------ the response
+# ------------------------------------------------------------------ retries
 
 
-@dataclasses.dataclass
-class Timings:
-    """What fetch() measured, in milliseconds from the call (``time.monotonic()``).
-
-    ``headers``: until the final response head arrived; ``total``: until its body
-    had been read to the end (None before); ``redirects`` and ``retries``: hops and
-    repeated attempts made; ``reused``: the final request went over a pooled
-    connection.  (The phases inside one request -- waiting for a pool slot, DNS,
-    connect, TLS -- are the client core's to measure; they are not here yet.)
-    """
-
-    headers: float = 0.0
-    total: float | None = None
-    redirects: int = 0
-    retries: int = 0
-    reused: bool = False
-
-
-class Response:
-    """What :func:`fetch` returns: the final response, its body read on demand
-    (Node's fetch ``Response``, with Python's names and a blocking body).
-
-    ``status``, ``status_text`` (the reason phrase as sent), ``ok`` (2xx), ``url``
-    (the final URL, after redirects), ``redirected``, ``headers`` (:class:`Headers`),
-    ``timings`` (:class:`Timings`), and ``raw``: the :class:`~greenhttps.IncomingMessage`
-    underneath (its body as sent, not decoded).  The body, decoded unless
-    ``decompress=False``: ``content`` (all of it, read once and kept), ``text()``,
-    ``json()`` (both callable again), or streamed: ``read(n)`` and iteration.  Once
-    part of it has been streamed, ``content`` raises; after ``content``, the
-    streaming calls serve the kept bytes.  ``close()`` (or leaving a ``with`` block)
-    gives up an unread body and closes its connection; a body read to its end has
-    already given the connection back to the pool.
-    """
-
-    def __init__(self, raw: Any, request: Any, url: str, *, redirected: bool, decompress: bool,
-                 max_decoded_size: int | None, started: float, timings: Timings) -> None:
-        """Made by :func:`fetch`, not by users: ``raw`` (the IncomingMessage) and
-        ``request`` (its ClientRequest), the final ``url``, whether it was
-        ``redirected``, ``decompress`` and ``max_decoded_size`` as fetch() was given
-        them, when it ``started`` (``time.monotonic()``) and its ``timings``."""
-        self.raw = raw
-        self._request = request
-        self.status: int = raw.status_code
-        self.status_text: str = raw.status_message or ""
-        self.url = url
-        self.redirected = redirected
-        self.headers = Headers(zip(raw.raw_headers[::2], raw.raw_headers[1::2]))
-        self.timings = timings
-        self._started = started
-        self._decompress = decompress
-        self._max_decoded_size = max_decoded_size
-        self._decoder: _decode.BodyDecoder | None = None
-        self._decoder_made = False
-        self._pending = b""  # decoded, not handed out yet
-        self._content: bytes | None = None
-        self._position = 0  # in _content, for read()/iteration after it
-        self._streamed = False
-        self._ended = False
-
-    @property
-    def ok(self) -> bool:
-        """True for a 2xx status (Fetch's ``response.ok``)."""
-        return 200 <= self.status < 300
-
-    def __repr__(self) -> str:
-        return f"<greenhttps.fetch Response [{self.status}] {self.url}>"
-
-    def __enter__(self) -> Response:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    # -------------------------------------------------------------- the body
-
-    def _make_decoder(self) -> None:
-        if not self._decoder_made:
-            self._decoder_made = True
-            if self._decompress:
-                try:
-                    self._decoder = _decode.decoder_for(self.headers.get("content-encoding"),
-                                                        self._max_decoded_size)
-                except errors.ContentDecodingError:
-                    self.close()
-                    raise
-
-    def _body_ended(self) -> None:
-        self._ended = True
-        self.timings.total = (time.monotonic() - self._started) * 1000.0
-
-    def _next_piece(self) -> bytes:
-        """The next decoded piece of the body from the wire; b'' at its end."""
-        self._make_decoder()
-        decoder = self._decoder
-        while not self._ended:
-            chunk = self.raw.read(65536)
-            try:
-                if not chunk:
-                    self._body_ended()
-                    return decoder.finish() if decoder is not None else b""
-                piece = decoder.feed(chunk) if decoder is not None else chunk
-            except errors.ContentDecodingError:
-                self.close()  # the rest is not worth reading: the connection goes
-                raise
-            if piece:
-                return piece
-        return b""
-
-    def _read_all(self) -> bytes:
-        parts = [self._pending] if self._pending else []
-        self._pending = b""
-        self._make_decoder()
-        if self._decoder is None and not self._ended:
-            # Undecoded: the message's own whole-body read (one buffer for a Content-Length).
-            parts.append(self.raw.read())
-            self._body_ended()
-        while piece := self._next_piece():
-            parts.append(piece)
-        return b"".join(parts)
-
-    @property
-    def content(self) -> bytes:
-        """The whole body (decoded unless ``decompress=False``), read on first use and
-        kept.  Raises the read's errors (``ContentDecodingError``, ``DecodedSizeError``,
-        network errors), and ``ERR_GREENHTTPS_BODY_USED`` if ``read()``/iteration took
-        part of it first."""
-        if self._content is None:
-            if self._streamed:
-                raise errors.Error("the body was streamed with read()/iteration: content is not kept",
-                                   "ERR_GREENHTTPS_BODY_USED")
-            self._content = self._read_all()
-        return self._content
-
-    def text(self, encoding: str | None = None, errors: str = "replace") -> str:
-        """The body as text: ``encoding``, else the Content-Type charset, else UTF-8;
-        ``errors`` is the codec's error handler.  Can be called again."""
-        charset = encoding or self._charset()
-        try:
-            return self.content.decode(charset, errors)
-        except LookupError:  # a charset Python does not know: Fetch's UTF-8
-            if encoding is not None:
-                raise
-            return self.content.decode("utf-8", errors)
-
-    def json(self, **kwargs: Any) -> Any:
-        """The body parsed as JSON (``kwargs`` go to ``json.loads``); can be called again."""
-        return _json.loads(self.content, **kwargs)
-
-    def _charset(self) -> str:
-        for param in self.headers.get("content-type", "").split(";")[1:]:
-            key, _, value = param.strip().partition("=")
-            if key.lower() == "charset" and value:
-                return value.strip().strip('"')
-        return "utf-8"
-
-    def read(self, size: int = -1) -> bytes:
-        """Up to ``size`` bytes of the (decoded) body, all of the rest when ``size`` < 0;
-        b'' at the end.  Blocks the calling greenlet while the body arrives."""
-        if self._content is not None:
-            end = len(self._content) if size is None or size < 0 else self._position + size
-            out = self._content[self._position:end]
-            self._position += len(out)
-            return out
-        self._streamed = True
-        if size is None or size < 0:
-            return self._read_all()
-        while len(self._pending) < size:
-            piece = self._next_piece()
-            if not piece:
-                break
-            self._pending += piece
-        out, self._pending = self._pending[:size], self._pending[size:]
-        return out
-
-    def __iter__(self) -> Iterator[bytes]:
-        """The (decoded) body piece by piece, as it arrives."""
-        if self._content is not None:
-            rest = self.read()
-            if rest:
-                yield rest
-            return
-        self._streamed = True
-        if self._pending:
-            piece, self._pending = self._pending, b""
-            yield piece
-        while piece := self._next_piece():
-            yield piece
-
-    def close(self) -> None:
-        """Give up the rest of the body: its connection is closed (never pooled half
-        read).  Nothing to do once the body has been read to its end."""
-        if not self._ended and not self.raw.complete:
-            self._request.destroy()
-        self._ended = True
+def _retryable_error(exc: BaseException) -> bool:
+    """A failure that says the server never saw (or never answered) the request."""
+    return isinstance(exc, (errors.ConnectionRefusedError, errors.ConnectionResetError)) and not isinstance(
+        exc, errors.ProxyError
+    )
 
 
 # ------------------------------------------------------------------ fetch()
@@ -640,8 +315,8 @@ def fetch(
         if name in _MANAGED:
             raise TypeError(f"fetch: {name!r} is set by fetch() itself")
     policy = Retry.of(retry)
-    idle_ms = _ms(timeout, "timeout")
-    deadline_ms = _ms(deadline, "deadline")
+    idle_ms = duration_ms(timeout, "timeout")
+    deadline_ms = duration_ms(deadline, "deadline")
     ends_at = started + deadline_ms / 1000.0 if deadline_ms else None
     if agent is not None and not isinstance(agent, _agent.Agent):
         raise errors.InvalidArgumentError(f"agent must be an Agent or None, not {agent!r}", "ERR_INVALID_ARG_TYPE")
@@ -797,7 +472,5 @@ class _Hop:
         gevent.sleep(seconds)
 
 
-# The public names live in the package face (reprs, help(), pickle).
-for _obj in (fetch, Response, Retry):
-    _obj.__module__ = "greenhttps"
-del _obj
+# The public name lives in the package face (reprs, help(), pickle).
+fetch.__module__ = "greenhttps"

@@ -138,6 +138,11 @@ class OutgoingHeaders:
         for name, value in self._fields.values():
             bname = name.encode("latin-1")
             if isinstance(value, list):
+                if len(value) > 1 and name.lower() == "cookie":
+                    # Node's processHeader: a Cookie list is one line joined with
+                    # '; ' (RFC 6265 §5.4: one Cookie header); others repeat.
+                    out.append((bname, "; ".join(value).encode("latin-1")))
+                    continue
                 out.extend((bname, item.encode("latin-1")) for item in value)
             else:
                 out.append((bname, value.encode("latin-1")))

@@ -224,28 +224,61 @@ class IncomingMessage(EventEmitter):
                     return value.strip('"')
         return "utf-8"
 
-    def resume(self) -> IncomingMessage:
-        """Read and discard the rest of the body (emitting ``'data'``/``'end'``)."""
-        self._flow()
+    #: pause() was called and resume() not since (Node's ``readable.isPaused()``).
+    _paused = False
+    #: A greenlet is pushing the body through the events (in :meth:`_flow`).
+    _flowing = False
+
+    def pause(self) -> IncomingMessage:
+        """Stop emitting ``'data'`` until :meth:`resume` (Node's ``readable.pause()``).
+
+        Called from a ``'data'`` listener, no further piece is read or emitted once
+        it returns; called before the body flows (in the ``'response'`` listener),
+        nothing flows.  The bytes wait in the socket (TCP back-pressure).  Returns self.
+        """
+        self._paused = True
         return self
+
+    def resume(self) -> IncomingMessage:
+        """Let the body flow again: the rest is read and emitted as ``'data'`` and
+        ``'end'`` (discarded if nobody listens), as Node's ``readable.resume()``.
+
+        Called from a ``'data'`` listener, the flow that is running goes on; called
+        elsewhere, the calling greenlet reads the rest (it blocks until the end, or
+        until a listener pauses again).  Returns self.
+        """
+        self._paused = False
+        if not self._flowing:
+            self._flow()
+        return self
+
+    def is_paused(self) -> bool:
+        """True between :meth:`pause` and :meth:`resume` (Node's ``readable.isPaused()``)."""
+        return self._paused
 
     def _flow(self) -> None:
         """Push the remaining body through ``'data'`` and ``'end'`` (Node's flowing
-        mode).  Errors are delivered as events, never raised into the owner's loop."""
+        mode) until its end or a :meth:`pause`.  Errors are delivered as events,
+        never raised into the owner's loop."""
+        if self._flowing:
+            return
+        self._flowing = True
         try:
-            if self._buffer:
+            if self._buffer and not self._paused:
                 chunk, self._buffer = self._buffer, b""
                 self.emit("data", chunk)
-            while self._next_chunk():
+            while not self._paused and self._next_chunk():
                 pass
         except errors.Error as exc:
             # An abort was announced already ('aborted'); a malformed body was not.
             if not self.aborted or isinstance(exc, errors.ProtocolError):
                 self.emit_error(exc)
+        finally:
+            self._flowing = False
 
     @property
     def _wants_flow(self) -> bool:
-        return not self._ended and (self.has_listeners("data") or self.has_listeners("end"))
+        return not self._ended and not self._paused and (self.has_listeners("data") or self.has_listeners("end"))
 
     def set_timeout(self, msecs: float, callback: Callable[[], Any] | None = None) -> IncomingMessage:
         """As Node's ``message.setTimeout()``: sets the socket's idle timeout, ``msecs``

@@ -64,11 +64,11 @@ def snake_case(name: str) -> str:
 _TLS_SERVER = (
     "key", "cert", "pfx", "passphrase", "ca", "ciphers", "secure_protocol", "honor_cipher_order",
     "request_cert", "reject_unauthorized", "sni_callback", "alpn_protocols", "ssl_context",
-    "min_version", "max_version", "ecdh_curve", "dhparam",
+    "min_version", "max_version", "ecdh_curve", "dhparam", "crl",
 )
 _TLS_CLIENT = (
     "pfx", "key", "passphrase", "cert", "ca", "ciphers", "reject_unauthorized", "secure_protocol",
-    "min_version", "max_version", "ssl_context",
+    "min_version", "max_version", "ssl_context", "crl",
 )
 
 #: Server options and their defaults (times in milliseconds, as Node).
@@ -86,6 +86,11 @@ SERVER_OPTIONS: dict[str, Any] = {
     "keep_alive_initial_delay": 0,
     "require_host_header": True,
     "insecure_http_parser": False,
+    # Behind a load balancer: the PROXY protocol header, trusted only from these peers.
+    "proxy_protocol": False,
+    "proxy_allow_ips": "127.0.0.1,::1",
+    # One line per response to the "greenhttps.access" logger (see _access_log).
+    "access_log": False,
     **{name: None for name in _TLS_SERVER},
 }
 

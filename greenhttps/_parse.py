@@ -41,9 +41,14 @@ from . import errors
 from ._strict import (
     MAX_REQUEST_LINE,
     check_fields,
-    check_raw_content_length,
+    check_head_prefix,
+    check_raw_framing,
     check_request_line,
+    check_request_line_prefix,
+    check_request_target,
+    check_status_line_prefix,
     head_end,
+    header_overflow_at,
     protocol_error,
     transfer_coding_status,
 )
@@ -113,15 +118,15 @@ class Parser:
     """One direction of one connection (``client=True``: responses; else requests)."""
 
     __slots__ = ("client", "strict", "max_header_size", "max_headers_count", "request_method", "eof",
-                 "head", "framing", "done", "keep_alive", "body_left", "trailers", "_buf", "_pieces", "_body_seen")
-
-    #: The parser folds repeated Content-Lengths (h11): check them in the raw head.
-    folds_repeats = False
+                 "head", "framing", "done", "keep_alive", "body_left", "trailers", "_buf", "_pieces", "_body_seen",
+                 "_checked", "_packet", "_fed", "require_host")
 
     def __init__(self, *, client: bool = False, max_header_size: int = 16384,
-                 max_headers_count: int = 2000, strict: bool = True) -> None:
+                 max_headers_count: int = 2000, strict: bool = True, require_host: bool = True) -> None:
         self.client = client
         self.strict = strict
+        #: Server: an HTTP/1.1 request without ``Host`` is refused (Node's ``requireHostHeader``).
+        self.require_host = require_host
         self.max_header_size = max_header_size
         self.max_headers_count = max_headers_count
         #: Client: the method of the request being answered (HEAD, CONNECT frame it).
@@ -129,6 +134,13 @@ class Parser:
         self.eof = False
         self._buf = bytearray()
         self._pieces: list[bytes] = []
+        #: The last bytes received (Node's ``rawPacket``) and the count of all bytes
+        #: fed: ``_buf`` always holds the newest ones, so its first byte is number
+        #: ``_fed - len(_buf)`` of the stream, whatever was taken from it since.
+        self._packet = b""
+        self._fed = 0
+        #: How much of the head in ``_buf`` has been checked line by line.
+        self._checked = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -149,7 +161,10 @@ class Parser:
         """Bytes from the peer, in order; b'' when it has closed."""
         if not data:
             self.eof = True
-        elif self._buf or self.done or self.framing is Framing.CHUNKED:
+            return
+        self._packet = data
+        self._fed += len(data)
+        if self._buf or self.done or self.framing is Framing.CHUNKED:
             self._buf += data
         elif self.framing is Framing.LENGTH:
             # The common case of a counted body arriving: hand the bytes on without a
@@ -174,16 +189,54 @@ class Parser:
 
     def next_head(self) -> Head | None:
         """The next head, or None when more bytes are needed (or the peer closed
-        cleanly before one started: :attr:`eof`).  Raises ProtocolError, or
-        ConnectionResetError ('socket hang up') for a client whose server closed
-        inside a head."""
+        cleanly before one started: :attr:`eof`).  Raises ProtocolError (with Node's
+        ``bytes_parsed`` and ``raw_packet``), or ConnectionResetError ('socket hang
+        up') for a client whose server closed inside a head."""
+        try:
+            return self._next_head()
+        except errors.ProtocolError as exc:
+            self._locate(exc)
+            raise
+
+    def _locate(self, exc: errors.ProtocolError) -> None:
+        # Node's bytesParsed counts into the last piece received; where the error is
+        # not tied to a byte, the parser had read all of it.
+        packet = self._packet
+        at = exc.position  # in _buf
+        exc.raw_packet = packet
+        if at is None:
+            exc.bytes_parsed = len(packet)
+        else:
+            into = at + (self._fed - len(self._buf)) - (self._fed - len(packet))
+            exc.bytes_parsed = min(max(into, 0), len(packet))
+
+    def next_start_error(self) -> errors.ProtocolError | None:
+        """The error for bytes buffered past a complete message that cannot start
+        another (llhttp reads on: ``hi world`` after a response is HPE_INVALID_CONSTANT
+        at its first byte), with Node's ``bytes_parsed``; None if there is none."""
+        if not self.done or not self._buf or not self.strict:
+            return None
+        try:
+            if self.client:
+                check_status_line_prefix(self._buf)
+            else:
+                check_request_line_prefix(self._buf)
+        except errors.ProtocolError as exc:
+            self._locate(exc)
+            return exc
+        return None
+
+    def _next_head(self) -> Head | None:
         buf = self._buf
         end = head_end(buf)
+        if self.strict:
+            self._check_lines(buf, end)
         if end < 0:
             if not self.client and len(buf) > MAX_REQUEST_LINE:
                 check_request_line(buf)
             if len(buf) > self.max_header_size:
-                raise protocol_error("header block too large", 431, "HPE_HEADER_OVERFLOW")
+                raise protocol_error("header block too large", 431, "HPE_HEADER_OVERFLOW",
+                                     header_overflow_at(buf, self.max_header_size))
             if self.eof and buf:
                 if self.client:
                     raise errors.ConnectionResetError("socket hang up")
@@ -192,14 +245,40 @@ class Parser:
         raw = bytes(buf[:end])
         if end > self.max_header_size:
             status = 414 if not self.client and b"\n" not in raw[: MAX_REQUEST_LINE + 1] else 431
-            raise protocol_error("header block too large", status, "HPE_HEADER_OVERFLOW")
+            raise protocol_error("header block too large", status, "HPE_HEADER_OVERFLOW",
+                                 header_overflow_at(raw, self.max_header_size))
         if self.head is not None:  # after a 1xx (start_next() resets otherwise)
             self._reset()
+        if self.strict:
+            check_raw_framing(raw, request=not self.client)
         head = self._parse_response_head(raw) if self.client else self._parse_request_head(raw)
         del buf[:end]
+        self._checked = 0
         self._decide(head, raw)
         self.head = head
         return head
+
+    def _check_lines(self, buf: bytearray, end: int) -> None:
+        """The strict checks on the lines of a head as they arrive, so that a malformed
+        one is answered at once (Node), not when the head ends or its timeout passes;
+        both parsers see only heads that passed them."""
+        checked = self._checked
+        if not buf:
+            return
+        if checked == 0:
+            if self.client:
+                check_status_line_prefix(buf)
+            else:
+                check_request_line_prefix(buf)
+            newline = buf.find(b"\n")
+            if newline < 0:
+                return
+            checked = newline + 1
+        stop = end if end >= 0 else buf.rfind(b"\n") + 1
+        if stop > checked:
+            check_head_prefix(buf, checked, stop)
+            checked = stop
+        self._checked = checked
 
     def _parse_request_head(self, raw: bytes) -> Head:
         """Parse one whole request head (the subclass's parser), strict checks included."""
@@ -215,9 +294,9 @@ class Parser:
         """Fill the head's facts and this message's framing: the one pass over the
         fields for Content-Length, Transfer-Encoding, Connection, Upgrade, Expect."""
         fields = head.headers
-        if self.strict and check_fields(fields, request=not self.client, max_count=self.max_headers_count) is None \
-                and self.folds_repeats:
-            check_raw_content_length(raw)
+        if self.strict:
+            # (h11 folds repeated Content-Lengths: check_raw_framing saw them as sent.)
+            check_fields(fields, request=not self.client, max_count=self.max_headers_count)
         length = te = None
         connection = b""
         upgrade = has_host = False
@@ -271,8 +350,10 @@ class Parser:
                 except ValueError:
                     pass
         else:
-            if http11 and not has_host:
+            if http11 and not has_host and self.require_host:
                 raise protocol_error("missing Host header", 400)  # RFC 9112 §3.2 (h11 too)
+            if self.strict:
+                check_request_target(head.method, head.target)
             if head.method == "CONNECT":
                 framing = Framing.NONE  # what follows is the tunnel's (llhttp, Node)
             elif te is not None:

@@ -25,12 +25,12 @@ import h11
 from . import errors
 from ._parse import Head, HeaderPairs, Parser
 from ._strict import (
-    CONTROL_CHAR,
     HEAD_END,
     MAX_CHUNK_LINE,
     MAX_CHUNK_SIZE,
     MAX_REQUEST_LINE,
     check_head_bytes,
+    chunk_line,
     protocol_error,
     transfer_coding_status,
 )
@@ -39,17 +39,19 @@ __all__ = ["H11Parser"]
 
 _VERSIONS = (b"1.1", b"1.0")
 _ChunkedReader = h11._readers.ChunkedReader  # type: ignore[attr-defined]
-_CHUNK_LINE = re.compile(rb"[0-9A-Fa-f]{1,16}(?:;[^\r\n]*)?\r\n")
 #: h11 events are immutable: one body-less stand-in per distinct request shape.
 _SHADOW_REQUESTS: dict[tuple[str, tuple[tuple[bytes, bytes], ...]], h11.Request] = {}
+
+
+#: A Host field in a request head (not at its start: that is the request line).
+_HAS_HOST = re.compile(rb"\nhost[ \t]*:", re.IGNORECASE)
+_LENT_HOST = b"Host: greenhttps.invalid\r\n"
 
 
 class H11Parser(Parser):
     """A :class:`~greenhttps._parse.Parser` whose heads and chunked bodies h11 parses."""
 
     __slots__ = ("_h11", "_shadow")
-
-    folds_repeats = True
 
     def __init__(self, **kwargs: Any) -> None:
         self._shadow: h11.Request | None = None
@@ -82,7 +84,11 @@ class H11Parser(Parser):
     # ------------------------------------------------------------- heads
 
     def _event(self, raw: bytes) -> Any:
-        h = h11.Connection(h11.CLIENT if self.client else h11.SERVER, max_incomplete_event_size=self.max_header_size)
+        # h11's own limit on an incomplete event must not answer first: the head is
+        # fed whole (its limit was kept above), and a chunk line (413) or trailer
+        # section (431) is held to its limit by _check_chunked_body, as for llhttp.
+        h = h11.Connection(h11.CLIENT if self.client else h11.SERVER,
+                           max_incomplete_event_size=max(self.max_header_size, MAX_CHUNK_LINE) + 8)
         if self.client:
             h.send(self._shadow or h11.Request(method=self.request_method or "GET", target="/", headers=[(b"host", b"_")]))
         h.receive_data(raw)
@@ -107,18 +113,25 @@ class H11Parser(Parser):
                     http_version=event.http_version.decode("ascii"), headers=event.headers.raw_items())
 
     def _parse_request_head(self, raw: bytes) -> Head:
+        lent = not self.require_host and not _HAS_HOST.search(raw)
+        if lent:
+            # h11 refuses an HTTP/1.1 request without Host whatever we want: lend it
+            # one as the last field (earlier offsets stay true), and take it back.
+            raw = raw[:-2] + _LENT_HOST + b"\r\n"
         event = self._event(raw)
         assert isinstance(event, h11.Request), event
+        fields = event.headers.raw_items()
+        if lent:
+            fields = fields[:-1]
         if event.http_version not in _VERSIONS:
             # h11 takes any 1.x/2.x digit pair; only HTTP/1.0 and 1.1 are spoken here.
             status = 505 if event.http_version[:1] >= b"2" else 400
             raise protocol_error(f"unsupported HTTP version {event.http_version!r}", status, "HPE_INVALID_VERSION")
         if raw.find(b"\n") > MAX_REQUEST_LINE:
             raise protocol_error("request line too long", 414, "HPE_URI_TOO_LONG")
-        if self.strict:
-            check_head_bytes(raw)
+        # (Strict: its lines were checked as they arrived, Parser._check_lines.)
         return Head(method=event.method.decode("ascii"), target=event.target.decode("latin-1"),
-                    http_version=event.http_version.decode("ascii"), headers=event.headers.raw_items())
+                    http_version=event.http_version.decode("ascii"), headers=fields)
 
     def _head_error(self, exc: h11.RemoteProtocolError, raw: bytes) -> Exception:
         status = exc.error_status_hint
@@ -197,14 +210,12 @@ class H11Parser(Parser):
         """A whole chunk-size line is hex digits, optional extensions, CRLF (h11 also
         takes whitespace and a bare LF, which llhttp refuses); after the last chunk,
         the trailer section is held to the rules of a head."""
-        newline = buffered.find(b"\n", start, start + MAX_CHUNK_LINE + 2)
-        if newline < 0:
-            return  # not all here yet (its length is checked by the caller)
-        line = bytes(buffered[start : newline + 1])
-        if not _CHUNK_LINE.fullmatch(line) or CONTROL_CHAR.search(line):
-            raise protocol_error("malformed chunk size line", 400, "HPE_INVALID_CHUNK_SIZE")
-        if line.split(b";", 1)[0].strip(b"\r\n").strip(b"0") == b"":  # the last chunk
-            self._check_trailer_section(bytes(buffered[newline + 1 : newline + 1 + self.max_header_size + 4]))
+        line = chunk_line(buffered, start)
+        if line is None:
+            return  # not all here yet (what is here was checked)
+        size, end = line
+        if not size:  # the last chunk
+            self._check_trailer_section(bytes(buffered[end : end + self.max_header_size + 4]))
 
     def _check_trailer_section(self, section: bytes) -> None:
         if section[:2] == b"\r\n" or not section:

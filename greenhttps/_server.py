@@ -28,9 +28,11 @@ from gevent import socket as gsocket
 from gevent.event import Event
 
 from . import _tls, errors
+from ._access_log import log_format
 from ._events import EventEmitter, logger
 from ._options import SERVER_OPTIONS, merge_options, node_aliases
 from ._outgoing import attribute_aliases
+from ._proxy_protocol import allow_list, versions_from_option
 from ._server_conn import ConnState, ServerConnection
 from ._tlsbio import BioSSLSocket
 
@@ -67,7 +69,8 @@ class Server(EventEmitter):
     defaults, times in milliseconds: ``timeout`` 120000, ``headers_timeout`` 60000,
     ``request_timeout`` 300000, ``keep_alive_timeout`` 5000, ``handshake_timeout``
     120000, ``max_headers_count`` 2000, ``max_header_size`` 16384,
-    ``max_requests_per_socket`` 0 (no limit), plus the TLS options ``key``, ``cert``,
+    ``max_requests_per_socket`` 0 (no limit), ``proxy_protocol`` False,
+    ``proxy_allow_ips`` ``'127.0.0.1,::1'``, ``access_log`` False, plus the TLS options ``key``, ``cert``,
     ``pfx``, ``passphrase``, ``ca``, ``ciphers``, ``secure_protocol``,
     ``honor_cipher_order``, ``request_cert``, ``reject_unauthorized``,
     ``sni_callback``, ``alpn_protocols``, ``ssl_context``.  Each non-TLS option is
@@ -75,6 +78,17 @@ class Server(EventEmitter):
     when a connection needs it.  Past ``max_requests_per_socket``, requests the
     client already pipelined are answered 503 and emitted as ``'dropRequest'(req,
     socket)`` instead of ``'request'``, as in Node.
+
+    Behind a load balancer (not in Node): ``proxy_protocol`` True (or ``'v1'``,
+    ``'v2'``) reads HAProxy's PROXY protocol header before anything else, TLS
+    included, from the peers in ``proxy_allow_ips`` (addresses, networks such as
+    ``'10.0.0.0/8'``, ``'*'``; a comma-separated string or a list), and the socket's
+    ``remote_address``/``remote_port`` become the client's.  Those peers must send
+    one; any other peer must not.  A missing, malformed or untrusted header closes
+    the connection with nothing served (``'clientError'`` gets the error, code
+    ``ERR_PROXY_PROTOCOL``, and a destroyed socket); ``handshake_timeout`` bounds the
+    wait for it, and ``'connection'`` comes after it, with the client's address.  ``access_log`` True (or ``'combined'``, ``'common'``) logs one line
+    per response to the ``greenhttps.access`` logger (see :mod:`greenhttps._access_log`).
 
     ``Server(options, request_listener, **kwargs)``: ``options`` is a dict of the above
     (or the ``request_listener`` itself, as Node allows), ``request_listener(req, res)``
@@ -96,6 +110,9 @@ class Server(EventEmitter):
     keep_alive_initial_delay: float
     require_host_header: bool
     insecure_http_parser: bool
+    proxy_protocol: bool | str
+    proxy_allow_ips: str | list[str]
+    access_log: bool | str
 
     #: Serve TLS (False for ``greenhttps.http``).
     secure = True
@@ -104,6 +121,10 @@ class Server(EventEmitter):
     max_delay = 1.0
     #: Add a ``Date`` header to responses.
     send_date = True
+    #: Not Node's (whose ``maxConnections`` refuses): stop accepting while this many
+    #: connections are open, 0 for no limit; new ones wait in the listen backlog.
+    #: The gunicorn worker's ``worker_connections``.
+    _accept_limit = 0
 
     def __init__(
         self,
@@ -130,12 +151,17 @@ class Server(EventEmitter):
         self.request_cert = bool(tls.get("request_cert"))
         for name, value in opts.items():
             setattr(self, name, value)
+        # Read per connection; checked now so that a bad value fails here, not later.
+        versions_from_option(self.proxy_protocol)
+        allow_list(self.proxy_allow_ips)
+        log_format(self.access_log)
         self._listener: gsocket.socket | None = None
         #: The Unix socket file listen() created (removed again by close()).
         self._unix_path: tuple[str, int, int] | None = None
         self._accept_loop: gevent.Greenlet | None = None
         self._connections: set[ServerConnection] = set()
         self._closing = False
+        self._slot_free = Event()  # a connection ended (see _accept_limit)
         self._closed = Event()
         self._closed.set()
         self.listening = False
@@ -284,6 +310,10 @@ class Server(EventEmitter):
         self.emit("listening")
         delay = self.min_delay
         while not self._closing:
+            if self._accept_limit and len(self._connections) >= self._accept_limit:
+                self._slot_free.clear()
+                self._slot_free.wait()
+                continue
             try:
                 raw, _ = listener.accept()
             except OSError as exc:
@@ -319,6 +349,8 @@ class Server(EventEmitter):
 
     def _connection_done(self, conn: ServerConnection) -> None:
         self._connections.discard(conn)
+        if self._accept_limit:
+            self._slot_free.set()
         if self._closing and not self._connections:
             self._finish_close()
 

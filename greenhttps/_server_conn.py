@@ -58,12 +58,15 @@ import gevent
 import greenlet
 from gevent.event import Event
 
-from . import errors
+from . import _verify, errors
+from ._access_log import response_class
 from ._events import logger
 from ._incoming import IncomingMessage
 from ._options import ms_to_seconds
 from ._outgoing import STATUS_CODES
 from ._parsers import parser_class
+from ._proxy_protocol import ProxyProtocolError
+from ._proxy_socket import receive_proxy_header
 from ._response import ServerResponse
 from ._socket import Socket
 from ._tlsbio import BioSSLSocket
@@ -101,6 +104,10 @@ class ServerSide(Protocol):
     max_header_size: int
     max_headers_count: int
     max_requests_per_socket: int
+    require_host_header: bool
+    proxy_protocol: bool | str
+    proxy_allow_ips: Any
+    access_log: bool | str
     _closing: bool
 
     def emit(self, event: str, *args: Any) -> bool: ...
@@ -148,6 +155,8 @@ class ServerConnection:
         self._lost: BaseException | None = None
         #: An idle timeout set on the socket before the wire existed: (seconds or None,).
         self._early_idle: tuple[float | None] | None = None
+        #: ServerResponse, or the access log's subclass when that is on (see _access_log).
+        self._response_class = response_class(server.access_log)
 
     def __repr__(self) -> str:
         return f"<ServerConnection {self.state.value} {self.socket.remote_address}:{self.socket.remote_port}>"
@@ -157,6 +166,8 @@ class ServerConnection:
     def run(self) -> None:
         server = self.server
         try:
+            if server.proxy_protocol and not self._proxy_header():
+                return
             server.emit("connection", self.socket)
             if self.socket.destroyed:
                 return
@@ -169,6 +180,7 @@ class ServerConnection:
                 max_header_size=server.max_header_size,
                 max_headers_count=server.max_headers_count or 1 << 30,
                 strict=not server.insecure_http_parser,
+                require_host=server.require_host_header,
                 # A 'connection'/'secureConnection' listener may have set the socket's own.
                 idle_timeout=self._early_idle[0] if self._early_idle else ms_to_seconds(server.timeout),
                 on_idle=self._on_idle,
@@ -195,6 +207,24 @@ class ServerConnection:
             if self.state is not ConnState.DETACHED:
                 self._close()
             server._connection_done(self)
+
+    def _proxy_header(self) -> bool:
+        """PROXY protocol: the header comes first (before TLS); the socket takes the
+        client's address from it.  False if refused: closed with nothing served."""
+        server, sock = self.server, self.socket
+        peer = None if self.raw.family == getattr(socket, "AF_UNIX", None) else sock.remote_address
+        try:
+            header = receive_proxy_header(self.raw, peer, server.proxy_protocol, server.proxy_allow_ips,
+                                          ms_to_seconds(server.handshake_timeout))
+        except ProxyProtocolError as exc:
+            logger.debug("connection from %s refused: %s", peer, exc)
+            self.state = ConnState.CLOSED
+            sock.destroy()
+            server.emit("clientError", exc, sock)  # as after a failed handshake: no reply possible
+            return False
+        if header is not None and header.source is not None:
+            sock._peer, sock._family = header.source, "IPv6" if header.family == "TCP6" else "IPv4"
+        return True
 
     def _handshake(self) -> ssl.SSLSocket | BioSSLSocket | None:
         server = self.server
@@ -234,7 +264,8 @@ class ServerConnection:
             self.socket.authorization_error = "UNABLE_TO_GET_ISSUER_CERT"
 
     def _tls_failed(self, exc: BaseException) -> None:
-        err = errors.from_os_error(exc, during="TLS handshake")
+        # (The Socket holds the TLS socket by now: its peer chain names a verify error.)
+        err = _verify.handshake_error(self.socket._sock, exc, during="TLS handshake")
         logger.debug("TLS handshake with %s failed: %s", self.socket.remote_address, err)
         # As in Node, the listeners get a socket that is already destroyed (not
         # writable): no HTTP reply can go over a failed handshake.
@@ -310,7 +341,7 @@ class ServerConnection:
         self._request_deadline = request_deadline
         req = IncomingMessage(head, self.socket, self._read_body, trailers=lambda: wire.trailers,
                               read_rest=self._read_rest_of_body)
-        res = ServerResponse(req, wire, self)
+        res = self._response_class(req, wire, self)
         res.send_date = server.send_date
         self._req, self._res = req, res
 
@@ -364,7 +395,7 @@ class ServerConnection:
                 return
             req = IncomingMessage(head, self.socket, self._read_body, trailers=lambda: wire.trailers,
                                   read_rest=self._read_rest_of_body)
-            res = ServerResponse(req, wire, self)
+            res = self._response_class(req, wire, self)
             res.send_date = server.send_date
             self._req, self._res = req, res
             server.emit("dropRequest", req, self.socket)
@@ -624,18 +655,25 @@ class ServerConnection:
     # ------------------------------------------------------- errors, close
 
     def _client_error(self, exc: errors.ProtocolError) -> None:
+        """Node's ``socketOnError``: a ``'clientError'`` listener owns the socket (B-91);
+        with none, the default reply goes out and the socket emits ``'error'`` with
+        the parse error (``code``, ``bytes_parsed``, ``raw_packet``; B-92, B-93)."""
         logger.debug("bad request from %s: %s", self.socket.remote_address, exc)
         if self.server.emit("clientError", exc, self.socket):
             return
         self._reject(exc.status_hint)
+        # Node destroys the socket with the error, after adding a no-op 'error'
+        # listener: only listeners of the user's own hear it.
+        self.socket.emit("error", exc)
 
     def _reject(self, status: int) -> None:
-        """Node's default clientError reply: status line, Connection: close, done."""
+        """Node's default clientError reply, byte for byte: the status line and
+        ``Connection: close`` (no body, so no Content-Length: the close ends it)."""
         if self.wire is None:
             return
         reason = STATUS_CODES.get(status, "Bad Request")
         try:
-            self.wire.send_raw(f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n".encode())
+            self.wire.send_raw(f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n\r\n".encode())
         except errors.Error:
             pass
 

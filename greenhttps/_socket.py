@@ -5,6 +5,11 @@
 socket (plain or TLS) and adds Node's names (``write``, ``end``, ``destroy``,
 ``remote_address``, ``authorized``, ``get_peer_certificate()``...).  Everything else
 (``sendall``, ``recv``, ``getpeername``, ``fileno``...) goes to the wrapped socket.
+
+The TLS facts (``alpn_protocol``, ``get_protocol()``, ``get_cipher()``,
+``session_reused``, ``get_peer_certificate()``; ``authorized`` and
+``authorization_error`` are plain attributes) are read at the end of the handshake
+and stay readable after the close.
 """
 
 from __future__ import annotations
@@ -50,10 +55,17 @@ class Socket(EventEmitter):
         #: defers the close of a descriptor that still has one).
         self._before_close: Callable[[], None] | None = None
         self._peer: tuple[Any, ...] | None = None
+        #: The family of a peer named by a PROXY protocol header (None: the socket's own).
+        self._family: str | None = None
+        #: What the handshake settled (see _TLSFacts), kept for after the close.
+        self._tls: _TLSFacts | None = _TLSFacts(sock) if encrypted else None
 
     def _attach(self, sock: socket.socket | BioSSLSocket, *, encrypted: bool) -> None:
-        """Swap in the TLS socket once the handshake is done."""
+        """Swap in the TLS socket once the handshake is done (``encrypted``), or to own
+        it before (not ``encrypted``)."""
         self._sock, self.encrypted = sock, encrypted
+        if encrypted:
+            self._tls = _TLSFacts(sock)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
@@ -89,6 +101,8 @@ class Socket(EventEmitter):
     @property
     def remote_family(self) -> str | None:
         """``'IPv4'`` or ``'IPv6'`` (Node's ``socket.remoteFamily``); None for a Unix socket."""
+        if self._family is not None:
+            return self._family
         family = getattr(self._sock, "family", None)
         return {socket.AF_INET: "IPv4", socket.AF_INET6: "IPv6"}.get(family)  # type: ignore[arg-type]
 
@@ -216,30 +230,32 @@ class Socket(EventEmitter):
     # ------------------------------------------------------------- TLS info
 
     def get_peer_certificate(self, detailed: bool = False) -> dict[str, Any]:
-        """The peer's certificate as Python's ``getpeercert()`` dict; ``{}`` if none.
+        """The peer's certificate as Python's ``getpeercert()`` dict plus the fields
+        Node's has (``subjectaltname``, ``modulus``, ``exponent``, ``fingerprint256``,
+        ``valid_from``, ``raw``...; :func:`greenhttps._verify.node_certificate_fields`);
+        ``{}`` if none.  ``subject`` and ``issuer`` keep Python's shape.
 
         Node's ``tlsSocket.getPeerCertificate(detailed)``; ``detailed`` (the issuer
-        chain) is accepted for Node's signature and ignored.
+        chain) is accepted for Node's signature and ignored.  Still given after the
+        close (Node then returns null).
         """
-        if not self.encrypted:
-            return {}
-        from ._verify import peer_certificate
-
-        return peer_certificate(self._sock)  # type: ignore[arg-type]
+        return self._tls.peer_certificate() if self._tls is not None else {}
 
     def get_cipher(self) -> dict[str, str] | None:
         """``{'name', 'standard_name', 'version'}`` of the cipher in use, None without TLS.
 
-        Node: ``tlsSocket.getCipher()``.
+        Node: ``tlsSocket.getCipher()``.  Still given after the close.
         """
-        cipher = self._sock.cipher() if self.encrypted else None  # type: ignore[union-attr]
+        cipher = self._tls.cipher if self._tls is not None else None
         if not cipher:
             return None
         return {"name": cipher[0], "standard_name": cipher[0], "version": cipher[1]}
 
     def get_protocol(self) -> str | None:
-        """The TLS version (``'TLSv1.3'``), None without TLS; Node's ``tlsSocket.getProtocol()``."""
-        return self._sock.version() if self.encrypted else None  # type: ignore[union-attr]
+        """The TLS version (``'TLSv1.3'``), None without TLS; Node's ``tlsSocket.getProtocol()``.
+
+        Still given after the close."""
+        return self._tls.protocol if self._tls is not None else None
 
     def get_session(self) -> ssl.SSLSession | None:
         """The TLS session (for resumption), None without TLS; Node's ``tlsSocket.getSession()``."""
@@ -248,7 +264,7 @@ class Socket(EventEmitter):
     @property
     def session_reused(self) -> bool:
         """True when the TLS handshake resumed a cached session (see :meth:`is_session_reused`)."""
-        return bool(self.encrypted and getattr(self._sock, "session_reused", False))
+        return self._tls is not None and self._tls.session_reused
 
     def is_session_reused(self) -> bool:
         """Node's ``tlsSocket.isSessionReused()``: :attr:`session_reused`."""
@@ -257,6 +273,43 @@ class Socket(EventEmitter):
     @property
     def alpn_protocol(self) -> str | None:
         """The protocol ALPN chose (``'http/1.1'``), None if none; Node's ``tlsSocket.alpnProtocol``."""
-        if not self.encrypted:
-            return None
-        return self._sock.selected_alpn_protocol() or None  # type: ignore[union-attr]
+        return self._tls.alpn_protocol if self._tls is not None else None
+
+
+class _TLSFacts:
+    """What a finished handshake settled, read once: a closed TLS socket forgets it
+    (gevent's raises AttributeError), and the socket's owner may have closed it
+    before user code asks (a response read to its end, a ``'close'`` listener).
+
+    The peer's certificate is kept as DER (one copy, no parsing per connection) and
+    made a dict when first asked for: from the live socket while it is open, which
+    gives Python's own ``getpeercert()`` dict, else decoded from the DER.
+    """
+
+    __slots__ = ("_sock", "alpn_protocol", "protocol", "cipher", "session_reused", "_der", "_cert")
+
+    def __init__(self, sock: Any) -> None:
+        self._sock: Any = sock
+        self.alpn_protocol: str | None = sock.selected_alpn_protocol() or None
+        self.protocol: str | None = sock.version()
+        self.cipher: tuple[str, str, int] | None = sock.cipher()
+        self.session_reused = bool(getattr(sock, "session_reused", False))
+        self._der: bytes | None = sock.getpeercert(binary_form=True) or None
+        self._cert: dict[str, Any] | None = None
+
+    def peer_certificate(self) -> dict[str, Any]:
+        if self._cert is None:
+            from ._verify import decode_certificate, node_certificate_fields, peer_certificate
+
+            try:
+                cert = peer_certificate(self._sock)
+            except (AttributeError, ValueError, OSError):  # closed
+                cert = {}
+            if not cert and self._der is not None:
+                cert = decode_certificate(self._der)
+            if cert and self._der is not None:
+                # Node's fields beside Python's (their names never clash).
+                cert = {**node_certificate_fields(self._der), **cert}
+            self._cert = cert
+            self._sock = None  # the dict is all that is needed from it now
+        return dict(self._cert)

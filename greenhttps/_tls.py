@@ -48,13 +48,14 @@ _log = logging.getLogger("greenhttps")
 # accept them (one source; this module is in the same pure layer and imports them).
 # CLIENT_TLS_KEYS includes two names that do not shape a context (below).
 _CONNECTION_ONLY = frozenset({"servername", "check_server_identity"})
-_MATERIAL_KEYS = frozenset({"key", "cert", "pfx", "ca", "dhparam"})
+_MATERIAL_KEYS = frozenset({"key", "cert", "pfx", "ca", "dhparam", "crl"})
 # With ssl_context these two still mean something: the caller reads them to decide
 # `authorized`; every other option would have to reconfigure the user's context.
 _BESIDE_SSL_CONTEXT = frozenset({"ssl_context", "request_cert", "reject_unauthorized"})
 
 _PEM = b"-----BEGIN"
 _CERT_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+_CRL_BLOCK = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.S)
 
 
 # --- key and certificate material ------------------------------------------------
@@ -166,21 +167,73 @@ def _load_pfx(ctx: ssl.SSLContext, pfx: bytes, passphrase: bytes | None) -> None
     _load_pem_pair(ctx, plain, chain, None)
 
 
-def _load_identity(ctx: ssl.SSLContext, opts: Mapping[str, Any], required: bool) -> None:
+def _keys(key: Any, passphrase: bytes | None) -> list[tuple[bytes, bytes | None]]:
+    """``(PEM, passphrase)`` for each private key of Node's ``key`` option.
+
+    ``key`` is one key or a list; a list item may be ``{'pem': ..., 'passphrase':
+    ...}``, whose own passphrase wins over the top-level one (Node's rule).
+    """
+    out = []
+    for item in key if isinstance(key, (list, tuple)) else [key]:
+        if isinstance(item, Mapping):
+            if item.get("pem") is None:
+                raise InvalidArgumentError('key: an object in the list needs "pem"', "ERR_INVALID_ARG_TYPE")
+            own = item.get("passphrase")
+            out.append((read_material(item["pem"], "key"), passphrase if own is None else _password(own)))
+        else:
+            out.append((read_material(item, "key"), passphrase))
+    return out
+
+
+def _chain_for(key: bytes, passphrase: bytes | None, chains: Sequence[bytes]) -> bytes:
+    """The chain of ``chains`` whose first certificate is the one of ``key``.
+
+    With several keys (say RSA and ECDSA) Node's ``cert`` lists one chain per key;
+    OpenSSL pairs them by key type, ``load_cert_chain`` wants each pair.
+    """
+    from cryptography import x509
+
+    try:
+        public = serialization.load_pem_private_key(key, passphrase).public_key()
+    except (TypeError, ValueError):
+        return chains[0]  # let _load_pem_pair name what is wrong with the key
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    for chain in chains:
+        first = _CERT_BLOCK.search(chain)
+        if first and x509.load_pem_x509_certificate(first.group()).public_key().public_bytes(*spki) \
+                == public.public_bytes(*spki):
+            return chain
+    raise InvalidArgumentError("no certificate in cert matches one of the private keys",
+                               "ERR_OSSL_X509_KEY_VALUES_MISMATCH")
+
+
+def _load_identity(ctx: ssl.SSLContext, opts: Mapping[str, Any]) -> None:
     passphrase = _password(opts.get("passphrase"))
     key, cert, pfx = opts.get("key"), opts.get("cert"), opts.get("pfx")
     if pfx is not None:
-        _load_pfx(ctx, read_material(pfx, "pfx"), passphrase)
+        for item in pfx if isinstance(pfx, (list, tuple)) else [pfx]:
+            if isinstance(item, Mapping):  # Node's {buf, passphrase}
+                if item.get("buf") is None:
+                    raise InvalidArgumentError('pfx: an object in the list needs "buf"', "ERR_INVALID_ARG_TYPE")
+                own = item.get("passphrase")
+                _load_pfx(ctx, read_material(item["buf"], "pfx"), passphrase if own is None else _password(own))
+            else:
+                _load_pfx(ctx, read_material(item, "pfx"), passphrase)
     if key is not None or cert is not None:
         if key is None or cert is None:
             missing = "key" if key is None else "cert"
             raise InvalidArgumentError(f"{missing} is required with {'cert' if key is None else 'key'}",
                                        "ERR_MISSING_OPTION")
-        _load_pem_pair(ctx, read_material(key, "key"), read_material(cert, "cert"), passphrase)
-    elif pfx is None and required:
-        # Node only fails at the first handshake (no shared cipher); failing here is clearer.
-        raise InvalidArgumentError("a TLS server needs key and cert, pfx, or ssl_context",
-                                   "ERR_MISSING_OPTION")
+        keys = _keys(key, passphrase)
+        if len(keys) == 1:  # a list of cert blobs is then one chain, split up
+            _load_pem_pair(ctx, keys[0][0], read_material(cert, "cert"), keys[0][1])
+        else:
+            chains = _blobs(cert, "cert")
+            for pem, password in keys:
+                _load_pem_pair(ctx, pem, _chain_for(pem, password, chains), password)
+    # No identity at all is allowed, as in Node: an sni_callback may give one, and
+    # otherwise each handshake fails ('tlsClientError', ERR_SSL_NO_SHARED_CIPHER or,
+    # in TLS 1.3, ERR_SSL_NO_SUITABLE_SIGNATURE_ALGORITHM).
 
 
 def _load_ca(ctx: ssl.SSLContext, ca: Materials | None) -> None:
@@ -194,6 +247,32 @@ def _load_ca(ctx: ssl.SSLContext, ca: Materials | None) -> None:
             ctx.load_verify_locations(cadata=pem.decode("ascii") if _PEM in blob else blob)
         except (ssl.SSLError, ValueError) as exc:
             raise InvalidArgumentError(f"ca: not a PEM or DER certificate ({exc})") from None
+
+
+def crl_pems(crl: Materials) -> list[bytes]:
+    """Each CRL of Node's ``crl`` option (PEM, possibly several per blob, or DER) as PEM."""
+    from cryptography import x509
+
+    out = []
+    for blob in _blobs(crl, "crl"):
+        try:
+            crls = ([x509.load_pem_x509_crl(m) for m in _CRL_BLOCK.findall(blob)] if _PEM in blob
+                    else [x509.load_der_x509_crl(blob)])
+        except ValueError as exc:
+            raise InvalidArgumentError(f"crl: not a PEM or DER CRL ({exc})", "ERR_OSSL_PEM_NO_START_LINE") from None
+        if not crls:
+            raise InvalidArgumentError("crl: no X509 CRL block in the PEM", "ERR_OSSL_PEM_NO_START_LINE")
+        out += [c.public_bytes(serialization.Encoding.PEM) for c in crls]
+    return out
+
+
+def _load_crl(ctx: ssl.SSLContext, crl: Materials) -> None:
+    # cadata= reads certificates only; a file is read for CRLs too.
+    with _secret_path(b"".join(crl_pems(crl))) as path:
+        ctx.load_verify_locations(cafile=path)
+    # What Node sets with a crl: every certificate of the chain, not only the leaf,
+    # needs a CRL from its issuer (UNABLE_TO_GET_CRL otherwise).
+    ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_CHAIN
 
 
 # --- protocol versions -------------------------------------------------------------
@@ -282,15 +361,15 @@ def _new_context(protocol: ssl._SSLMethod, opts: Mapping[str, Any], alpn: Sequen
 def create_server_context(**tls: Any) -> Context:
     """A server context from Node's TLS options (:data:`SERVER_TLS_KEYS`).
 
-    Raises :class:`InvalidArgumentError` now for what Node would only discover at
-    the first handshake: a wrong passphrase, a key that does not match its cert,
-    no key/cert at all (``ERR_MISSING_OPTION``).
+    Raises :class:`InvalidArgumentError` for a wrong passphrase or a key that does
+    not match its cert, as Node does.  No key/cert at all is accepted, as in Node:
+    handshakes then fail unless ``sni_callback`` gives a context that has them.
     """
     opts = _options(tls, SERVER_TLS_KEYS, "server")
     if "ssl_context" in opts:
         return _given_context(opts)
     ctx = _new_context(ssl.PROTOCOL_TLS_SERVER, opts, opts.get("alpn_protocols") or ["http/1.1"])
-    _load_identity(ctx, opts, required=True)
+    _load_identity(ctx, opts)
     if not opts.get("honor_cipher_order"):  # CPython sets it by default; Node does not
         ctx.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
     if opts.get("request_cert"):
@@ -300,6 +379,8 @@ def create_server_context(**tls: Any) -> Context:
         _load_ca(ctx, opts.get("ca"))
     elif "ca" in opts:
         _load_ca(ctx, opts["ca"])
+    if "crl" in opts:
+        _load_crl(ctx, opts["crl"])
     curve = opts.get("ecdh_curve")
     if curve and curve != "auto":
         try:
@@ -314,11 +395,22 @@ def create_server_context(**tls: Any) -> Context:
     return ctx
 
 
+class _FrozenItem(dict):  # type: ignore[type-arg]
+    """A ``{pem, passphrase}`` / ``{buf, passphrase}`` list item, hashable for the cache."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted(self.items())))
+
+
 def _frozen(opts: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
     """A hashable stand-in for options: file paths become their contents."""
     def freeze(name: str, value: Any) -> Any:
+        if name in ("key", "pfx") and isinstance(value, (list, tuple)):
+            return tuple(_FrozenItem({k: read_material(v, name) if k in ("pem", "buf") else v
+                                      for k, v in item.items()})
+                         if isinstance(item, Mapping) else read_material(item, name) for item in value)
         if name in _MATERIAL_KEYS and value != "auto":
-            return _blobs(value, name) if name in ("ca", "cert") else read_material(value, name)
+            return _blobs(value, name) if name in ("ca", "cert", "crl") else read_material(value, name)
         return tuple(value) if isinstance(value, list) else value
     return tuple(sorted((k, freeze(k, v)) for k, v in opts.items()))
 
@@ -359,7 +451,9 @@ def _build_client_context(opts: Mapping[str, Any]) -> ssl.SSLContext:
     if not opts.get("reject_unauthorized", True):
         ctx.verify_mode = ssl.CERT_NONE  # client_verify_result still finds `authorized`
     _load_ca(ctx, opts.get("ca"))
-    _load_identity(ctx, opts, required=False)
+    if "crl" in opts:
+        _load_crl(ctx, opts["crl"])  # with CERT_NONE, client_verify_result checks it
+    _load_identity(ctx, opts)
     return ctx
 
 

@@ -17,7 +17,7 @@ from urllib.parse import SplitResult, unquote, urlsplit
 from . import errors
 from ._options import REQUEST_OPTIONS, merge_options
 
-__all__ = ["request_options", "host_header", "is_ip", "server_name"]
+__all__ = ["request_options", "fill_port", "host_header", "is_ip", "server_name"]
 
 # Node's INVALID_PATH_REGEX is /[^\u0021-\u00ff]/; h11 takes only ASCII, so we stop
 # at \x7e and say so before connecting rather than fail halfway.
@@ -60,9 +60,11 @@ def request_options(
     kwargs: Mapping[str, Any],
     *,
     protocol: str,
-    default_port: int,
 ) -> dict[str, Any]:
-    """Merge a URL or options dict with keyword arguments; validate; fill defaults."""
+    """Merge a URL or options dict with keyword arguments; validate; fill defaults.
+
+    ``port`` and ``default_port`` stay None unless given: they default to the
+    agent's ``default_port``, known once the agent is (:func:`fill_port`)."""
     if isinstance(url_or_options, (str, SplitResult)):
         base: Mapping[str, Any] | None = _from_url(url_or_options)
     elif url_or_options is None or isinstance(url_or_options, Mapping):
@@ -87,8 +89,6 @@ def request_options(
     if servername is not None and (not isinstance(servername, str) or _INVALID_HOST.search(servername)):
         # It becomes SNI and the name checked: refuse what no DNS name can hold.
         raise errors.InvalidArgumentError(f"Invalid servername: {servername!r}", "ERR_INVALID_CHAR")
-    opts["port"] = int(opts["port"] or opts["default_port"] or default_port)
-    opts["default_port"] = opts["default_port"] or default_port
     method = (opts["method"] or "GET")
     if not isinstance(method, str) or not _TOKEN.match(method):
         raise errors.InvalidArgumentError(f"Method must be a valid HTTP token [{method!r}]", "ERR_INVALID_HTTP_TOKEN")
@@ -100,6 +100,14 @@ def request_options(
     if opts["family"] not in (None, 0, 4, 6):
         raise errors.InvalidArgumentError(f"family must be 4 or 6, not {opts['family']!r}", "ERR_INVALID_ARG_VALUE")
     return opts
+
+
+def fill_port(opts: dict[str, Any], agent_default_port: int) -> None:
+    """Node's ``defaultPort = options.defaultPort || agent.defaultPort`` and
+    ``port = options.port || defaultPort``."""
+    default_port = opts["default_port"] or agent_default_port
+    opts["port"] = int(opts["port"] or default_port)
+    opts["default_port"] = default_port
 
 
 def host_header(host: str, port: int, default_port: int) -> str:

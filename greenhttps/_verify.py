@@ -1,8 +1,10 @@
 """Certificate identity and verification the way Node reports them; pure, no I/O.
 
-``check_server_identity`` is Node v20's ``tls.checkServerIdentity`` (subjectAltName
-DNS names with a single-label left-most wildcard, IP SANs for IP literals, the CN
-only when there is no SAN at all).  ``client_verify_result`` gives Node's
+``node_check_server_identity`` is Node v20's ``tls.checkServerIdentity``
+(subjectAltName DNS names with a single-label left-most wildcard, IP SANs for IP
+literals, the CN only when there is no DNS SAN).  ``check_server_identity``, the
+default check of a client, gives Node's errors with OpenSSL's verdict: a port of
+``X509_check_host`` (``x509_check_host``) decides.  ``client_verify_result`` gives Node's
 ``authorized``/``authorizationError`` pair for a finished client handshake, even one
 made with ``reject_unauthorized=False`` where OpenSSL's verdict is lost: the peer's
 chain is re-verified with ``cryptography.x509.verification`` against the same roots.
@@ -35,6 +37,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
+from greenhttps import _tls, errors
 from greenhttps._tls import _PEM, _blobs
 from greenhttps.errors import CertificateError
 
@@ -75,12 +78,9 @@ def _ip(text: str) -> str | None:
         return None
 
 
-def check_server_identity(hostname: str, cert: Mapping[str, Any]) -> CertificateError | None:
-    """Node v20's ``tls.checkServerIdentity`` over Python's ``getpeercert()`` dict.
-
-    IP literals match IP SANs only; names match DNS SANs, and the subject's CN only
-    when the certificate has no DNS SAN. Returns the error, does not raise it.
-    """
+def _node_identity(hostname: str, cert: Mapping[str, Any]) -> tuple[str, bool, str]:
+    """``(host, valid, reason)`` by Node v20's ``tls.checkServerIdentity`` rules; the
+    reason is the one Node gives when the name does not match."""
     host = str(hostname)
     host = host[:-1] if host.endswith(".") else host
     sans = [(kind, value) for kind, value in cert.get("subjectAltName", ())]
@@ -100,10 +100,132 @@ def check_server_identity(hostname: str, cert: Mapping[str, Any]) -> Certificate
         reason = f"Host: {host}. is not cert's CN: {','.join(cns)}"
     else:
         valid, reason = False, "Cert does not contain a DNS name"
-    if valid:
-        return None
+    return host, valid, reason
+
+
+def _altname_error(host: str, reason: str, cert: Mapping[str, Any]) -> CertificateError:
     return CertificateError(f"Hostname/IP does not match certificate's altnames: {reason}",
                             "ERR_TLS_CERT_ALTNAME_INVALID", reason=reason, host=host, cert=cert)
+
+
+def node_check_server_identity(hostname: str, cert: Mapping[str, Any]) -> CertificateError | None:
+    """Node v20's ``tls.checkServerIdentity`` over Python's ``getpeercert()`` dict.
+
+    IP literals match IP SANs only; names match DNS SANs, and the subject's CN only
+    when the certificate has no DNS SAN. Returns the error, does not raise it.
+    """
+    host, valid, reason = _node_identity(hostname, cert)
+    return None if valid else _altname_error(host, reason, cert)
+
+
+def check_server_identity(hostname: str, cert: Mapping[str, Any]) -> CertificateError | None:
+    """The default peer-name check: OpenSSL's verdict, Node's error.
+
+    Whether the name matches is what OpenSSL's ``X509_check_host`` /
+    ``X509_check_ip`` (default flags) decide (:func:`x509_check_host`) for the
+    host without its trailing dot, which Node drops too (``a.com.`` is ``a.com``);
+    the error is the one Node's ``tls.checkServerIdentity`` builds, its reason
+    included.  The two agree on all of Node's identity vectors but one: a CN with a
+    trailing dot (``a.com.``) matches ``a.com`` in Node only.  More cases where Node
+    is laxer: a pattern with a trailing dot, a partial wildcard (``x*``) against an
+    IDNA label, a wildcard standing for ``_``, a label ending in ``-``
+    (tests/test_tls_parity.py).  Returns the error, does not raise it.
+    """
+    host, _, reason = _node_identity(hostname, cert)
+    return None if x509_check_host(host, cert) else _altname_error(host, reason, cert)
+
+
+# --- OpenSSL's X509_check_host, flags 0 (crypto/x509/v3_utl.c) -----------------------------
+
+_ALNUM = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+
+def _equal_nocase(pattern: bytes, subject: bytes) -> bool:
+    # Only ASCII letters fold; a NUL in the pattern never matches.
+    return len(pattern) == len(subject) and 0 not in pattern and pattern.translate(_FOLD) == subject.translate(_FOLD)
+
+
+_FOLD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
+
+
+def _valid_star(pattern: bytes) -> int | None:
+    """Where the one allowed ``*`` is (``valid_star``), or None: then no wildcard."""
+    star: int | None = None
+    at_label_start, hyphen, idna, dots = True, False, False, 0
+    for i, c in enumerate(pattern):
+        if c == 0x2A:  # '*'
+            at_end = i == len(pattern) - 1 or pattern[i + 1] == 0x2E
+            # One star, not in an IDNA label, in the first label, at its start or end.
+            if star is not None or idna or dots or not (at_label_start or at_end):
+                return None
+            star, at_label_start = i, False
+        elif c in _ALNUM:
+            if at_label_start and pattern[i:i + 4].lower() == b"xn--":
+                idna = True
+            at_label_start = hyphen = False
+        elif c == 0x2E:  # '.'
+            if hyphen or at_label_start:
+                return None
+            at_label_start, hyphen, idna, dots = True, False, False, dots + 1
+        elif c == 0x2D:  # '-'
+            if at_label_start:
+                return None
+            hyphen = True
+        else:
+            return None
+    # The last label ends in neither '-' nor '.', and two dots follow the star.
+    if at_label_start or hyphen or dots < 2:
+        return None
+    return star
+
+
+def _wildcard_host_match(prefix: bytes, suffix: bytes, subject: bytes) -> bool:
+    """``wildcard_match``: ``prefix*suffix`` against ``subject``."""
+    if len(subject) < len(prefix) + len(suffix):
+        return False
+    middle = subject[len(prefix):len(subject) - len(suffix)]
+    if not _equal_nocase(prefix, subject[:len(prefix)]) or not _equal_nocase(subject[len(subject) - len(suffix):], suffix):
+        return False
+    whole_label = not prefix and suffix[:1] == b"."
+    if whole_label and not middle:
+        return False  # '*' as a whole label matches at least one character
+    if not whole_label and subject[:4].lower() == b"xn--":
+        return False  # IDNA labels never match a partial wildcard
+    if middle == b"*":
+        return True
+    return all(c in _ALNUM or c == 0x2D for c in middle)
+
+
+def _equal_wildcard(pattern: bytes, subject: bytes) -> bool:
+    star = None if subject[:1] == b"." else _valid_star(pattern)
+    if star is None:
+        return _equal_nocase(pattern, subject)
+    return _wildcard_host_match(pattern[:star], pattern[star + 1:], subject)
+
+
+def x509_check_host(hostname: str, cert: Mapping[str, Any]) -> bool:
+    """OpenSSL's verdict on ``hostname`` for a ``getpeercert()`` dict, default flags.
+
+    An IP literal is ``X509_check_ip``: equal to an IP SAN.  A name is
+    ``X509_check_host``: the DNS SANs (ASCII case folded, one ``*`` at the start or
+    end of a first label that is not IDNA, two more labels after it, partial
+    wildcards allowed); the subject's CNs only when there is no DNS SAN.  The name
+    is compared as given: no trailing dot is dropped (from it or the certificate).
+    """
+    sans = list(cert.get("subjectAltName", ()))
+    ip = _ip(hostname)
+    if ip is not None:
+        return any(_ip(value) == ip for kind, value in sans if kind == "IP Address")
+    try:
+        subject = hostname.encode("ascii")
+    except UnicodeEncodeError:
+        try:
+            subject = hostname.encode("idna")  # what Python sends and checks
+        except UnicodeError:
+            return False
+    dns = [value for kind, value in sans if kind == "DNS"]
+    patterns = dns if dns else [v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"]
+    return any(p and _equal_wildcard(p.encode("utf-8", "surrogateescape"), subject) for p in patterns)
 
 
 def _must_be_ca(_policy: Any, _cert: x509.Certificate, ext: x509.BasicConstraints) -> None:
@@ -134,14 +256,49 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
         return False
 
 
-def _chain_error(chain: list[x509.Certificate], blobs: tuple[bytes, ...] | None) -> str | None:
-    """Node's code for why ``chain`` (leaf first) does not verify, or None."""
+@functools.lru_cache(maxsize=8)
+def _crls(pems: tuple[bytes, ...]) -> tuple[x509.CertificateRevocationList, ...]:
+    return tuple(x509.load_pem_x509_crl(p) for p in pems)
+
+
+def _crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+    try:
+        return crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # a key type that cannot sign a CRL
+        return False
+
+
+def _revocation_error(path: Sequence[x509.Certificate], crls: Sequence[x509.CertificateRevocationList]) -> str | None:
+    """OpenSSL's CRL check with Node's flags (CRL_CHECK | CRL_CHECK_ALL) over a
+    verified ``path`` (leaf first, trust anchor last): each certificate needs a
+    current CRL signed by its issuer, and must not be listed in it."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for depth, cert in enumerate(path):
+        issuer = path[depth + 1] if depth + 1 < len(path) else cert  # the anchor: itself
+        crl = next((c for c in crls if c.issuer == cert.issuer and _crl_signed_by(c, issuer)), None)
+        if crl is None:
+            return "UNABLE_TO_GET_CRL"
+        if crl.last_update_utc > now:
+            return "CRL_NOT_YET_VALID"
+        if crl.next_update_utc is not None and crl.next_update_utc < now:
+            return "CRL_HAS_EXPIRED"
+        if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
+            return "CERT_REVOKED"
+    return None
+
+
+def _chain_error(chain: list[x509.Certificate], blobs: tuple[bytes, ...] | None,
+                 crl: Materials | None = None) -> str | None:
+    """Node's code for why ``chain`` (leaf first) does not verify, or None.
+
+    ``crl`` (Node's option) is checked along the verified path.
+    """
     store, anchors = _trust(blobs)
     try:
-        (PolicyBuilder().store(store)
-         .extension_policies(ca_policy=_CA_POLICY, ee_policy=ExtensionPolicy.permit_all())
-         .build_client_verifier().verify(chain[0], chain[1:]))
-        return None
+        path = (PolicyBuilder().store(store)
+                .extension_policies(ca_policy=_CA_POLICY, ee_policy=ExtensionPolicy.permit_all())
+                .build_client_verifier().verify(chain[0], chain[1:]).chain)
+        return None if crl is None else _revocation_error(path, _crls(tuple(_tls.crl_pems(crl))))
     except VerificationError:
         pass
     # Name the failure the way OpenSSL would: first the path to a trusted root...
@@ -179,13 +336,49 @@ def _peer_chain(sslsock: Any) -> list[bytes]:
     return [leaf] if leaf else []
 
 
+# OpenSSL's X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY and ..._VERIFY_LEAF_SIGNATURE.
+_NO_LOCAL_ISSUER, _LONE_LEAF = 20, 21
+
+
+def _lone_leaf(chain: list[bytes]) -> bool:
+    """True when no other certificate the peer sent issued its leaf."""
+    certs = [x509.load_der_x509_certificate(der) for der in chain]
+    return not any(_issued_by(certs[0], c) for c in certs[1:])
+
+
+def handshake_error(sslsock: Any, exc: BaseException, *, during: str = "") -> errors.Error:
+    """:func:`errors.from_os_error` for a failed handshake on ``sslsock``, with Node's code.
+
+    OpenSSL stops at the first verify error when there is no verify callback (Python)
+    and says 20, "unable to get local issuer certificate", whenever it found no
+    trusted issuer.  Node lets verification run on: for a chain that is the leaf
+    alone, OpenSSL's last check then reports 21 (``UNABLE_TO_VERIFY_LEAF_SIGNATURE``,
+    "unable to verify the first certificate"), and that is what Node reports.  So
+    code 20 becomes 21 when no other certificate the peer sent issued its leaf;
+    a leaf sent with its intermediates stays ``UNABLE_TO_GET_ISSUER_CERT_LOCALLY``.
+
+    A server cannot tell: OpenSSL keeps a client's chain only once it verified, so
+    there the lone leaf, by far the usual client certificate, is assumed.
+    """
+    if isinstance(exc, ssl.SSLCertVerificationError) and getattr(exc, "verify_code", None) == _NO_LOCAL_ISSUER:
+        try:
+            chain = _peer_chain(sslsock)
+        except (ValueError, AttributeError):
+            chain = []
+        if not chain or _lone_leaf(chain):
+            exc.verify_code, exc.verify_message = _LONE_LEAF, "unable to verify the first certificate"
+    return errors.from_os_error(exc, during=during)
+
+
 def client_verify_result(
     sslsock: Any, *, hostname: str | None, ca: Materials | None = None,
     check_identity: Callable[[str, dict[str, Any]], BaseException | None] = check_server_identity,
+    crl: Materials | None = None,
 ) -> tuple[bool, str | None]:
     """``(authorized, authorization_error)`` for a finished client handshake.
 
-    ``ca`` is the option the context was built with (None: certifi). When the
+    ``ca`` and ``crl`` are the options the context was built with (``ca`` None:
+    certifi). When the
     context did not verify (``reject_unauthorized=False``), the chain is verified
     here against the same roots; the name is checked with ``check_identity``
     (skipped when ``hostname`` is None), which may return or raise its error.
@@ -195,7 +388,7 @@ def client_verify_result(
         return False, "UNABLE_TO_GET_ISSUER_CERT"
     if sslsock.context.verify_mode == ssl.CERT_NONE:
         certs = [x509.load_der_x509_certificate(der) for der in chain]
-        code = _chain_error(certs, None if ca is None else _blobs(ca, "ca"))
+        code = _chain_error(certs, None if ca is None else _blobs(ca, "ca"), crl)
         if code is not None:
             return False, code
     if hostname is not None:
@@ -271,6 +464,82 @@ def decode_certificate(der: bytes) -> dict[str, Any]:
             out["crlDistributionPoints"] = tuple(
                 n.value for p in ext.value for n in p.full_name or () if isinstance(n, x509.UniformResourceIdentifier))
     return out
+
+
+def node_certificate_fields(der: bytes) -> dict[str, Any]:
+    """The fields Node's ``getPeerCertificate()`` has that Python's dict lacks, for a
+    DER certificate: ``subjectaltname`` (one string), ``ca``, ``bits``, ``modulus``
+    and ``exponent`` (RSA) or ``asn1Curve``/``nistCurve`` (EC), ``pubkey`` (DER
+    SubjectPublicKeyInfo), ``valid_from``/``valid_to``, ``fingerprint`` (SHA-1),
+    ``fingerprint256``, ``fingerprint512``, ``ext_key_usage`` (OIDs) and ``raw``
+    (the DER).  Spelled as Node 20 spells them (test-https-foafssl.js reads
+    ``subjectaltname``, ``exponent`` and ``modulus``)."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    cert = x509.load_der_x509_certificate(der)
+    out: dict[str, Any] = {}
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        out["subjectaltname"] = ", ".join(f"{kind}:{_node_quoted(value)}" for kind, value in map(_general_name, names)
+                                          if not isinstance(value, tuple))
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        out["ca"] = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        out["ca"] = False
+    key = cert.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        numbers = key.public_numbers()
+        out.update(modulus=f"{numbers.n:X}", bits=key.key_size, exponent=hex(numbers.e))
+    if isinstance(key, ec.EllipticCurvePublicKey):  # Node gives the point, not its SPKI
+        out["bits"] = key.key_size
+        out["pubkey"] = key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+        out["asn1Curve"], nist = _NIST_CURVES.get(key.curve.name, (key.curve.name, ""))
+        if nist:
+            out["nistCurve"] = nist
+    else:
+        out["pubkey"] = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    out["valid_from"] = _asn1_time(cert.not_valid_before_utc)
+    out["valid_to"] = _asn1_time(cert.not_valid_after_utc)
+    for field, algorithm in (("fingerprint", hashes.SHA1()), ("fingerprint256", hashes.SHA256()),
+                             ("fingerprint512", hashes.SHA512())):
+        out[field] = cert.fingerprint(algorithm).hex(":").upper()
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        out["ext_key_usage"] = [oid.dotted_string for oid in usages]
+    except x509.ExtensionNotFound:
+        pass
+    out["raw"] = der
+    return out
+
+
+_NIST_CURVES = {"secp256r1": ("prime256v1", "P-256"), "secp384r1": ("secp384r1", "P-384"),
+                "secp521r1": ("secp521r1", "P-521")}
+
+
+def _node_quoted(value: str) -> str:
+    """A name (IA5String: DNS, URI, email) as Node 17+ prints it in
+    ``subjectaltname``: as is when "safe", else in double quotes with ``"`` and
+    ``\\`` backslashed and a comma or any byte outside printable ASCII as
+    ``\\u00XX`` (src/crypto/crypto_common.cc ``PrintAltName``): a comma in a name
+    must not split the list."""
+    if not _UNSAFE_ALT_NAME.search(value):
+        return value
+    out = []
+    for byte in value.encode("latin-1", "replace"):
+        char = chr(byte)
+        if char in '"\\':
+            out.append("\\" + char)
+        elif " " <= char <= "~" and char != ",":
+            out.append(char)
+        else:
+            out.append(f"\\u{byte:04x}")
+    return '"' + "".join(out) + '"'
+
+
+_UNSAFE_ALT_NAME = re.compile(r"""[",'\\\x00-\x1f\x7f-\uffff]""")
 
 
 def peer_certificate(sslsock: Any) -> dict[str, Any]:

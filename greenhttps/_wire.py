@@ -124,13 +124,14 @@ class Wire:
         max_header_size: int = 16384,
         max_headers_count: int = 2000,
         strict: bool = True,
+        require_host: bool = True,
         idle_timeout: float | None = None,
         on_idle: Callable[[], bool] | None = None,
     ) -> None:
         self.sock = sock
         self._client = client
         self._parser = parser(client=client, max_header_size=max_header_size,
-                              max_headers_count=max_headers_count, strict=strict)
+                              max_headers_count=max_headers_count, strict=strict, require_host=require_host)
         #: Bytes :meth:`poll_input` took from the socket, not yet given to the parser:
         #: every read takes them first.
         self._early = bytearray()
@@ -194,6 +195,11 @@ class Wire:
     def head_started(self) -> bool:
         """Some bytes of the next message are buffered (a pipelined request)."""
         return self._parser.head_started or bool(self._early)
+
+    def trailing_error(self) -> errors.ProtocolError | None:
+        """The parse error for bytes past the message just read that cannot start
+        another (:meth:`Parser.next_start_error`); None if there is none."""
+        return self._parser.next_start_error()
 
     def start_next_cycle(self, *, after_close: bool = False) -> bool:
         """Reset for the next exchange; False if the connection cannot be reused.

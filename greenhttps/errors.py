@@ -126,10 +126,27 @@ class ProtocolError(Error):
     """The peer sent something that is not valid HTTP/1.1 (Node's llhttp ``HPE_*`` codes).
 
     ``status_hint`` is the status a server replies with (400, 413, 414, 431, 501...).
+    For a malformed head, as Node's: ``raw_packet`` (alias ``rawPacket``) is the last
+    piece of bytes received, and ``bytes_parsed`` (``bytesParsed``) how far into it the
+    parser got (the offending byte); None when the error did not come from bytes.
     """
 
     code = "HPE_INVALID"
     status_hint: int = 400
+    #: Offset of the offending byte in the bytes the parser held (internal).
+    position: int | None = None
+    bytes_parsed: int | None = None
+    raw_packet: bytes | None = None
+
+    @property
+    def bytesParsed(self) -> int | None:  # noqa: N802 - Node's name
+        """Node's name for :attr:`bytes_parsed`."""
+        return self.bytes_parsed
+
+    @property
+    def rawPacket(self) -> bytes | None:  # noqa: N802 - Node's name
+        """Node's name for :attr:`raw_packet`."""
+        return self.raw_packet
 
 
 class NetworkError(Error, OSError):
@@ -256,22 +273,25 @@ class ProxyError(NetworkError):
     proxy: str | None = None
 
 
-# OpenSSL's X509_V_ERR_* numbers -> the names Node reports for them.  Code 20 is
-# reported as 21 because Python's OpenSSL setup says "unable to get local issuer" for
-# a server that sends only its leaf, where Node says UNABLE_TO_VERIFY_LEAF_SIGNATURE.
+# OpenSSL's X509_V_ERR_* numbers -> the names Node reports for them (its names drop
+# the X509_V_ERR_ prefix).  A handshake that fails with 20 for a lone leaf is told
+# apart from the peer's chain by greenhttps._verify.handshake_error (Node says 21).
 _VERIFY_CODES = {
     2: "UNABLE_TO_GET_ISSUER_CERT",
     3: "UNABLE_TO_GET_CRL",
     4: "UNABLE_TO_DECRYPT_CERT_SIGNATURE",
     6: "UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY",
     7: "CERT_SIGNATURE_FAILURE",
+    8: "CRL_SIGNATURE_FAILURE",
     9: "CERT_NOT_YET_VALID",
     10: "CERT_HAS_EXPIRED",
+    11: "CRL_NOT_YET_VALID",
+    12: "CRL_HAS_EXPIRED",
     13: "ERROR_IN_CERT_NOT_BEFORE_FIELD",
     14: "ERROR_IN_CERT_NOT_AFTER_FIELD",
     18: "DEPTH_ZERO_SELF_SIGNED_CERT",
     19: "SELF_SIGNED_CERT_IN_CHAIN",
-    20: "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+    20: "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
     21: "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
     22: "CERT_CHAIN_TOO_LONG",
     23: "CERT_REVOKED",

@@ -27,8 +27,19 @@ The arbiter's contract, and how it is kept:
   shuts down gracefully as for SIGTERM and the arbiter starts a fresh one.
 * A worker whose parent changed (the arbiter died) exits.
 
-Mapped settings: ``keepalive`` (seconds) -> ``keep_alive_timeout``,
-``limit_request_fields`` -> ``max_headers_count``; TLS: ``certfile``, ``keyfile``,
+Mapped settings: ``keepalive`` (seconds) -> ``keep_alive_timeout`` (0: no
+keep-alive), ``limit_request_fields`` -> ``max_headers_count``,
+``limit_request_line`` (414) and ``limit_request_field_size`` (431) checked on each
+request (the server's ``max_header_size``, 16 KiB, grows to fit them),
+``worker_connections`` -> stop accepting while that many connections are open (per
+listening socket; the rest wait in the backlog, as with gunicorn's gevent pool);
+behind a proxy:
+``forwarded_allow_ips`` and ``secure_scheme_headers`` -> the WSGI adapter's (which
+also takes ``REMOTE_ADDR`` from a trusted proxy's ``X-Forwarded-For``, where gunicorn's
+own workers leave the proxy's address), ``proxy_protocol`` (``v1``, ``v2``, ``auto``)
+and ``proxy_allow_ips`` (``--proxy-allow-from``) -> the server's: the header is read
+before TLS, and a peer in the list must send one (gunicorn's own workers read it
+inside the HTTP stream and let it be absent); TLS: ``certfile``, ``keyfile``,
 ``ca_certs`` (client certificates: ``cert_reqs`` CERT_OPTIONAL/CERT_REQUIRED ->
 ``request_cert`` and ``reject_unauthorized``), ``ciphers``.  The access log uses
 gunicorn's logger and ``access_log_format``.
@@ -91,6 +102,10 @@ class _Handler(WSGIHandler):
         super().__init__(app, **kwargs)
         self.worker = worker
         self.access_log = bool(worker.log.access_log_enabled)
+        cfg = worker.cfg
+        #: gunicorn's limit_request_line and limit_request_field_size (0: none).
+        self.line_limit = int(cfg.limit_request_line or 0)
+        self.field_limit = int(cfg.limit_request_field_size or 0)
 
     def __call__(self, req: Any, res: Any) -> None:
         worker = self.worker
@@ -98,11 +113,33 @@ class _Handler(WSGIHandler):
         if worker.nr >= worker.max_requests and worker.alive:
             worker.log.info("Autorestarting worker after current request.")
             worker.stop()
-        env = self.make_environ(req)
+        if (self.line_limit or self.field_limit) and self._over_limit(req, res):
+            return
+        env = self.environ_or_reject(req, res)
+        if env is None:
+            return
         if self.access_log:
             started = datetime.datetime.now()
             res.once("finish", lambda: self._log(req, res, env, started))
         self.serve(env, req, res)
+
+    def _over_limit(self, req: Any, res: Any) -> bool:
+        """gunicorn's request-line (414) and header-field (431) limits; True once refused."""
+        status = 0
+        # "METHOD SP target SP HTTP/x.y", as gunicorn measures the line.
+        if self.line_limit and len(req.method) + len(req.url) + 10 > self.line_limit:
+            status = 414
+        elif self.field_limit:
+            limit = self.field_limit - 2  # gunicorn counts "name: value" (CRLF excluded)
+            if any(len(name) + len(value) > limit for name, value in req._head.headers):
+                status = 431
+        if not status:
+            return False
+        self.worker.log.debug("request from %s refused: %d", req.socket.remote_address, status)
+        res.status_code = status
+        res.set_header("Connection", "close")
+        res.end()
+        return True
 
     def _log(self, req: Any, res: Any, env: dict[str, Any], started: datetime.datetime) -> None:
         headers = [(name, str(value)) for name, value in res.get_headers().items()]
@@ -180,17 +217,32 @@ class Worker(base.Worker):
         """Serve on gunicorn's listening sockets until stopped, then close gracefully."""
         self._wake = Event()
         tls = tls_options(self.cfg)
-        handler = _Handler(self, self.wsgi, environ=self._environ())
+        cfg = self.cfg
+        handler = _Handler(self, self.wsgi, environ=self._environ(), forwarded_allow_ips=cfg.forwarded_allow_ips,
+                           secure_scheme_headers=cfg.secure_scheme_headers)
+        keepalive = int(cfg.keepalive)
         options: dict[str, Any] = {
-            "keep_alive_timeout": max(0, int(self.cfg.keepalive)) * 1000,
+            # gunicorn's keepalive 0 turns keep-alive off (Node's 0 would mean "no
+            # timeout"): then every response says Connection: close.
+            "keep_alive_timeout": max(0, keepalive) * 1000,
+            "max_requests_per_socket": 0 if keepalive > 0 else 1,
+            # gunicorn's "off"/"v1"/"v2"/"auto" (a bool before 23) are the server's spellings too.
+            "proxy_protocol": cfg.proxy_protocol if cfg.proxy_protocol not in (None, "off") else False,
+            "proxy_allow_ips": cfg.proxy_allow_ips,
         }
-        if self.cfg.limit_request_fields:
-            options["max_headers_count"] = int(self.cfg.limit_request_fields)
+        if cfg.limit_request_fields:
+            options["max_headers_count"] = int(cfg.limit_request_fields)
+        # The server's own bound on a whole head (16 KiB, Node's) grows if one field
+        # or line may be longer than that.
+        longest = int(cfg.limit_request_line or 0) + int(cfg.limit_request_field_size or 0) + 4
+        if longest > 16384:
+            options["max_header_size"] = longest
         for sock in self.sockets:
             if tls is not None:
                 server = create_server({**tls, **options}, handler)
             else:
                 server = http.create_server(options, handler)
+            server._accept_limit = max(0, int(cfg.worker_connections or 0))
             server.listen(sock.sock)  # a duplicate: gunicorn keeps and closes its own
             self.servers.append(server)
         if not self.alive:  # a signal came while starting

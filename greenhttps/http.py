@@ -66,28 +66,26 @@ def create_server(
 
 
 def request(
-    url_or_options: _Any = None, callback: _Callable[..., _Any] | None = None, **kwargs: _Any
+    url_or_options: _Any = None, callback: _Any = None, *more: _Any, **kwargs: _Any
 ) -> ClientRequest:
     """Node's ``http.request``: ``http:`` URLs only.
 
-    ``url_or_options``, ``callback`` and the keyword options as in
-    :func:`greenhttps.request`.
+    ``url_or_options``, ``callback`` (positional arguments: the ``options`` dict after a URL, then the callback) and the
+    keyword options as in :func:`greenhttps.request` (``request(url, options,
+    callback)`` too).
     """
-    return _client._make_request(url_or_options, callback, kwargs, agent_class=Agent)
+    return _client._make_request(url_or_options, callback, kwargs, agent_class=Agent, more=more)
 
 
 def get(
-    url_or_options: _Any = None, callback: _Callable[..., _Any] | None = None, **kwargs: _Any
+    url_or_options: _Any = None, callback: _Any = None, *more: _Any, **kwargs: _Any
 ) -> _Any:
     """Node's ``http.get``.  Without a callback: block and return the response.
 
-    ``url_or_options`` and the keyword options as in :func:`greenhttps.get`.
+    ``url_or_options``, ``callback`` (positional arguments: the ``options`` dict after a URL, then the callback) and the
+    keyword options as in :func:`greenhttps.get`.
     """
-    req = request(url_or_options, callback, **kwargs)
-    req.end()
-    if callback is None:
-        return req.getresponse()
-    return req
+    return _client.end_for_get(request(url_or_options, callback, *more, **kwargs))
 
 
 createServer = create_server

@@ -27,6 +27,16 @@ HTTP/1.1, no body for HEAD/204/304) and keep-alive.
   way the error is logged and the server keeps serving (SPEC: "a handler that
   raises").
 
+Behind a proxy (opt-in, as gunicorn's ``forwarded_allow_ips``): from a peer in
+``forwarded_allow_ips`` -- and from a Unix socket peer, a local process -- the
+``secure_scheme_headers`` decide ``wsgi.url_scheme`` (gunicorn's rule and default:
+``X-Forwarded-Proto: https``, ``X-Forwarded-Ssl: on``, ``X-Forwarded-Protocol: ssl``;
+headers that disagree get a 400), and ``X-Forwarded-For`` decides ``REMOTE_ADDR``:
+its rightmost address not itself in the allow list (the proxies' own hops are
+skipped; what a client put further left is not believed), with ``REMOTE_PORT``
+empty.  Any other peer's forwarded headers are only ``HTTP_*`` keys.  ``REMOTE_ADDR``
+shows an IPv4-mapped peer (``::ffff:127.0.0.1``, a dual-stack listener) as IPv4.
+
 Request headers whose names contain ``_`` are dropped: ``X_Forwarded_For`` and
 ``X-Forwarded-For`` would both become ``HTTP_X_FORWARDED_FOR``, letting a client
 spoof what a proxy set (gunicorn and gevent.pywsgi drop them too).  Repeated headers
@@ -36,14 +46,16 @@ accept).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import sys
 from typing import Any, Callable, Iterable, Iterator, Mapping
 from urllib.parse import unquote_to_bytes
 
 from . import __version__, errors
+from ._proxy_protocol import AllowList, allow_list, unmapped
 
-__all__ = ["WSGIHandler", "FileWrapper", "Input"]
+__all__ = ["WSGIHandler", "FileWrapper", "Input", "SECURE_SCHEME_HEADERS"]
 
 logger = logging.getLogger("greenhttps.wsgi")
 
@@ -55,6 +67,13 @@ Application = Callable[[_Environ, _StartResponse], Iterable[bytes]]
 
 # Header names that are not HTTP_*: PEP 3333 names them without the prefix.
 _SPECIAL = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}
+
+#: gunicorn's default ``secure_scheme_headers``: header -> the value that means https.
+SECURE_SCHEME_HEADERS = {"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"}
+
+
+class BadForwardedHeaders(errors.ProtocolError):
+    """A trusted proxy's scheme headers disagree (gunicorn's InvalidSchemeHeaders): 400."""
 
 
 class Input:
@@ -295,6 +314,11 @@ class WSGIHandler:
     ``{'SCRIPT_NAME': '/mount'}``).  ``server_name`` replaces ``SERVER_NAME``, which
     otherwise is the address the connection came in on (``SERVER_PORT`` its port),
     as wsgiref and gevent.pywsgi do; the ``Host`` header is ``HTTP_HOST``.
+
+    ``forwarded_allow_ips`` (addresses, networks, ``'*'``; a comma-separated string
+    or a list; default none) are the proxies whose ``X-Forwarded-For`` and
+    ``secure_scheme_headers`` (default :data:`SECURE_SCHEME_HEADERS`) are believed:
+    see the module docstring.
     """
 
     def __init__(
@@ -303,9 +327,17 @@ class WSGIHandler:
         *,
         environ: Mapping[str, Any] | None = None,
         server_name: str | None = None,
+        forwarded_allow_ips: str | Iterable[str] | None = None,
+        secure_scheme_headers: Mapping[str, str] | None = None,
     ) -> None:
         self.app = app
         self.server_name = server_name
+        trusted = allow_list(forwarded_allow_ips)
+        #: The proxies believed (None: nobody, and forwarded headers cost nothing).
+        self.forwarded_allow: AllowList | None = trusted if trusted.everyone or trusted.networks else None
+        schemes = SECURE_SCHEME_HEADERS if secure_scheme_headers is None else secure_scheme_headers
+        #: environ key (``HTTP_X_FORWARDED_PROTO``) -> the value that means https.
+        self._scheme_keys = {"HTTP_" + name.upper().replace("-", "_"): value for name, value in schemes.items()}
         self.base_environ: _Environ = {
             "SCRIPT_NAME": "",
             "SERVER_SOFTWARE": SERVER_SOFTWARE,
@@ -343,7 +375,7 @@ class WSGIHandler:
         env["SERVER_PROTOCOL"] = "HTTP/" + req.http_version
         sock = req.socket
         env["wsgi.url_scheme"] = "https" if sock.encrypted else "http"
-        env["REMOTE_ADDR"] = sock.remote_address or ""
+        env["REMOTE_ADDR"] = unmapped(sock.remote_address or "")
         port = sock.remote_port
         env["REMOTE_PORT"] = "" if port is None else str(port)
         joined: dict[str, str] = {}
@@ -358,6 +390,9 @@ class WSGIHandler:
             else:
                 joined[key] = value
         env.update(joined)
+        allowed = self.forwarded_allow
+        if allowed is not None and _trusted(sock, allowed):
+            self._forwarded(env, allowed)
         if self.server_name is not None:
             env["SERVER_NAME"] = self.server_name
             env["SERVER_PORT"] = str(sock.local_port or "")
@@ -365,8 +400,40 @@ class WSGIHandler:
             _server_address(env, sock)  # after the headers: a Unix socket uses Host
         return env
 
+    def _forwarded(self, env: _Environ, allowed: AllowList) -> None:
+        """A trusted proxy's word: the scheme and the client's address (see above)."""
+        scheme = None
+        for key, secure in self._scheme_keys.items():
+            value = env.get(key)
+            if value is not None:
+                said = "https" if value.strip() == secure else "http"
+                if scheme is not None and said != scheme:
+                    raise BadForwardedHeaders("the proxy's scheme headers disagree", "ERR_FORWARDED_SCHEME")
+                scheme = said
+        if scheme is not None:
+            env["wsgi.url_scheme"] = scheme
+        forwarded_for = env.get("HTTP_X_FORWARDED_FOR")
+        if forwarded_for:
+            client = _client_from(forwarded_for, allowed)
+            if client is not None:
+                env["REMOTE_ADDR"], env["REMOTE_PORT"] = client, ""
+
+    def environ_or_reject(self, req: Any, res: Any) -> _Environ | None:
+        """:meth:`make_environ` for the request ``req``, or None after answering 400
+        through its response ``res`` to forwarded headers that contradict each other."""
+        try:
+            return self.make_environ(req)
+        except BadForwardedHeaders as exc:
+            logger.info("request from %s refused: %s", req.socket.remote_address, exc)
+            res.status_code = 400
+            res.set_header("Connection", "close")
+            res.end()
+            return None
+
     def __call__(self, req: Any, res: Any) -> None:
-        self.serve(self.make_environ(req), req, res)
+        env = self.environ_or_reject(req, res)
+        if env is not None:
+            self.serve(env, req, res)
 
     def serve(self, env: _Environ, req: Any, res: Any) -> None:
         """Run the application with ``env`` (from :meth:`make_environ`) for ``req``,
@@ -390,6 +457,34 @@ class WSGIHandler:
             close = getattr(result, "close", None)
             if close is not None:
                 close()
+
+
+def _trusted(sock: Any, allowed: AllowList) -> bool:
+    """Is the connection's peer a trusted proxy?  Decided once per connection."""
+    trusted = sock.__dict__.get("_wsgi_trusted")
+    if trusted is None:
+        # A Unix socket peer is a local process: trusted, as gunicorn does.
+        trusted = sock._wsgi_trusted = sock.remote_family is None or (sock.remote_address or "") in allowed
+    return bool(trusted)
+
+
+def _client_from(forwarded_for: str, allowed: AllowList) -> str | None:
+    """The client an ``X-Forwarded-For`` list names: its rightmost address that is
+    not a trusted proxy (each proxy appends the address it saw, so entries left of
+    that one are the client's own claims); the leftmost if every one is trusted.
+    None if that entry is no IP address (``unknown``, an obfuscated name)."""
+    hops = [hop.strip() for hop in forwarded_for.split(",")]
+    chosen = hops[0]
+    for hop in reversed(hops):
+        if hop not in allowed:
+            chosen = hop
+            break
+    try:
+        ip = ipaddress.ip_address(chosen)
+    except ValueError:
+        return None
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return str(mapped if mapped is not None else ip)
 
 
 def _server_address(env: _Environ, sock: Any) -> None:

@@ -35,7 +35,7 @@ _NOT_HUB_ERRORS: tuple[type[BaseException], ...] = (
     KeyboardInterrupt,
 )
 
-_TOOL_MARKERS = {"needs_node": "node", "needs_curl": "curl", "needs_openssl": "openssl"}
+_TOOL_MARKERS = {"needs_node": "node", "needs_curl": "curl", "needs_openssl": "openssl", "needs_haproxy": "haproxy"}
 _TOOL_MARKERS["needs_redis"] = "redis-server"  # tests/test_distributed_crawl.py: a real broker
 
 
@@ -51,6 +51,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "needs_node": "talks to a node peer (skipped when node is not on PATH, fails in CI)",
         "needs_curl": "talks to a curl peer (skipped when curl is not on PATH, fails in CI)",
         "needs_openssl": "talks to an openssl peer (skipped when openssl is not on PATH, fails in CI)",
+        "needs_haproxy": "runs behind a real HAProxy (skipped when haproxy is not on PATH, fails in CI)",
         "needs_redis": "starts a redis-server (skipped when it is not on PATH, fails in CI)",
     }.items():
         if name not in known:
@@ -58,7 +59,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip ``needs_node``/``needs_curl``/``needs_openssl`` tests when the tool is
+    """Skip ``needs_node``/``needs_curl``/``needs_openssl``/``needs_haproxy`` tests when the tool is
     missing -- except in CI (``CI`` set, as ``.ci/run`` does), where a missing peer
     must fail loudly rather than quietly shrink the run."""
     in_ci = bool(os.environ.get("CI"))

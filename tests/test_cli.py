@@ -182,7 +182,11 @@ def test_serve_port_0_prints_commands_that_work(tmp_path: Path) -> None:
     # hub does not print the Ctrl-C as an error.
     log = [line for line in stderr.splitlines() if '"GET / HTTP/1.1" 200' in line]
     assert len(log) == 2, stderr
-    assert all(re.fullmatch(r'\S+ "GET / HTTP/1\.1" 200 \d+\.\dms', line) for line in log), log
+    # Combined Log Format and the duration, through the greenhttps.access logger:
+    # curl and the CLI's own client name themselves in the User-Agent field.
+    clf = r'(127\.0\.0\.1|::1) - - \[[^]]+\] "GET / HTTP/1\.1" 200 \d+ "-" "{}[^"]*" \d+\.\d{{6}}'
+    assert re.fullmatch(clf.format("curl/"), log[0]), log
+    assert re.fullmatch(clf.format(""), log[1]), log
     assert "stopping" in stderr
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
 
@@ -580,7 +584,8 @@ def test_serve_dir_with_curl_and_an_access_log_line_per_request(tmp_path: Path, 
     ]
     assert len(log) == len(expected), stderr
     for line, (request_line, status) in zip(log, expected):
-        assert re.fullmatch(rf'\S+ "{re.escape(request_line)} HTTP/1\.1" {status} \d+\.\dms', line)
+        assert re.fullmatch(rf'\S+ - - \[[^]]+\] "{re.escape(request_line)} HTTP/1\.1" {status} (\d+|-) '
+                            r'"-" "curl/[^"]+" \d+\.\d{6}', line), line
 
 
 def test_serve_dir_is_the_default_command_and_get_downloads_a_big_file(

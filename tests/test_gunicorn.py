@@ -114,7 +114,8 @@ def gunicorn(tmp_path: Path, server_cert_files: dict[str, str]) -> Iterator[Any]
     (tmp_path / "app.py").write_text(APP)
     started: list[Gunicorn] = []
 
-    def start(*args: str, workers: int = 2, tls: bool = True, worker: str = "greenhttps.gunicorn.Worker") -> Gunicorn:
+    def start(*args: str, workers: int = 2, tls: bool = True, worker: str = "greenhttps.gunicorn.Worker",
+              probe: bool = True) -> Gunicorn:
         more = ["--certfile", server_cert_files["cert"], "--keyfile", server_cert_files["key"]] if tls else []
         g = Gunicorn(tmp_path, ["-k", worker, "-w", str(workers), *more, *args], tls)
         started.append(g)
@@ -124,7 +125,7 @@ def gunicorn(tmp_path: Path, server_cert_files: dict[str, str]) -> Iterator[Any]
         # signals the arbiter: a worker still booting would miss a SIGTERM.
         g.wait_for(r"greenhttps worker serving", workers)
         deadline = time.monotonic() + 10
-        while True:
+        while probe:  # (without: a worker that wants a PROXY header first)
             try:
                 request(g, "/", timeout=2)
                 break
@@ -360,3 +361,210 @@ def test_unix_socket_listener(gunicorn: Any, tmp_path: Path) -> None:
     sock.close()
     assert body["scheme"] == "https"
     assert body["pid"] == g.worker_pids()[0]
+
+
+# ------------------------------------------------------ behind a proxy
+
+
+def ask(g: Gunicorn, extra: bytes = b"", *, sock: Any = None) -> dict[str, Any]:
+    """GET / with the ``extra`` header lines; the app's JSON answer."""
+    own = sock is None
+    sock = connect(g) if own else sock
+    try:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n" + extra + b"Connection: close\r\n\r\n")
+        resp = read_response(sock)
+    finally:
+        if own:
+            sock.close()
+    assert resp.status == 200, resp
+    return json.loads(resp.body)  # type: ignore[no-any-return]
+
+
+FORWARDED = b"X-Forwarded-For: 198.51.100.7\r\nX-Forwarded-Proto: http\r\n"
+
+
+def test_forwarded_allow_ips(gunicorn: Any) -> None:
+    """``--forwarded-allow-ips``: a listed peer's X-Forwarded-For/-Proto are believed
+    (REMOTE_ADDR, wsgi.url_scheme); anyone else's are not."""
+    trusting = gunicorn("--forwarded-allow-ips", "127.0.0.1", workers=1)
+    body = ask(trusting, FORWARDED)
+    assert (body["remote"], body["scheme"]) == ("198.51.100.7", "http")
+    assert ask(trusting)["remote"] == "127.0.0.1"  # no header: the peer
+    wary = gunicorn("--forwarded-allow-ips", "10.0.0.0/8", workers=1)
+    body = ask(wary, FORWARDED)
+    assert (body["remote"], body["scheme"]) == ("127.0.0.1", "https")
+
+
+def test_secure_scheme_headers(gunicorn: Any, tmp_path: Path) -> None:
+    """``secure_scheme_headers`` (config file only): plain HTTP behind a TLS-terminating
+    proxy is https when the proxy says so in the named header."""
+    config = tmp_path / "conf.py"
+    config.write_text('secure_scheme_headers = {"X-SCHEME": "https"}\nforwarded_allow_ips = "*"\n')
+    g = gunicorn("-c", str(config), workers=1, tls=False)
+    assert ask(g)["scheme"] == "http"
+    assert ask(g, b"X-Scheme: https\r\n")["scheme"] == "https"
+    assert ask(g, b"X-Forwarded-Proto: https\r\n")["scheme"] == "http"  # not a scheme header here
+    resp = request(g, "/")  # and a conflicting pair would be a 400, as in gunicorn
+    assert resp.status == 200
+
+
+def _proxied(g: Gunicorn, header: bytes) -> Any:
+    from helpers import wrap_client
+
+    raw = gevent.socket.create_connection(("127.0.0.1", g.port), timeout=5)
+    raw.sendall(header)
+    return wrap_client(raw, _verifying_context(), "localhost")
+
+
+def test_proxy_protocol(gunicorn: Any) -> None:
+    """``--proxy-protocol v2``: the header (before TLS) names the client; a peer in
+    ``proxy_allow_ips`` (gunicorn's default 127.0.0.1) must send one."""
+    from test_proxy_protocol import V1, v2
+
+    g = gunicorn("--proxy-protocol", "v2", workers=1, probe=False)
+    assert ask(g, sock=_proxied(g, v2(src="203.0.113.9", sport=4444)))["remote"] == "203.0.113.9"
+    with pytest.raises(OSError):
+        connect(g)  # no header from a trusted peer: no TLS either
+    raw = gevent.socket.create_connection(("127.0.0.1", g.port), timeout=5)
+    raw.sendall(V1)  # a version 1 header where v2 was asked for
+    assert read_until_eof(raw, timeout=5, reset_ok=True) == b""
+    raw.close()
+    assert "Traceback" not in g.text()
+
+
+def test_proxy_allow_ips(gunicorn: Any) -> None:
+    """``--proxy-allow-from``: a header from any other peer closes the connection
+    with nothing served; that peer without a header is served as itself."""
+    from test_proxy_protocol import V1
+
+    g = gunicorn("--proxy-protocol", "--proxy-allow-from", "10.0.0.0/8", workers=1)  # the probe got in
+    assert ask(g)["remote"] == "127.0.0.1"
+    raw = gevent.socket.create_connection(("127.0.0.1", g.port), timeout=5)
+    raw.sendall(V1)
+    assert read_until_eof(raw, timeout=5, reset_ok=True) == b""
+    raw.close()
+    star = gunicorn("--proxy-protocol", "v1", "--proxy-allow-from", "*", workers=1, probe=False)
+    assert ask(star, sock=_proxied(star, V1))["remote"] == "203.0.113.7"
+
+
+@pytest.mark.needs_haproxy
+def test_behind_haproxy(gunicorn: Any, tmp_path: Path) -> None:
+    """The README's production setup: HAProxy (``send-proxy-v2``, health checks with
+    ``check-send-proxy``) in front of two workers, TLS end to end, gunicorn's access
+    log naming the client."""
+    from test_proxy_protocol_haproxy import CLIENT_ADDRESS, _client, haproxy
+
+    access = tmp_path / "access.log"
+    g = gunicorn("--proxy-protocol", "v2", "--access-logfile", str(access), "--access-logformat", "%(h)s %(r)s %(s)s",
+                 workers=2, probe=False)
+    backend = f"127.0.0.1:{g.port} send-proxy-v2 check check-send-proxy inter 200ms"
+    with haproxy(tmp_path, backend) as port:
+        seen = set()
+        for _ in range(6):
+            sock = _client(port, _verifying_context())
+            body = ask(g, sock=sock)
+            sock.close()
+            assert body["remote"] == CLIENT_ADDRESS and body["scheme"] == "https"
+            seen.add(body["pid"])
+        assert seen <= set(g.worker_pids())
+    deadline = time.monotonic() + 5  # a line is written once its response is out
+    while len(access.read_text().splitlines()) < 6 and time.monotonic() < deadline:
+        gevent.sleep(0.05)
+    assert access.read_text().splitlines() == [f"{CLIENT_ADDRESS} GET / HTTP/1.1 200"] * 6
+    assert "Traceback" not in g.text()
+
+
+# ------------------------------------------------------ gunicorn's other settings
+
+
+def test_keepalive(gunicorn: Any) -> None:
+    """``--keep-alive N``: an idle connection is closed after N seconds (and the
+    response says so); ``--keep-alive 0``: no keep-alive at all, as in gunicorn."""
+    g = gunicorn("--keep-alive", "1", workers=1)
+    sock = connect(g, timeout=10)
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    resp = read_response(sock)
+    assert resp.get("connection") == b"keep-alive" and resp.get("keep-alive") == b"timeout=1"
+    started = time.monotonic()
+    assert read_until_eof(sock, timeout=8, reset_ok=True) == b""
+    assert 0.8 < time.monotonic() - started < 4
+    sock.close()
+    off = gunicorn("--keep-alive", "0", workers=1)
+    sock = connect(off)
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert read_response(sock).get("connection") == b"close"
+    assert read_until_eof(sock, timeout=2, reset_ok=True) == b""
+    sock.close()
+
+
+def _status(g: Gunicorn, request_bytes: bytes) -> int:
+    sock = connect(g)
+    try:
+        sock.sendall(request_bytes)
+        return int(read_response(sock).status)
+    finally:
+        sock.close()
+
+
+def test_limit_request_line(gunicorn: Any) -> None:
+    """``--limit-request-line``: a longer request line is refused with 414, as gunicorn."""
+    g = gunicorn("--limit-request-line", "100", workers=1)
+    line = b"GET /?" + b"a" * 70 + b" HTTP/1.1\r\n"
+    assert len(line) - 2 <= 100
+    assert _status(g, line + b"Host: localhost\r\n\r\n") == 200
+    assert _status(g, b"GET /?" + b"a" * 100 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n") == 414
+
+
+def test_limit_request_fields(gunicorn: Any) -> None:
+    """``--limit-request-fields``: more header fields than that are refused (431)."""
+    g = gunicorn("--limit-request-fields", "5", workers=1)
+    fields = b"".join(b"X-%d: 1\r\n" % i for i in range(3))
+    assert _status(g, b"GET / HTTP/1.1\r\nHost: localhost\r\n" + fields + b"\r\n") == 200
+    fields = b"".join(b"X-%d: 1\r\n" % i for i in range(8))
+    assert _status(g, b"GET / HTTP/1.1\r\nHost: localhost\r\n" + fields + b"\r\n") == 431
+
+
+def test_limit_request_field_size(gunicorn: Any) -> None:
+    """``--limit-request-field_size``: a longer field is refused (431); a limit above
+    the server's own 16 KiB head bound raises that bound too."""
+    g = gunicorn("--limit-request-field_size", "100", workers=1)
+    assert _status(g, b"GET / HTTP/1.1\r\nHost: localhost\r\nX-A: " + b"a" * 90 + b"\r\n\r\n") == 200
+    assert _status(g, b"GET / HTTP/1.1\r\nHost: localhost\r\nX-A: " + b"a" * 100 + b"\r\n\r\n") == 431
+    big = gunicorn("--limit-request-field_size", "30000", workers=1)
+    assert _status(big, b"GET / HTTP/1.1\r\nHost: localhost\r\nCookie: " + b"a" * 20000 + b"\r\n\r\n") == 200
+    assert _status(big, b"GET / HTTP/1.1\r\nHost: localhost\r\nCookie: " + b"a" * 30000 + b"\r\n\r\n") == 431
+
+
+def test_worker_connections(gunicorn: Any) -> None:
+    """``--worker-connections 2``: a third connection waits (in the listen backlog,
+    as with gunicorn's gevent pool) until one of the two open ones closes."""
+    g = gunicorn("--worker-connections", "2", "--keep-alive", "30", workers=1)
+    held = []
+    for _ in range(2):
+        sock = connect(g, timeout=10)
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert read_response(sock).status == 200
+        held.append(sock)
+    third = gevent.spawn(ask, g)
+    gevent.sleep(1.0)
+    assert not third.ready()  # not served: not even accepted
+    held.pop().close()
+    assert third.get(timeout=5)["remote"] == "127.0.0.1"
+    held.pop().close()
+
+
+def test_access_log_format(gunicorn: Any, tmp_path: Path) -> None:
+    """gunicorn's access log, through its own logger and ``access_log_format``."""
+    access = tmp_path / "access.log"
+    g = gunicorn("--access-logfile", str(access), "--access-logformat",
+                 '%(h)s|%(r)s|%(s)s|%(b)s|%(a)s|%({x-test}i)s|%(m)s|%(U)s|%(q)s', workers=1)
+    sock = connect(g)
+    sock.sendall(b"GET /?x=1 HTTP/1.1\r\nHost: localhost\r\nUser-Agent: tester/1\r\nX-Test: yes\r\n"
+                 b"Connection: close\r\n\r\n")
+    resp = read_response(sock)
+    sock.close()
+    deadline = time.monotonic() + 5
+    while "tester/1" not in access.read_text() and time.monotonic() < deadline:
+        gevent.sleep(0.05)
+    line = [entry for entry in access.read_text().splitlines() if "tester/1" in entry]
+    assert line == [f"127.0.0.1|GET /?x=1 HTTP/1.1|200|{len(resp.body)}|tester/1|yes|GET|/|x=1"]

@@ -37,8 +37,6 @@ PACKAGE_DIR = greenhttps.__file__.rsplit("/", 1)[0] + "/"
 
 #: (table, option) -> why it is accepted and not read today.
 KNOWN_UNREAD: dict[tuple[str, str], str] = {
-    ("server", "require_host_header"): "Node's requireHostHeader: accepted, never read; a request "
-    "without Host is treated the same either way (issue 17)",
 }
 
 #: Options the dynamic run cannot reach (each is exercised elsewhere, named here);

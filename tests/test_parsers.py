@@ -27,6 +27,7 @@ PARSER_TESTS = [
     "tests/test_agent.py",
     "tests/test_client_tls.py",
     "tests/test_hardening_client.py",
+    "tests/test_client_error.py",
 ]
 
 

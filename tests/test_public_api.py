@@ -228,6 +228,9 @@ METHOD_ALIASES = [
     (greenhttps.http.Server, "setTimeout", "set_timeout"),
     (greenhttps.Agent, "getName", "get_name"),
     (greenhttps.http.Agent, "getName", "get_name"),
+    (greenhttps.Agent, "createConnection", "create_connection"),
+    (greenhttps.http.Agent, "createConnection", "create_connection"),
+    (greenhttps.IncomingMessage, "isPaused", "is_paused"),
     (greenhttps.Socket, "setTimeout", "set_timeout"),
     (greenhttps.Socket, "getPeerCertificate", "get_peer_certificate"),
     (greenhttps.Socket, "getCipher", "get_cipher"),
@@ -282,6 +285,8 @@ ATTRIBUTE_ALIASES = [
     (greenhttps.Agent, "max_sockets"),
     (greenhttps.Agent, "max_free_sockets"),
     (greenhttps.Agent, "keep_alive"),
+    (greenhttps.Agent, "default_port"),
+    (greenhttps.http.Agent, "default_port"),
 ]
 
 

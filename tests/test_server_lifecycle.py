@@ -355,7 +355,11 @@ MALFORMED = [
     pytest.param(
         b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(10)) + b"\r\n",
         431, {"max_headers_count": 10}, id="too many headers"),
-    pytest.param(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501, {},
+    # RFC 9112 §6.3: a final coding other than chunked is 400 (issue 17); a
+    # well-formed list ending in chunked that names another coding is 501.
+    pytest.param(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 400, {},
+                 id="final transfer-coding not chunked"),
+    pytest.param(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501, {},
                  id="unsupported transfer-encoding"),
     pytest.param(
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"

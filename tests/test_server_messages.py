@@ -67,11 +67,11 @@ def test_method_url_and_version_exactly_as_sent(serve: Callable[..., int]) -> No
 
     port = serve(handler)
     roundtrip(port, b"GET /a%20b/../c?x=1&y=%zz#no HTTP/1.1\r\nHost: localhost\r\n\r\n")
-    roundtrip(port, b"DELETE * HTTP/1.0\r\n\r\n")
+    roundtrip(port, b"OPTIONS * HTTP/1.0\r\n\r\n")  # asterisk-form: OPTIONS only (RFC 9112 §3.2.4)
     roundtrip(port, b"PATCH http://localhost/abs?q HTTP/1.1\r\nHost: localhost\r\n\r\n")
     assert seen == [
         ("GET", "/a%20b/../c?x=1&y=%zz#no", "1.1", "1.1", 1, 1),
-        ("DELETE", "*", "1.0", "1.0", 1, 0),
+        ("OPTIONS", "*", "1.0", "1.0", 1, 0),
         ("PATCH", "http://localhost/abs?q", "1.1", "1.1", 1, 1),
     ]
 

@@ -228,3 +228,79 @@ def test_204_and_304_with_user_chunked_close_and_send_no_terminator(
 
     assert b"Connection: close" in lines(ours) and b"0" not in lines(ours)
     assert lines(ours) == lines(node_answer)
+
+
+@pytest.mark.parametrize("form", ["options", "listener", "both", "none"])
+def test_create_server_argument_forms(tls_options: dict[str, bytes], client_ssl_context: Any, form: str) -> None:
+    """B-5, mirrors test/parallel/test-https-argument-of-creating.js: ``create_server(opts)``
+    leaves ``opts`` as it was; ``create_server(listener)`` adds exactly that one
+    ``'request'`` listener, ``create_server()`` none; ALPN says ``http/1.1`` whatever
+    the form."""
+    import greenhttps
+
+    def listener(req: Any, res: Any) -> None:
+        res.end()
+
+    opts = dict(tls_options)
+    snapshot = dict(opts)
+    if form == "options":
+        srv = greenhttps.create_server(opts)
+    elif form == "listener":
+        srv = greenhttps.create_server(listener)
+    elif form == "both":
+        srv = greenhttps.create_server(opts, listener)
+    else:
+        srv = greenhttps.create_server()
+    try:
+        assert opts == snapshot
+        expected = [listener] if form in ("listener", "both") else []
+        assert srv.listeners("request") == expected
+        if form in ("options", "both"):
+            srv.listen(0, "127.0.0.1")
+            client_ssl_context.set_alpn_protocols(["h2", "http/1.1"])
+            sock = helpers.raw_connect(srv.address()["port"], tls=True, ssl_context=client_ssl_context)
+            try:
+                assert sock.selected_alpn_protocol() == "http/1.1"
+            finally:
+                sock.close()
+    finally:
+        srv.close()
+
+
+NODE_HOSTLESS_SERVER = """
+const http = require('http');
+const server = http.createServer({requireHostHeader: process.argv[2] === 'true'},
+  (req, res) => res.end('host=' + (req.headers.host === undefined ? 'none' : req.headers.host)));
+server.listen(0, '127.0.0.1', () => console.log(server.address().port));
+"""
+
+
+@pytest.mark.needs_node
+@pytest.mark.parametrize("required", [True, False])
+def test_require_host_header_with_each_parser_like_node(make_server: Callable[..., Any],
+                                                        monkeypatch: pytest.MonkeyPatch, required: bool) -> None:
+    """Node's ``requireHostHeader`` (lib/_http_server.js, test-http-missing-header-separator-lf
+    and friends use it): True (the default) answers an HTTP/1.1 request without Host
+    400; False serves it with no ``host`` header.  Both parsers, and node 20 on the
+    same bytes, give the same status line and body."""
+    from test_strict_parity import PARSERS
+
+    from greenhttps import _server_conn
+
+    request = b"GET / HTTP/1.1\r\nX-A: b\r\n\r\n"
+    with helpers.node_server(NODE_HOSTLESS_SERVER, ["true" if required else "false"]) as node_port:
+        node = raw_exchange(node_port, request, tls=False, wait=0.5)
+
+    def handler(req: Any, res: Any) -> None:
+        assert req.headers.get("x-a") == "b"
+        res.end("host=" + req.headers.get("host", "none"))
+
+    for parser_cls in PARSERS:
+        monkeypatch.setattr(_server_conn, "SERVER_PARSER", parser_cls)
+        srv = make_server(handler, require_host_header=required)
+        ours = raw_exchange(srv.address()["port"], request, tls=True, wait=0.5)
+        assert status_lines(ours) == status_lines(node), (parser_cls.__name__, ours, node)
+        if not required:
+            assert ours.endswith(b"host=none") and node.endswith(b"host=none")
+        else:
+            assert status_lines(ours) == [b"HTTP/1.1 400 Bad Request"]

@@ -574,9 +574,11 @@ def test_server_options_are_writable_attributes(make_server: Any) -> None:
     sock.close()
 
 
-def test_missing_key_material_raises(ca: trustme.CA) -> None:
-    with pytest.raises(greenhttps.Error):
-        greenhttps.create_server({})
+def test_half_of_the_key_material_raises(server_cert: trustme.LeafCert) -> None:
+    # No key material at all is allowed (Node: B-5, tests/test_tls_parity.py); half is not.
+    with pytest.raises(greenhttps.Error) as info:
+        greenhttps.create_server({"key": server_cert.private_key_pem.bytes()})
+    assert info.value.code == "ERR_MISSING_OPTION"
 
 
 def test_client_error_listener_node_docs_pattern(make_server: Any) -> None:

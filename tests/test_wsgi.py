@@ -22,6 +22,7 @@ import pytest
 
 import greenhttps
 from greenhttps.wsgi import WSGIHandler
+from helpers import has_ipv6 as helpers_has_ipv6
 from helpers import raw_connect, read_response, read_until_eof, rst_close, run_python
 
 pytestmark = pytest.mark.timeout(20)
@@ -115,6 +116,103 @@ def test_http_server_says_http(make_server: Callable[..., Any]) -> None:
     env = json.loads(read_response(sock).body)
     sock.close()
     assert env["wsgi.url_scheme"] == "http"
+
+
+# ------------------------------------------------------ behind a proxy
+
+
+def _forwarded_env(port: int, headers: bytes, tls: bool = True) -> dict[str, Any]:
+    sock = raw_connect(port, tls=tls)
+    try:
+        sock.sendall(get("/", headers))
+        resp = read_response(sock)
+    finally:
+        sock.close()
+    assert resp.status == 200, resp
+    return json.loads(resp.body)  # type: ignore[no-any-return]
+
+
+FORWARDED = b"X-Forwarded-For: 198.51.100.9\r\nX-Forwarded-Proto: http\r\n"
+
+
+def test_forwarded_headers_are_not_believed_by_default(wsgi: Callable[..., int]) -> None:
+    """Opt-in: without ``forwarded_allow_ips`` the headers are only HTTP_* keys."""
+    env = _forwarded_env(wsgi(environ_app), FORWARDED)
+    assert env["REMOTE_ADDR"] == "127.0.0.1" and env["REMOTE_PORT"] != ""
+    assert env["wsgi.url_scheme"] == "https"
+    assert env["HTTP_X_FORWARDED_FOR"] == "198.51.100.9" and env["HTTP_X_FORWARDED_PROTO"] == "http"
+
+
+def test_forwarded_headers_from_an_untrusted_peer_are_ignored(serve: Callable[..., int]) -> None:
+    port = serve(WSGIHandler(environ_app, forwarded_allow_ips="10.0.0.0/8, 192.0.2.1"))
+    env = _forwarded_env(port, FORWARDED)
+    assert (env["REMOTE_ADDR"], env["wsgi.url_scheme"]) == ("127.0.0.1", "https")
+
+
+def test_forwarded_headers_from_a_trusted_proxy(serve: Callable[..., int], make_server: Callable[..., Any]) -> None:
+    """As gunicorn's ``forwarded_allow_ips`` and ``secure_scheme_headers``; the client
+    is the rightmost X-Forwarded-For hop that is not a trusted proxy."""
+    port = serve(WSGIHandler(environ_app, forwarded_allow_ips="127.0.0.1,10.0.0.0/8"))
+    env = _forwarded_env(port, FORWARDED)
+    assert (env["REMOTE_ADDR"], env["REMOTE_PORT"], env["wsgi.url_scheme"]) == ("198.51.100.9", "", "http")
+    # A chain: the client's own claim on the left is not believed; trusted hops skipped.
+    env = _forwarded_env(port, b"X-Forwarded-For: 6.6.6.6, 198.51.100.9\r\nX-Forwarded-For: 10.1.2.3\r\n")
+    assert env["REMOTE_ADDR"] == "198.51.100.9"
+    env = _forwarded_env(port, b"X-Forwarded-For: 10.0.0.7, 10.0.0.8\r\n")  # all trusted: the leftmost
+    assert env["REMOTE_ADDR"] == "10.0.0.7"
+    env = _forwarded_env(port, b"X-Forwarded-For: 2001:db8::5\r\n")
+    assert env["REMOTE_ADDR"] == "2001:db8::5"
+    env = _forwarded_env(port, b"X-Forwarded-For: ::ffff:198.51.100.3\r\n")
+    assert env["REMOTE_ADDR"] == "198.51.100.3"
+    env = _forwarded_env(port, b"X-Forwarded-For: unknown\r\n")  # no address: the peer's stands
+    assert env["REMOTE_ADDR"] == "127.0.0.1" and env["REMOTE_PORT"] != ""
+    assert _forwarded_env(port, b"X-Forwarded-Ssl: on\r\n")["wsgi.url_scheme"] == "https"
+    assert _forwarded_env(port, b"X-Forwarded-Protocol: ssl\r\n")["wsgi.url_scheme"] == "https"
+    assert _forwarded_env(port, b"X-Forwarded-Proto: HTTPS\r\n")["wsgi.url_scheme"] == "http"  # gunicorn: exact
+    # Plain HTTP behind a TLS-terminating proxy: the proxy's word makes it https.
+    plain = make_server(WSGIHandler(environ_app, forwarded_allow_ips="*"), tls=False).address()["port"]
+    env = _forwarded_env(plain, b"X-Forwarded-Proto: https\r\nX-Forwarded-For: 203.0.113.1\r\n", tls=False)
+    assert (env["wsgi.url_scheme"], env["REMOTE_ADDR"]) == ("https", "203.0.113.1")
+
+
+def test_scheme_headers_that_disagree_get_400(serve: Callable[..., int]) -> None:
+    """gunicorn's InvalidSchemeHeaders: the application is not called."""
+    called: list[Any] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        called.append(environ)
+        start_response("200 OK", [])
+        return [b"no"]
+
+    port = serve(WSGIHandler(app, forwarded_allow_ips="127.0.0.1"))
+    resp = roundtrip(port, get("/", b"X-Forwarded-Proto: https\r\nX-Forwarded-Ssl: off\r\n"))
+    assert resp.status == 400 and resp.get("connection") == b"close"
+    assert called == []
+    # Agreeing ones are fine.
+    resp = roundtrip(port, get("/", b"X-Forwarded-Proto: https\r\nX-Forwarded-Ssl: on\r\n"))
+    assert resp.status == 200 and len(called) == 1 and called[0]["wsgi.url_scheme"] == "https"
+
+
+def test_own_secure_scheme_headers(serve: Callable[..., int]) -> None:
+    port = serve(WSGIHandler(environ_app, forwarded_allow_ips="127.0.0.1", secure_scheme_headers={"X-Scheme": "https"}))
+    assert _forwarded_env(port, b"X-Scheme: http\r\n")["wsgi.url_scheme"] == "http"
+    assert _forwarded_env(port, b"X-Forwarded-Proto: http\r\n")["wsgi.url_scheme"] == "https"  # not one of them now
+
+
+def test_ipv4_mapped_peer_is_remote_addr_in_ipv4(make_server: Callable[..., Any]) -> None:
+    """A dual-stack listener sees ``::ffff:127.0.0.1`` (so does Node's remoteAddress);
+    REMOTE_ADDR says ``127.0.0.1``, and a trusted-proxy list of IPv4 entries matches."""
+    if not helpers_has_ipv6():
+        pytest.skip("IPv6 unavailable")
+    srv = make_server(WSGIHandler(environ_app, forwarded_allow_ips="127.0.0.1"), listen=False)
+    seen: list[str] = []
+    srv.on("connection", lambda sock: seen.append(sock.remote_address))
+    srv.listen(0, "::")
+    port = srv.address()["port"]
+    env = _forwarded_env(port, b"")
+    assert seen == ["::ffff:127.0.0.1"]
+    assert env["REMOTE_ADDR"] == "127.0.0.1"
+    assert _forwarded_env(port, b"X-Forwarded-For: 198.51.100.4\r\n")["REMOTE_ADDR"] == "198.51.100.4"
 
 
 def test_extra_environ_and_server_name(serve: Callable[..., int]) -> None:
@@ -697,7 +795,7 @@ def test_flask_with_curl(wsgi: Callable[..., int], ca_file: str) -> None:
 def test_public_names() -> None:
     import greenhttps.wsgi as mod
 
-    assert set(mod.__all__) == {"WSGIHandler", "FileWrapper", "Input"}
+    assert set(mod.__all__) == {"WSGIHandler", "FileWrapper", "Input", "SECURE_SCHEME_HEADERS"}
     assert greenhttps.wsgi is mod
 
 

@@ -1,0 +1,262 @@
+"""The ``Response`` that ``fetch()`` returns: its headers, its timings, its body decoded as read.
+
+The body comes from the :class:`~greenhttps.IncomingMessage` underneath, a piece at
+a time, through a :class:`~greenhttps._decode.BodyDecoder` when the response has a
+``Content-Encoding`` (and ``decompress`` is on): ``content`` reads it all once and
+keeps it, ``read(n)`` and iteration stream it.  A decoding error (corrupt data, the
+size cap) closes the connection: the rest of that body is not worth reading.
+Nothing here owns a socket; ``close()`` asks the request to let its connection go.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json as _json
+import time
+from typing import Any, Iterable, Iterator, Mapping
+
+from . import _decode, errors
+
+__all__ = ["Headers", "Response", "Timings"]
+
+
+class Headers(Mapping[str, str]):
+    """Response headers: a read-only, case-insensitive mapping.
+
+    Names come out lowercase, in the order received (as Node's ``message.headers``);
+    a repeated field reads as its values joined by ``", "`` (as Fetch's
+    ``Headers.get()``); :meth:`get_all` gives them one by one, and
+    :meth:`get_set_cookie` the ``Set-Cookie`` lines (Fetch's ``getSetCookie()``).
+    ``raw`` is the ``(name, value)`` pairs as received.
+    """
+
+    __slots__ = ("raw", "_values")
+
+    def __init__(self, raw: Iterable[tuple[str, str]]) -> None:
+        self.raw: list[tuple[str, str]] = list(raw)
+        self._values: dict[str, list[str]] = {}
+        for name, value in self.raw:
+            self._values.setdefault(name.lower(), []).append(value)
+
+    def __getitem__(self, name: str) -> str:
+        return ", ".join(self._values[name.lower()])
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of field ``name`` (any case), in order; ``[]`` if absent."""
+        return list(self._values.get(name.lower(), ()))
+
+    def get_set_cookie(self) -> list[str]:
+        """The ``Set-Cookie`` values, one per line received (Fetch's ``getSetCookie()``)."""
+        return self.get_all("set-cookie")
+
+    def __repr__(self) -> str:
+        return f"Headers({dict(self.items())!r})"
+
+
+@dataclasses.dataclass
+class Timings:
+    """What fetch() measured, in milliseconds from the call (``time.monotonic()``).
+
+    ``headers``: until the final response head arrived; ``total``: until its body
+    had been read to the end (None before); ``redirects`` and ``retries``: hops and
+    repeated attempts made; ``reused``: the final request went over a pooled
+    connection.  (The phases inside one request -- waiting for a pool slot, DNS,
+    connect, TLS -- are the client core's to measure; they are not here yet.)
+    """
+
+    headers: float = 0.0
+    total: float | None = None
+    redirects: int = 0
+    retries: int = 0
+    reused: bool = False
+
+
+class Response:
+    """What :func:`fetch` returns: the final response, its body read on demand
+    (Node's fetch ``Response``, with Python's names and a blocking body).
+
+    ``status``, ``status_text`` (the reason phrase as sent), ``ok`` (2xx), ``url``
+    (the final URL, after redirects), ``redirected``, ``headers`` (:class:`Headers`),
+    ``timings`` (:class:`Timings`), and ``raw``: the :class:`~greenhttps.IncomingMessage`
+    underneath (its body as sent, not decoded).  The body, decoded unless
+    ``decompress=False``: ``content`` (all of it, read once and kept), ``text()``,
+    ``json()`` (both callable again), or streamed: ``read(n)`` and iteration.  Once
+    part of it has been streamed, ``content`` raises; after ``content``, the
+    streaming calls serve the kept bytes.  ``close()`` (or leaving a ``with`` block)
+    gives up an unread body and closes its connection; a body read to its end has
+    already given the connection back to the pool.
+    """
+
+    def __init__(self, raw: Any, request: Any, url: str, *, redirected: bool, decompress: bool,
+                 max_decoded_size: int | None, started: float, timings: Timings) -> None:
+        """Made by :func:`fetch`, not by users: ``raw`` (the IncomingMessage) and
+        ``request`` (its ClientRequest), the final ``url``, whether it was
+        ``redirected``, ``decompress`` and ``max_decoded_size`` as fetch() was given
+        them, when it ``started`` (``time.monotonic()``) and its ``timings``."""
+        self.raw = raw
+        self._request = request
+        self.status: int = raw.status_code
+        self.status_text: str = raw.status_message or ""
+        self.url = url
+        self.redirected = redirected
+        self.headers = Headers(zip(raw.raw_headers[::2], raw.raw_headers[1::2]))
+        self.timings = timings
+        self._started = started
+        self._decompress = decompress
+        self._max_decoded_size = max_decoded_size
+        self._decoder: _decode.BodyDecoder | None = None
+        self._decoder_made = False
+        self._pending = b""  # decoded, not handed out yet
+        self._content: bytes | None = None
+        self._position = 0  # in _content, for read()/iteration after it
+        self._streamed = False
+        self._ended = False
+
+    @property
+    def ok(self) -> bool:
+        """True for a 2xx status (Fetch's ``response.ok``)."""
+        return 200 <= self.status < 300
+
+    def __repr__(self) -> str:
+        return f"<greenhttps.fetch Response [{self.status}] {self.url}>"
+
+    def __enter__(self) -> Response:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -------------------------------------------------------------- the body
+
+    def _make_decoder(self) -> None:
+        if not self._decoder_made:
+            self._decoder_made = True
+            if self._decompress:
+                try:
+                    self._decoder = _decode.decoder_for(self.headers.get("content-encoding"),
+                                                        self._max_decoded_size)
+                except errors.ContentDecodingError:
+                    self.close()
+                    raise
+
+    def _body_ended(self) -> None:
+        self._ended = True
+        self.timings.total = (time.monotonic() - self._started) * 1000.0
+
+    def _next_piece(self) -> bytes:
+        """The next decoded piece of the body from the wire; b'' at its end."""
+        self._make_decoder()
+        decoder = self._decoder
+        while not self._ended:
+            chunk = self.raw.read(65536)
+            try:
+                if not chunk:
+                    self._body_ended()
+                    return decoder.finish() if decoder is not None else b""
+                piece = decoder.feed(chunk) if decoder is not None else chunk
+            except errors.ContentDecodingError:
+                self.close()  # the rest is not worth reading: the connection goes
+                raise
+            if piece:
+                return piece
+        return b""
+
+    def _read_all(self) -> bytes:
+        parts = [self._pending] if self._pending else []
+        self._pending = b""
+        self._make_decoder()
+        if self._decoder is None and not self._ended:
+            # Undecoded: the message's own whole-body read (one buffer for a Content-Length).
+            parts.append(self.raw.read())
+            self._body_ended()
+        while piece := self._next_piece():
+            parts.append(piece)
+        return b"".join(parts)
+
+    @property
+    def content(self) -> bytes:
+        """The whole body (decoded unless ``decompress=False``), read on first use and
+        kept.  Raises the read's errors (``ContentDecodingError``, ``DecodedSizeError``,
+        network errors), and ``ERR_GREENHTTPS_BODY_USED`` if ``read()``/iteration took
+        part of it first."""
+        if self._content is None:
+            if self._streamed:
+                raise errors.Error("the body was streamed with read()/iteration: content is not kept",
+                                   "ERR_GREENHTTPS_BODY_USED")
+            self._content = self._read_all()
+        return self._content
+
+    def text(self, encoding: str | None = None, errors: str = "replace") -> str:
+        """The body as text: ``encoding``, else the Content-Type charset, else UTF-8;
+        ``errors`` is the codec's error handler.  Can be called again."""
+        charset = encoding or self._charset()
+        try:
+            return self.content.decode(charset, errors)
+        except LookupError:  # a charset Python does not know: Fetch's UTF-8
+            if encoding is not None:
+                raise
+            return self.content.decode("utf-8", errors)
+
+    def json(self, **kwargs: Any) -> Any:
+        """The body parsed as JSON (``kwargs`` go to ``json.loads``); can be called again."""
+        return _json.loads(self.content, **kwargs)
+
+    def _charset(self) -> str:
+        for param in self.headers.get("content-type", "").split(";")[1:]:
+            key, _, value = param.strip().partition("=")
+            if key.lower() == "charset" and value:
+                return value.strip().strip('"')
+        return "utf-8"
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes of the (decoded) body, all of the rest when ``size`` < 0;
+        b'' at the end.  Blocks the calling greenlet while the body arrives."""
+        if self._content is not None:
+            end = len(self._content) if size is None or size < 0 else self._position + size
+            out = self._content[self._position:end]
+            self._position += len(out)
+            return out
+        self._streamed = True
+        if size is None or size < 0:
+            return self._read_all()
+        while len(self._pending) < size:
+            piece = self._next_piece()
+            if not piece:
+                break
+            self._pending += piece
+        out, self._pending = self._pending[:size], self._pending[size:]
+        return out
+
+    def __iter__(self) -> Iterator[bytes]:
+        """The (decoded) body piece by piece, as it arrives."""
+        if self._content is not None:
+            rest = self.read()
+            if rest:
+                yield rest
+            return
+        self._streamed = True
+        if self._pending:
+            piece, self._pending = self._pending, b""
+            yield piece
+        while piece := self._next_piece():
+            yield piece
+
+    def close(self) -> None:
+        """Give up the rest of the body: its connection is closed (never pooled half
+        read).  Nothing to do once the body has been read to its end."""
+        if not self._ended and not self.raw.complete:
+            self._request.destroy()
+        self._ended = True
+
+
+# The public name lives in the package face (reprs, help(), pickle).
+Response.__module__ = "greenhttps"
