@@ -54,7 +54,7 @@ from distributed_crawl.site import Site  # noqa: E402
 pytestmark = [pytest.mark.needs_redis, pytest.mark.slow, pytest.mark.timeout(240)]
 
 ORIGINS = 4
-PAGES = 400  # per origin: 4 x (400 + "/" + 16 redirects/404s) = 1668 URLs a crawl
+PAGES = 300  # per origin: 4 x (300 + "/" + 12 redirects/404s) = 1252 URLs a crawl
 MAX_SOCKETS = 4  # per origin, per worker
 CONCURRENCY = 500  # greenlets per gevent worker
 
@@ -118,7 +118,8 @@ def site(server_cert: Any) -> Iterator[Site]:
         "key": server_cert.private_key_pem.bytes(),
         "cert": b"".join(blob.bytes() for blob in server_cert.cert_chain_pems),
     }
-    demo = Site(ORIGINS, PAGES, tls)
+    # 3 ms a page: fetches overlap enough that each worker reaches its limit.
+    demo = Site(ORIGINS, PAGES, tls, delay_ms=3)
     demo.listen()
     try:
         yield demo
