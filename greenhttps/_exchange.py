@@ -144,7 +144,7 @@ class ClientExchange:
                 # Node's override point: the subclass opens the socket, we speak HTTP on it.
                 conn = adopt(agent.create_connection(dict(self.opts)), self.opts, self.name)
             else:
-                conn = dial(self.opts, self.name, secure=agent.secure, sessions=agent,
+                conn = dial(self.opts, self.name, secure=agent.secure, sessions=agent, dns=agent.dns,
                             keep_alive_msecs=agent.keep_alive_msecs if agent.keep_alive else None)
         except BaseException:
             agent.dial_failed(self.name)
