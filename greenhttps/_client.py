@@ -275,6 +275,8 @@ class ClientRequest(OutgoingMessage):
         except (errors.NetworkError, OSError) as exc:
             self._fail(exc)
             return self
+        if self._exchange is not None:
+            self._exchange.request_sent()  # res.timings.sent
         if not self._reading and not self._result.ready():
             # Node delivers the response on a later tick, so listeners added right
             # after end() count; decide when this greenlet next yields.
@@ -511,6 +513,7 @@ class ClientRequest(OutgoingMessage):
         res = IncomingMessage(head, exchange.socket, exchange.read_body, trailers=exchange.trailers,
                               read_rest=exchange.read_rest)
         res.req = self  # type: ignore[attr-defined]
+        res.timings = exchange.timings
         res._on_finish = self._response_finished
         self._res = res
         no_body = exchange.response_started(head)
@@ -595,6 +598,7 @@ class ClientRequest(OutgoingMessage):
         assert exchange is not None
         sock, rest = exchange.detach()
         res = IncomingMessage(head, sock, lambda: b"", has_body=False)
+        res.timings = exchange.timings
         self._result.set(res)
         if not self.emit(event, res, sock, rest):
             sock.destroy()

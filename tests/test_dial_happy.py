@@ -105,7 +105,7 @@ def test_a_silent_first_address_costs_one_attempt_delay(blackhole: Callable[[str
     elapsed = time.monotonic() - start
     assert res.read() == str(live).encode()
     assert 0.2 <= elapsed < 2.0, elapsed
-    #TIMINGS
+    assert 200 <= res.timings.connect < 2000
     agent.destroy()
 
 
@@ -114,18 +114,18 @@ def test_families_alternate_and_an_ipv6_blackhole_falls_back_to_ipv4(
         blackhole: Callable[[str], int], http_server: Callable[..., int]) -> None:
     """RFC 8305 §4 / Node: families alternate, the first answer's first.  Two dead
     IPv6 addresses and one live IPv4 one: the IPv4 address is the second attempt
-    (not the third), so it connects after one attempt delay (50 ms here)."""
+    (not the third), so it connects after one attempt delay (400 ms here), not two."""
     dead1, dead2, live = blackhole("::1"), blackhole("::1"), http_server("127.0.0.1")
     agent = greenhttps.http.Agent()
     start = time.monotonic()
     res = greenhttps.http.get({
         "host": "dual.test", "port": 1, "agent": agent, "connect_timeout": 5000,
-        "auto_select_family_attempt_timeout": 50,
+        "auto_select_family_attempt_timeout": 400,
         "lookup": _lookup_of(("::1", dead1), ("::1", dead2), ("127.0.0.1", live)),
     })
     elapsed = time.monotonic() - start
     assert res.read() == str(live).encode()
-    assert 0.04 <= elapsed < 0.2 + 0.5, elapsed
+    assert 0.35 <= elapsed < 0.75, elapsed
     agent.destroy()
 
 
