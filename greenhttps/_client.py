@@ -270,13 +270,14 @@ class ClientRequest(OutgoingMessage):
         if self.destroyed:
             self.finished = True
             return self
+        streamed = self._exchange  # the head went first: end() sends the rest
         try:
             super().end(data, encoding, callback)
         except (errors.NetworkError, OSError) as exc:
             self._fail(exc)
             return self
-        if self._exchange is not None:
-            self._exchange.request_sent()  # res.timings.sent
+        if streamed is not None:
+            streamed.request_sent()  # res.timings.sent (a whole request is timed as it is sent)
         if not self._reading and not self._result.ready():
             # Node delivers the response on a later tick, so listeners added right
             # after end() count; decide when this greenlet next yields.

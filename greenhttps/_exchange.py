@@ -282,10 +282,12 @@ class ClientExchange:
         wire = self.wire
         wire.expect_response_to(self.method, headers)
         wire.send_head(head, framing, body=body, end=end)
+        if end:
+            self.timings._sent = time.monotonic()
 
     def request_sent(self) -> None:
-        """The request has been written to its end (the request's ``end()``): the
-        moment its ``timings.sent`` reports."""
+        """The rest of a request whose head went first has been written (its
+        ``end()``): the moment its ``timings.sent`` reports."""
         self.timings._sent = time.monotonic()
 
     # --------------------------------------------------------------- read
