@@ -1,12 +1,15 @@
 """Dialing: the connection an agent pools, and how one is opened.
 
 :func:`dial` makes a :class:`ClientConnection` as the request options say: TCP (or a
-Unix socket), with no resolver round trip for an IP literal; then, for HTTPS, the
+Unix socket), with no resolver round trip for an IP literal, a name resolved through
+the agent's DNS cache (:mod:`._dns`) and its addresses raced by Happy Eyeballs
+(:mod:`._happy`, Node's ``autoSelectFamily``); then, for HTTPS, the
 TLS handshake under the connect timeout, offering the request's ``session``
 option or else the session the caller's cache (a :class:`SessionCache`: the agent)
 holds for that origin, and the certificate and host-name checks (Node's ``rejectUnauthorized``
 and ``checkServerIdentity``).  The connection's wire is the parser the client
-chose once, at import.
+chose once, at import.  How long the lookup, the connect and the handshake took
+is kept on the connection (``timings``) for the first request's ``res.timings``.
 """
 
 from __future__ import annotations
