@@ -40,6 +40,7 @@ from gevent.event import AsyncResult
 
 from . import errors
 from ._dial import ClientConnection, dial
+from ._dns import DnsCache
 from ._events import EventEmitter
 from ._options import (
     AGENT_OPTIONS,
@@ -127,9 +128,12 @@ class Agent(EventEmitter):
 
     ``Agent(keep_alive=False, keep_alive_msecs=1000, max_sockets=inf,
     max_total_sockets=inf, max_free_sockets=256, timeout=None, max_cached_sessions=100,
-    scheduling='lifo', **defaults)``: times in milliseconds; ``timeout`` closes a free
-    socket idle that long.  Request options given here (``hostname``, ``ca``,
-    ``reject_unauthorized``...) are defaults for every request made through it.
+    scheduling='lifo', dns_cache=True, dns_cache_ttl=10000, dns_cache_negative_ttl=1000,
+    dns_cache_size=1024, **defaults)``: times in milliseconds; ``timeout`` closes a free
+    socket idle that long; the ``dns_cache`` options keep resolver answers (and
+    failures, for less) per agent (``dns_cache=False``: ask every time).  Request
+    options given here (``hostname``, ``ca``, ``reject_unauthorized``,
+    ``auto_select_family``...) are defaults for every request made through it.
     """
 
     secure = True
@@ -149,6 +153,15 @@ class Agent(EventEmitter):
         self.timeout: float | None = opts.pop("timeout")
         self.max_cached_sessions: int = opts.pop("max_cached_sessions")
         self.scheduling: str = opts.pop("scheduling")
+        # The DNS cache (not in Node; see _dns): its settings stay readable here.
+        self.dns_cache: bool = bool(opts.pop("dns_cache"))
+        self.dns_cache_ttl: float = opts.pop("dns_cache_ttl")
+        self.dns_cache_negative_ttl: float = opts.pop("dns_cache_negative_ttl")
+        self.dns_cache_size: int = opts.pop("dns_cache_size")
+        #: The cache itself (None with ``dns_cache=False``); ``agent.dns.clear()`` empties it.
+        self.dns: DnsCache | None = DnsCache(
+            ttl=self.dns_cache_ttl, negative_ttl=self.dns_cache_negative_ttl, max_entries=self.dns_cache_size,
+        ) if self.dns_cache else None
         if self.scheduling not in ("lifo", "fifo"):
             raise errors.InvalidArgumentError(
                 f"The argument 'scheduling' must be one of: 'fifo', 'lifo'. Received {self.scheduling!r}",
@@ -260,7 +273,7 @@ class Agent(EventEmitter):
         opts["port"] = int(opts["port"] or opts["default_port"] or self.default_port)
         opts["servername"] = server_name(opts, None)
         name = self.get_name({k: v for k, v in opts.items() if v is not None and k in _NAME_KEYS})
-        conn = dial(opts, name, secure=self.secure, sessions=self,
+        conn = dial(opts, name, secure=self.secure, sessions=self, dns=self.dns,
                     keep_alive_msecs=self.keep_alive_msecs if self.keep_alive else None)
         conn.wire.detach()  # the caller reads and writes the socket itself
         return conn.socket

@@ -286,11 +286,14 @@ class ClientRequest(OutgoingMessage):
         if self.destroyed:
             self.finished = True
             return self
+        streamed = self._exchange  # the head went first: end() sends the rest
         try:
             super().end(data, encoding, callback)
         except (errors.NetworkError, OSError) as exc:
             self._fail(exc)
             return self
+        if streamed is not None:
+            streamed.request_sent()  # res.timings.sent (a whole request is timed as it is sent)
         if not self._reading and not self._result.ready():
             # Node delivers the response on a later tick, so listeners added right
             # after end() count; decide when this greenlet next yields.
@@ -570,6 +573,7 @@ class ClientRequest(OutgoingMessage):
         res = IncomingMessage(head, exchange.socket, exchange.read_body, trailers=exchange.trailers,
                               read_rest=exchange.read_rest)
         res.req = self  # type: ignore[attr-defined]
+        res.timings = exchange.timings
         res._on_finish = self._response_finished
         self._res = res
         no_body = exchange.response_started(head)
@@ -654,6 +658,7 @@ class ClientRequest(OutgoingMessage):
         assert exchange is not None
         sock, rest = exchange.detach()
         res = IncomingMessage(head, sock, lambda: b"", has_body=False)
+        res.timings = exchange.timings
         self._result.set(res)
         if not self.emit(event, res, sock, rest):
             sock.destroy()

@@ -1,24 +1,28 @@
 """Dialing: the connection an agent pools, and how one is opened.
 
 :func:`dial` makes a :class:`ClientConnection` as the request options say: TCP (or a
-Unix socket), with no resolver round trip for an IP literal; then, for HTTPS, the
+Unix socket), with no resolver round trip for an IP literal, a name resolved through
+the agent's DNS cache (:mod:`._dns`) and its addresses raced by Happy Eyeballs
+(:mod:`._happy`, Node's ``autoSelectFamily``); then, for HTTPS, the
 TLS handshake under the connect timeout, offering the request's ``session``
 option or else the session the caller's cache (a :class:`SessionCache`: the agent)
 holds for that origin, and the certificate and host-name checks (Node's ``rejectUnauthorized``
 and ``checkServerIdentity``).  The connection's wire is the parser the client
-chose once, at import.
+chose once, at import.  How long the lookup, the connect and the handshake took
+is kept on the connection (``timings``) for the first request's ``res.timings``.
 """
 
 from __future__ import annotations
 
 import socket as _stdlib_socket
 import time
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import gevent
 from gevent import socket as gsocket
 
-from . import _tls, _verify, errors
+from . import _happy, _tls, _verify, errors
+from ._dns import DnsCache
 from ._options import ms_to_seconds
 from ._parsers import parser_class
 from ._proxy import open_tunnel
@@ -29,6 +33,8 @@ from ._wire import Wire
 __all__ = ["ClientConnection", "SessionCache", "adopt", "dial", "unconnected_socket", "CLIENT_PARSER"]
 
 _INF = float("inf")
+#: Node 20's ``net.getDefaultAutoSelectFamilyAttemptTimeout()`` (ms).
+AUTO_SELECT_FAMILY_ATTEMPT_TIMEOUT = 250
 #: The parser class connections use (chosen once, at import; see _parsers).
 CLIENT_PARSER = parser_class()
 
@@ -45,7 +51,8 @@ class SessionCache(Protocol):
 class ClientConnection:
     """A connection an agent pools: socket, wire, and what the pool needs to know."""
 
-    __slots__ = ("name", "socket", "wire", "session", "server_keep_alive", "expires_at", "uses", "_watcher")
+    __slots__ = ("name", "socket", "wire", "session", "server_keep_alive", "expires_at", "uses", "timings",
+                 "_watcher")
 
     def __init__(self, name: str, socket: Socket, wire: Wire) -> None:
         self.name = name
@@ -55,6 +62,9 @@ class ClientConnection:
         self.server_keep_alive: float | None = None
         self.expires_at = _INF
         self.uses = 0
+        #: How long dialing took, in ms: (dns, connect, tls); None for a phase that
+        #: did not happen (no lookup for an IP literal, no TLS for http:).
+        self.timings: tuple[float | None, float | None, float | None] = (None, None, None)
         #: While parked: a read watcher on the socket (the peer closing it, or
         #: sending something unasked, makes it readable).
         self._watcher: Any = None
@@ -106,7 +116,18 @@ class ClientConnection:
 # ------------------------------------------------------------------ dialing
 
 
-def _connect_tcp(opts: Mapping[str, Any], timeout: float | None) -> gsocket.socket:
+def _connect_tcp(opts: Mapping[str, Any], timeout: float | None,
+                 dns: DnsCache | None) -> tuple[gsocket.socket, float | None]:
+    """The connected TCP (or Unix) socket, and how long the name lookup took in ms
+    (None: there was none -- an IP literal, a Unix socket, a proxy that resolves).
+
+    A name is resolved by the request's ``lookup`` (Node's option) or gevent's
+    ``getaddrinfo``, through the agent's cache (``dns``) when it has one.  With
+    several addresses, Node's ``autoSelectFamily`` (on unless False) races them
+    (Happy Eyeballs, :mod:`._happy`); as in Node, only when no ``family`` and no
+    ``local_address`` pin the choice.  Otherwise the first address is the one
+    tried, as Node's single ``dns.lookup()`` answer (a ``local_address`` first
+    keeps the addresses of its own family)."""
     if opts.get("socket_path"):
         sock = gsocket.socket(_stdlib_socket.AF_UNIX, _stdlib_socket.SOCK_STREAM)
         sock.settimeout(timeout)
@@ -118,42 +139,101 @@ def _connect_tcp(opts: Mapping[str, Any], timeout: float | None) -> gsocket.sock
         except BaseException:
             sock.close()
             raise
-        return sock
+        return sock, None
     host, port = opts["host"], opts["port"]
     if opts.get("proxy"):  # Agent(proxy=...): a CONNECT tunnel to the origin (see _proxy)
-        return open_tunnel(opts["proxy"], host, port, timeout)
+        return open_tunnel(opts["proxy"], host, port, timeout), None
     family = {4: _stdlib_socket.AF_INET, 6: _stdlib_socket.AF_INET6}.get(opts.get("family") or 0, 0)
     lookup = opts.get("lookup")
+    auto_select = opts.get("auto_select_family")
+    attempt_delay = opts.get("auto_select_family_attempt_timeout")
     literal = lookup is None and "%" not in host and is_ip(host)
     af = _stdlib_socket.AF_INET6 if ":" in host else _stdlib_socket.AF_INET
-    infos: list[tuple[Any, ...]]
+    infos: Sequence[tuple[Any, ...]]
+    looked: float | None = None
     if literal and family in (0, af):
         # An address already: no resolver round trip (gevent's runs in a thread).
         infos = [(af, _stdlib_socket.SOCK_STREAM, 0, "", (host.strip("[]"), port))]
     else:
+        resolver = lookup or gsocket.getaddrinfo
+        started = time.monotonic()
         try:
-            infos = list((lookup or gsocket.getaddrinfo)(host, port, family, _stdlib_socket.SOCK_STREAM))
+            if dns is not None:
+                infos = dns.resolve(resolver, host, port, family, _stdlib_socket.SOCK_STREAM)
+            else:
+                infos = list(resolver(host, port, family, _stdlib_socket.SOCK_STREAM))
         except _stdlib_socket.gaierror as exc:
             # Node's shape: code ENOTFOUND, syscall 'getaddrinfo', hostname.
             raise errors.NameResolutionError(
                 f"getaddrinfo ENOTFOUND {host}", syscall="getaddrinfo", hostname=host, reason=exc.strerror
             ) from exc
-    last: BaseException | None = None
-    for af, kind, proto, _, address in infos:
-        sock = gsocket.socket(af, kind, proto)
-        try:
-            sock.settimeout(timeout)
-            if opts.get("local_address"):
-                sock.bind((opts["local_address"], 0))
-            sock.connect(address)
-            return sock
-        except OSError as exc:
-            sock.close()
-            last = _connect_error(exc, address[0], address[1])
-        except BaseException:
-            sock.close()
-            raise
-    raise last or errors.NameResolutionError(f"getaddrinfo ENOTFOUND {host}", syscall="getaddrinfo", hostname=host)
+        looked = (time.monotonic() - started) * 1000.0
+    local = opts.get("local_address")
+    if local:
+        local_af = _stdlib_socket.AF_INET6 if ":" in local else _stdlib_socket.AF_INET
+        infos = [info for info in infos if info[0] == local_af] or infos
+    if not infos:
+        raise errors.NameResolutionError(f"getaddrinfo ENOTFOUND {host}", syscall="getaddrinfo", hostname=host)
+    if _auto_select(auto_select) and not family and not local and len(infos) > 1:
+        candidates = _happy.order(infos)
+        if len(candidates) > 1:
+            return _race(candidates, _attempt_delay(attempt_delay), timeout), looked
+    af, kind, proto, _, address = infos[0]
+    sock = gsocket.socket(af, kind, proto)
+    try:
+        sock.settimeout(timeout)
+        if local:
+            sock.bind((local, 0))
+        sock.connect(address)
+    except OSError as exc:
+        sock.close()
+        raise _connect_error(exc, address[0], address[1]) from exc
+    except BaseException:
+        sock.close()
+        raise
+    return sock, looked
+
+
+def _auto_select(value: object) -> bool:
+    """Node's ``autoSelectFamily`` (a boolean; None: the default, on as in Node 20)."""
+    if value is None:
+        return True
+    if not isinstance(value, bool):
+        raise errors.InvalidArgumentError(
+            f'The "options.autoSelectFamily" property must be of type boolean. Received {value!r}',
+            "ERR_INVALID_ARG_TYPE",
+        )
+    return value
+
+
+def _attempt_delay(value: object) -> float:
+    """Node's ``autoSelectFamilyAttemptTimeout`` in seconds: 250 ms by default, at
+    least 10 ms (Node raises a smaller one to 10), a positive number."""
+    if value is None:
+        return AUTO_SELECT_FAMILY_ATTEMPT_TIMEOUT / 1000.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 1:
+        raise errors.InvalidArgumentError(
+            f'The value of "options.autoSelectFamilyAttemptTimeout" is out of range. It must be >= 1. '
+            f"Received {value!r}", "ERR_OUT_OF_RANGE",
+        )
+    return max(float(value), 10.0) / 1000.0
+
+
+def _race(candidates: list[tuple[Any, ...]], delay: float, timeout: float | None) -> gsocket.socket:
+    """Happy Eyeballs over ``candidates``; a failure is raised as Node reports it:
+    the first attempt's error (``code`` as Node's AggregateError), every attempt's
+    in its ``errors``; the connect timeout as ETIMEDOUT."""
+    try:
+        return _happy.race(candidates, delay, timeout)
+    except _happy.RaceFailed as failed:
+        attempts = [_connect_error(exc, address[0], address[1]) for address, exc in failed.failures]
+        if failed.timed_out or not attempts:
+            first = candidates[0][4]
+            err = _connect_error(_stdlib_socket.timeout("timed out"), first[0], first[1])
+        else:
+            err = attempts[0]
+        err.errors = attempts  # type: ignore[attr-defined]
+        raise err from None
 
 
 def _connect_error(exc: OSError, address: str, port: int | None) -> errors.Error:
@@ -180,21 +260,27 @@ def dial(
     secure: bool,
     keep_alive_msecs: float | None = None,
     sessions: SessionCache | None = None,
+    dns: DnsCache | None = None,
 ) -> ClientConnection:
     """Open a connection as ``opts`` say: TCP (or Unix), then TLS if ``secure`` and its checks.
 
     ``name`` is the pool key; ``keep_alive_msecs`` turns TCP keep-alive on (None:
     off); ``sessions`` offers the session cached for ``name`` for resumption, unless
-    the request names its own (``opts['session']``, Node's ``options.session``).
+    the request names its own (``opts['session']``, Node's ``options.session``);
+    ``dns`` is the agent's DNS cache (None: every dial asks the resolver).  The
+    connection's ``timings`` say how long the lookup, the connect and TLS took.
     """
     connect_timeout = ms_to_seconds(opts.get("connect_timeout") or opts.get("timeout"))
     where = opts.get("socket_path") or f"{opts['host']}:{opts['port']}"
+    started = time.monotonic()
     try:
-        raw = _connect_tcp(opts, connect_timeout)
+        raw, looked = _connect_tcp(opts, connect_timeout, dns)
     except errors.Error:
         raise
     except OSError as exc:
         raise errors.from_os_error(exc, during=f"connect to {where}") from exc
+    connected = time.monotonic()
+    tls: float | None = None
     try:
         if raw.family != _stdlib_socket.AF_UNIX:
             raw.setsockopt(_stdlib_socket.IPPROTO_TCP, _stdlib_socket.TCP_NODELAY, 1)
@@ -203,6 +289,7 @@ def dial(
             sock.set_keep_alive(True, keep_alive_msecs)
         if secure:
             stream = _handshake(raw, opts, sessions, name, sock, connect_timeout)
+            tls = (time.monotonic() - connected) * 1000.0
         else:
             stream = raw
         wire = Wire(
@@ -216,7 +303,9 @@ def dial(
     except BaseException:
         raw.close()
         raise
-    return ClientConnection(name, sock, wire)
+    conn = ClientConnection(name, sock, wire)
+    conn.timings = (looked, (connected - started) * 1000.0 - (looked or 0.0), tls)
+    return conn
 
 
 def unconnected_socket() -> Socket:

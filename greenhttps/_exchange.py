@@ -52,6 +52,7 @@ events and IncomingMessage need no change.
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from typing import Any, Callable, Mapping
 
@@ -67,9 +68,76 @@ from ._watch import PeerWatch
 from ._wire import DeadlineExceeded, Head, HeaderPairs, Wire
 from ._wire_format import Framing, OutgoingFraming
 
-__all__ = ["ClientExchange"]
+__all__ = ["ClientExchange", "RequestTimings"]
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+
+class RequestTimings:
+    """How long one client request took, in milliseconds: a response's ``timings``.
+
+    Phases, each how long it took (None when it did not happen): ``queued``
+    (waiting for the agent: a pooled connection, or a slot to dial one), ``dns``
+    (the name lookup, an agent's cached answer included; None for an IP literal or
+    a Unix socket), ``connect`` (TCP, the whole Happy Eyeballs race; through a
+    proxy, reaching it and the tunnel), ``tls`` (the handshake and the certificate
+    checks; None for http:).  A connection taken from the pool (``reused`` True)
+    has ``dns``, ``connect`` and ``tls`` None: nothing was dialed for this request.
+
+    Moments, in ms from the request's ``start`` (when it asked the agent for a
+    connection; ``start`` itself is a ``time.monotonic()`` value): ``sent`` (the
+    request written to the end), ``first_byte`` (the first response head arrived,
+    1xx included), ``total`` (the response body ended; None until then).
+
+    Measured with a few ``time.monotonic()`` calls; the differences are worked out
+    when read.
+    """
+
+    __slots__ = ("start", "dns", "connect", "tls", "reused", "_acquired", "_sent", "_first_byte", "_end")
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.dns: float | None = None
+        self.connect: float | None = None
+        self.tls: float | None = None
+        self.reused = False
+        self._acquired: float | None = None
+        self._sent: float | None = None
+        self._first_byte: float | None = None
+        self._end: float | None = None
+
+    def _since_start(self, moment: float | None) -> float | None:
+        return None if moment is None else (moment - self.start) * 1000.0
+
+    @property
+    def queued(self) -> float | None:
+        """Ms waiting for the agent (a pooled connection or a slot to dial one)."""
+        return self._since_start(self._acquired)
+
+    @property
+    def sent(self) -> float | None:
+        """Ms from the start until the request had been written to its end."""
+        return self._since_start(self._sent)
+
+    @property
+    def first_byte(self) -> float | None:
+        """Ms from the start until the first response head arrived."""
+        return self._since_start(self._first_byte)
+
+    @property
+    def total(self) -> float | None:
+        """Ms from the start until the response body ended (None before)."""
+        return self._since_start(self._end)
+
+    def as_dict(self) -> dict[str, float | bool | None]:
+        """Every field by name (for logs and JSON)."""
+        return {name: getattr(self, name) for name in
+                ("queued", "dns", "connect", "tls", "sent", "first_byte", "total", "reused")}
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={value:.3f}" if isinstance(value, float) else f"{name}={value}"
+                           for name, value in self.as_dict().items())
+        return f"RequestTimings({fields})"
 
 
 class ClientExchange:
@@ -83,7 +151,7 @@ class ClientExchange:
     __slots__ = (
         "agent", "name", "opts", "method", "deadline", "conn", "socket", "reused",
         "close_delimited", "body_done", "_replay", "_trailers", "_reclaim", "_on_idle", "_watch", "_reading",
-        "trailing_error", "dialing", "__weakref__",
+        "trailing_error", "dialing", "timings", "__weakref__",
     )
 
     def __init__(self, agent: Agent, name: str, opts: Mapping[str, Any], method: str,
@@ -115,6 +183,8 @@ class ClientExchange:
         self._watch: PeerWatch | None = None
         #: A greenlet is reading the response body from the socket right now.
         self._reading = False
+        #: What this exchange measured (the response's ``timings``).
+        self.timings = RequestTimings(time.monotonic())
 
     def __repr__(self) -> str:
         return f"<ClientExchange {self.method} {self.name} conn={self.conn!r}>"
@@ -129,11 +199,13 @@ class ClientExchange:
         """
         agent, name = self.agent, self.name
         conn = agent.acquire(name, waiter)
+        timings = self.timings
+        timings._acquired = time.monotonic()
         if conn is None:
             self.dialing = True  # past the queue: Node's request has its socket now
             conn = self._dial()
         else:
-            self.reused = True
+            self.reused = timings.reused = True
             if self.opts.get("timeout"):
                 conn.wire.set_idle_timeout(ms_to_seconds(self.opts["timeout"]))
         self._hold(conn)
@@ -145,14 +217,19 @@ class ClientExchange:
         try:
             if agent._overrides_create_connection():
                 # Node's override point: the subclass opens the socket, we speak HTTP on it.
+                # What it did inside is its own: the whole call counts as the connect.
+                started = time.monotonic()
                 conn = adopt(agent.create_connection(dict(self.opts)), self.opts, self.name)
+                conn.timings = (None, (time.monotonic() - started) * 1000.0, None)
             else:
-                conn = dial(self.opts, self.name, secure=agent.secure, sessions=agent,
+                conn = dial(self.opts, self.name, secure=agent.secure, sessions=agent, dns=agent.dns,
                             keep_alive_msecs=agent.keep_alive_msecs if agent.keep_alive else None)
         except BaseException:
             agent.dial_failed(self.name)
             raise
         agent.connected(self.name, conn)
+        timings = self.timings
+        timings.dns, timings.connect, timings.tls = conn.timings
         return conn
 
     def _hold(self, conn: ClientConnection) -> None:
@@ -208,6 +285,13 @@ class ClientExchange:
         wire = self.wire
         wire.expect_response_to(self.method, headers)
         wire.send_head(head, framing, body=body, end=end)
+        if end:
+            self.timings._sent = time.monotonic()
+
+    def request_sent(self) -> None:
+        """The rest of a request whose head went first has been written (its
+        ``end()``): the moment its ``timings.sent`` reports."""
+        self.timings._sent = time.monotonic()
 
     # --------------------------------------------------------------- read
 
@@ -221,6 +305,8 @@ class ClientExchange:
                 head = wire.read_head(deadline=self.deadline)
                 if head is None:
                     raise errors.ConnectionResetError("socket hang up")
+                if self.timings._first_byte is None:
+                    self.timings._first_byte = time.monotonic()
                 return head
             except DeadlineExceeded:
                 raise errors.TimeoutError("request deadline exceeded") from None
@@ -254,13 +340,14 @@ class ClientExchange:
         headers, head, (kind, remaining, close), body = self._replay
         self._replay = None
         stale = self._let_go()
-        self.reused = False
+        self.reused = self.timings.reused = False
         if stale is not None:
             self.agent.replace(stale)  # its slot becomes our permit to dial
         self._hold(self._dial())
         wire = self.wire
         wire.expect_response_to(self.method, headers)
         wire.send_head(head, OutgoingFraming(kind, remaining, close), body=body, end=True)
+        self.timings._sent = time.monotonic()  # the timings tell of the request that was answered
 
     def response_started(self, head: Head) -> bool:
         """Note a final response head's framing (the facts the parser decided once);
@@ -349,6 +436,7 @@ class ClientExchange:
 
     def _body_ended(self) -> None:
         self.body_done = True
+        self.timings._end = time.monotonic()
         _held().release(self)
         if self._watch is not None:
             self._watch.stop()

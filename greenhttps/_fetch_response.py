@@ -64,13 +64,17 @@ class Headers(Mapping[str, str]):
 
 @dataclasses.dataclass
 class Timings:
-    """What fetch() measured, in milliseconds from the call (``time.monotonic()``).
+    """What fetch() measured, in milliseconds.
 
-    ``headers``: until the final response head arrived; ``total``: until its body
-    had been read to the end (None before); ``redirects`` and ``retries``: hops and
-    repeated attempts made; ``reused``: the final request went over a pooled
-    connection.  (The phases inside one request -- waiting for a pool slot, DNS,
-    connect, TLS -- are the client core's to measure; they are not here yet.)
+    From the call (``time.monotonic()``): ``headers``, until the final response head
+    arrived; ``sent``, until the final request had been written; ``first_byte``,
+    until the final request's first response head (1xx included) arrived;
+    ``total``, until the body had been read to the end (None before).  The final
+    request's phases, each how long it took (None when it did not happen):
+    ``queued`` (waiting for the agent), ``dns``, ``connect`` (Happy Eyeballs
+    included), ``tls``; a pooled connection (``reused``) has ``dns``, ``connect`` and
+    ``tls`` None.  ``redirects`` and ``retries``: hops and repeated attempts made.
+    Earlier hops and attempts count in ``headers`` and ``total``, not in the phases.
     """
 
     headers: float = 0.0
@@ -78,6 +82,23 @@ class Timings:
     redirects: int = 0
     retries: int = 0
     reused: bool = False
+    queued: float | None = None
+    dns: float | None = None
+    connect: float | None = None
+    tls: float | None = None
+    sent: float | None = None
+    first_byte: float | None = None
+
+    def _take_phases(self, request: Any, started: float) -> None:
+        """Copy the final request's ``timings`` (a RequestTimings), its moments moved
+        to count from the fetch() call at ``started``."""
+        if request is None:
+            return
+        self.queued, self.dns, self.connect, self.tls = request.queued, request.dns, request.connect, request.tls
+        offset = (request.start - started) * 1000.0
+        sent, first = request.sent, request.first_byte
+        self.sent = None if sent is None else offset + sent
+        self.first_byte = None if first is None else offset + first
 
 
 class Response:
@@ -110,6 +131,7 @@ class Response:
         self.redirected = redirected
         self.headers = Headers(zip(raw.raw_headers[::2], raw.raw_headers[1::2]))
         self.timings = timings
+        timings._take_phases(raw.timings, started)
         self._started = started
         self._decompress = decompress
         self._max_decoded_size = max_decoded_size

@@ -63,6 +63,10 @@ class IncomingMessage(EventEmitter):
             self._read_chunk = _no_body
             self._read_rest = None
 
+    #: A client response's :class:`~greenhttps._exchange.RequestTimings` (queued, dns,
+    #: connect, tls, sent, first_byte, total in ms; reused); None on the server.
+    timings: Any = None
+
     #: Called after ``'end'`` or ``'aborted'``, before this message's ``'close'``
     #: (which it makes follow ``'end'``); the client request sets it.
     _on_finish: Callable[[], None] | None = None

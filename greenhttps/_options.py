@@ -102,6 +102,8 @@ REQUEST_OPTIONS: dict[str, Any] = {
         "socket_path", "method", "path", "headers", "auth", "agent", "timeout", "servername",
         "set_host", "check_server_identity", "connect_timeout", "deadline", "max_header_size",
         "insecure_http_parser", "lookup", "session",
+        # Happy Eyeballs (Node's names; see _happy): on unless False, 250 ms apart.
+        "auto_select_family", "auto_select_family_attempt_timeout",
         *_TLS_CLIENT,
     )
 }
@@ -119,6 +121,12 @@ AGENT_OPTIONS: dict[str, Any] = {
     # An agent's own, not a request option: every connection of the pool goes through
     # the proxy (its URL), so pooled connections never mix proxied and direct ones.
     "proxy": None,
+    # The agent's DNS cache (see _dns; not in Node): answers kept dns_cache_ttl ms,
+    # failures dns_cache_negative_ttl ms, at most dns_cache_size names.
+    "dns_cache": True,
+    "dns_cache_ttl": 10_000,
+    "dns_cache_negative_ttl": 1_000,
+    "dns_cache_size": 1024,
     **{name: None for name in REQUEST_OPTIONS if name != "timeout"},
 }
 
