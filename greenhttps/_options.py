@@ -116,6 +116,8 @@ AGENT_OPTIONS: dict[str, Any] = {
     "timeout": None,
     "max_cached_sessions": 100,
     "scheduling": "lifo",
+    # Not Node's: the least time (ms) between the starts of two requests to one origin.
+    "pace": None,
     # An agent's own, not a request option: every connection of the pool goes through
     # the proxy (its URL), so pooled connections never mix proxied and direct ones.
     "proxy": None,
