@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import os
 import time
 import types
 from typing import TYPE_CHECKING, Any, Mapping
@@ -59,6 +60,7 @@ from ._options import (
     merge_options,
     node_aliases,
 )
+from ._proxy import USE_ENV_PROXY, env_proxy_for, parse_proxy
 from ._retry import duration_ms
 from ._url import server_name
 
@@ -84,7 +86,7 @@ def _check_at_least_one(name: str, value: object) -> None:
 
 
 #: The request options a pool key is computed from.
-_NAME_KEYS = frozenset({"host", "port", "local_address", "family", "socket_path"}) | CLIENT_TLS_KEYS
+_NAME_KEYS = frozenset({"host", "port", "local_address", "family", "socket_path", "proxy"}) | CLIENT_TLS_KEYS
 
 #: Node 20's https getName segments (20) after the http name, in order, as our option
 #: names ('' for the options greenhttps does not have: always empty).  ``digest``:
@@ -151,7 +153,11 @@ class Agent(EventEmitter):
     in milliseconds; ``timeout`` closes a free socket idle that long; ``pace`` (ms,
     or a ``datetime.timedelta``) is the least time between the starts of two
     requests to one origin (host and port), waited for by the greenlet whose
-    request it is (not Node's).  Request options given here (``hostname``, ``ca``,
+    request it is (not Node's).  ``proxy``: an ``http://`` proxy URL for its
+    requests (each may name its own, or ``proxy=False``); ``proxy_env``: True to
+    take the proxy from ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` (read at each
+    request), or a mapping of those variables (Node's ``proxyEnv``); None (the
+    default) means True when ``GREENHTTPS_USE_ENV_PROXY=1`` as the agent is made.  Request options given here (``hostname``, ``ca``,
     ``reject_unauthorized``...) are defaults for every request made through it.
     """
 
@@ -173,6 +179,17 @@ class Agent(EventEmitter):
         self.max_cached_sessions: int = opts.pop("max_cached_sessions")
         self.scheduling: str = opts.pop("scheduling")
         self.pace = opts.pop("pace")
+        proxy_env = opts.pop("proxy_env")
+        if proxy_env is None:
+            proxy_env = os.environ.get(USE_ENV_PROXY, "").strip().lower() in ("1", "true")
+        if not isinstance(proxy_env, (bool, Mapping)):
+            raise errors.InvalidArgumentError(
+                f"proxy_env must be True, False, None or a mapping, not {proxy_env!r}", "ERR_INVALID_ARG_TYPE"
+            )
+        #: Where request()/get() read proxies from: os.environ (True), a mapping, or nowhere.
+        self.proxy_env: bool | Mapping[str, str] = proxy_env
+        if opts.get("proxy"):
+            parse_proxy(opts["proxy"])  # a bad URL fails here, not at the first request
         #: Per origin: [the next start time a request may book, the last start].
         self._paced: dict[str, list[float]] = {}
         if self.scheduling not in ("lifo", "fifo"):
@@ -260,9 +277,34 @@ class Agent(EventEmitter):
             name += f":{family}"
         if opts.get("socket_path"):
             name += f":{opts['socket_path']}"
-        if not self.secure:
-            return name
-        return name + _tls_segments(opts, host)
+        if self.secure:
+            name += _tls_segments(opts, host)
+        proxy = opts.get("proxy")
+        if proxy:
+            # Not Node's: connections through a proxy (each proxy, each set of its
+            # credentials) never pool with direct ones.
+            where = parse_proxy(proxy)
+            name += f":proxy={where.display}"
+            if where.authorization is not None:
+                name += "#" + _digest(where.authorization)
+        return name
+
+    def request_proxy(self, opts: Mapping[str, Any]) -> str | None:
+        """The proxy URL a request with options ``opts`` goes through, or None.
+
+        The request's ``proxy`` (the agent's as its default; False: none), else,
+        with ``proxy_env``, the environment's for its protocol and host (curl's
+        ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``/``NO_PROXY``).  Raises
+        ``InvalidArgumentError`` for a proxy URL that is not an ``http://`` one."""
+        proxy = opts.get("proxy")
+        if proxy is None and self.proxy_env and not opts.get("socket_path"):
+            environ = self.proxy_env if isinstance(self.proxy_env, Mapping) else os.environ
+            scheme = "https" if (opts.get("protocol") or self.protocol) == "https:" else "http"
+            proxy = env_proxy_for(scheme, opts.get("hostname") or opts.get("host") or "localhost", environ)
+        if proxy is None or proxy is False:
+            return None
+        parse_proxy(proxy)
+        return proxy  # type: ignore[no-any-return]
 
     # ----------------------------------------------------------- connecting
 

@@ -102,6 +102,8 @@ REQUEST_OPTIONS: dict[str, Any] = {
         "socket_path", "method", "path", "headers", "auth", "agent", "timeout", "servername",
         "set_host", "check_server_identity", "connect_timeout", "deadline", "max_header_size",
         "insecure_http_parser", "lookup", "session",
+        # Not Node's: this request's proxy (an http:// URL), or False for none (see _proxy).
+        "proxy",
         *_TLS_CLIENT,
     )
 }
@@ -118,9 +120,11 @@ AGENT_OPTIONS: dict[str, Any] = {
     "scheduling": "lifo",
     # Not Node's: the least time (ms) between the starts of two requests to one origin.
     "pace": None,
-    # An agent's own, not a request option: every connection of the pool goes through
-    # the proxy (its URL), so pooled connections never mix proxied and direct ones.
-    "proxy": None,
+    # Environment proxies for request()/get() (Node's proxyEnv): True (os.environ),
+    # a mapping, False; None: as GREENHTTPS_USE_ENV_PROXY=1 says when the agent is made.
+    # (The agent's ``proxy``, a request option, is the default for its requests; the
+    # proxy is part of the pool key, so pooled connections never mix proxied and direct.)
+    "proxy_env": None,
     **{name: None for name in REQUEST_OPTIONS if name != "timeout"},
 }
 
