@@ -23,7 +23,8 @@ a slot.
 
 *Pacing* (``Agent(pace=ms)``, off by default): a minimum interval between the
 starts of two requests to one origin (host and port), for crawlers that must be
-polite.  A request first books the origin's next start time (the origin's
+polite.  A start is when the request gets its connection, a pooled one or the
+permit to dial one (a new connection's TCP and TLS handshakes come after).  A request first books the origin's next start time (the origin's
 frontier moves one interval on, so a crowd of greenlets is spread out without
 waking together) and sleeps until it, holding nothing; only then does it ask the
 pool.  Because a pool wait can bunch requests again (two waiters handed
