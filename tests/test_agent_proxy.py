@@ -15,7 +15,7 @@ import sys
 from typing import Any, Callable
 
 import pytest
-from test_fetch_proxy import _echo, no_env_proxies, start_proxy  # noqa: F401  (fixtures)
+import test_fetch_proxy
 
 import greenhttps
 import greenhttps.http
@@ -23,6 +23,11 @@ import helpers
 from greenhttps import errors
 
 pytest.importorskip("pproxy")
+
+# The real proxies and the origin handler of the fetch proxy tests (fixtures by name).
+start_proxy = test_fetch_proxy.start_proxy
+no_env_proxies = test_fetch_proxy.no_env_proxies
+_echo = test_fetch_proxy._echo
 
 pytestmark = pytest.mark.timeout(60)
 
