@@ -178,6 +178,10 @@ def pairs_from(headers: Mapping[str, object] | Iterable[tuple[str, object]] | No
 
 
 _ABSENT = object()
+_dict_get = dict.get
+_dict_contains = dict.__contains__
+_dict_update = dict.update
+_new_headers = dict.__new__
 
 
 class Headers(Dict[str, Any]):
@@ -219,12 +223,12 @@ class Headers(Dict[str, Any]):
         raise KeyError(name)
 
     def __contains__(self, name: object) -> bool:
-        return dict.__contains__(self, name) or (isinstance(name, str) and dict.__contains__(self, name.lower()))
+        return _dict_contains(self, name) or (isinstance(name, str) and _dict_contains(self, name.lower()))
 
     def get(self, name: Any, default: Any = None) -> Any:
-        value = dict.get(self, name, _ABSENT)
+        value = _dict_get(self, name, _ABSENT)
         if value is _ABSENT:
-            value = dict.get(self, name.lower(), default) if isinstance(name, str) else default
+            value = _dict_get(self, name.lower(), default) if isinstance(name, str) else default
         return value
 
     # Writes: under the lowercase name, so that one field never has two keys.
@@ -282,14 +286,27 @@ def fetch_headers(fields: Iterable[tuple[str, str]]) -> Headers:
     return Headers._wrap(joined, raw)
 
 
+#: Field names as received -> their lowercase text: the few names real traffic uses
+#: recur on every request, and a lookup is cheaper than decode() and lower().  Bounded
+#: (512 names of at most 64 bytes): past that (a peer inventing names), each is
+#: converted every time instead.
+_LOWER_NAMES: dict[bytes, str] = {}
+_LOWER_NAMES_MAX = 512
+
+
 def node_headers(fields: Iterable[tuple[bytes, bytes]]) -> Headers:
     """Node's ``message.headers`` from wire pairs (see the module docstring), as a
     case-insensitive :class:`Headers`."""
     if not isinstance(fields, (list, tuple)):
         fields = list(fields)  # kept as the Headers' raw pairs: read once here
     headers: dict[str, str | list[str]] = {}
+    names = _LOWER_NAMES
     for bname, bvalue in fields:
-        name = bname.decode("latin-1").lower()
+        name = names.get(bname)
+        if name is None:
+            name = bname.decode("latin-1").lower()
+            if len(names) < _LOWER_NAMES_MAX and len(bname) <= 64:
+                names[bname] = name
         value = bvalue.decode("latin-1")
         if name not in headers:
             headers[name] = [value] if name == "set-cookie" else value
@@ -300,7 +317,11 @@ def node_headers(fields: Iterable[tuple[bytes, bytes]]) -> Headers:
         else:
             sep = "; " if name == "cookie" else ", "
             headers[name] = f"{headers[name]}{sep}{value}"
-    return Headers._wrap(headers, fields)
+    # Inline Headers._wrap: one C-level copy of the few fields (the server's hot path).
+    out = _new_headers(Headers)
+    _dict_update(out, headers)
+    out._raw = fields
+    return out
 
 
 def raw_list(fields: Iterable[tuple[bytes, bytes]]) -> list[str]:

@@ -174,3 +174,16 @@ def test_a_streamed_body_is_not_kept(stream: Callable[[Any], bytes]) -> None:
         assert res._body is None  # the rest read whole is still not the whole body
     finally:
         server.close()
+
+
+def test_the_lowercase_name_cache_is_bounded() -> None:
+    """Names seen are remembered lowercased (a lookup instead of decode+lower on
+    every request), but a peer inventing names cannot grow that memory: at most 512
+    names, none over 64 bytes; past that the names are still right."""
+    from greenhttps import _headers
+
+    many = [(f"X-Name-{i}".encode(), b"v") for i in range(700)] + [(b"X-" + b"L" * 100, b"long")]
+    headers = node_headers(many)
+    assert len(headers) == 701 and headers["x-name-699"] == "v" and headers["X-" + "l" * 100] == "long"
+    assert len(_headers._LOWER_NAMES) <= _headers._LOWER_NAMES_MAX == 512
+    assert all(len(name) <= 64 for name in _headers._LOWER_NAMES)
