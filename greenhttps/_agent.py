@@ -21,7 +21,18 @@ after the bookkeeping is done.  Waiting is a ``gevent.event.AsyncResult`` per wa
 removed in ``finally`` so that ``gevent.Timeout`` and ``GreenletExit`` never strand
 a slot.
 
-Size: about 570 lines, past STYLE's guide: Node's ``Agent`` surface (``get_name``,
+*Pacing* (``Agent(pace=ms)``, off by default): a minimum interval between the
+starts of two requests to one origin (host and port), for crawlers that must be
+polite.  A start is when the request gets its connection, a pooled one or the
+permit to dial one (a new connection's TCP and TLS handshakes come after).  A request first books the origin's next start time (the origin's
+frontier moves one interval on, so a crowd of greenlets is spread out without
+waking together) and sleeps until it, holding nothing; only then does it ask the
+pool.  Because a pool wait can bunch requests again (two waiters handed
+connections at once), the start itself is checked once more after acquisition,
+and the later one sleeps the rest of the interval (the one case where a slot is
+held while waiting).  Off, it costs one attribute test per request.
+
+Size: about 650 lines, past STYLE's guide: Node's ``Agent`` surface (``get_name``,
 ``sockets``/``free_sockets``/``requests``, its options and errors) and the pool's
 bookkeeping (permits, the waiter queue, free-socket watchers and expiry, the TLS
 session cache) share one state, easier to read in one place.
@@ -31,6 +42,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import os
 import time
 import types
 from typing import TYPE_CHECKING, Any, Mapping
@@ -50,6 +62,8 @@ from ._options import (
     merge_options,
     node_aliases,
 )
+from ._proxy import USE_ENV_PROXY, env_proxy_for, parse_proxy
+from ._retry import duration_ms
 from ._url import server_name
 
 if TYPE_CHECKING:
@@ -74,7 +88,7 @@ def _check_at_least_one(name: str, value: object) -> None:
 
 
 #: The request options a pool key is computed from.
-_NAME_KEYS = frozenset({"host", "port", "local_address", "family", "socket_path"}) | CLIENT_TLS_KEYS
+_NAME_KEYS = frozenset({"host", "port", "local_address", "family", "socket_path", "proxy"}) | CLIENT_TLS_KEYS
 
 #: Node 20's https getName segments (20) after the http name, in order, as our option
 #: names ('' for the options greenhttps does not have: always empty).  ``digest``:
@@ -114,6 +128,15 @@ def _tls_segments(opts: Mapping[str, Any], host: str) -> str:
     return ":" + ":".join(parts)
 
 
+def _origin_of(name: str, request: Any) -> str:
+    """What pacing counts per: the request's host and port (any TLS options, any
+    local address); the pool key when the asker is not a ClientRequest."""
+    opts = getattr(request, "_opts", None)
+    if isinstance(opts, Mapping) and opts.get("host"):
+        return f"{opts['host']}:{opts.get('port')}"
+    return name
+
+
 def _sockets_of(pool: dict[str, list[ClientConnection]]) -> dict[str, list[Any]]:
     return {name: [conn.socket for conn in conns] for name, conns in pool.items() if conns}
 
@@ -121,19 +144,27 @@ def _sockets_of(pool: dict[str, list[ClientConnection]]) -> dict[str, list[Any]]
 @node_aliases
 @attribute_aliases(
     "keep_alive", "keep_alive_msecs", "max_sockets", "max_total_sockets", "max_free_sockets",
-    "max_cached_sessions",
+    "max_cached_sessions", "proxy_env",
 )
 class Agent(EventEmitter):
     """A pool of keep-alive connections per origin (Node's ``https.Agent``).
 
     ``Agent(keep_alive=False, keep_alive_msecs=1000, max_sockets=inf,
     max_total_sockets=inf, max_free_sockets=256, timeout=None, max_cached_sessions=100,
-    scheduling='lifo', dns_cache=True, dns_cache_ttl=10000, dns_cache_negative_ttl=1000,
-    dns_cache_size=1024, **defaults)``: times in milliseconds; ``timeout`` closes a free
-    socket idle that long; the ``dns_cache`` options keep resolver answers (and
-    failures, for less) per agent (``dns_cache=False``: ask every time).  Request
-    options given here (``hostname``, ``ca``, ``reject_unauthorized``,
-    ``auto_select_family``...) are defaults for every request made through it.
+    scheduling='lifo', pace=None, proxy=None, proxy_env=None, dns_cache=True,
+    dns_cache_ttl=10000, dns_cache_negative_ttl=1000, dns_cache_size=1024, **defaults)``:
+    times in milliseconds; ``timeout`` closes a free socket idle that long; ``pace`` (ms,
+    or a ``datetime.timedelta``) is the least time between the starts of two
+    requests to one origin (host and port), waited for by the greenlet whose
+    request it is (not Node's).  ``proxy``: an ``http://`` proxy URL for its
+    requests (each may name its own, or ``proxy=False``); ``proxy_env``: True to
+    take the proxy from ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` (read at each
+    request), or a mapping of those variables (Node's ``proxyEnv``); None (the
+    default) means True when ``GREENHTTPS_USE_ENV_PROXY=1`` as the agent is made.
+    The ``dns_cache`` options keep resolver answers (and failures, for less) per
+    agent (``dns_cache=False``: ask every time).  Request options given here
+    (``hostname``, ``ca``, ``reject_unauthorized``, ``auto_select_family``...) are
+    defaults for every request made through it.
     """
 
     secure = True
@@ -162,6 +193,20 @@ class Agent(EventEmitter):
         self.dns: DnsCache | None = DnsCache(
             ttl=self.dns_cache_ttl, negative_ttl=self.dns_cache_negative_ttl, max_entries=self.dns_cache_size,
         ) if self.dns_cache else None
+        self.pace = opts.pop("pace")
+        proxy_env = opts.pop("proxy_env")
+        if proxy_env is None:
+            proxy_env = os.environ.get(USE_ENV_PROXY, "").strip().lower() in ("1", "true")
+        if not isinstance(proxy_env, (bool, Mapping)):
+            raise errors.InvalidArgumentError(
+                f"proxy_env must be True, False, None or a mapping, not {proxy_env!r}", "ERR_INVALID_ARG_TYPE"
+            )
+        #: Where request()/get() read proxies from: os.environ (True), a mapping, or nowhere.
+        self.proxy_env: bool | Mapping[str, str] = proxy_env
+        if opts.get("proxy"):
+            parse_proxy(opts["proxy"])  # a bad URL fails here, not at the first request
+        #: Per origin: [the next start time a request may book, the last start].
+        self._paced: dict[str, list[float]] = {}
         if self.scheduling not in ("lifo", "fifo"):
             raise errors.InvalidArgumentError(
                 f"The argument 'scheduling' must be one of: 'fifo', 'lifo'. Received {self.scheduling!r}",
@@ -188,6 +233,18 @@ class Agent(EventEmitter):
         free = sum(map(len, self._free.values()))
         waiting = sum(map(len, self._waiters.values()))
         return f"<greenhttps.Agent keep_alive={self.keep_alive} busy={busy} free={free} waiting={waiting}>"
+
+    @property
+    def pace(self) -> float | None:
+        """The least time in milliseconds between the starts of two requests to one
+        origin (None: no pacing); settable (a number of ms or a ``timedelta``)."""
+        return self._pace_ms
+
+    @pace.setter
+    def pace(self, value: Any) -> None:
+        ms = duration_ms(value, "pace")
+        self._pace_ms = ms or None
+        self._pace_s = ms / 1000.0 if ms else 0.0
 
     @property
     def total_socket_count(self) -> int:
@@ -235,9 +292,34 @@ class Agent(EventEmitter):
             name += f":{family}"
         if opts.get("socket_path"):
             name += f":{opts['socket_path']}"
-        if not self.secure:
-            return name
-        return name + _tls_segments(opts, host)
+        if self.secure:
+            name += _tls_segments(opts, host)
+        proxy = opts.get("proxy")
+        if proxy:
+            # Not Node's: connections through a proxy (each proxy, each set of its
+            # credentials) never pool with direct ones.
+            where = parse_proxy(proxy)
+            name += f":proxy={where.display}"
+            if where.authorization is not None:
+                name += "#" + _digest(where.authorization)
+        return name
+
+    def request_proxy(self, opts: Mapping[str, Any]) -> str | None:
+        """The proxy URL a request with options ``opts`` goes through, or None.
+
+        The request's ``proxy`` (the agent's as its default; False: none), else,
+        with ``proxy_env``, the environment's for its protocol and host (curl's
+        ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``/``NO_PROXY``).  Raises
+        ``InvalidArgumentError`` for a proxy URL that is not an ``http://`` one."""
+        proxy = opts.get("proxy")
+        if proxy is None and self.proxy_env and not opts.get("socket_path"):
+            environ = self.proxy_env if isinstance(self.proxy_env, Mapping) else os.environ
+            scheme = "https" if (opts.get("protocol") or self.protocol) == "https:" else "http"
+            proxy = env_proxy_for(scheme, opts.get("hostname") or opts.get("host") or "localhost", environ)
+        if proxy is None or proxy is False:
+            return None
+        parse_proxy(proxy)
+        return proxy  # type: ignore[no-any-return]
 
     # ----------------------------------------------------------- connecting
 
@@ -291,8 +373,61 @@ class Agent(EventEmitter):
         (counted in Node's ``agent.requests``).  Blocks (cooperatively, FIFO) while the
         name or the agent is at its limit, at most ``timeout`` seconds (None: no limit).
         Raises ``gevent.Timeout`` subclasses / ``GreenletExit`` untouched; the wait
-        is withdrawn either way.
+        is withdrawn either way.  With ``pace``, first waits for the origin's turn
+        (see the module docstring).
         """
+        if self._pace_s:
+            origin = _origin_of(name, request)
+            self._book_start(origin)
+            conn = self._acquire(name, request, timeout)
+            try:
+                self._start_paced(origin)
+            except BaseException:
+                if conn is None:
+                    self._unreserve(name)
+                else:
+                    self.release(conn, reusable=True)
+                raise
+            return conn
+        return self._acquire(name, request, timeout)
+
+    # -------------------------------------------------------------- pacing
+
+    def _pace_state(self, origin: str, now: float) -> list[float]:
+        state = self._paced.get(origin)
+        if state is None:
+            if len(self._paced) >= 1024:
+                # A crawl touches many origins: forget those that constrain nobody now.
+                pace = self._pace_s
+                for key in [k for k, (next_at, last) in self._paced.items() if next_at <= now and last + pace <= now]:
+                    del self._paced[key]
+            state = self._paced[origin] = [now, -_INF]
+        return state
+
+    def _book_start(self, origin: str) -> None:
+        """Book the origin's next start time and sleep until it (holding nothing)."""
+        interval = self.pace / 1000.0 if self.pace else 0.0
+        now = time.monotonic()
+        state = self._pace_state(origin, now)
+        at = max(now, state[0])
+        state[0] = at + interval
+        if at > now:
+            gevent.sleep(at - now)
+
+    def _start_paced(self, origin: str) -> None:
+        """The request starts now, unless one started less than ``pace`` ago (a pool
+        wait bunched them): then sleep the rest first."""
+        while True:
+            now = time.monotonic()
+            state = self._pace_state(origin, now)
+            wait = state[1] + self._pace_s - now
+            if wait <= 0:
+                state[1] = now
+                state[0] = max(state[0], now + self._pace_s)
+                return
+            gevent.sleep(wait)
+
+    def _acquire(self, name: str, request: Any, timeout: float | None) -> ClientConnection | None:
         conn = self._take(name)
         if conn is None and not self._can_dial(name) and self._room_for(name):
             self._evict_idle()  # only the total limit is in the way

@@ -796,6 +796,8 @@ def _make_request(
     for key, value in agent.options.items():
         if opts.get(key) is None:
             opts[key] = value
+    if agent.proxy_env or opts.get("proxy") is not None:
+        opts["proxy"] = agent.request_proxy(opts)  # part of the pool key (get_name)
     # The agent's default_port (Node's agent.defaultPort, which users may set: B-48).
     fill_port(opts, agent.default_port)
     return ClientRequest(opts, agent, callback)

@@ -414,6 +414,8 @@ class _Hop:
             options["timeout"] = self.idle_ms
         if remaining is not None:
             options["deadline"] = remaining
+        if (proxy_url is None and given is None) or (proxy_url is not None and scheme == "http"):
+            options["proxy"] = False  # fetch() chose (direct, or forwarding): no agent's proxy_env
         if proxy_url is not None and scheme == "http":
             # A plain origin through a proxy: ask the proxy, in absolute-form.
             agent = _forward_agent(proxy_url, urlsplit(url).netloc)

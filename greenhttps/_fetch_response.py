@@ -13,53 +13,12 @@ from __future__ import annotations
 import dataclasses
 import json as _json
 import time
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterator
 
 from . import _decode, errors
+from ._headers import Headers, fetch_headers
 
 __all__ = ["Headers", "Response", "Timings"]
-
-
-class Headers(Mapping[str, str]):
-    """Response headers: a read-only, case-insensitive mapping.
-
-    Names come out lowercase, in the order received (as Node's ``message.headers``);
-    a repeated field reads as its values joined by ``", "`` (as Fetch's
-    ``Headers.get()``); :meth:`get_all` gives them one by one, and
-    :meth:`get_set_cookie` the ``Set-Cookie`` lines (Fetch's ``getSetCookie()``).
-    ``raw`` is the ``(name, value)`` pairs as received.
-    """
-
-    __slots__ = ("raw", "_values")
-
-    def __init__(self, raw: Iterable[tuple[str, str]]) -> None:
-        self.raw: list[tuple[str, str]] = list(raw)
-        self._values: dict[str, list[str]] = {}
-        for name, value in self.raw:
-            self._values.setdefault(name.lower(), []).append(value)
-
-    def __getitem__(self, name: str) -> str:
-        return ", ".join(self._values[name.lower()])
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._values
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def get_all(self, name: str) -> list[str]:
-        """Every value of field ``name`` (any case), in order; ``[]`` if absent."""
-        return list(self._values.get(name.lower(), ()))
-
-    def get_set_cookie(self) -> list[str]:
-        """The ``Set-Cookie`` values, one per line received (Fetch's ``getSetCookie()``)."""
-        return self.get_all("set-cookie")
-
-    def __repr__(self) -> str:
-        return f"Headers({dict(self.items())!r})"
 
 
 @dataclasses.dataclass
@@ -106,7 +65,10 @@ class Response:
     (Node's fetch ``Response``, with Python's names and a blocking body).
 
     ``status``, ``status_text`` (the reason phrase as sent), ``ok`` (2xx), ``url``
-    (the final URL, after redirects), ``redirected``, ``headers`` (:class:`Headers`),
+    (the final URL, after redirects), ``redirected``, ``headers`` (the
+    case-insensitive :class:`~greenhttps._headers.Headers` of ``IncomingMessage``,
+    with Fetch's rule: a repeated field reads as its values joined by ``", "``;
+    ``get_all()``/``get_set_cookie()`` give the lines),
     ``timings`` (:class:`Timings`), and ``raw``: the :class:`~greenhttps.IncomingMessage`
     underneath (its body as sent, not decoded).  The body, decoded unless
     ``decompress=False``: ``content`` (all of it, read once and kept), ``text()``,
@@ -129,7 +91,7 @@ class Response:
         self.status_text: str = raw.status_message or ""
         self.url = url
         self.redirected = redirected
-        self.headers = Headers(zip(raw.raw_headers[::2], raw.raw_headers[1::2]))
+        self.headers: Headers = fetch_headers(zip(raw.raw_headers[::2], raw.raw_headers[1::2]))
         self.timings = timings
         timings._take_phases(raw.timings, started)
         self._started = started

@@ -8,16 +8,21 @@ malformed can reach the wire.
 Incoming headers become Node's ``message.headers`` dict: lowercase names;
 ``set-cookie`` always a list; repeated ``cookie`` joined with ``'; '``; repeats of
 the single-valued headers below keep the first; any other repeat joined with ``', '``.
+That dict is a :class:`Headers`: a ``dict`` (so it iterates, prints, compares and
+serialises as Node's plain object does) whose lookups ignore case.  ``fetch()``'s
+``Response.headers`` is one too, built with Fetch's rule instead (every repeat
+joined with ``', '``, ``Set-Cookie`` too): one class, two merge rules.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Iterable, Mapping, Union
+from typing import Any, Dict, Iterable, Mapping, Union
 
 from .errors import InvalidArgumentError
 
 __all__ = [
+    "Headers",
     "HeaderValue",
     "OutgoingHeaders",
     "check_name",
@@ -172,11 +177,136 @@ def pairs_from(headers: Mapping[str, object] | Iterable[tuple[str, object]] | No
     return store.pairs()
 
 
-def node_headers(fields: Iterable[tuple[bytes, bytes]]) -> dict[str, str | list[str]]:
-    """Node's ``message.headers`` from wire pairs (see the module docstring)."""
+_ABSENT = object()
+_dict_get = dict.get
+_dict_contains = dict.__contains__
+_dict_update = dict.update
+_new_headers = dict.__new__
+
+
+class Headers(Dict[str, Any]):
+    """Received headers: a ``dict`` with lowercase names whose lookups ignore case.
+
+    ``headers["Content-Type"]``, ``.get("content-type")`` and ``"CONTENT-TYPE" in
+    headers`` find the same field; iteration, ``repr`` and ``==`` are the plain
+    dict's (lowercase names, in the order received), so it still equals the dict
+    Node's ``message.headers`` would be.  Writes lowercase the name too.  The values
+    follow the merge rule of whoever built it (:func:`node_headers`: Node's;
+    ``fetch()``'s Response: Fetch's).  :meth:`get_all` gives a field's lines one by
+    one and :meth:`get_set_cookie` the ``Set-Cookie`` lines (Fetch's
+    ``getSetCookie()``), from ``raw``: the ``(name, value)`` pairs as received.
+    """
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+        self._raw: Iterable[tuple[Any, Any]] | None = None
+        if args or kwargs:
+            self.update(*args, **kwargs)
+
+    @classmethod
+    def _wrap(cls, fields: dict[str, Any], raw: Iterable[tuple[Any, Any]]) -> Headers:
+        """A Headers holding ``fields`` (lowercase names already) as received in
+        ``raw``: one C-level copy, no per-name Python call (the server's hot path)."""
+        headers = cls.__new__(cls)
+        dict.update(headers, fields)
+        headers._raw = raw
+        return headers
+
+    # Lookups: the exact (lowercase) name first, as the dict does, then lowercased.
+    def __missing__(self, name: Any) -> Any:
+        if isinstance(name, str):
+            lname = name.lower()
+            if lname != name and dict.__contains__(self, lname):
+                return dict.__getitem__(self, lname)
+        raise KeyError(name)
+
+    def __contains__(self, name: object) -> bool:
+        return _dict_contains(self, name) or (isinstance(name, str) and _dict_contains(self, name.lower()))
+
+    def get(self, name: Any, default: Any = None) -> Any:
+        value = _dict_get(self, name, _ABSENT)
+        if value is _ABSENT:
+            value = _dict_get(self, name.lower(), default) if isinstance(name, str) else default
+        return value
+
+    # Writes: under the lowercase name, so that one field never has two keys.
+    def __setitem__(self, name: Any, value: Any) -> None:
+        dict.__setitem__(self, name.lower() if isinstance(name, str) else name, value)
+
+    def __delitem__(self, name: Any) -> None:
+        dict.__delitem__(self, name.lower() if isinstance(name, str) else name)
+
+    def pop(self, name: Any, *default: Any) -> Any:
+        return dict.pop(self, name.lower() if isinstance(name, str) else name, *default)
+
+    def setdefault(self, name: Any, default: Any = None) -> Any:
+        return dict.setdefault(self, name.lower() if isinstance(name, str) else name, default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        for name, value in dict(*args, **kwargs).items():
+            self[name] = value
+
+    def copy(self) -> Headers:
+        return Headers._wrap(self, self._raw or ())
+
+    @property
+    def raw(self) -> list[tuple[str, str]]:
+        """The fields as received, ``(name, value)`` pairs in order (``[]`` for a
+        Headers made by hand)."""
+        return [(_text(name), _text(value)) for name, value in self._raw or ()]
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value received for field ``name`` (any case), one per line, in
+        order; ``[]`` if absent.  (A Headers made by hand: its value, as a list.)"""
+        if self._raw is None:
+            value = self.get(name)
+            return [] if value is None else list(value) if isinstance(value, list) else [value]
+        lname = name.lower()
+        return [value for field, value in self.raw if field.lower() == lname]
+
+    def get_set_cookie(self) -> list[str]:
+        """The ``Set-Cookie`` values, one per line received (Fetch's ``getSetCookie()``)."""
+        return self.get_all("set-cookie")
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("latin-1") if isinstance(value, bytes) else value
+
+
+def fetch_headers(fields: Iterable[tuple[str, str]]) -> Headers:
+    """Fetch's ``response.headers`` rule: every repeat (``Set-Cookie`` too) joined
+    with ``', '``, as Fetch's ``Headers.get()`` reads it."""
+    raw = list(fields)
+    joined: dict[str, str] = {}
+    for name, value in raw:
+        lname = name.lower()
+        joined[lname] = f"{joined[lname]}, {value}" if lname in joined else value
+    return Headers._wrap(joined, raw)
+
+
+#: Field names as received -> their lowercase text: the few names real traffic uses
+#: recur on every request, and a lookup is cheaper than decode() and lower().  Bounded
+#: (512 names of at most 64 bytes): past that (a peer inventing names), each is
+#: converted every time instead.
+_LOWER_NAMES: dict[bytes, str] = {}
+_LOWER_NAMES_MAX = 512
+
+
+def node_headers(fields: Iterable[tuple[bytes, bytes]]) -> Headers:
+    """Node's ``message.headers`` from wire pairs (see the module docstring), as a
+    case-insensitive :class:`Headers`."""
+    if not isinstance(fields, (list, tuple)):
+        fields = list(fields)  # kept as the Headers' raw pairs: read once here
     headers: dict[str, str | list[str]] = {}
+    names = _LOWER_NAMES
     for bname, bvalue in fields:
-        name = bname.decode("latin-1").lower()
+        name = names.get(bname)
+        if name is None:
+            name = bname.decode("latin-1").lower()
+            if len(names) < _LOWER_NAMES_MAX and len(bname) <= 64:
+                names[bname] = name
         value = bvalue.decode("latin-1")
         if name not in headers:
             headers[name] = [value] if name == "set-cookie" else value
@@ -187,7 +317,11 @@ def node_headers(fields: Iterable[tuple[bytes, bytes]]) -> dict[str, str | list[
         else:
             sep = "; " if name == "cookie" else ", "
             headers[name] = f"{headers[name]}{sep}{value}"
-    return headers
+    # Inline Headers._wrap: one C-level copy of the few fields (the server's hot path).
+    out = _new_headers(Headers)
+    _dict_update(out, headers)
+    out._raw = fields
+    return out
 
 
 def raw_list(fields: Iterable[tuple[bytes, bytes]]) -> list[str]:

@@ -5,6 +5,10 @@ arrive.  Node's push style still works: each piece read is also emitted as
 ``'data'``, and ``'end'`` follows the last one; when a listener registered for
 ``'data'`` or ``'end'`` but nobody reads, the owner (server loop or client) pumps the
 body through those events after the handler returns (:meth:`IncomingMessage._flow`).
+
+A body read whole (``read()`` before any other read, ``text()``, ``json()``) is kept,
+so that ``text()`` and ``json()`` can be called again; a body read piecewise
+(``read(n)``, iteration, ``'data'``) is never kept: streaming stays streaming.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any, Callable, Iterator
 
 from . import errors
 from ._events import EventEmitter
-from ._headers import node_headers, raw_list
+from ._headers import Headers, node_headers, raw_list
 from ._options import attribute_aliases, node_aliases
 from ._parse import Head
 from ._socket import Socket
@@ -51,8 +55,8 @@ class IncomingMessage(EventEmitter):
         self._read_rest = read_rest
         self._trailer_source = trailers
         self._buffer = b""
-        self._headers: dict[str, str | list[str]] | None = None
-        self._trailers: dict[str, str | list[str]] | None = None
+        self._headers: Headers | None = None
+        self._trailers: Headers | None = None
         #: True once the whole body has been received.
         self.complete = not has_body
         #: True if the peer went away before the body ended.
@@ -88,9 +92,17 @@ class IncomingMessage(EventEmitter):
         parts = self.http_version.split(".")
         return int(parts[1]) if len(parts) > 1 else 0
 
+    #: The whole body, when a read took it whole (for text()/json() again).
+    _body: bytes | None = None
+    #: Part of the body was handed out piecewise (read(n), iteration, 'data').
+    _streamed = False
+
     @property
-    def headers(self) -> dict[str, str | list[str]]:
-        """Lowercase names; Node's merge rules for repeats (set-cookie is a list)."""
+    def headers(self) -> Headers:
+        """Node's ``message.headers``: lowercase names, Node's merge rules for
+        repeats (``set-cookie`` is a list, others joined with ``', '``), in a
+        :class:`~greenhttps._headers.Headers`: a dict whose lookups ignore case
+        (``headers["Content-Type"]``), built on first use."""
         if self._headers is None:
             self._headers = node_headers(self._head.headers)
         return self._headers
@@ -101,11 +113,11 @@ class IncomingMessage(EventEmitter):
         return raw_list(self._head.headers)
 
     @property
-    def trailers(self) -> dict[str, str | list[str]]:
-        """Trailer fields (after the body has been read; ``{}`` before)."""
+    def trailers(self) -> Headers:
+        """Trailer fields, as :attr:`headers` (after the body has been read; empty before)."""
         if self._trailers is None:
             if not self.complete:
-                return {}
+                return Headers()
             self._trailers = node_headers(self._trailer_source())
         return self._trailers
 
@@ -122,6 +134,7 @@ class IncomingMessage(EventEmitter):
             return b""
         chunk = self._pull(self._read_chunk)
         if chunk:
+            self._streamed = True  # read(-1) clears it when it keeps the whole body
             self.emit("data", chunk)
             return chunk
         self.complete = True
@@ -177,6 +190,7 @@ class IncomingMessage(EventEmitter):
         bytes returned (no pieces, no join).
         """
         if size is None or size < 0:
+            whole = not self._streamed and self._body is None
             # No empty first part: join() hands back a lone bytes as it is, uncopied.
             parts = [self._buffer] if self._buffer else []
             self._buffer = b""
@@ -189,7 +203,11 @@ class IncomingMessage(EventEmitter):
             while True:
                 chunk = self._next_chunk()
                 if not chunk:
-                    return b"".join(parts)
+                    body = b"".join(parts)
+                    if whole:
+                        # All of it, from its first byte: kept (no copy) for text()/json().
+                        self._body, self._streamed = body, False
+                    return body
                 parts.append(chunk)
         if size == 0:
             return b""
@@ -209,20 +227,33 @@ class IncomingMessage(EventEmitter):
                 return
             yield chunk
 
+    def _whole_body(self) -> bytes:
+        """The whole body: kept from an earlier whole read, else read now (and kept)."""
+        if self._body is None:
+            if self._error is not None:
+                raise self._error
+            if self._streamed:
+                raise errors.Error("the body was read piecewise (read(n), iteration or 'data'): "
+                                   "text() and json() need all of it", "ERR_GREENHTTPS_BODY_USED")
+            self.read()
+        return self._body or b""
+
     def text(self, encoding: str | None = None, errors: str = "replace") -> str:
-        """The whole body decoded (Python only; no Node counterpart).
+        """The whole body decoded (Python only; no Node counterpart); can be called again.
 
         ``encoding`` defaults to the Content-Type charset, else UTF-8; ``errors`` is the
-        codec's error handler.  Raises as :meth:`read`.
+        codec's error handler.  Raises as :meth:`read`, and ``ERR_GREENHTTPS_BODY_USED``
+        when part of the body was already read piecewise (not kept).
         """
-        return self.read().decode(encoding or self._charset(), errors)
+        return self._whole_body().decode(encoding or self._charset(), errors)
 
     def json(self, **kwargs: Any) -> Any:
-        """The whole body parsed as JSON; ``kwargs`` go to ``json.loads`` (Python only).
+        """The whole body parsed as JSON; ``kwargs`` go to ``json.loads`` (Python only);
+        can be called again.
 
-        Raises ``json.JSONDecodeError`` for a body that is not JSON, else as :meth:`read`.
+        Raises ``json.JSONDecodeError`` for a body that is not JSON, else as :meth:`text`.
         """
-        return _json.loads(self.read(), **kwargs)
+        return _json.loads(self._whole_body(), **kwargs)
 
     def _charset(self) -> str:
         content_type = self.headers.get("content-type")

@@ -104,6 +104,8 @@ REQUEST_OPTIONS: dict[str, Any] = {
         "insecure_http_parser", "lookup", "session",
         # Happy Eyeballs (Node's names; see _happy): on unless False, 250 ms apart.
         "auto_select_family", "auto_select_family_attempt_timeout",
+        # Not Node's: this request's proxy (an http:// URL), or False for none (see _proxy).
+        "proxy",
         *_TLS_CLIENT,
     )
 }
@@ -118,9 +120,13 @@ AGENT_OPTIONS: dict[str, Any] = {
     "timeout": None,
     "max_cached_sessions": 100,
     "scheduling": "lifo",
-    # An agent's own, not a request option: every connection of the pool goes through
-    # the proxy (its URL), so pooled connections never mix proxied and direct ones.
-    "proxy": None,
+    # Not Node's: the least time (ms) between the starts of two requests to one origin.
+    "pace": None,
+    # Environment proxies for request()/get() (Node's proxyEnv): True (os.environ),
+    # a mapping, False; None: as GREENHTTPS_USE_ENV_PROXY=1 says when the agent is made.
+    # (The agent's ``proxy``, a request option, is the default for its requests; the
+    # proxy is part of the pool key, so pooled connections never mix proxied and direct.)
+    "proxy_env": None,
     # The agent's DNS cache (see _dns; not in Node): answers kept dns_cache_ttl ms,
     # failures dns_cache_negative_ttl ms, at most dns_cache_size names.
     "dns_cache": True,

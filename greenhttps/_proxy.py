@@ -16,6 +16,12 @@ against the origin (SNI and certificate name: the origin's, never the proxy's).
 Anything else is a :class:`~greenhttps.errors.ProxyError` naming the proxy and its
 status; a proxy that is not there is ECONNREFUSED naming the proxy.
 
+``request()``/``get()`` use a proxy when their agent has one (``Agent(proxy=...)``),
+when the request names one (``proxy=``), or, with ``Agent(proxy_env=True)`` or
+``GREENHTTPS_USE_ENV_PROXY=1`` (Node's ``NODE_USE_ENV_PROXY``), the environment's;
+plain http: origins go through a CONNECT tunnel there too (curl's ``--proxytunnel``),
+and the proxy is part of the pool key (:meth:`~greenhttps.Agent.get_name`).
+
 Only ``http://`` proxies: an ``https://`` proxy (TLS to the proxy, TLS to the origin
 inside it) and ``socks5://`` are refused with a clear error for now.
 """
@@ -34,7 +40,14 @@ from gevent import socket as gsocket
 
 from . import errors
 
-__all__ = ["ProxyURL", "parse_proxy", "env_proxy", "no_proxy_matches", "proxy_for", "forward_options", "open_tunnel"]
+__all__ = [
+    "ProxyURL", "parse_proxy", "env_proxy", "env_proxy_for", "no_proxy_matches", "proxy_for", "forward_options",
+    "open_tunnel", "USE_ENV_PROXY",
+]
+
+#: The variable that makes request()/get() read the environment's proxies (as Node's
+#: ``NODE_USE_ENV_PROXY=1``); read when an Agent is made (the global ones: at import).
+USE_ENV_PROXY = "GREENHTTPS_USE_ENV_PROXY"
 
 #: The most of a proxy's CONNECT reply head we read (its status line and fields).
 _MAX_REPLY = 16 * 1024
@@ -121,11 +134,16 @@ def no_proxy_matches(host: str, no_proxy: str | None) -> bool:
 
 def env_proxy(url: str, environ: Mapping[str, str] | None = None) -> str | None:
     """The proxy the environment names for ``url`` (curl's variables), or None."""
-    environ = os.environ if environ is None else environ
     parts = urlsplit(url)
-    if no_proxy_matches(parts.hostname or "", _env(environ, "no_proxy")):
+    return env_proxy_for(parts.scheme, parts.hostname or "", environ)
+
+
+def env_proxy_for(scheme: str, host: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """:func:`env_proxy` for a URL's ``scheme`` (``'https'``/``'http'``) and ``host``."""
+    environ = os.environ if environ is None else environ
+    if no_proxy_matches(host, _env(environ, "no_proxy")):
         return None
-    if parts.scheme == "https":
+    if scheme == "https":
         chosen = _env(environ, "https_proxy")
     else:
         # HTTP_PROXY is what a CGI program's environment gets from a request's Proxy:

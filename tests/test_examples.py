@@ -81,10 +81,12 @@ CLIENTS: dict[str, Client] = {
         )
     ),
     "crawler.py": Client(
-        args=("--count", "300", "--greenlets", "50"),
+        args=("--count", "300", "--greenlets", "50", "--pace", "2"),
         stdout=(
             r"^300 URLs, 50 greenlets: statuses \{200: 300\}",
-            r"^(\d+) connections \(max_sockets=10\)",
+            r"^connections per site: (\d+), (\d+) \(max_sockets=10\)",
+            r"^pace 2 ms: at most 500 requests/s per site; they saw (\d+), (\d+)$",
+            r"^(\d+) retries \(503 \+ Retry-After\)",
             r"^median fetch [\d.]+ ms",
         ),
         stderr=(r"300/300 fetched",),
@@ -211,8 +213,12 @@ def _check_client(name: str, case: Client, cache: Path) -> None:
         # 20 greenlets against a handler that sleeps 0.2 s: together, not one by one (4 s).
         assert float(matches[-1].group(1)) < 2.5, proc.stdout
     if name == "crawler.py":
-        # The agent's max_sockets=10 is what the server sees.
-        assert 1 <= int(matches[1].group(1)) <= 10, proc.stdout
+        # The agent's max_sockets=10 is what each site sees, its pace of 2 ms at
+        # most 500 requests/s (on average: first to last arrival), and every 7th
+        # page's one 503 was retried (page numbers 0..149 on each site: 21 each).
+        assert all(1 <= int(n) <= 10 for n in matches[1].groups()), proc.stdout
+        assert all(int(rate) <= 500 for rate in matches[2].groups()), proc.stdout
+        assert int(matches[3].group(1)) == 42, proc.stdout
 
 
 def _check_server(name: str, case: Server, cache: Path) -> None:

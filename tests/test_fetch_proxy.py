@@ -246,8 +246,6 @@ def test_agent_with_a_proxy_tunnels_every_connection(start_proxy: Any, serve: Ca
         assert res.text().startswith("GET /f") and proxy.tunnels_to(port) == 1  # the agent's pool
     finally:
         agent.destroy()
-    with pytest.raises(TypeError):
-        greenhttps.request(f"https://localhost:{port}/", proxy=proxy.url)  # the pool decides, not a request
 
 
 def test_plain_agent_with_a_proxy_tunnels_too(start_proxy: Any, make_server: Any) -> None:

@@ -169,7 +169,7 @@ def reads(monkeypatch: pytest.MonkeyPatch, ca_pem: bytes, tls_options: dict[str,
                            "keep_alive": True, "keep_alive_initial_delay": 30000}, handler)
     server.listen(0, "127.0.0.1")
     port = server.address()["port"]
-    agent = agent_class(keep_alive=True, max_sockets=4, max_free_sockets=4)
+    agent = agent_class(keep_alive=True, max_sockets=4, max_free_sockets=4, pace=1)
 
     def lookup(host: str, port_: int, family: int, kind: int) -> Any:
         return gsocket.getaddrinfo(host, port_, family, kind)
