@@ -42,6 +42,8 @@ TEST_REQUIRES = [
     # real proxy, HTTP CONNECT and forward (tests/test_fetch_proxy.py).
     *DECODE_REQUIRES,
     "pproxy>=2.7",
+    # The typing test: mypy over tests/typing_usage.py (tests/test_typing.py).
+    "mypy",
 ]
 
 setup(

@@ -101,7 +101,7 @@ def serve(args: argparse.Namespace) -> int:
         else:
             dev = dev_certificate()
             options, ca_file = dev.server_options(), str(dev.ca_file)
-        server = greenhttps.create_server(options, on_request, access_log=True)
+        server = greenhttps.create_server(on_request, **options, access_log=True)
     except (greenhttps.Error, OSError, ValueError) as exc:  # unreadable, mismatched, passphrase
         return _fail(f"cannot load the certificate: {_one_line(exc)}")
     _access_log_to_stderr()

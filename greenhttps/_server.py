@@ -20,7 +20,7 @@ import errno
 import os
 import socket as _stdlib_socket
 import ssl
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import gevent
 import greenlet
@@ -35,6 +35,16 @@ from ._outgoing import attribute_aliases
 from ._proxy_protocol import allow_list, versions_from_option
 from ._server_conn import ConnState, ServerConnection
 from ._tlsbio import BioSSLSocket
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._incoming import IncomingMessage
+    from ._response import ServerResponse
+    from ._types import ListenArgument, ListenOptions, ServerOptions
+
+    #: ``request_listener(req, res)``, added to ``'request'``.
+    RequestListener = Callable[[IncomingMessage, ServerResponse], Any]
 
 __all__ = ["Server", "PlainServer", "create_server"]
 
@@ -128,9 +138,9 @@ class Server(EventEmitter):
 
     def __init__(
         self,
-        options: Mapping[str, Any] | Callable[..., Any] | None = None,
-        request_listener: Callable[..., Any] | None = None,
-        **kwargs: Any,
+        options: ServerOptions | RequestListener | None = None,
+        request_listener: RequestListener | None = None,
+        **kwargs: Unpack[ServerOptions],
     ) -> None:
         if callable(options):  # createServer(requestListener), as Node allows
             if request_listener is not None:
@@ -174,7 +184,7 @@ class Server(EventEmitter):
 
     # ------------------------------------------------------------ listening
 
-    def listen(self, *args: Any, **kwargs: Any) -> Server:
+    def listen(self, *args: ListenArgument, **kwargs: Unpack[ListenOptions]) -> Server:
         """Start accepting; returns the server at once (Node's ``server.listen``).
 
         Its arguments, positional or keyword, are Node's:
@@ -188,7 +198,7 @@ class Server(EventEmitter):
         processes that all set it can listen on the same port, and the kernel spreads
         new connections over them -- one server process per core without a master.
         """
-        args_list = list(args)
+        args_list: list[Any] = list(args)
         callback = kwargs.pop("callback", None)
         if args_list and callable(args_list[-1]):
             callback = args_list.pop()
@@ -483,9 +493,9 @@ class PlainServer(Server):
 
 
 def create_server(
-    options: Mapping[str, Any] | Callable[..., Any] | None = None,
-    request_listener: Callable[..., Any] | None = None,
-    **kwargs: Any,
+    options: ServerOptions | RequestListener | None = None,
+    request_listener: RequestListener | None = None,
+    **kwargs: Unpack[ServerOptions],
 ) -> Server:
     """Node's ``https.createServer(options, requestListener)``.
 
