@@ -82,9 +82,9 @@ class Demo:
     def __init__(self, proc: gevent.subprocess.Popen[str], lines: list[str]) -> None:
         self.proc = proc
         self.lines = lines
-        match = re.search(r"serving HTTPS on (https://localhost:(\d+)/)$", lines[0])
+        match = re.search(r"serving HTTPS on (https://([^/]+):(\d+)/)$", lines[0])
         assert match, lines
-        self.url, self.port = match.group(1), int(match.group(2))
+        self.url, self.host, self.port = match.group(1), match.group(2), int(match.group(3))
 
     def line_starting(self, prefix: str) -> str:
         found = [line.strip() for line in self.lines if line.strip().startswith(prefix)]
@@ -193,6 +193,7 @@ def test_serve_port_0_prints_commands_that_work(tmp_path: Path) -> None:
 
 def test_serve_is_the_default_command_and_stops_on_sigterm(tmp_path: Path, ca_pem: bytes) -> None:
     with demo("--port", "0", "--host", "127.0.0.1", cache=tmp_path) as server:
+        assert server.host == "127.0.0.1"  # where it listens: localhost may be ::1 first
         ca = (tmp_path / "greenhttps" / "dev-ca.pem").read_bytes()
         res = greenhttps.get(server.url, ca=ca, agent=False, method="GET")
         assert res.status_code == 200 and res.json()["hello"] == "from greenhttps"
@@ -618,7 +619,7 @@ def test_serve_dir_that_is_not_a_directory_fails_in_one_line(tmp_path: Path, sit
 
 DRAW = re.compile(r"\r([^\r\n]*)")
 SIZE = r"\d+(\.\d)? (B|KiB|MiB|GiB)"
-KNOWN = re.compile(rf" *(\d+)% \[[# ]{{24}}\] {SIZE} of 3\.0 MiB  {SIZE}/s *")
+KNOWN = re.compile(rf" *(\d+)% \[[# ]{{24}}\] {SIZE} of 3\.0 MiB  {SIZE}/s  ETA (?P<min>\d+):(?P<sec>\d\d) *")
 UNKNOWN = re.compile(rf"{SIZE}  {SIZE}/s *")
 
 
@@ -707,9 +708,30 @@ def test_progress_bar_with_a_known_size(tmp_path: Path, download_server: int, ca
     percents = [int(KNOWN.fullmatch(draw).group(1)) for draw in draws]  # type: ignore[union-attr]
     assert percents == sorted(percents) and percents[-1] == 100
     assert draws[-1].startswith("100% [" + "#" * 24 + "] 3.0 MiB of 3.0 MiB  ")
+    assert draws[-1].rstrip().endswith("ETA 0:00")  # nothing left
+    etas = [int(m["min"]) * 60 + int(m["sec"]) for m in map(KNOWN.fullmatch, draws) if m]
+    assert max(etas) <= took + 2, (etas, took)  # the time left, never more than it took
     # Redrawn at most ~10 times a second (192 pieces arrived), then a newline.
     assert len(draws) <= took * 10 + 2, (len(draws), took)
     assert shown.endswith(draws[-1] + "\n")
+
+
+def test_progress_eta_is_the_time_left_at_the_mean_rate() -> None:
+    """100 of 1000 bytes in 10 s: 10 B/s, so 900 bytes take 1:30 more."""
+    import io
+
+    from greenhttps._cli_get import Progress
+
+    shown = io.StringIO()
+    bar = Progress(1000, shown)
+    bar.started -= 10
+    bar.update(100)
+    assert shown.getvalue().rstrip().endswith("10 B/s  ETA 1:30"), shown.getvalue()
+    bar.started -= 3600  # now 3610 s for 200 bytes: 800 more take 4:00:40
+    bar.update(100)
+    bar._drawn_at = None
+    bar.update(0)
+    assert shown.getvalue().rstrip().endswith("ETA 4:00:40"), shown.getvalue()
 
 
 def test_progress_bar_with_an_unknown_size_on_stdout_pipe(
