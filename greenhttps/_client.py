@@ -53,7 +53,7 @@ from ._events import logger
 from ._exchange import ClientExchange
 from ._headers import check_name, check_value, node_headers, raw_list
 from ._incoming import IncomingMessage
-from ._options import attribute_aliases, format_ms, ms_to_seconds, node_aliases
+from ._options import attribute_aliases, duration_to_ms, format_ms, ms_to_seconds, node_aliases
 from ._outgoing import OutgoingMessage, request_framing
 from ._socket import Socket
 from ._url import fill_port, host_header, request_options, server_name
@@ -63,7 +63,7 @@ from ._wire_format import Framing, OutgoingFraming, request_bytes
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from ._types import RequestOptions, URLLike
+    from ._types import Duration, RequestOptions, URLLike
 
     #: ``callback(res)``, added to ``'response'``.
     ResponseCallback = Callable[[IncomingMessage], Any]
@@ -405,13 +405,13 @@ class ClientRequest(OutgoingMessage):
 
     # ------------------------------------------------------------ timeouts
 
-    def set_timeout(self, msecs: float, callback: Callable[..., Any] | None = None) -> ClientRequest:
-        """Idle timeout, ``msecs`` in milliseconds: emits ``'timeout'`` (aborting is the
+    def set_timeout(self, msecs: Duration, callback: Callable[..., Any] | None = None) -> ClientRequest:
+        """Idle timeout, ``msecs`` in milliseconds (or a ``timedelta``): emits ``'timeout'`` (aborting is the
         caller's call); ``callback`` is added once to ``'timeout'``.  With no listener
         at all, the request fails with ETIMEDOUT.  Node: ``request.setTimeout()``."""
         if callback is not None:
             self.once("timeout", callback)
-        self._opts["timeout"] = msecs
+        self._opts["timeout"] = duration_to_ms(msecs)
         if self._exchange is not None:
             self._exchange.set_idle_timeout(ms_to_seconds(msecs))
             if self.finished:
@@ -464,9 +464,9 @@ class ClientRequest(OutgoingMessage):
         if res is not None and self.emit("response", res) and res._wants_flow:
             res._flow()
 
-    def getresponse(self, timeout: float | None = None) -> IncomingMessage:
+    def getresponse(self, timeout: Duration = None) -> IncomingMessage:
         """Block until the response head arrives and return it (ends the request
-        first if needed).  ``timeout`` in milliseconds.  Raises the request's error,
+        first if needed).  ``timeout`` in milliseconds (or a ``timedelta``).  Raises the request's error,
         or ``ERR_GREENHTTPS_RESPONSE_RELEASED`` if the response was read to its end
         and then dropped (see :attr:`res`)."""
         self._waited = True

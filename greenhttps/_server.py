@@ -30,7 +30,7 @@ from gevent.event import Event
 from . import _tls, errors
 from ._access_log import log_format
 from ._events import EventEmitter, logger
-from ._options import SERVER_OPTIONS, merge_options, node_aliases
+from ._options import SERVER_OPTIONS, duration_to_ms, merge_options, node_aliases
 from ._outgoing import attribute_aliases
 from ._proxy_protocol import allow_list, versions_from_option
 from ._server_conn import ConnState, ServerConnection
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
     from ._incoming import IncomingMessage
     from ._response import ServerResponse
-    from ._types import ListenArgument, ListenOptions, ServerOptions
+    from ._types import Duration, ListenArgument, ListenOptions, ServerOptions
 
     #: ``request_listener(req, res)``, added to ``'request'``.
     RequestListener = Callable[[IncomingMessage, ServerResponse], Any]
@@ -372,13 +372,13 @@ class Server(EventEmitter):
             raise errors.Error("serve_forever() before listen()", "ERR_SERVER_NOT_RUNNING")
         self._closed.wait()
 
-    def set_timeout(self, msecs: float = 0, callback: Callable[..., Any] | None = None) -> Server:
-        """Socket idle timeout, ``msecs`` in milliseconds (Node's ``server.setTimeout``).
+    def set_timeout(self, msecs: Duration = 0, callback: Callable[..., Any] | None = None) -> Server:
+        """Socket idle timeout, ``msecs`` in milliseconds or a ``timedelta`` (Node's ``server.setTimeout``).
 
         0 disables it; applies to connections accepted from now on.  ``callback`` is
         added to ``'timeout'``.  Returns the server.
         """
-        self.timeout = msecs
+        self.timeout = duration_to_ms(msecs) or 0  # milliseconds, as the option
         if callback is not None:
             self.on("timeout", callback)
         return self

@@ -190,6 +190,21 @@ def test_idle_timeout_error_says_the_value_and_unit(silent_port: int, timeout: A
     assert said in str(caught.value)
 
 
+def test_set_timeout_takes_a_timedelta(silent_port: int) -> None:
+    """``set_timeout`` (request, server, socket) takes a timedelta too; the value kept
+    is milliseconds, as Node's ``timeout`` properties."""
+    server = greenhttps.create_server().set_timeout(datetime.timedelta(seconds=2))
+    assert server.timeout == 2000.0
+    req = greenhttps.http.request(f"http://127.0.0.1:{silent_port}/")
+    req.set_timeout(datetime.timedelta(milliseconds=40))
+    req.end()
+    with pytest.raises(errors.TimeoutError, match=r"idle for 40 ms"):
+        req.getresponse()
+    assert req.socket is not None
+    req.socket.set_timeout(datetime.timedelta(seconds=1.5))
+    assert req.socket.timeout == 1500.0
+
+
 def test_deadline_and_response_wait_errors_say_the_value(silent_port: int) -> None:
     url = f"http://127.0.0.1:{silent_port}/"
     with pytest.raises(errors.TimeoutError, match=r"request deadline of 30 ms exceeded"):

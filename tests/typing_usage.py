@@ -53,6 +53,8 @@ Agent({"keepAlive": True, "maxSockets": 4}, timeout=datetime.timedelta(seconds=5
 greenhttps.create_server({"key": b"k", "cert": b"c"}, on_request, keep_alive_timeout=datetime.timedelta(seconds=5))
 greenhttps.create_server(on_request, requestTimeout=60_000, access_log="common").listen(port=0, host="127.0.0.1")
 greenhttps.http.create_server(on_request).listen(8080, "127.0.0.1", 511, lambda: None)
+greenhttps.request(URL).set_timeout(datetime.timedelta(seconds=1)).getresponse(timeout=datetime.timedelta(seconds=2))
+greenhttps.create_server(on_request).set_timeout(datetime.timedelta(minutes=2))
 options: dict[str, Any] = {"hostname": "localhost"}
 greenhttps.request(**options)  # a dict of any values spreads as keywords
 
@@ -74,4 +76,6 @@ greenhttps.create_server(on_request, access_log="json")  # E: Argument "access_l
 greenhttps.create_server(on_request).listen(port=0, hots="x")  # E: Unexpected keyword argument "hots" for "listen"
 greenhttps.create_server(on_request).listen(8443.5)  # E: Argument 1 to "listen" of "Server" has incompatible type "float"
 greenhttps.http.create_server(on_request, timeout="2m")  # E: Argument "timeout" to "create_server" has incompatible type
+greenhttps.request(URL).set_timeout("1s")  # E: Argument 1 to "set_timeout" of "ClientRequest" has incompatible type "str"
+greenhttps.create_server(on_request).set_timeout("2m")  # E: Argument 1 to "set_timeout" of "Server" has incompatible type "str"
 res: ClientRequest = greenhttps.get(URL)  # E: Incompatible types in assignment
