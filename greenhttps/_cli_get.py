@@ -303,6 +303,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     except (errors.InvalidURLError, errors.InvalidProtocolError) as exc:
         return fail(f"bad URL {args.url!r}: {one_line(exc)}", EXIT_USAGE)
+    except errors.InvalidArgumentError as exc:  # a bad host in the URL, a bad -H value...
+        return fail(one_line(exc), EXIT_USAGE)
     except errors.CertificateError as exc:
         return fail(_tls_hint(exc, args.url))
     except (errors.Error, OSError, ValueError) as exc:

@@ -911,6 +911,8 @@ def test_program_name_is_the_one_invoked(tmp_path: Path) -> None:
         (["get", "localhost:8443/"], "bad URL"),
         (["get", "https:///path"], "no host"),
         (["get", "https://localhost:99999/"], "bad URL 'https://localhost:99999/'"),
+        (["get", "https://exa mple.com/"], "Invalid host: 'exa mple.com' [ERR_INVALID_CHAR]"),
+        (["get", "https://localhost/", "-H", "X-Bad: a\x01b"], "[ERR_INVALID_CHAR]"),
         (["get", "https://localhost/", "-u", "nocolon"], "-u wants user:password"),
         (["get", "https://localhost/", "--timeout", "-1"], "must be a finite number >= 0"),
         (["get", "https://localhost/", "--max-redirs", "x"], "not a whole number"),
