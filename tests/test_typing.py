@@ -64,7 +64,8 @@ def _expectations() -> dict[int, tuple[str, str]]:
 def test_mypy_accepts_the_right_usages_and_rejects_the_mistakes(tmp_path: Path, python_version: str) -> None:
     """Unknown options and wrong types are mypy errors for request, get, fetch, Agent,
     create_server and listen; get() without a callback is an IncomingMessage."""
-    pytest.importorskip("mypy")
+    if not os.environ.get("CI"):  # in CI (.ci/run sets CI=1) a missing mypy fails, never skips
+        pytest.importorskip("mypy")
     found = _run_mypy(tmp_path, python_version)
     wanted = _expectations()
     assert sum(kind == "E" for kind, _ in wanted.values()) >= 15
