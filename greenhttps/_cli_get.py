@@ -254,10 +254,13 @@ def _copy(res: Any, out: Any, progress: Progress | None) -> None:
             progress.update(len(chunk))
 
 
-def _tls_hint(exc: errors.Error, url: str) -> str:
+def _where(url: str) -> str:
     parts = urlsplit(url)
-    where = f"{parts.hostname}:{parts.port or 443}"
-    return (f"{where}: {one_line(exc)} -- to trust the server's CA: --ca FILE (the CA certificate, PEM); "
+    return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+
+
+def _tls_hint(exc: errors.Error, url: str) -> str:
+    return (f"{_where(url)}: {one_line(exc)} -- to trust the server's CA: --ca FILE (the CA certificate, PEM); "
             f"to skip the check: -k")
 
 
@@ -307,6 +310,8 @@ def run(args: argparse.Namespace) -> int:
         return fail(one_line(exc), EXIT_USAGE)
     except errors.CertificateError as exc:
         return fail(_tls_hint(exc, args.url))
+    except errors.TLSError as exc:  # not the certificate: a protocol or cipher mismatch...
+        return fail(f"{_where(args.url)}: TLS: {one_line(exc)}")
     except (errors.Error, OSError, ValueError) as exc:
         return fail(one_line(exc))
     return 0 if res.status < 400 else EXIT_HTTP_ERROR

@@ -1094,3 +1094,18 @@ def test_serve_stops_when_its_output_is_a_closed_pipe(tmp_path: Path, sig: int, 
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_other_tls_failures_name_the_host(tmp_path: Path, script_server: ScriptServer) -> None:
+    """A server that answers the TLS hello in plain HTTP: the error names host:port."""
+
+    def plain(sock: gevent.socket.socket) -> None:
+        sock.recv(4096)
+        sock.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        gevent.sleep(1)
+
+    port = script_server(plain)
+    proc = cli("get", f"https://localhost:{port}/", cache=tmp_path)
+    assert proc.returncode == 1
+    line = one_line_error(proc)
+    assert line.startswith(f"greenhttps: localhost:{port}: TLS: "), line
