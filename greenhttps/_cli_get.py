@@ -165,8 +165,9 @@ def _request_options(args: argparse.Namespace) -> dict[str, Any]:
         "redirect": "follow" if args.location else "manual",
         "max_redirects": args.max_redirs,
         "decompress": args.compressed,
-        # fetch() would read HTTPS_PROXY & co. as curl does; --proxy names one, --noproxy none.
-        "proxy": args.proxy,
+        # None: fetch() reads HTTPS_PROXY & co., as curl does; --proxy URL names one, and
+        # --proxy '' none (curl's spelling).
+        "proxy": False if args.proxy == "" else args.proxy,
     }
     if args.timeout:
         options["timeout"] = args.timeout * 1000  # greenhttps takes milliseconds
@@ -359,8 +360,9 @@ def add_arguments(p_get: argparse.ArgumentParser) -> None:
     p_get.add_argument("--compressed", action="store_true",
                        help="ask for a compressed body (gzip, deflate, and br/zstd when installed) and decode it")
     p_get.add_argument("--proxy", metavar="URL",
-                       help="go through this HTTP proxy (http://[user:password@]host:port); by default "
-                            "HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY are read, as curl does")
+                       help="go through this HTTP proxy (http://[user:password@]host:port), or none with "
+                            "--proxy ''; by default HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY are read, "
+                            "as curl does")
     p_get.add_argument("-i", "--include", action="store_true",
                        help="write the status line and headers to stdout, before the body")
     p_get.add_argument("-v", "--verbose", action="store_true",

@@ -1037,6 +1037,21 @@ def test_get_through_a_proxy(tmp_path: Path) -> None:
         server.close_all_connections()
     assert proc.returncode == 0 and proc.stdout == "from the proxy\n", proc
     assert asked == ["http://origin.invalid/path?q=1"]
+    # The environment's proxy is used by default, and --proxy '' turns it off.
+    env_proxy = {"HTTP_PROXY": f"http://127.0.0.1:{port}", "NO_PROXY": ""}
+    server = greenhttps.http.create_server(proxy).listen(port, "127.0.0.1")
+    try:
+        for extra, expected in (([], 0), (["--proxy", ""], 1)):
+            proc = gevent.subprocess.run(
+                [sys.executable, "-m", "greenhttps", "get", "http://origin.invalid/env", *extra],
+                stdout=gevent.subprocess.PIPE, stderr=gevent.subprocess.PIPE, env={**_env(tmp_path), **env_proxy},
+                timeout=TIMEOUT, universal_newlines=True, check=False,
+            )
+            assert proc.returncode == expected, proc  # without the proxy: origin.invalid does not resolve
+    finally:
+        server.close()
+        server.close_all_connections()
+    assert asked == ["http://origin.invalid/path?q=1", "http://origin.invalid/env"]
 
 
 def test_tls_failure_names_the_host_and_how_to_trust_a_ca(tmp_path: Path, echo_server: int) -> None:
