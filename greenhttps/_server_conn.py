@@ -304,7 +304,9 @@ class ServerConnection:
                 self._client_error(exc)
                 return
             except DeadlineExceeded:
-                self._client_error(errors.ProtocolError("request headers timeout", "ERR_HTTP_REQUEST_TIMEOUT", status_hint=408))
+                self._client_error(errors.ProtocolError(
+                    f"request headers timeout: the head did not arrive within {format_ms(server.headers_timeout)}",
+                    "ERR_HTTP_REQUEST_TIMEOUT", status_hint=408))
                 return
             if head is None:
                 return

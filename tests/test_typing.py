@@ -237,3 +237,28 @@ def test_tls_handshake_timeouts_say_the_value(silent_port: int) -> None:
     finally:
         server.close()
     assert "TLS handshake timeout after 50 ms" in str(seen[0])
+
+
+def test_server_headers_timeout_error_says_the_value() -> None:
+    """A head that does not arrive within ``headers_timeout`` (a timedelta here): the
+    'clientError' says how long the server waited."""
+    seen: list[BaseException] = []
+    server = greenhttps.http.create_server(headers_timeout=datetime.timedelta(milliseconds=100))
+
+    def on_client_error(err: BaseException, sock: Any) -> None:
+        seen.append(err)
+        sock.destroy()
+
+    server.on("clientError", on_client_error)
+    server.listen(0, "127.0.0.1")
+    client = gsocket.create_connection(("127.0.0.1", server.address()["port"]))  # type: ignore[index]
+    try:
+        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+        with gevent.Timeout(5):
+            while not seen:
+                gevent.sleep(0.01)
+    finally:
+        client.close()
+        server.close()
+    assert getattr(seen[0], "code", None) == "ERR_HTTP_REQUEST_TIMEOUT"
+    assert "the head did not arrive within 100 ms" in str(seen[0])
