@@ -23,6 +23,9 @@ DOCS_REQUIRES = [
 # br and zstd.  Python 3.14's compression.zstd serves too when zstandard is absent.
 DECODE_REQUIRES = ["brotli>=1.2", "zstandard>=0.22"]
 
+# examples/distributed_crawl (the README's "Beyond one machine"): Celery and redis-py.
+CRAWL_REQUIRES = ["celery[redis]>=5.4", "redis"]
+
 TEST_REQUIRES = [
     "pytest",
     "pytest-timeout",
@@ -42,6 +45,9 @@ TEST_REQUIRES = [
     # real proxy, HTTP CONNECT and forward (tests/test_fetch_proxy.py).
     *DECODE_REQUIRES,
     "pproxy>=2.7",
+    # examples/distributed_crawl: real Celery workers on a real Redis
+    # (tests/test_distributed_crawl.py).
+    *CRAWL_REQUIRES,
     # The typing test: mypy over tests/typing_usage.py (tests/test_typing.py).
     "mypy",
 ]
@@ -70,6 +76,7 @@ setup(
         "fast": ["httptools>=0.6"],
         # fetch() decodes br and zstd bodies too (and says so in Accept-Encoding).
         "decode": DECODE_REQUIRES,
+        "crawl": CRAWL_REQUIRES,
         "test": TEST_REQUIRES,
         "docs": DOCS_REQUIRES,
         "dev": [*TEST_REQUIRES, "mypy", "types-gevent", "ruff"],

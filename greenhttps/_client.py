@@ -44,6 +44,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Mapping, overload
 
 import gevent
+import greenlet
 from gevent.event import AsyncResult
 
 from . import errors
@@ -77,6 +78,11 @@ _INF = float("inf")
 
 
 # ------------------------------------------------------------ ClientRequest
+
+
+class _Interrupted(BaseException):
+    """Internal: thrown into a request's greenlet waiting for its connection, when
+    another greenlet aborts or destroys the request."""
 
 
 @node_aliases
@@ -221,10 +227,20 @@ class ClientRequest(OutgoingMessage):
             self.agent, self._name, self._opts, self.method, self._deadline, _idle_callback(self)
         )
         try:
-            self.socket = exchange.acquire(self)
+            self._acquiring = gevent.getcurrent()
+            try:
+                self.socket = exchange.acquire(self)
+            finally:
+                self._acquiring = None
+            if self.destroyed:  # aborted in the instant the connection came: send nothing
+                exchange.discard()
+                return
             self.reused_socket = exchange.reused
             self.emit("socket", self.socket)
             exchange.send_head(pairs, head, framing, body, end)
+        except _Interrupted:
+            self._interrupted(exchange)
+            return
         except errors.InvalidArgumentError:
             exchange.discard()
             raise
@@ -359,10 +375,43 @@ class ClientRequest(OutgoingMessage):
         if self._exchange is not None:
             self._exchange.discard()
 
+    _acquiring: greenlet.greenlet | None = None
+
+    def _interrupt_acquire(self) -> bool:
+        """Wake the greenlet waiting for a pool slot or connecting, from another one
+        (an abort, a destroy): it gives the slot back and sends nothing.  True if it
+        was connecting (Node: the request already has its socket)."""
+        waiting = self._acquiring
+        if waiting is None or waiting is gevent.getcurrent() or self._exchange is None:
+            return False
+        gevent.kill(waiting, _Interrupted)  # thrown at its next switch back, not now
+        return self._exchange.dialing
+
+    def _interrupted(self, exchange: ClientExchange) -> None:
+        """In the request's greenlet, after :meth:`_interrupt_acquire`: Node's order for
+        an abort before connect (test-http-abort-before-end and the http.request docs):
+        ``'socket'``, ``'abort'``, ``'error'`` (socket hang up, ECONNRESET), ``'close'``.
+        An abort while still queued was announced by :meth:`abort` itself."""
+        exchange.discard()
+        if not exchange.dialing:
+            return
+        self.socket = unconnected_socket()
+        self.emit("socket", self.socket)
+        if self.aborted:
+            self.emit("abort")
+        err = self._destroy_error or errors.ConnectionResetError("socket hang up")
+        if not self.emit("error", err):
+            logger.debug("%r: %s (no 'error' listener)", self, err)
+        self._emit_close()
+
+    _destroy_error: BaseException | None = None
+
     def abort(self) -> None:
         """Abort the request: close its connection.  Node 20's order: with a socket,
         ``'abort'``, the response's ``'aborted'``, ``'close'``, the response's
-        ``'close'``; before one, ``'close'`` then ``'abort'`` (and nothing is sent)."""
+        ``'close'``; while connecting, ``'socket'``, ``'abort'``, ``'error'`` (socket
+        hang up), ``'close'``; before a pool slot, ``'close'`` then ``'abort'``.
+        Nothing more is sent, and a request still waiting gives up at once."""
         if self.aborted:
             return
         self.aborted = True
@@ -371,6 +420,8 @@ class ClientRequest(OutgoingMessage):
         self._discard_connection()
         if not self._result.ready():
             self._result.set_exception(errors.ConnectionResetError("request aborted", "ECONNRESET"))
+        if not had_socket and self._interrupt_acquire():
+            return  # the request's greenlet tells the rest, in Node's order
         if not had_socket:
             # Node 20 emits both on the next tick, so listeners added right after
             # abort() still hear them.
@@ -395,11 +446,19 @@ class ClientRequest(OutgoingMessage):
         err = error or errors.ConnectionResetError("socket hang up")
         if not self._result.ready():
             self._result.set_exception(err)
-        res = self.res
-        if res is not None and not res.complete:
-            res._abort(err)
+        if self.socket is None:
+            self._destroy_error = error
+            if self._interrupt_acquire():
+                return self  # the request's greenlet emits 'socket', 'error', 'close'
+        
+        # Node 20's order after a response: the request's 'error' (if given), the
+        # response's 'aborted', 'close', the response's 'error' (ECONNRESET
+        # "aborted", only to a listener), the response's 'close'.
         if error is not None:
             self.emit_error(error)
+        res = self.res
+        if res is not None and not res.complete:
+            res._abort(errors.ConnectionResetError("aborted"))
         self._emit_close()
         return self
 

@@ -83,7 +83,7 @@ class ClientExchange:
     __slots__ = (
         "agent", "name", "opts", "method", "deadline", "conn", "socket", "reused",
         "close_delimited", "body_done", "_replay", "_trailers", "_reclaim", "_on_idle", "_watch", "_reading",
-        "trailing_error", "__weakref__",
+        "trailing_error", "dialing", "__weakref__",
     )
 
     def __init__(self, agent: Agent, name: str, opts: Mapping[str, Any], method: str,
@@ -101,6 +101,8 @@ class ClientExchange:
         self.close_delimited = False
         #: The response body has been read to its end.
         self.body_done = False
+        #: :meth:`acquire` got a permit and is connecting (not waiting in the queue).
+        self.dialing = False
         #: The parse error for bytes after the response (set by :meth:`release`).
         self.trailing_error: errors.ProtocolError | None = None
         self._replay: tuple[HeaderPairs, bytes, tuple[str, int, bool], bytes] | None = None
@@ -128,6 +130,7 @@ class ClientExchange:
         agent, name = self.agent, self.name
         conn = agent.acquire(name, waiter)
         if conn is None:
+            self.dialing = True  # past the queue: Node's request has its socket now
             conn = self._dial()
         else:
             self.reused = True

@@ -149,6 +149,9 @@ class IncomingMessage(EventEmitter):
             raise
 
     def _abort(self, exc: BaseException) -> None:
+        """The body will not end: ``'aborted'``, the request's ``'close'`` (client),
+        then -- as Node 20, whose message is destroyed with an error -- ``'error'``
+        (ECONNRESET "aborted") to a listener, if there is one, and ``'close'``."""
         self._error = exc
         if not self.aborted:
             self.aborted = True
@@ -157,6 +160,8 @@ class IncomingMessage(EventEmitter):
             if on_finish is not None:
                 self._on_finish = None
                 on_finish()
+            if self.listener_count("error"):
+                self.emit("error", errors.ConnectionResetError("aborted"))
             self.emit("close")
 
     def read(self, size: int = -1) -> bytes:

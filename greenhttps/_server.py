@@ -53,6 +53,12 @@ __all__ = ["Server", "PlainServer", "create_server"]
 TLS_ON_MEMORY_BIOS = os.environ.get("GREENHTTPS_TLS_BIO", "") == "1"
 
 _TLS_ONLY = frozenset(_tls.SERVER_TLS_KEYS)
+#: TLS options that belong to the server, not to its identity: ``set_secure_context``
+#: keeps them from ``create_server`` (Node keeps ``requestCert``, ``rejectUnauthorized``,
+#: ``SNICallback`` and ``ALPNProtocols`` on the server object, outside the context).
+_KEPT_BY_SERVER = ("request_cert", "reject_unauthorized", "sni_callback", "alpn_protocols")
+#: Kept too unless given again, as Node's ``setSecureContext`` keeps them.
+_KEPT_UNLESS_GIVEN = ("min_version", "max_version")
 
 
 def _start_greenlet(run: Callable[[], None]) -> greenlet.greenlet:
@@ -149,10 +155,10 @@ class Server(EventEmitter):
         self._context: _tls.Context | None
         opts = merge_options(SERVER_OPTIONS, options, kwargs, what=type(self).__name__)
         tls = {name: opts.pop(name) for name in _TLS_ONLY if name in opts}
+        #: The TLS options given (for set_secure_context, which keeps some of them).
+        self._tls_options = {k: v for k, v in tls.items() if v is not None}
         if self.secure:
-            self._context = _tls.create_server_context(**{k: v for k, v in tls.items() if v is not None})
-            if tls.get("ssl_context") is None:
-                _record_servername(self._context)  # ours to configure (never the user's)
+            self._context = _server_context(self._tls_options)
         else:
             given = sorted(name for name, value in tls.items() if value is not None)
             if given:
@@ -383,12 +389,62 @@ class Server(EventEmitter):
             self.on("timeout", callback)
         return self
 
+    def set_secure_context(self, options: Mapping[str, Any]) -> None:
+        """Replace the server's TLS identity for connections accepted from now on
+        (Node's ``server.setSecureContext(options)``, Node 11+).
+
+        ``options`` are ``create_server``'s TLS options (camelCase accepted): ``key``,
+        ``cert``, ``pfx``, ``passphrase``, ``ca``, ``ciphers``, ``crl``, ``dhparam``,
+        ``ecdh_curve``, ``secure_protocol``, ``honor_cipher_order`` or a ready
+        ``ssl_context``.  As in Node, they replace the context's options as a whole
+        (one not given is back at its default), except ``min_version`` and
+        ``max_version``, kept unless given; ``request_cert``,
+        ``reject_unauthorized``, ``sni_callback`` and ``alpn_protocols`` stay the
+        server's from ``create_server`` and are ignored here, as are the non-TLS
+        server options (so the dict given to ``create_server`` may be passed again).
+
+        Connections already open (or in their handshake) keep the identity they
+        were accepted with.  A context that cannot be built (wrong passphrase, a key
+        that does not match its certificate) raises, and the old one stays.  Rotate a
+        certificate without a restart::
+
+            server.set_secure_context({"key": open("key.pem", "rb").read(),
+                                       "cert": open("cert.pem", "rb").read()})
+        """
+        if not isinstance(options, Mapping):
+            raise errors.InvalidArgumentError(
+                f'The "options" argument must be a mapping, not {type(options).__name__}', "ERR_INVALID_ARG_TYPE")
+        if not self.secure:
+            raise TypeError("greenhttps.http.Server has no TLS context to set")
+        given = merge_options(SERVER_OPTIONS, options, what="set_secure_context", defaults=False)
+        tls = {name: value for name, value in given.items()
+               if name in _TLS_ONLY and name not in _KEPT_BY_SERVER and value is not None}
+        kept = self._tls_options
+        # A ready ssl_context is used as it is: only the two names that decide
+        # `authorized` may stand beside it (see _tls).
+        keep = (("request_cert", "reject_unauthorized") if "ssl_context" in tls
+                else (*_KEPT_BY_SERVER, *(name for name in _KEPT_UNLESS_GIVEN if name not in tls)))
+        tls.update((name, kept[name]) for name in keep if kept.get(name) is not None)
+        context = _server_context(tls)  # raises before anything changes
+        self._context = context
+        self._tls_options = tls
+
     # -------------------------------------------------------------- closing
 
     def close(self, callback: Callable[..., Any] | None = None) -> Server:
         """Stop accepting now; close idle connections now; let in-flight requests
         finish (with ``Connection: close``); then emit ``'close'`` and call
-        ``callback``."""
+        ``callback``.
+
+        Idle means between requests with nothing of the next one arrived.  Not idle,
+        so served: a request partly received (B-11); one whose bytes wait unread in
+        the kernel's or OpenSSL's buffer (looked at again just before the close); and
+        a connection accepted before ``close()`` that has not had its first request
+        yet, still in its TLS handshake or just out of it (as in Node 20; bounded by
+        ``headers_timeout``).  What no server can answer is a request sent on an
+        idle connection after its close went out: that client reads EOF, and may
+        retry (RFC 9112 §9.3.1).
+        """
         if self._listener is None:
             if callback is not None:
                 # As Node: the callback hears why; 'close' listeners get no arguments.
@@ -468,6 +524,14 @@ class Server(EventEmitter):
 # Node spells them ``server.headersTimeout``, so each gets its camelCase twin, which
 # reads and writes the snake_case attribute.  (``timeout`` is its own spelling.)
 attribute_aliases(*(name for name in SERVER_OPTIONS if name not in _TLS_ONLY and "_" in name))(Server)
+
+
+def _server_context(tls: Mapping[str, Any]) -> _tls.Context:
+    """The server's context from its TLS options (None values already dropped)."""
+    context = _tls.create_server_context(**tls)
+    if tls.get("ssl_context") is None:
+        _record_servername(context)  # ours to configure (never the user's)
+    return context
 
 
 def _record_servername(ctx: Any) -> None:

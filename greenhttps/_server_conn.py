@@ -40,7 +40,7 @@ reading frames in its greenlet and running each stream's handler in a greenlet o
 own, with a per-stream channel and body reader in place of this class's methods;
 ``Server``, ``IncomingMessage`` and ``ServerResponse`` would not change.
 
-Size: about 630 lines, past STYLE's guide, because it is one state machine whose
+Size: about 760 lines, past STYLE's guide, because it is one state machine whose
 states every part reads: the handshake, the request loop, the watch's two callbacks,
 Node's timeout rules and the close.  The TLS handshake (about 80 lines) is the part
 that could move to a module of its own; it has not yet.
@@ -49,6 +49,7 @@ that could move to a module of its own; it has not yet.
 from __future__ import annotations
 
 import enum
+import select
 import socket
 import ssl
 import time
@@ -56,6 +57,7 @@ from typing import Any, Protocol
 
 import gevent
 import greenlet
+from gevent import monkey
 from gevent.event import Event
 
 from . import _verify, errors
@@ -85,6 +87,10 @@ _FAIR_SHARE = 8
 
 #: The parser class servers use (chosen once, at import; see _parsers).
 SERVER_PARSER = parser_class()
+
+#: select.poll, even in a monkey-patched process (gevent removes it): a zero-timeout
+#: look at one descriptor, for close(); select() would fail past descriptor 1023.
+_original_poll = monkey.get_original("select", "poll")
 
 
 class ServerSide(Protocol):
@@ -285,7 +291,10 @@ class ServerConnection:
         turn, streak = -1.0, 0
         while True:
             self.state = ConnState.WAITING
-            if server._closing:
+            # A closing server ends the connection here unless a request has begun to
+            # arrive (it is served, with Connection: close) or none has come yet: the
+            # client of a connection accepted before close() is sending its first.
+            if server._closing and not first and not self.input_waiting():
                 return
             try:
                 if first:
@@ -711,13 +720,46 @@ class ServerConnection:
             self.socket.destroy()
 
     def close_if_idle(self) -> bool:
-        """Close now if waiting between requests; True if it did.  A connection with
-        part of a request received is not idle (Node 19+, B-11): it is served, with
-        ``Connection: close`` once the server is closing."""
-        wire = self.wire
-        if wire is not None and self.state is ConnState.WAITING and wire.head_started:
+        """Close if idle between requests; True if it will be.
+
+        Not idle, so served (with ``Connection: close`` once the server is closing):
+        a connection with part of a request received (Node 19+, B-11); one whose
+        next request has begun to arrive but is not parsed yet (bytes in the
+        kernel's or OpenSSL's buffer); and, as in Node 20, one that has not had its
+        first request (still in its TLS handshake, or just out of it): its client
+        is about to send one, and closing it would drop that request
+        (``headers_timeout`` bounds the wait).
+        """
+        if self.state is not ConnState.WAITING or self.greenlet is None or self.requests_served == 0:
             return False
-        if self.state in (ConnState.WAITING, ConnState.HANDSHAKE) and self.greenlet is not None:
-            gevent.kill(self.greenlet)
-            return True
-        return False
+        if self.input_waiting():
+            return False
+        # Checked again at the throw (gevent.kill's is deferred the same way): by
+        # then the greenlet may have woken for a request and be serving it.
+        gevent.get_hub().loop.run_callback(self._kill_if_idle)
+        return True
+
+    def _kill_if_idle(self) -> None:
+        glet = self.greenlet
+        if self.state is ConnState.WAITING and glet is not None and not glet.dead and not self.input_waiting():
+            glet.throw(gevent.GreenletExit)
+
+    def input_waiting(self) -> bool:
+        """Has something of the peer's arrived that the greenlet has not read yet --
+        part of a request, or its close?  Never reads, never waits."""
+        wire = self.wire
+        if wire is None or wire.head_started:
+            return wire is not None
+        sock = wire.sock
+        try:
+            pending = getattr(sock, "pending", None)
+            if pending is not None and pending():
+                return True  # decrypted by OpenSSL already, not yet read
+            incoming = getattr(sock, "_in", None)  # a BioSSLSocket's memory BIO
+            if incoming is not None and incoming.pending:
+                return True
+            poller = _original_poll()
+            poller.register(sock.fileno(), select.POLLIN)
+            return bool(poller.poll(0))
+        except (OSError, ValueError):
+            return False

@@ -56,12 +56,20 @@ import ssl
 import time
 from typing import Callable, Sequence
 
+from gevent.monkey import get_original
+
 from . import _sockio, errors
 from ._options import format_ms
 from ._parse import Head, HeaderPairs, Parser
 from ._tlsbio import BioSSLSocket
 from ._wire_format import Framing, OutgoingFraming, response_head
 from .errors import IdleTimeout
+
+#: The real select.select, even in a monkey-patched process: gevent's yields to the
+#: hub even with a zero timeout, and the Agent's bookkeeping around
+#: :meth:`Wire.is_reusable_idle` must not yield (a request dialing meanwhile went
+#: past max_sockets: tests/test_distributed_crawl.py, under Celery's gevent pool).
+_select = get_original("select", "select")
 
 __all__ = ["Wire", "Head", "DeadlineExceeded", "IdleTimeout", "HeaderPairs"]
 
@@ -581,8 +589,6 @@ class Wire:
         A readable idle keep-alive socket means the server closed it (EOF) or sent
         something unasked; neither can carry our next request.
         """
-        import select
-
         sock = self.sock
         if self.closed:
             return False
@@ -590,7 +596,7 @@ class Wire:
             fd = sock.fileno()
             if fd < 0:
                 return False
-            readable, _, _ = select.select([fd], [], [], 0)
+            readable, _, _ = _select([fd], [], [], 0)
         except (OSError, ValueError):
             return False
         if not readable:

@@ -19,9 +19,19 @@ The arbiter's contract, and how it is kept:
   ``timeout / 2`` seconds (and at most once a second); a worker whose event loop is
   blocked stops notifying and the arbiter kills it (``--timeout``).
 * **SIGTERM** (graceful: also what the arbiter sends to old workers on SIGHUP reload
-  and on ``max_requests``): stop accepting at once, close idle keep-alive
-  connections, let requests in flight finish (their responses say ``Connection:
-  close``) for up to ``--graceful-timeout`` seconds, then close what is left and exit.
+  and on ``max_requests``): stop accepting at once and close the worker's copies of
+  the listening sockets (after the arbiter's TERM, new connections are then refused
+  rather than queued and reset), close idle keep-alive connections, let requests in
+  flight finish (their responses say ``Connection: close``) for up to
+  ``--graceful-timeout`` seconds, then close what is left and exit.  Not idle, and
+  so served: a connection that has not had its first request yet, and one whose
+  next request has begun to arrive (see ``Server.close``).
+* **SIGHUP** goes to the arbiter, which starts new workers and sends SIGTERM to the
+  old ones; the listening sockets stay open, so connections wait in the backlog
+  for the new workers.  The new workers read ``--certfile``/``--keyfile`` again: a
+  certificate is rotated by replacing both files, then sending SIGHUP.  Tested
+  under load (tests/test_gunicorn_reload.py): three reloads that rotate the
+  certificate and a final SIGTERM, clients that never retry, nothing dropped.
 * **SIGQUIT / SIGINT**: exit at once (gunicorn's ``handle_quit``).
 * **max_requests** (+ jitter, drawn by gunicorn): after that many requests the worker
   shuts down gracefully as for SIGTERM and the arbiter starts a fresh one.
@@ -268,6 +278,14 @@ class Worker(base.Worker):
 
         for server in servers:
             server.close(one_closed)
+        # The worker's own copies of the arbiter's sockets too (its server closed a
+        # duplicate): the kernel keeps queueing connections for a listening socket
+        # while any process holds it, and resets them when the last one closes it.
+        # The arbiter closes its copy on SIGTERM; once the workers have closed theirs,
+        # new connections are refused rather than queued and reset.  (On SIGHUP the
+        # arbiter keeps its copy: the new workers accept from the same socket.)
+        for sock in self.sockets:
+            sock.close()
         deadline = time.monotonic() + float(self.cfg.graceful_timeout)
         interval = max(0.05, min(1.0, float(self.timeout or 1.0)))
         while not closed.is_set():

@@ -36,6 +36,7 @@ _NOT_HUB_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 _TOOL_MARKERS = {"needs_node": "node", "needs_curl": "curl", "needs_openssl": "openssl", "needs_haproxy": "haproxy"}
+_TOOL_MARKERS["needs_redis"] = "redis-server"  # tests/test_distributed_crawl.py: a real broker
 
 
 # ----------------------------------------------------------------------- hooks
@@ -51,6 +52,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "needs_curl": "talks to a curl peer (skipped when curl is not on PATH, fails in CI)",
         "needs_openssl": "talks to an openssl peer (skipped when openssl is not on PATH, fails in CI)",
         "needs_haproxy": "runs behind a real HAProxy (skipped when haproxy is not on PATH, fails in CI)",
+        "needs_redis": "starts a redis-server (skipped when it is not on PATH, fails in CI)",
     }.items():
         if name not in known:
             config.addinivalue_line("markers", f"{name}: {text}")

@@ -278,3 +278,149 @@ def test_re_emitting_connection_with_a_connect_socket_is_harmless(make_server: C
         assert helpers.read_response(again).status == 200
     finally:
         again.close()
+
+
+def full_backlog_port() -> tuple[int, list[stdlib_socket.socket]]:
+    """A listener whose accept queue is full and never drained: a new connection to
+    it hangs in the handshake (the kernel drops its SYNs), on loopback."""
+    listener = stdlib_socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    held = [listener]
+    for _ in range(8):
+        filler = stdlib_socket.socket()
+        filler.setblocking(False)
+        try:
+            filler.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        held.append(filler)
+    time.sleep(0.2)
+    return port, held
+
+
+def test_abort_before_connect_is_nodes_order_and_at_once() -> None:
+    """B-82's "abort() before connect" row, checked with node 20 against the same kind
+    of never-accepting listener: 'socket', 'abort', 'error' (socket hang up,
+    ECONNRESET), 'close' -- at once, not when the connect would have timed out."""
+    port, held = full_backlog_port()
+    events: list[Any] = []
+    start = time.monotonic()
+
+    def run() -> None:
+        req = greenhttps.http.request({"host": "127.0.0.1", "port": port, "agent": False, "timeout": 10_000})
+        req.on("socket", lambda sock: events.append("socket"))
+        req.on("abort", lambda: events.append("abort"))
+        req.on("error", lambda err: events.append(("error", err.code, str(err).split(" [")[0])))
+        req.on("close", lambda: events.append("close"))
+        gevent.spawn_later(0.3, req.abort)
+        req.end()
+
+    try:
+        gevent.spawn(run).join(5)
+        with gevent.Timeout(5):
+            while "close" not in events:
+                gevent.sleep(0.01)
+        assert events == ["socket", "abort", ("error", "ECONNRESET", "socket hang up"), "close"]
+        assert time.monotonic() - start < 2
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_abort_while_queued_for_a_slot_sends_nothing(make_server: Callable[..., Any], ca_pem: bytes) -> None:
+    """A request aborted while it waits for a pool slot gives up at once ('close',
+    'abort', no error, as Node before a socket is assigned) and is never sent, even
+    when the slot frees later."""
+    seen: list[str] = []
+
+    def handler(req: Any, res: Any) -> None:
+        seen.append(req.url)
+        if req.url == "/slow":
+            gevent.sleep(0.5)
+        res.end("x")
+
+    srv = make_server(handler)
+    opts = {"hostname": "localhost", "port": srv.address()["port"], "ca": ca_pem}
+    agent = greenhttps.Agent(keep_alive=True, max_sockets=1)
+    try:
+        first = greenhttps.request({**opts, "path": "/slow", "agent": agent}, lambda res: res.resume())
+        first.end()
+        events: list[Any] = []
+        req = greenhttps.request({**opts, "path": "/queued", "agent": agent})
+        for name in ("socket", "abort", "close", "response", "error"):
+            req.on(name, lambda *args, name=name: events.append(name))
+        gevent.spawn_later(0.1, req.abort)
+        start = time.monotonic()
+        req.end()
+        assert time.monotonic() - start < 0.4  # it did not wait for the slot
+        gevent.sleep(1.0)
+        assert events == ["close", "abort"]
+        assert seen == ["/slow"]
+    finally:
+        agent.destroy()
+
+
+NODE_DESTROY_AFTER_RESPONSE = """
+const http = require('http');
+const server = http.createServer((req, res) => res.write('part'));
+server.listen(0, '127.0.0.1', () => {
+  const out = {};
+  let pending = 4;
+  for (const [listen, give] of [[false, true], [true, true], [false, false], [true, false]]) {
+    const ev = [];
+    const req = http.get({port: server.address().port, agent: false}, res => {
+      res.on('aborted', () => ev.push('res aborted'));
+      if (listen) res.on('error', e => ev.push('res error ' + e.code + ' ' + e.message));
+      res.on('close', () => { ev.push('res close'); out[listen + ',' + give] = ev;
+                              if (--pending === 0) { console.log(JSON.stringify(out)); process.exit(0); } });
+      res.on('data', () => req.destroy(give ? new Error('boom') : undefined));
+    });
+    req.on('error', e => ev.push('req error ' + e.message));
+    req.on('close', () => ev.push('req close'));
+  }
+});
+"""
+
+
+@pytest.mark.needs_node
+def test_destroy_after_response_is_nodes_order(make_server: Callable[..., Any], tmp_path: Path) -> None:
+    """``req.destroy(err)`` from the response's first ``'data'``: the request's
+    ``'error'``, the response's ``'aborted'``, the request's ``'close'``, the
+    response's ``'error'`` (ECONNRESET "aborted", only to a listener: Node's
+    IncomingMessage emits it only then), the response's ``'close'`` -- the four
+    combinations as node 20 gives them (lib/_http_incoming.js ``onError``)."""
+    import json as json_module
+
+    script = tmp_path / "destroy.js"
+    script.write_text(NODE_DESTROY_AFTER_RESPONSE)
+    proc = helpers.run_command(["node", str(script)], timeout=15)
+    node = json_module.loads(proc.stdout.decode().strip().splitlines()[-1])
+
+    def handler(req: Any, res: Any) -> None:
+        res.write("part")
+        gevent.sleep(2)
+
+    srv = make_server(handler, tls=False)
+    ours: dict[str, list[str]] = {}
+    for listen in (False, True):
+        for give in (True, False):
+            ev: list[str] = []
+            done = gevent.event.Event()
+
+            def on_response(res: Any, ev: list[str] = ev, listen: bool = listen, give: bool = give,
+                            done: gevent.event.Event = done) -> None:
+                res.on("aborted", lambda: ev.append("res aborted"))
+                if listen:
+                    res.on("error", lambda e: ev.append(f"res error {e.code} {str(e).split(' [')[0]}"))
+                res.on("close", lambda: (ev.append("res close"), done.set()))
+                res.on("data", lambda chunk: req.destroy(Exception("boom") if give else None))
+
+            req = greenhttps.http.get({"host": "127.0.0.1", "port": srv.address()["port"], "agent": False},
+                                      on_response)
+            req.on("error", lambda e, ev=ev: ev.append(f"req error {e}"))
+            req.on("close", lambda ev=ev: ev.append("req close"))
+            assert done.wait(5)
+            ours[f"{str(listen).lower()},{str(give).lower()}"] = ev
+    assert ours == node
