@@ -48,6 +48,8 @@ TEST_REQUIRES = [
     # examples/distributed_crawl: real Celery workers on a real Redis
     # (tests/test_distributed_crawl.py).
     *CRAWL_REQUIRES,
+    # The typing test: mypy over tests/typing_usage.py (tests/test_typing.py).
+    "mypy",
 ]
 
 setup(

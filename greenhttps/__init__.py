@@ -33,6 +33,7 @@ from ._outgoing import STATUS_CODES
 from ._response import ServerResponse
 from ._server import Server, create_server
 from ._socket import Socket
+from ._types import AgentOptions, FetchOptions, ListenOptions, RequestOptions, ServerOptions
 from .errors import Error
 
 __version__ = "0.1.0"
@@ -52,13 +53,18 @@ from ._fetch import Response, Retry, fetch  # noqa: E402  (fetch() builds on bot
 
 __all__ = [
     "Agent",
+    "AgentOptions",
     "ClientRequest",
     "Error",
+    "FetchOptions",
     "IncomingMessage",
+    "ListenOptions",
+    "RequestOptions",
     "Response",
     "Retry",
     "STATUS_CODES",
     "Server",
+    "ServerOptions",
     "ServerResponse",
     "Socket",
     "create_server",
@@ -74,6 +80,7 @@ __all__ = [
 
 # Show the public names where users import them from (reprs, help(), docs, pickle).
 for _obj in (Agent, ClientRequest, IncomingMessage, Server, ServerResponse, Socket, Error,
-             create_server, get, request):
+             create_server, get, request,
+             AgentOptions, FetchOptions, ListenOptions, RequestOptions, ServerOptions):
     _obj.__module__ = __name__
 del _obj

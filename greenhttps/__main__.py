@@ -1,48 +1,88 @@
-"""``python -m greenhttps``: an HTTPS server (demo or static files), and a small
-curl-like client.
+"""``python -m greenhttps`` (or the ``greenhttps`` command): an HTTPS server (a demo
+or static files) and a small curl.
 
-    python -m greenhttps [serve] [DIR] [--host H] [--port P] [--cert F --key F | --pfx F]
-    python -m greenhttps get URL [--ca FILE] [-k] [-o FILE] [-H 'Name: value'] [-X M] [-d DATA]
+    greenhttps [serve] [DIR] [--host H] [--port P] [--cert F --key F | --pfx F]
+    greenhttps get URL [--ca FILE] [-k] [-L] [-i] [-v] [-s] [-u USER:PASS] [--compressed]
+                       [--proxy URL] [-o FILE] [-H 'Name: value'] [-X M] [-d DATA | -d @FILE]
+    greenhttps help [COMMAND]        greenhttps --version
 
 Without DIR the server answers every request with a JSON description of it (the
 demo); with DIR it serves the files under DIR (``greenhttps._static``).  Without a
 certificate it makes a development CA and certificate once (kept in the user cache
 folder, never in the repository) and prints the exact commands that reach it with
-verification on.  Its first line is the URL, with the real port when ``--port 0``.
+verification on.  Its first line is the URL, with the real port when ``--port 0`` and
+an address reachable where it listens.  One access-log line per response goes to
+stderr (the ``greenhttps.access`` logger).  SIGINT or SIGTERM stops it (Node's
+``server.close()``; a second one drops requests in flight), whatever state its
+output streams are in: a closed pipe on stdout or stderr does not keep it running.
 
-``get`` prints the status and headers to stderr and the body to stdout (or ``-o``),
-with a progress bar on stderr for large or slow downloads when stderr is a terminal
-and the body is not going to that terminal.
+``get`` is in ``greenhttps._cli_get``.  Exit statuses: 0; 1 for a network, TLS or
+file error; 2 for bad arguments or a bad URL; 22 for an HTTP status >= 400; 130 when
+interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import os
 import signal
+import socket
 import sys
-import time
 from typing import Any, Sequence
 
 import gevent
 
 import greenhttps
 
+from . import _cli_get
 from ._static import StaticFiles
 from .devcert import dev_certificate
 
-_COMMANDS = ("serve", "get")
+_COMMANDS = ("serve", "get", "help")
+
+EXIT_STATUSES = (
+    "exit status: 0 success; 1 a network, TLS or file error (one line on stderr); "
+    "2 bad arguments or a bad URL; 22 an HTTP status of 400 or more (as curl --fail); "
+    "130 interrupted (Ctrl-C)."
+)
 
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def _fail(message: str, code: int = 1) -> int:
-    print(f"greenhttps: {message}", file=sys.stderr, flush=True)
-    return code
+_fail = _cli_get.fail
+
+
+def _say(stream: Any, text: str) -> None:
+    """Write a line and flush, never raising: a stream that is gone (the reader of a
+    pipe exited) is pointed at /dev/null, so that later writes and the interpreter's
+    final flush cannot fail either.  A server must stay stoppable whatever its output."""
+    try:
+        stream.write(text + "\n")
+        stream.flush()
+    except (OSError, ValueError):
+        _to_devnull(stream)
+
+
+def _to_devnull(stream: Any) -> None:
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, stream.fileno())
+        os.close(null)
+    except (OSError, ValueError):
+        pass
+
+
+class _QuietStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The access log's handler: a line it cannot write (stderr is a closed pipe) is
+    dropped, where logging's own handler would print a traceback -- to that stderr."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802  (logging's name)
+        _to_devnull(self.stream)
 
 
 # ------------------------------------------------------------------ serve
@@ -71,15 +111,53 @@ def _demo_handler(req: Any, res: Any) -> None:
 
 
 def _access_log_to_stderr() -> None:
-    """The server's access log (``access_log=True``: Combined Log Format plus the
-    duration, one line per response, ``aborted`` at the end of one cut short) goes
-    to stderr, line by line."""
+    """The server's access log (``access_log=True``: Combined Log Format -- time,
+    client, request line, status, bytes -- plus the duration, one line per response,
+    ``aborted`` at the end of one cut short) goes to stderr, line by line."""
     log = logging.getLogger("greenhttps.access")
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _QuietStreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False  # not again through the root logger's WARNING format
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _own_address(family: int) -> str | None:
+    """An address of this machine that others can reach: the one a datagram to a
+    documentation address (RFC 5737/3849) would leave from.  Nothing is sent."""
+    probe = "192.0.2.1" if family == socket.AF_INET else "2001:db8::1"
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.connect((probe, 9))
+            address = s.getsockname()[0]
+    except OSError:
+        return None
+    return None if ipaddress.ip_address(address.split("%")[0]).is_loopback else address
+
+
+def _urls(host: str, port: int) -> tuple[str, str]:
+    """(the URL to show, the one the printed commands use: it must match the
+    development certificate, which names localhost and the loopback addresses).
+
+    A wildcard (0.0.0.0, ::) listens everywhere: the URL shown is this machine's
+    address, the commands use localhost.  A named host or address is used as given.
+    """
+    local = f"https://localhost:{port}/"
+    if host in ("", "localhost"):
+        return local, local
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:  # a host name
+        return f"https://{host}:{port}/", f"https://{host}:{port}/"
+    if address.is_unspecified:
+        own = _own_address(socket.AF_INET6 if address.version == 6 else socket.AF_INET)
+        return (f"https://{_url_host(own)}:{port}/" if own else local), local
+    url = f"https://{_url_host(host)}:{port}/"
+    return url, (url if address.is_loopback else local)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -101,7 +179,7 @@ def serve(args: argparse.Namespace) -> int:
         else:
             dev = dev_certificate()
             options, ca_file = dev.server_options(), str(dev.ca_file)
-        server = greenhttps.create_server(options, on_request, access_log=True)
+        server = greenhttps.create_server(on_request, **options, access_log=True)
     except (greenhttps.Error, OSError, ValueError) as exc:  # unreadable, mismatched, passphrase
         return _fail(f"cannot load the certificate: {_one_line(exc)}")
     _access_log_to_stderr()
@@ -109,9 +187,11 @@ def serve(args: argparse.Namespace) -> int:
     def stop() -> None:
         # First signal: Node's server.close() -- stop accepting, let requests in
         # flight finish, then serve_forever() returns.  A second one drops them too.
+        # Close first, then say so: saying may fail (a closed pipe) and must not
+        # keep the server running (issue 20: only SIGKILL ended it).
         if server.listening:
-            print("greenhttps: stopping (again to drop requests in flight)", file=sys.stderr)
             server.close()
+            _say(sys.stderr, "greenhttps: stopping (again to drop requests in flight)")
         else:
             server.close_all_connections()
 
@@ -122,16 +202,21 @@ def serve(args: argparse.Namespace) -> int:
             server.listen(args.port, args.host)
         except (greenhttps.Error, OSError) as exc:
             return _fail(f"cannot listen on {args.host}:{args.port}: {_one_line(exc)}")
-        url = f"https://localhost:{server.address()['port']}/"  # type: ignore[index]  # real port
-        print(f"greenhttps {greenhttps.__version__}: serving HTTPS on {url}")
+        url, command_url = _urls(args.host, int(server.address()["port"]))  # type: ignore[index]  # real port
+        lines = [f"greenhttps {greenhttps.__version__}: serving HTTPS on {url}"]
+        if command_url != url:
+            lines.append(f"on this machine: {command_url}")
         if isinstance(on_request, StaticFiles):
-            print(f"files from {on_request.root} (GET/HEAD, Range, directory listings)")
+            lines.append(f"files from {on_request.root} (GET/HEAD, Range, directory listings)")
         if ca_file:
-            print(f"development CA (trust it to verify the server): {ca_file}")
-            print("reach it with verification on:")
-            print(f"  curl --cacert {ca_file} {url}")
-            print(f"  {sys.executable} -m greenhttps get {url} --ca {ca_file}")
-        print("Ctrl-C to stop.", flush=True)
+            lines.append(f"development CA (trust it to verify the server): {ca_file}")
+            if command_url != url:
+                lines.append("(its certificate names localhost and the loopback addresses only)")
+            lines.append("reach it with verification on:")
+            lines.append(f"  curl --cacert {ca_file} {command_url}")
+            lines.append(f"  {sys.executable} -m greenhttps get {command_url} --ca {ca_file}")
+        lines.append("Ctrl-C to stop.")
+        _say(sys.stdout, "\n".join(lines))
         server.serve_forever()
     finally:
         for handler in handlers:
@@ -139,223 +224,113 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-# -------------------------------------------------------------------- get
-
-
-def _size(n: float) -> str:
-    """``n`` bytes for people: ``512 B``, ``1.5 KiB``, ``3.0 MiB``."""
-    if n < 1024:
-        return f"{n:.0f} B"
-    for unit in ("KiB", "MiB", "GiB"):
-        n /= 1024
-        if n < 1024:
-            break
-    else:
-        unit = "TiB"
-        n /= 1024
-    return f"{n:.1f} {unit}"
-
-
-class _Progress:
-    """A one-line progress bar, redrawn in place (``\\r``) on a terminal.
-
-    It appears only for a large download (``LARGE`` bytes) or a slow one (still going
-    after ``SLOW`` seconds): a small quick answer shows no bar at all.  Redrawn at most
-    every ``INTERVAL`` seconds; :meth:`finish` draws the final state and a newline.
-    """
-
-    LARGE = 1 << 20
-    SLOW = 1.0
-    INTERVAL = 0.1
-    WIDTH = 24  # of the bar itself
-
-    def __init__(self, total: int | None, stream: Any) -> None:
-        self.total = total
-        self.stream = stream
-        self.received = 0
-        self.started = time.monotonic()
-        self._drawn_at: float | None = None
-        self._length = 0  # of the last line drawn, to blank out what a shorter one leaves
-
-    def update(self, count: int) -> None:
-        self.received += count
-        now = time.monotonic()
-        if self._drawn_at is None:
-            if self.received < self.LARGE and now - self.started < self.SLOW:
-                return
-        elif now - self._drawn_at < self.INTERVAL:
-            return
-        self._draw(now)
-
-    def finish(self) -> None:
-        """Draw the final state and end the line (nothing if no bar was due)."""
-        if self._drawn_at is None and self.received < self.LARGE:
-            return
-        self._draw(time.monotonic())
-        self.stream.write("\n")
-        self.stream.flush()
-
-    def _draw(self, now: float) -> None:
-        self._drawn_at = now
-        rate = f"{_size(self.received / max(now - self.started, 1e-3))}/s"
-        if self.total:  # the size is known: percentage and bar
-            done = min(self.received / self.total, 1.0)
-            filled = int(done * self.WIDTH)
-            bar = "#" * filled + " " * (self.WIDTH - filled)
-            line = (
-                f"{done * 100:3.0f}% [{bar}] {_size(self.received)} of {_size(self.total)}  {rate}"
-            )
-        else:
-            line = f"{_size(self.received)}  {rate}"
-        self.stream.write("\r" + line.ljust(self._length))
-        self.stream.flush()
-        self._length = len(line)
-
-
-def _wants_progress(args: argparse.Namespace) -> bool:
-    """A bar on a terminal's stderr, unless the body itself goes to that terminal."""
-    if args.no_progress or not sys.stderr.isatty():
-        return False
-    return bool(args.output) or not sys.stdout.isatty()
-
-
-def _copy(res: Any, out: Any, progress: _Progress | None) -> None:
-    for chunk in res:  # as it arrives: a streamed response shows as it streams
-        out.write(chunk)
-        out.flush()
-        if progress is not None:
-            progress.update(len(chunk))
-
-
-def get(args: argparse.Namespace) -> int:
-    headers: dict[str, str] = {}
-    for line in args.header:
-        name, sep, value = line.partition(":")
-        if not sep or not name.strip():
-            return _fail(f"bad header {line!r} (want 'Name: value')", 2)
-        headers[name.strip()] = value.strip()
-    options: dict[str, Any] = {
-        "method": args.method or ("POST" if args.data is not None else "GET"),
-        "headers": headers,
-    }
-    if args.timeout:
-        options["timeout"] = int(args.timeout * 1000)  # greenhttps takes milliseconds
-    secure = not args.url.startswith("http:")
-    progress: _Progress | None = None
-    if secure and args.insecure:
-        options["reject_unauthorized"] = False
-    try:
-        if secure and args.ca:
-            with open(args.ca, "rb") as f:
-                options["ca"] = f.read()
-        req = (greenhttps if secure else greenhttps.http).request(args.url, **options)
-        req.end(args.data.encode() if args.data is not None else None)
-        res = req.getresponse()
-        print(f"HTTP/{res.http_version} {res.status_code} {res.status_message}", file=sys.stderr)
-        for name, value in zip(res.raw_headers[0::2], res.raw_headers[1::2]):
-            print(f"{name}: {value}", file=sys.stderr)
-        sys.stderr.flush()
-        length = res.headers.get("content-length")
-        if _wants_progress(args):
-            total = int(length) if isinstance(length, str) and length.isdigit() else None
-            progress = _Progress(total, sys.stderr)
-        try:
-            if args.output:
-                with open(args.output, "wb") as out:
-                    _copy(res, out, progress)
-            else:
-                _copy(res, sys.stdout.buffer, progress)
-        finally:
-            if progress is not None:
-                progress.finish()  # also before an error: it then starts a fresh line
-    except BrokenPipeError as exc:
-        if args.output or isinstance(exc, greenhttps.Error):
-            return _fail(_one_line(exc))
-        # `get URL | head`: the reader of stdout has what it wanted.  Quietly, as curl;
-        # stdout goes to /dev/null so that the exit's final flush cannot complain.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    except (greenhttps.Error, OSError, ValueError) as exc:
-        return _fail(_one_line(exc))
-    return 0 if res.status_code < 400 else 22  # curl --fail's code for an HTTP error
-
-
 # ------------------------------------------------------------------- main
 
 
+def _port(text: str) -> int:
+    """An argparse type: a TCP port, 0 to 65535 (argparse says what is wrong, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port (0 to 65535; 0 takes a free one)")
+    return value
+
+
+def _prog() -> str:
+    """The program's name as invoked: ``greenhttps`` for the installed command,
+    ``python -m greenhttps`` for the module."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if not name or name in ("__main__.py", "-c", "-m"):
+        return "python -m greenhttps"
+    return name
+
+
 def _parser() -> argparse.ArgumentParser:
+    prog = _prog()
     parser = argparse.ArgumentParser(
-        prog="python -m greenhttps",
+        prog=prog,
         description="An HTTPS server (the default command: a demo, or the files in DIR) "
-        "and a small curl-like client.",
-        epilog="get exits 0 on success, 22 for an HTTP status of 400 or more (as curl --fail), "
-        "1 on a network or TLS error (one line on stderr), 2 on bad arguments.",
+        "and a small curl-like client, for gevent's greenhttps.",
+        epilog=f"'{prog} COMMAND --help' tells more of each command.  " + EXIT_STATUSES,
     )
-    commands = parser.add_subparsers(dest="command", metavar="{serve,get}")
+    parser.add_argument(
+        "-V", "--version", action="version",
+        version=f"greenhttps {greenhttps.__version__} (Python {sys.version.split()[0]}, gevent {gevent.__version__})",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="{serve,get,help}")
     p_serve = commands.add_parser(
         "serve",
-        help="HTTPS server: the files in DIR, or a JSON demo without DIR",
+        help="HTTPS server: the files in DIR, or a JSON demo without DIR (the default command)",
         description="Serve the files in DIR over HTTPS (directory listings, Range, "
         "conditional GET), or without DIR a demo answering every request with JSON. "
         "Without --cert/--key or --pfx a development certificate is made (once, in the "
         "user cache folder) and the commands that reach the server are printed. "
-        "One access-log line per response on stderr (Combined Log Format and the "
-        "duration in seconds).",
+        "One access-log line per response on stderr: Combined Log Format (time, client, "
+        "request line, status, bytes) and the duration in seconds. "
+        "SIGINT/SIGTERM: stop accepting and finish the requests in flight; a second one "
+        "drops them.",
+        epilog="exit status: 0 stopped by a signal; 1 the certificate or the address is "
+        "unusable; 2 bad arguments.",
     )
     p_serve.add_argument(
         "directory", nargs="?", metavar="DIR", help="serve the files in DIR (default: the demo)"
     )
     p_serve.add_argument(
-        "--host", default="localhost", help="address to listen on (default localhost)"
+        "--host", default="localhost",
+        help="address to listen on (default localhost; 0.0.0.0 or :: for every interface)",
     )
     p_serve.add_argument(
-        "--port", type=int, default=8443, help="0 takes a free port (default 8443)"
+        "--port", type=_port, default=8443, help="0 takes a free port (default 8443)"
     )
-    p_serve.add_argument("--cert", help="PEM certificate chain file (with --key)")
-    p_serve.add_argument("--key", help="PEM private key file (with --cert)")
-    p_serve.add_argument("--pfx", help="PKCS#12 file instead of --cert/--key")
+    p_serve.add_argument("--cert", metavar="FILE", help="PEM certificate chain file (with --key)")
+    p_serve.add_argument("--key", metavar="FILE", help="PEM private key file (with --cert)")
+    p_serve.add_argument("--pfx", metavar="FILE", help="PKCS#12 file instead of --cert/--key")
     p_serve.add_argument("--passphrase", help="for the key or the PKCS#12 file")
     p_get = commands.add_parser(
-        "get", help="fetch a URL: status and headers to stderr, body to stdout"
+        "get",
+        help="fetch a URL, like curl: status and headers to stderr, body to stdout",
+        description="Fetch URL (http:// or https://) and write the body to stdout or -o FILE; "
+        "the status line and headers go to stderr (-i: to stdout, -s: nowhere). "
+        "The server's certificate is verified against the default roots (certifi) "
+        "or --ca FILE. A progress bar with an ETA is drawn on stderr when it is a "
+        "terminal and the body does not go to it.",
+        epilog=EXIT_STATUSES,
     )
-    p_get.add_argument("url")
-    p_get.add_argument("--ca", help="PEM file of the CA(s) to trust instead of the default roots")
-    p_get.add_argument(
-        "-k", "--insecure", action="store_true", help="do not verify the server's certificate"
-    )
-    p_get.add_argument("-o", "--output", help="write the body to this file")
-    p_get.add_argument(
-        "-H", "--header", action="append", default=[], help="'Name: value' (repeatable)"
-    )
-    p_get.add_argument("-X", "--method", help="default GET, or POST with -d")
-    p_get.add_argument("-d", "--data", help="request body")
-    p_get.add_argument(
-        "--no-progress",
-        action="store_true",
-        help="no progress bar (by default one is drawn on stderr when it is a terminal)",
-    )
-    p_get.add_argument(
-        "--timeout",
-        type=float,
-        default=30.0,
-        help="idle timeout in seconds, 0 for none (default 30)",
-    )
+    _cli_get.add_arguments(p_get)
+    p_help = commands.add_parser("help", help="this help, or a command's", description="Show help.")
+    p_help.add_argument("topic", nargs="?", choices=("serve", "get", "help"), metavar="COMMAND",
+                        help="the command to tell about (serve, get)")
+    parser.set_defaults(_subparsers={"serve": p_serve, "get": p_get, "help": p_help})
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or (argv[0] not in _COMMANDS and argv[0] not in ("-h", "--help")):
+    if not argv or (argv[0] not in _COMMANDS and argv[0] not in ("-h", "--help", "-V", "--version")):
         argv.insert(0, "serve")  # `python -m greenhttps --port 0` is `serve --port 0`
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "help":
+        (args._subparsers[args.topic] if args.topic else parser).print_help()
+        return 0
     # Ctrl-C is ours to handle: keep gevent's hub from printing it as an error.
     hub = gevent.get_hub()
     hub.NOT_ERROR = (*hub.NOT_ERROR, KeyboardInterrupt)
     try:
-        return get(args) if args.command == "get" else serve(args)
+        return _cli_get.run(args) if args.command == "get" else serve(args)
     except KeyboardInterrupt:
         return 130  # the shell's code for "stopped by SIGINT"
+    finally:
+        # The interpreter flushes both at exit; into a closed pipe that would print
+        # "Exception ignored" and turn the status into 120.
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                _to_devnull(stream)
 
 
 if __name__ == "__main__":

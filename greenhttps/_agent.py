@@ -67,7 +67,10 @@ from ._retry import duration_ms
 from ._url import server_name
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from ._socket import Socket
+    from ._types import AgentOptions
 
 __all__ = ["Agent", "get_global_agent", "set_global_agent", "package_face"]
 
@@ -171,7 +174,7 @@ class Agent(EventEmitter):
     default_port = 443
     protocol = "https:"
 
-    def __init__(self, options: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(self, options: AgentOptions | None = None, **kwargs: Unpack[AgentOptions]) -> None:
         super().__init__()
         opts = merge_options(AGENT_OPTIONS, options, kwargs, what=type(self).__name__)
         self.keep_alive: bool = bool(opts.pop("keep_alive"))

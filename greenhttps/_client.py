@@ -41,7 +41,7 @@ from __future__ import annotations
 import base64
 import time
 import weakref
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, overload
 
 import gevent
 import greenlet
@@ -54,12 +54,20 @@ from ._events import logger
 from ._exchange import ClientExchange
 from ._headers import check_name, check_value, node_headers, raw_list
 from ._incoming import IncomingMessage
-from ._options import attribute_aliases, ms_to_seconds, node_aliases
+from ._options import attribute_aliases, duration_to_ms, format_ms, ms_to_seconds, node_aliases
 from ._outgoing import OutgoingMessage, request_framing
 from ._socket import Socket
 from ._url import fill_port, host_header, request_options, server_name
 from ._wire import Head, Wire
 from ._wire_format import Framing, OutgoingFraming, request_bytes
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._types import Duration, RequestOptions, URLLike
+
+    #: ``callback(res)``, added to ``'response'``.
+    ResponseCallback = Callable[[IncomingMessage], Any]
 
 __all__ = ["ClientRequest", "request", "get", "end_for_get"]
 
@@ -459,13 +467,13 @@ class ClientRequest(OutgoingMessage):
 
     # ------------------------------------------------------------ timeouts
 
-    def set_timeout(self, msecs: float, callback: Callable[..., Any] | None = None) -> ClientRequest:
-        """Idle timeout, ``msecs`` in milliseconds: emits ``'timeout'`` (aborting is the
+    def set_timeout(self, msecs: Duration, callback: Callable[..., Any] | None = None) -> ClientRequest:
+        """Idle timeout, ``msecs`` in milliseconds (or a ``timedelta``): emits ``'timeout'`` (aborting is the
         caller's call); ``callback`` is added once to ``'timeout'``.  With no listener
         at all, the request fails with ETIMEDOUT.  Node: ``request.setTimeout()``."""
         if callback is not None:
             self.once("timeout", callback)
-        self._opts["timeout"] = msecs
+        self._opts["timeout"] = duration_to_ms(msecs)
         if self._exchange is not None:
             self._exchange.set_idle_timeout(ms_to_seconds(msecs))
             if self.finished:
@@ -518,16 +526,16 @@ class ClientRequest(OutgoingMessage):
         if res is not None and self.emit("response", res) and res._wants_flow:
             res._flow()
 
-    def getresponse(self, timeout: float | None = None) -> IncomingMessage:
+    def getresponse(self, timeout: Duration = None) -> IncomingMessage:
         """Block until the response head arrives and return it (ends the request
-        first if needed).  ``timeout`` in milliseconds.  Raises the request's error,
+        first if needed).  ``timeout`` in milliseconds (or a ``timedelta``).  Raises the request's error,
         or ``ERR_GREENHTTPS_RESPONSE_RELEASED`` if the response was read to its end
         and then dropped (see :attr:`res`)."""
         self._waited = True
         seconds = ms_to_seconds(timeout)
         if seconds is None:
             return self._await_response()  # no gevent.Timeout: it costs ~1 µs even unarmed
-        expired = errors.TimeoutError(f"no response within {timeout} ms", "ETIMEDOUT")
+        expired = errors.TimeoutError(f"no response within {format_ms(timeout or 0)}", "ETIMEDOUT")
         try:
             with gevent.Timeout(seconds, expired):
                 return self._await_response()
@@ -622,7 +630,7 @@ class ClientRequest(OutgoingMessage):
         if res is None or exchange is None or res.complete or res.aborted or self._on_idle():
             return
         exchange.discard()
-        res._abort(errors.TimeoutError("socket idle timeout", "ETIMEDOUT"))
+        res._abort(errors.TimeoutError(f"socket idle timeout: idle for {format_ms(self._opts.get('timeout') or 0)}", "ETIMEDOUT"))
 
     def _read_final_head(self) -> Head | None:
         """Read heads until a final one; 1xx become events, 101/CONNECT hand the socket over."""
@@ -763,7 +771,7 @@ def _on_idle_of(ref: weakref.ReferenceType[ClientRequest]) -> bool:
 def _make_request(
     url_or_options: Any,
     callback: Any,
-    kwargs: dict[str, Any],
+    kwargs: Mapping[str, Any],
     *,
     agent_class: type[Agent],
     more: tuple[Any, ...] = (),
@@ -804,10 +812,10 @@ def _make_request(
 
 
 def request(
-    url_or_options: Any = None,
-    callback: Any = None,
-    *more: Any,
-    **kwargs: Any,
+    url_or_options: URLLike | RequestOptions | ResponseCallback | None = None,
+    callback: ResponseCallback | RequestOptions | None = None,
+    *more: ResponseCallback | None,
+    **kwargs: Unpack[RequestOptions],
 ) -> ClientRequest:
     """Node's ``https.request``: returns a ``ClientRequest`` to write to and end.
 
@@ -823,6 +831,24 @@ def request(
     return _make_request(url_or_options, callback, kwargs, agent_class=Agent, more=more)
 
 
+@overload
+def get(
+    url_or_options: URLLike | RequestOptions | None = None, /, **kwargs: Unpack[RequestOptions]
+) -> IncomingMessage: ...
+@overload
+def get(
+    url_or_options: URLLike | RequestOptions | None, callback: ResponseCallback, /, **kwargs: Unpack[RequestOptions]
+) -> ClientRequest: ...
+@overload
+def get(
+    url_or_options: URLLike | RequestOptions | None, options: RequestOptions, callback: None = None, /,
+    **kwargs: Unpack[RequestOptions],
+) -> IncomingMessage: ...
+@overload
+def get(
+    url_or_options: URLLike | RequestOptions | None, options: RequestOptions, callback: ResponseCallback, /,
+    **kwargs: Unpack[RequestOptions],
+) -> ClientRequest: ...
 def get(url_or_options: Any = None, callback: Any = None, *more: Any, **kwargs: Any) -> Any:
     """Node's ``https.get``.  Without a callback: block and return the response.
 

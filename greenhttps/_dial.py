@@ -23,7 +23,7 @@ from gevent import socket as gsocket
 
 from . import _happy, _tls, _verify, errors
 from ._dns import DnsCache
-from ._options import ms_to_seconds
+from ._options import format_ms, ms_to_seconds
 from ._parsers import parser_class
 from ._proxy import open_tunnel
 from ._socket import Socket
@@ -278,7 +278,8 @@ def dial(
     except errors.Error:
         raise
     except OSError as exc:
-        raise errors.from_os_error(exc, during=f"connect to {where}") from exc
+        limit = f", no answer within {format_ms(connect_timeout * 1000)}" if connect_timeout and isinstance(exc, TimeoutError) else ""
+        raise errors.from_os_error(exc, during=f"connect to {where}{limit}") from exc
     connected = time.monotonic()
     tls: float | None = None
     try:
@@ -355,7 +356,7 @@ def _handshake(raw: gsocket.socket, opts: Mapping[str, Any], sessions: SessionCa
         tls = _tls.wrap_socket(context, raw, server_side=False, server_hostname=sni)
     try:
         try:
-            with gevent.Timeout(timeout, errors.TimeoutError("TLS handshake timed out")):
+            with gevent.Timeout(timeout, errors.TimeoutError(f"TLS handshake timed out after {format_ms((timeout or 0) * 1000)}")):
                 tls.do_handshake()
         except OSError as exc:
             raise _verify.handshake_error(tls, exc, during="TLS handshake") from exc

@@ -62,7 +62,7 @@ from . import errors
 from ._agent import Agent
 from ._dial import ClientConnection, adopt, dial
 from ._events import logger
-from ._options import ms_to_seconds
+from ._options import format_ms, ms_to_seconds
 from ._socket import Socket
 from ._watch import PeerWatch
 from ._wire import DeadlineExceeded, Head, HeaderPairs, Wire
@@ -309,7 +309,7 @@ class ClientExchange:
                     self.timings._first_byte = time.monotonic()
                 return head
             except DeadlineExceeded:
-                raise errors.TimeoutError("request deadline exceeded") from None
+                raise errors.TimeoutError(f"request deadline of {format_ms(self.opts.get('deadline') or 0)} exceeded") from None
             except (errors.NetworkError, errors.ProtocolError) as exc:
                 if self._may_retry(wire, exc):
                     self._retry()
@@ -424,7 +424,7 @@ class ClientExchange:
             return (wire.read_rest_of_body if rest else wire.read_body)(deadline=self.deadline)
         except DeadlineExceeded:
             self.discard()
-            raise errors.TimeoutError("request deadline exceeded") from None
+            raise errors.TimeoutError(f"request deadline of {format_ms(self.opts.get('deadline') or 0)} exceeded") from None
         except BaseException:
             self.discard()
             raise

@@ -37,15 +37,20 @@ import collections
 import datetime
 import json as _json
 import time
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, cast
 from urllib.parse import quote, unquote, urlencode, urljoin, urlsplit, urlunsplit
 
 import gevent
 
 from . import _agent, _client, _decode, _proxy, errors, http
 from ._fetch_response import Response, Timings
-from ._options import REQUEST_OPTIONS, snake_case
+from ._options import REQUEST_OPTIONS, format_ms, snake_case
 from ._retry import Retry, duration_ms
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._types import FetchOptions, RequestOptions
 
 __all__ = ["Response", "Retry", "fetch"]
 
@@ -258,10 +263,10 @@ def fetch(
     timeout: float | datetime.timedelta | None = None,
     deadline: float | datetime.timedelta | None = None,
     proxy: str | bool | None = None,
-    agent: Any = None,
+    agent: _agent.Agent | None = None,
     retry: int | Retry | None = 0,
     allow_downgrade: bool = False,
-    **tls_options: Any,
+    **tls_options: Unpack[FetchOptions],
 ) -> Response:
     """Fetch ``url`` (http: or https:), blocking the calling greenlet until the final
     response head arrives; returns a :class:`Response` whose body is read on demand.
@@ -333,7 +338,7 @@ def fetch(
     out.set_default("Accept-Encoding", _decode.ACCEPT_ENCODING)
     timings = Timings()
 
-    hop = _Hop(extra, idle_ms, ends_at, agent, proxy)
+    hop = _Hop(extra, idle_ms, ends_at, agent, proxy, deadline_ms)
     while True:
         req, res = hop.send_with_retries(method, current, out, content, replayable, policy, timings)
         location = res.headers.get("location")
@@ -382,8 +387,9 @@ class _Hop:
     """One request of a fetch, sent as often as the retry policy allows."""
 
     def __init__(self, extra: dict[str, Any], idle_ms: float | None, ends_at: float | None, agent: Any,
-                 proxy: str | bool | None) -> None:
+                 proxy: str | bool | None, deadline_ms: float | None = None) -> None:
         self.extra = extra
+        self.deadline_ms = deadline_ms  # for the error message
         self.idle_ms = idle_ms
         self.ends_at = ends_at
         self.agent = agent
@@ -394,7 +400,7 @@ class _Hop:
             return None
         left = (self.ends_at - time.monotonic()) * 1000.0
         if left <= 0:
-            raise errors.TimeoutError("fetch deadline exceeded", "ETIMEDOUT")
+            raise errors.TimeoutError(f"fetch deadline of {format_ms(self.deadline_ms or 0)} exceeded", "ETIMEDOUT")
         return left
 
     def send(self, method: str, url: str, headers: _RequestHeaders, content: Any) -> tuple[Any, Any]:
@@ -424,7 +430,7 @@ class _Hop:
             given_names = {name.lower() for name in mine}
             proxy_headers: dict[str, str] = target.pop("headers")  # type: ignore[assignment]
             options["headers"] = {**{k: v for k, v in proxy_headers.items() if k.lower() not in given_names}, **mine}
-            req = http.request(target, agent=agent, **options)
+            req = http.request(cast("RequestOptions", target), agent=agent, **options)
         else:
             make = _client.request if scheme == "https" else http.request
             req = make(url, agent=agent, **options)

@@ -4,7 +4,9 @@ Every function that takes Node ``options`` accepts a dict with Node's camelCase 
 the same names as snake_case keyword arguments, or both; unknown names raise
 ``TypeError`` naming the option (silently ignored typos are how TLS settings get
 lost, see geventhttpclient#225).  Times stay in milliseconds, as in Node; the code
-that arms a timer converts.
+that arms a timer converts.  A duration may also be given as a ``datetime.timedelta``:
+:func:`merge_options` turns it into milliseconds (the names in
+:data:`DURATION_OPTIONS`), so the rest of the package sees one unit.
 
 The same name mapping gives the camelCase aliases of methods and properties
 (``write_head`` -> ``writeHead``): :func:`node_aliases` adds them to a class from its
@@ -13,6 +15,7 @@ own snake_case names, so there is one rule and no copied code.
 
 from __future__ import annotations
 
+import datetime
 import math
 import re
 from typing import Any, Callable, Iterable, Mapping, TypeVar
@@ -29,6 +32,9 @@ __all__ = [
     "merge_options",
     "node_aliases",
     "ms_to_seconds",
+    "DURATION_OPTIONS",
+    "duration_to_ms",
+    "format_ms",
 ]
 
 # Names whose Node spelling does not follow the plain camelCase rule.
@@ -136,6 +142,13 @@ AGENT_OPTIONS: dict[str, Any] = {
     **{name: None for name in REQUEST_OPTIONS if name != "timeout"},
 }
 
+#: The options that are durations: milliseconds, or a ``datetime.timedelta``.
+DURATION_OPTIONS = frozenset({
+    "timeout", "headers_timeout", "request_timeout", "keep_alive_timeout", "handshake_timeout",
+    "keep_alive_initial_delay", "keep_alive_msecs", "connect_timeout", "deadline",
+    "auto_select_family_attempt_timeout", "dns_cache_ttl", "dns_cache_negative_ttl", "pace",
+})
+
 #: The TLS options of the server and of a client connection: THE lists (``_tls`` imports
 #: these; keep no other copy).  A client's ``servername`` and ``check_server_identity``
 #: do not build the context: the connection uses them for SNI and the peer check, and
@@ -175,7 +188,7 @@ def merge_options(
             name = key if key in table else _option_name(key)
             if name is None or name not in table:
                 raise TypeError(f"{what}: unknown option {key!r}")
-            merged[name] = value
+            merged[name] = duration_to_ms(value, name) if name in DURATION_OPTIONS else value
     return merged
 
 
@@ -184,13 +197,34 @@ def given(options: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
     return {name: options[name] for name in names if options.get(name) is not None}
 
 
-def ms_to_seconds(msecs: float | None) -> float | None:
-    """Node milliseconds to a gevent timeout; 0, None and infinity mean "no timeout"."""
-    if not msecs or msecs == math.inf:
+def duration_to_ms(value: Any, name: str = "timeout") -> Any:
+    """A duration option as milliseconds: a ``timedelta`` converted, a number or None
+    as given (checked where it is armed).  Raises ``TypeError`` for anything else
+    (``timeout="10s"``): a string would otherwise fail only when a timer is set."""
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds() * 1000.0
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return value
+    raise TypeError(f"{name} must be a number of milliseconds or a datetime.timedelta, not {value!r}")
+
+
+def format_ms(msecs: float | datetime.timedelta) -> str:
+    """A duration for an error message, with its unit: ``1.5 ms``, ``30000 ms``."""
+    if isinstance(msecs, datetime.timedelta):
+        msecs = msecs.total_seconds() * 1000.0
+    text = f"{msecs:.3f}".rstrip("0").rstrip(".") if math.isfinite(msecs) else str(msecs)
+    return f"{text} ms"
+
+
+def ms_to_seconds(msecs: float | datetime.timedelta | None) -> float | None:
+    """Node milliseconds (or a ``timedelta``) to a gevent timeout; 0, None and
+    infinity mean "no timeout"."""
+    value: float | None = duration_to_ms(msecs)
+    if not value or value == math.inf:
         return None
-    if not msecs > 0:  # negative, or NaN (which compares false with everything)
-        raise ValueError(f"timeout must be >= 0 milliseconds, got {msecs}")
-    return msecs / 1000.0
+    if not value > 0:  # negative, or NaN (which compares false with everything)
+        raise ValueError(f"timeout must be >= 0 milliseconds, got {format_ms(value)}")
+    return float(value) / 1000.0
 
 
 _C = TypeVar("_C", bound=type)

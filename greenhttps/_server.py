@@ -20,7 +20,7 @@ import errno
 import os
 import socket as _stdlib_socket
 import ssl
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import gevent
 import greenlet
@@ -30,11 +30,21 @@ from gevent.event import Event
 from . import _tls, errors
 from ._access_log import log_format
 from ._events import EventEmitter, logger
-from ._options import SERVER_OPTIONS, merge_options, node_aliases
+from ._options import SERVER_OPTIONS, duration_to_ms, merge_options, node_aliases
 from ._outgoing import attribute_aliases
 from ._proxy_protocol import allow_list, versions_from_option
 from ._server_conn import ConnState, ServerConnection
 from ._tlsbio import BioSSLSocket
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._incoming import IncomingMessage
+    from ._response import ServerResponse
+    from ._types import Duration, ListenArgument, ListenOptions, ServerOptions
+
+    #: ``request_listener(req, res)``, added to ``'request'``.
+    RequestListener = Callable[[IncomingMessage, ServerResponse], Any]
 
 __all__ = ["Server", "PlainServer", "create_server"]
 
@@ -134,9 +144,9 @@ class Server(EventEmitter):
 
     def __init__(
         self,
-        options: Mapping[str, Any] | Callable[..., Any] | None = None,
-        request_listener: Callable[..., Any] | None = None,
-        **kwargs: Any,
+        options: ServerOptions | RequestListener | None = None,
+        request_listener: RequestListener | None = None,
+        **kwargs: Unpack[ServerOptions],
     ) -> None:
         if callable(options):  # createServer(requestListener), as Node allows
             if request_listener is not None:
@@ -180,7 +190,7 @@ class Server(EventEmitter):
 
     # ------------------------------------------------------------ listening
 
-    def listen(self, *args: Any, **kwargs: Any) -> Server:
+    def listen(self, *args: ListenArgument, **kwargs: Unpack[ListenOptions]) -> Server:
         """Start accepting; returns the server at once (Node's ``server.listen``).
 
         Its arguments, positional or keyword, are Node's:
@@ -194,7 +204,7 @@ class Server(EventEmitter):
         processes that all set it can listen on the same port, and the kernel spreads
         new connections over them -- one server process per core without a master.
         """
-        args_list = list(args)
+        args_list: list[Any] = list(args)
         callback = kwargs.pop("callback", None)
         if args_list and callable(args_list[-1]):
             callback = args_list.pop()
@@ -368,13 +378,13 @@ class Server(EventEmitter):
             raise errors.Error("serve_forever() before listen()", "ERR_SERVER_NOT_RUNNING")
         self._closed.wait()
 
-    def set_timeout(self, msecs: float = 0, callback: Callable[..., Any] | None = None) -> Server:
-        """Socket idle timeout, ``msecs`` in milliseconds (Node's ``server.setTimeout``).
+    def set_timeout(self, msecs: Duration = 0, callback: Callable[..., Any] | None = None) -> Server:
+        """Socket idle timeout, ``msecs`` in milliseconds or a ``timedelta`` (Node's ``server.setTimeout``).
 
         0 disables it; applies to connections accepted from now on.  ``callback`` is
         added to ``'timeout'``.  Returns the server.
         """
-        self.timeout = msecs
+        self.timeout = duration_to_ms(msecs) or 0  # milliseconds, as the option
         if callback is not None:
             self.on("timeout", callback)
         return self
@@ -547,9 +557,9 @@ class PlainServer(Server):
 
 
 def create_server(
-    options: Mapping[str, Any] | Callable[..., Any] | None = None,
-    request_listener: Callable[..., Any] | None = None,
-    **kwargs: Any,
+    options: ServerOptions | RequestListener | None = None,
+    request_listener: RequestListener | None = None,
+    **kwargs: Unpack[ServerOptions],
 ) -> Server:
     """Node's ``https.createServer(options, requestListener)``.
 

@@ -64,7 +64,7 @@ from . import _verify, errors
 from ._access_log import response_class
 from ._events import logger
 from ._incoming import IncomingMessage
-from ._options import ms_to_seconds
+from ._options import format_ms, ms_to_seconds
 from ._outgoing import STATUS_CODES
 from ._parsers import parser_class
 from ._proxy_protocol import ProxyProtocolError
@@ -247,7 +247,7 @@ class ServerConnection:
         self.socket._attach(tls, encrypted=False)
         seconds = ms_to_seconds(server.handshake_timeout)
         try:
-            with gevent.Timeout(seconds, errors.TimeoutError("TLS handshake timeout", "ERR_TLS_HANDSHAKE_TIMEOUT")):
+            with gevent.Timeout(seconds, errors.TimeoutError(f"TLS handshake timeout after {format_ms(server.handshake_timeout)}", "ERR_TLS_HANDSHAKE_TIMEOUT")):
                 tls.do_handshake()
         except (OSError, ValueError, errors.TimeoutError) as exc:
             self._tls_failed(exc)
@@ -313,7 +313,9 @@ class ServerConnection:
                 self._client_error(exc)
                 return
             except DeadlineExceeded:
-                self._client_error(errors.ProtocolError("request headers timeout", "ERR_HTTP_REQUEST_TIMEOUT", status_hint=408))
+                self._client_error(errors.ProtocolError(
+                    f"request headers timeout: the head did not arrive within {format_ms(server.headers_timeout)}",
+                    "ERR_HTTP_REQUEST_TIMEOUT", status_hint=408))
                 return
             if head is None:
                 return
@@ -567,7 +569,7 @@ class ServerConnection:
             if res is not None and not res.headers_sent:
                 self._reject(408)
             self._close()
-            raise errors.TimeoutError("request timeout: body not received in time") from None
+            raise errors.TimeoutError(f"request timeout: body not received within {format_ms(self.server.request_timeout)}") from None
         finally:
             if watch is not None:
                 watch.resume_input()
@@ -634,7 +636,8 @@ class ServerConnection:
             logger.error("connection %r: a 'timeout' listener failed", self, exc_info=True)
             handled = False
         if not handled and self.state is ConnState.ACTIVE:
-            self._lose(errors.TimeoutError("socket idle timeout: the connection was destroyed", "ETIMEDOUT"))
+            idle = format_ms(self.socket.timeout or self.server.timeout)
+            self._lose(errors.TimeoutError(f"socket idle timeout: idle for {idle}, the connection was destroyed", "ETIMEDOUT"))
 
     def _peer_gone(self, error: BaseException | None) -> None:
         """The watch saw the peer close or reset while the handler ran (in a greenlet

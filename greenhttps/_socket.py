@@ -17,12 +17,15 @@ from __future__ import annotations
 import socket
 import ssl
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import errors
 from ._events import EventEmitter
-from ._options import ms_to_seconds, node_aliases
+from ._options import duration_to_ms, ms_to_seconds, node_aliases
 from ._tlsbio import BioSSLSocket
+
+if TYPE_CHECKING:
+    from ._types import Duration
 
 __all__ = ["Socket"]
 
@@ -191,11 +194,11 @@ class Socket(EventEmitter):
             self.emit_error(error)
         self.emit("close", error is not None)
 
-    def set_timeout(self, msecs: float, callback: Callable[[], Any] | None = None) -> Socket:
-        """Idle timeout: ``msecs`` in milliseconds (0 disables); ``callback`` is added to
+    def set_timeout(self, msecs: Duration, callback: Callable[[], Any] | None = None) -> Socket:
+        """Idle timeout: ``msecs`` in milliseconds or a ``timedelta`` (0 disables); ``callback`` is added to
         ``'timeout'``.  The owner of the connection decides what expiry does.
         Node: ``socket.setTimeout()``."""
-        self.timeout = msecs
+        self.timeout = duration_to_ms(msecs) or 0  # milliseconds, as Node's socket.timeout
         if callback is not None:
             self.once("timeout", callback)
         if self._apply_timeout is not None:

@@ -59,6 +59,7 @@ from typing import Callable, Sequence
 from gevent.monkey import get_original
 
 from . import _sockio, errors
+from ._options import format_ms
 from ._parse import Head, HeaderPairs, Parser
 from ._tlsbio import BioSSLSocket
 from ._wire_format import Framing, OutgoingFraming, response_head
@@ -395,7 +396,7 @@ class Wire:
                 if self.on_idle is not None and self.on_idle():
                     reported = True
                     continue
-                raise IdleTimeout("socket idle timeout", "ETIMEDOUT")
+                raise IdleTimeout(f"socket idle timeout: idle for {format_ms((timeout or 0) * 1000)}", "ETIMEDOUT")
             self.bytes_received += count
             self.last_io = time.monotonic()
             if into is None:
@@ -456,7 +457,7 @@ class Wire:
                 if self.on_idle is not None and self.on_idle():
                     reported = True
                     continue
-                raise IdleTimeout("socket idle timeout while writing", "ETIMEDOUT")
+                raise IdleTimeout(f"socket idle timeout while writing: idle for {format_ms((self._idle or 0) * 1000)}", "ETIMEDOUT")
             view = view[sent:]
             self.last_io = time.monotonic()
 

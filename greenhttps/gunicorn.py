@@ -249,9 +249,9 @@ class Worker(base.Worker):
             options["max_header_size"] = longest
         for sock in self.sockets:
             if tls is not None:
-                server = create_server({**tls, **options}, handler)
+                server = create_server(handler, **tls, **options)
             else:
-                server = http.create_server(options, handler)
+                server = http.create_server(handler, **options)
             server._accept_limit = max(0, int(cfg.worker_connections or 0))
             server.listen(sock.sock)  # a duplicate: gunicorn keeps and closes its own
             self.servers.append(server)

@@ -7,15 +7,22 @@ agent's protocol and default port, and the global agent differ.
 from __future__ import annotations
 
 # Private names: the module's namespace is its public API (see __all__).
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
-from typing import Callable as _Callable
-from typing import Mapping as _Mapping
+from typing import overload as _overload
 
 from . import _agent, _client, _server
 from ._client import ClientRequest
 from ._incoming import IncomingMessage
 from ._outgoing import STATUS_CODES
 from ._response import ServerResponse
+
+if _TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._client import ResponseCallback
+    from ._server import RequestListener
+    from ._types import RequestOptions, ServerOptions, URLLike
 
 __all__ = [
     "Agent",
@@ -57,16 +64,19 @@ __import__("sys").modules[__name__].__class__ = _agent.package_face(Agent.protoc
 
 
 def create_server(
-    options: _Mapping[str, _Any] | _Callable[..., _Any] | None = None,
-    request_listener: _Callable[..., _Any] | None = None,
-    **kwargs: _Any,
+    options: ServerOptions | RequestListener | None = None,
+    request_listener: RequestListener | None = None,
+    **kwargs: Unpack[ServerOptions],
 ) -> _server.Server:
     """Node's ``http.createServer(options, requestListener)``."""
     return Server(options, request_listener, **kwargs)
 
 
 def request(
-    url_or_options: _Any = None, callback: _Any = None, *more: _Any, **kwargs: _Any
+    url_or_options: URLLike | RequestOptions | ResponseCallback | None = None,
+    callback: ResponseCallback | RequestOptions | None = None,
+    *more: ResponseCallback | None,
+    **kwargs: Unpack[RequestOptions],
 ) -> ClientRequest:
     """Node's ``http.request``: ``http:`` URLs only.
 
@@ -77,6 +87,25 @@ def request(
     return _client._make_request(url_or_options, callback, kwargs, agent_class=Agent, more=more)
 
 
+# The shapes as greenhttps.get's: the response without a callback, else the request.
+@_overload
+def get(
+    url_or_options: URLLike | RequestOptions | None = None, /, **kwargs: Unpack[RequestOptions]
+) -> IncomingMessage: ...
+@_overload
+def get(
+    url_or_options: URLLike | RequestOptions | None, callback: ResponseCallback, /, **kwargs: Unpack[RequestOptions]
+) -> ClientRequest: ...
+@_overload
+def get(
+    url_or_options: URLLike | RequestOptions | None, options: RequestOptions, callback: None = None, /,
+    **kwargs: Unpack[RequestOptions],
+) -> IncomingMessage: ...
+@_overload
+def get(
+    url_or_options: URLLike | RequestOptions | None, options: RequestOptions, callback: ResponseCallback, /,
+    **kwargs: Unpack[RequestOptions],
+) -> ClientRequest: ...
 def get(
     url_or_options: _Any = None, callback: _Any = None, *more: _Any, **kwargs: _Any
 ) -> _Any:

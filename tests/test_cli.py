@@ -82,9 +82,9 @@ class Demo:
     def __init__(self, proc: gevent.subprocess.Popen[str], lines: list[str]) -> None:
         self.proc = proc
         self.lines = lines
-        match = re.search(r"serving HTTPS on (https://localhost:(\d+)/)$", lines[0])
+        match = re.search(r"serving HTTPS on (https://([^/]+):(\d+)/)$", lines[0])
         assert match, lines
-        self.url, self.port = match.group(1), int(match.group(2))
+        self.url, self.host, self.port = match.group(1), match.group(2), int(match.group(3))
 
     def line_starting(self, prefix: str) -> str:
         found = [line.strip() for line in self.lines if line.strip().startswith(prefix)]
@@ -193,6 +193,7 @@ def test_serve_port_0_prints_commands_that_work(tmp_path: Path) -> None:
 
 def test_serve_is_the_default_command_and_stops_on_sigterm(tmp_path: Path, ca_pem: bytes) -> None:
     with demo("--port", "0", "--host", "127.0.0.1", cache=tmp_path) as server:
+        assert server.host == "127.0.0.1"  # where it listens: localhost may be ::1 first
         ca = (tmp_path / "greenhttps" / "dev-ca.pem").read_bytes()
         res = greenhttps.get(server.url, ca=ca, agent=False, method="GET")
         assert res.status_code == 200 and res.json()["hello"] == "from greenhttps"
@@ -618,7 +619,7 @@ def test_serve_dir_that_is_not_a_directory_fails_in_one_line(tmp_path: Path, sit
 
 DRAW = re.compile(r"\r([^\r\n]*)")
 SIZE = r"\d+(\.\d)? (B|KiB|MiB|GiB)"
-KNOWN = re.compile(rf" *(\d+)% \[[# ]{{24}}\] {SIZE} of 3\.0 MiB  {SIZE}/s *")
+KNOWN = re.compile(rf" *(\d+)% \[[# ]{{24}}\] {SIZE} of 3\.0 MiB  {SIZE}/s  ETA (?P<min>\d+):(?P<sec>\d\d) *")
 UNKNOWN = re.compile(rf"{SIZE}  {SIZE}/s *")
 
 
@@ -707,9 +708,30 @@ def test_progress_bar_with_a_known_size(tmp_path: Path, download_server: int, ca
     percents = [int(KNOWN.fullmatch(draw).group(1)) for draw in draws]  # type: ignore[union-attr]
     assert percents == sorted(percents) and percents[-1] == 100
     assert draws[-1].startswith("100% [" + "#" * 24 + "] 3.0 MiB of 3.0 MiB  ")
+    assert draws[-1].rstrip().endswith("ETA 0:00")  # nothing left
+    etas = [int(m["min"]) * 60 + int(m["sec"]) for m in map(KNOWN.fullmatch, draws) if m]
+    assert max(etas) <= took + 2, (etas, took)  # the time left, never more than it took
     # Redrawn at most ~10 times a second (192 pieces arrived), then a newline.
     assert len(draws) <= took * 10 + 2, (len(draws), took)
     assert shown.endswith(draws[-1] + "\n")
+
+
+def test_progress_eta_is_the_time_left_at_the_mean_rate() -> None:
+    """100 of 1000 bytes in 10 s: 10 B/s, so 900 bytes take 1:30 more."""
+    import io
+
+    from greenhttps._cli_get import Progress
+
+    shown = io.StringIO()
+    bar = Progress(1000, shown)
+    bar.started -= 10
+    bar.update(100)
+    assert shown.getvalue().rstrip().endswith("10 B/s  ETA 1:30"), shown.getvalue()
+    bar.started -= 3600  # now 3610 s for 200 bytes: 800 more take 4:00:40
+    bar.update(100)
+    bar._drawn_at = None
+    bar.update(0)
+    assert shown.getvalue().rstrip().endswith("ETA 4:00:40"), shown.getvalue()
 
 
 def test_progress_bar_with_an_unknown_size_on_stdout_pipe(
@@ -842,3 +864,263 @@ def test_console_script(tmp_path: Path, echo_server: int, ca_file: str) -> None:
     assert json.loads(got.stdout)["url"] == "/via-script"
     refused = run("get", f"https://127.0.0.1:{closed_port()}/")
     assert refused.returncode == 1 and "ECONNREFUSED" in one_line_error(refused)
+
+
+# ------------------------------------------------- issue 20: a CLI like curl's
+
+
+def test_version_and_help_for_every_command(tmp_path: Path) -> None:
+    proc = cli("--version", cache=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.startswith(f"greenhttps {greenhttps.__version__} "), proc
+    for args in (["get", "--help"], ["help", "get"]):
+        proc = cli(*args, cache=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert "usage: python -m greenhttps get [-h]" in proc.stdout
+        assert "Fetch URL (http:// or https://)" in proc.stdout  # a description
+        assert "the http:// or https:// URL to fetch" in proc.stdout  # the positional's help
+        for option in ("-L", "-i", "-v", "-s", "-u", "--compressed", "--proxy", "@FILE", "exit status: 0"):
+            assert option in proc.stdout, option
+    for args in (["serve", "--help"], ["help", "serve"]):
+        proc = cli(*args, cache=tmp_path)
+        assert proc.returncode == 0 and "Serve the files in DIR" in proc.stdout, proc
+    # `help` is a command, not a directory to serve (issue 20).
+    proc = cli("help", cache=tmp_path)
+    assert proc.returncode == 0 and "{serve,get,help}" in proc.stdout and proc.stderr == "", proc
+
+
+def test_program_name_is_the_one_invoked(tmp_path: Path) -> None:
+    """The installed command calls itself ``greenhttps`` (its argv[0]); the module,
+    ``python -m greenhttps``."""
+    script = "import sys; sys.argv[0] = '/some/bin/greenhttps'; from greenhttps.__main__ import main; main(['--help'])"
+    proc = gevent.subprocess.run(
+        [sys.executable, "-c", script], stdout=gevent.subprocess.PIPE, stderr=gevent.subprocess.PIPE,
+        env=_env(tmp_path), timeout=TIMEOUT, universal_newlines=True, check=False,
+    )
+    assert proc.stdout.startswith("usage: greenhttps [-h]"), proc
+    assert "'greenhttps COMMAND --help'" in proc.stdout
+    assert cli("--help", cache=tmp_path).stdout.startswith("usage: python -m greenhttps [-h]")
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["serve", "--port", "80000"], "80000 is not a port (0 to 65535"),
+        (["serve", "--port", "eighty"], "not a port number: 'eighty'"),
+        (["--port", "-1"], "-1 is not a port"),
+        (["get", "ftp://localhost/"], "bad URL 'ftp://localhost/': want http:// or https://"),
+        (["get", "localhost:8443/"], "bad URL"),
+        (["get", "https:///path"], "no host"),
+        (["get", "https://localhost:99999/"], "bad URL 'https://localhost:99999/'"),
+        (["get", "https://exa mple.com/"], "Invalid host: 'exa mple.com' [ERR_INVALID_CHAR]"),
+        (["get", "https://localhost/", "-H", "X-Bad: a\x01b"], "[ERR_INVALID_CHAR]"),
+        (["get", "https://localhost/", "-u", "nocolon"], "-u wants user:password"),
+        (["get", "https://localhost/", "--timeout", "-1"], "must be a finite number >= 0"),
+        (["get", "https://localhost/", "--max-redirs", "x"], "not a whole number"),
+        (["get", "https://localhost/", "--no-such-option"], "unrecognized arguments: --no-such-option"),
+    ],
+)
+def test_bad_arguments_and_urls_exit_2_without_a_traceback(tmp_path: Path, args: list[str], said: str) -> None:
+    """Issue 20: ``serve --port 80000`` ended in a traceback, a bad URL exited 1."""
+    proc = cli(*args, cache=tmp_path)
+    assert proc.returncode == 2, proc
+    assert said in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stdout == ""
+
+
+@pytest.fixture
+def curl_like_server(tls_options: dict[str, bytes]) -> Iterator[tuple[int, list[dict[str, object]]]]:
+    """A TLS server for the curl options: /redirect -> /final, /gzip (gzip when asked),
+    anything else echoes; every request's method, URL, headers and body are recorded."""
+    import gzip
+
+    seen: list[dict[str, object]] = []
+
+    def handler(req, res):  # type: ignore[no-untyped-def]
+        body = req.read()
+        seen.append({"method": req.method, "url": req.url, "headers": dict(req.headers), "body": body})
+        if req.url == "/redirect":
+            res.write_head(302, {"Location": "/final", "Content-Length": "0"})
+            res.end()
+        elif req.url == "/gzip":
+            text = b"squeezed " * 100
+            if "gzip" in req.headers.get("accept-encoding", ""):
+                res.write_head(200, {"Content-Encoding": "gzip"})
+                res.end(gzip.compress(text))
+            else:
+                res.end(text)
+        else:
+            res.write_head(200, {"Content-Type": "text/plain", "X-Echo": "yes"})
+            res.end(f"{req.method} {req.url} {len(body)}\n")
+
+    server = greenhttps.create_server(tls_options, handler).listen(0, "127.0.0.1")
+    try:
+        yield server.address()["port"], seen  # type: ignore[index]
+    finally:
+        server.close()
+        server.close_all_connections()
+
+
+def test_get_follows_redirects_only_with_L(tmp_path: Path, curl_like_server, ca_file: str) -> None:  # type: ignore[no-untyped-def]
+    port, seen = curl_like_server
+    url = f"https://localhost:{port}/redirect"
+    proc = cli("get", url, "--ca", ca_file, cache=tmp_path)
+    assert proc.returncode == 0 and proc.stdout == "", proc  # a 3xx is not a failure, as curl
+    assert proc.stderr.startswith("HTTP/1.1 302 Found\n") and "location: /final" in proc.stderr.lower()
+    proc = cli("get", url, "--ca", ca_file, "-L", cache=tmp_path)
+    assert proc.returncode == 0, proc
+    assert proc.stdout == "GET /final 0\n"
+    assert [r["url"] for r in seen] == ["/redirect", "/redirect", "/final"]
+
+
+def test_get_include_silent_and_user(tmp_path: Path, curl_like_server, ca_file: str) -> None:  # type: ignore[no-untyped-def]
+    port, seen = curl_like_server
+    url = f"https://localhost:{port}/x"
+    proc = cli("get", url, "--ca", ca_file, "-i", cache=tmp_path)
+    assert proc.returncode == 0 and proc.stderr == "", proc
+    head, _, body = proc.stdout.partition("\n\n")  # universal newlines: \r\n read as \n
+    assert head.startswith("HTTP/1.1 200 OK\n") and "x-echo: yes" in head.lower() and body == "GET /x 0\n"
+    proc = cli("get", url, "--ca", ca_file, "-s", "-u", "ann:s3cret:x", cache=tmp_path)
+    assert proc.returncode == 0 and proc.stderr == "" and proc.stdout == "GET /x 0\n", proc
+    assert seen[-1]["headers"]["authorization"] == "Basic YW5uOnMzY3JldDp4"  # type: ignore[index]
+    # Without --compressed, no compression is asked for (curl's default).
+    assert seen[-1]["headers"]["accept-encoding"] == "identity"  # type: ignore[index]
+
+
+def test_get_verbose_tells_tls_certificate_and_both_heads(tmp_path: Path, curl_like_server, ca_file: str) -> None:  # type: ignore[no-untyped-def]
+    port, _ = curl_like_server
+    proc = cli("get", f"https://localhost:{port}/v", "--ca", ca_file, "-v", "-H", "X-Mine: 1", cache=tmp_path)
+    assert proc.returncode == 0 and proc.stdout == "GET /v 0\n", proc
+    err = proc.stderr
+    assert f"* Connected to 127.0.0.1 port {port}\n" in err
+    assert re.search(r"^\* TLS: TLSv1\.[23], cipher \S+$", err, re.M), err
+    assert "* Server certificate:\n*   subject: " in err
+    assert re.search(r"^\*   issuer: O=trustme .*, OU=Testing CA #", err, re.M), err  # the test CA
+    assert "> GET /v HTTP/1.1\n" in err and f"> Host: localhost:{port}\n" in err and "> X-Mine: 1\n" in err
+    assert "< HTTP/1.1 200 OK\n" in err and "< X-Echo: yes\n" in err.replace("x-echo", "X-Echo")
+
+
+def test_get_compressed_decodes(tmp_path: Path, curl_like_server, ca_file: str) -> None:  # type: ignore[no-untyped-def]
+    port, seen = curl_like_server
+    proc = cli("get", f"https://localhost:{port}/gzip", "--ca", ca_file, "--compressed", cache=tmp_path)
+    assert proc.returncode == 0, proc
+    assert proc.stdout == "squeezed " * 100
+    assert "gzip" in seen[-1]["headers"]["accept-encoding"]  # type: ignore[index]
+    assert "content-encoding: gzip" in proc.stderr.lower()
+
+
+def test_get_data_from_a_file(tmp_path: Path, curl_like_server, ca_file: str) -> None:  # type: ignore[no-untyped-def]
+    """``-d @FILE`` sends the file's bytes (issue 20: it sent the text '@FILE')."""
+    port, seen = curl_like_server
+    data = bytes(range(256)) * 4
+    (tmp_path / "body.bin").write_bytes(data)
+    proc = cli("get", f"https://localhost:{port}/up", "--ca", ca_file, "-d", "@body.bin", cache=tmp_path)
+    assert proc.returncode == 0 and proc.stdout == "POST /up 1024\n", proc
+    assert seen[-1]["body"] == data
+    proc = cli("get", f"https://localhost:{port}/up", "--ca", ca_file, "-d", "@missing.bin", cache=tmp_path)
+    assert proc.returncode == 1 and "missing.bin" in one_line_error(proc)
+
+
+def test_get_through_a_proxy(tmp_path: Path) -> None:
+    """``--proxy``: a plain URL is asked of the proxy in absolute form (RFC 9112 §3.2.2)."""
+    asked: list[str] = []
+
+    def proxy(req, res):  # type: ignore[no-untyped-def]
+        asked.append(req.url)
+        res.end("from the proxy\n")
+
+    server = greenhttps.http.create_server(proxy).listen(0, "127.0.0.1")
+    try:
+        port = server.address()["port"]  # type: ignore[index]
+        proc = cli("get", "http://origin.invalid/path?q=1", "--proxy", f"http://127.0.0.1:{port}", cache=tmp_path)
+    finally:
+        server.close()
+        server.close_all_connections()
+    assert proc.returncode == 0 and proc.stdout == "from the proxy\n", proc
+    assert asked == ["http://origin.invalid/path?q=1"]
+    # The environment's proxy is used by default, and --proxy '' turns it off.
+    env_proxy = {"HTTP_PROXY": f"http://127.0.0.1:{port}", "NO_PROXY": ""}
+    server = greenhttps.http.create_server(proxy).listen(port, "127.0.0.1")
+    try:
+        for extra, expected in (([], 0), (["--proxy", ""], 1)):
+            proc = gevent.subprocess.run(
+                [sys.executable, "-m", "greenhttps", "get", "http://origin.invalid/env", *extra],
+                stdout=gevent.subprocess.PIPE, stderr=gevent.subprocess.PIPE, env={**_env(tmp_path), **env_proxy},
+                timeout=TIMEOUT, universal_newlines=True, check=False,
+            )
+            assert proc.returncode == expected, proc  # without the proxy: origin.invalid does not resolve
+    finally:
+        server.close()
+        server.close_all_connections()
+    assert asked == ["http://origin.invalid/path?q=1", "http://origin.invalid/env"]
+
+
+def test_tls_failure_names_the_host_and_how_to_trust_a_ca(tmp_path: Path, echo_server: int) -> None:
+    proc = cli("get", f"https://localhost:{echo_server}/", cache=tmp_path)
+    line = one_line_error(proc)
+    assert proc.returncode == 1
+    assert f"localhost:{echo_server}: " in line and "UNABLE_TO_VERIFY_LEAF_SIGNATURE" in line
+    assert "--ca FILE" in line and "-k" in line
+
+
+def test_serve_on_every_interface_prints_a_url_reachable_there(tmp_path: Path) -> None:
+    """Issue 20: ``serve --host 0.0.0.0`` printed a localhost URL.  Now the first line
+    is this machine's address (which the server answers on), and the commands printed
+    use localhost, the name the development certificate has."""
+    with demo("serve", "--port", "0", "--host", "0.0.0.0", cache=tmp_path) as server:
+        on_machine = server.line_starting("on this machine: ")
+        assert on_machine == f"on this machine: https://localhost:{server.port}/"
+        assert server.host not in ("0.0.0.0", "localhost")
+        # Reachable at the address shown (the dev certificate does not name it: no check).
+        res = greenhttps.get(server.url, reject_unauthorized=False, agent=False)
+        assert res.status_code == 200 and res.json()["hello"] == "from greenhttps"
+        ca = (tmp_path / "greenhttps" / "dev-ca.pem").read_bytes()
+        res = greenhttps.get(f"https://localhost:{server.port}/", ca=ca, agent=False)
+        assert res.status_code == 200
+        assert server.line_starting("curl ").endswith(f" https://localhost:{server.port}/")
+        assert server.stop(signal.SIGTERM)[0] == 0
+
+
+@pytest.mark.parametrize("request_first", [False, True], ids=["idle", "after-a-request"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_serve_stops_when_its_output_is_a_closed_pipe(tmp_path: Path, sig: int, request_first: bool) -> None:
+    """Issue 20: ``serve --port 0 2>&1 | head -1``, then SIGTERM and SIGINT were ignored
+    (the stop notice raised into the closed pipe before close()).  Here stdout and
+    stderr are one pipe whose reader has gone after the first line (and, in one
+    variant, a request's access-log line went into it); the signal must end the
+    process."""
+    proc = gevent.subprocess.Popen(
+        [sys.executable, "-m", "greenhttps", "serve", "--port", "0", "--host", "127.0.0.1"],
+        stdout=gevent.subprocess.PIPE, stderr=gevent.subprocess.STDOUT, env=_env(tmp_path), cwd=str(tmp_path),
+    )
+    try:
+        with gevent.Timeout(TIMEOUT):
+            first = proc.stdout.readline().decode()
+        match = re.search(r"https://127\.0\.0\.1:(\d+)/$", first.strip())
+        assert match, first
+        proc.stdout.close()  # `head -1` has exited
+        if request_first:
+            res = greenhttps.get(f"https://127.0.0.1:{match.group(1)}/", reject_unauthorized=False, agent=False)
+            assert res.status_code == 200  # the access-log line for it goes into the closed pipe
+            res.read()
+        gevent.sleep(0.2)
+        proc.send_signal(sig)
+        assert proc.wait(timeout=TIMEOUT) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_other_tls_failures_name_the_host(tmp_path: Path, script_server: ScriptServer) -> None:
+    """A server that answers the TLS hello in plain HTTP: the error names host:port."""
+
+    def plain(sock: gevent.socket.socket) -> None:
+        sock.recv(4096)
+        sock.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        gevent.sleep(1)
+
+    port = script_server(plain)
+    proc = cli("get", f"https://localhost:{port}/", cache=tmp_path)
+    assert proc.returncode == 1
+    line = one_line_error(proc)
+    assert line.startswith(f"greenhttps: localhost:{port}: TLS: "), line

@@ -151,5 +151,5 @@ def test_pace_option_values() -> None:
     agent.pace = 100
     assert agent.pace == 100.0 and agent._pace_s == 0.1
     for bad in (-1, "fast", True):
-        with pytest.raises(errors.InvalidArgumentError, match="pace"):
+        with pytest.raises((errors.InvalidArgumentError, TypeError), match="pace"):  # a string: TypeError (merge_options)
             greenhttps.Agent(pace=bad)
