@@ -29,10 +29,10 @@ from . import _agent, errors
 from ._agent import Agent
 from ._client import ClientRequest, get, request
 from ._incoming import IncomingMessage
+from ._net_socket import Socket
 from ._outgoing import STATUS_CODES
 from ._response import ServerResponse
 from ._server import Server, create_server
-from ._socket import Socket
 from ._types import AgentOptions, FetchOptions, ListenOptions, RequestOptions, ServerOptions
 from .errors import Error
 

@@ -69,7 +69,7 @@ from ._url import server_name
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from ._socket import Socket
+    from ._net_socket import Socket
     from ._types import AgentOptions
 
 __all__ = ["Agent", "get_global_agent", "set_global_agent", "package_face"]

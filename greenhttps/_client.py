@@ -54,9 +54,9 @@ from ._events import logger
 from ._exchange import ClientExchange
 from ._headers import check_name, check_value, node_headers, raw_list
 from ._incoming import IncomingMessage
+from ._net_socket import Socket
 from ._options import attribute_aliases, duration_to_ms, format_ms, ms_to_seconds, node_aliases
 from ._outgoing import OutgoingMessage, request_framing
-from ._socket import Socket
 from ._url import fill_port, host_header, request_options, server_name
 from ._wire import Head, Wire
 from ._wire_format import Framing, OutgoingFraming, request_bytes

@@ -23,10 +23,10 @@ from gevent import socket as gsocket
 
 from . import _happy, _tls, _verify, errors
 from ._dns import DnsCache
+from ._net_socket import Socket
 from ._options import format_ms, ms_to_seconds
 from ._parsers import parser_class
 from ._proxy import open_tunnel
-from ._socket import Socket
 from ._url import is_ip
 from ._wire import Wire
 

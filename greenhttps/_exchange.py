@@ -62,8 +62,8 @@ from . import errors
 from ._agent import Agent
 from ._dial import ClientConnection, adopt, dial
 from ._events import logger
+from ._net_socket import Socket
 from ._options import format_ms, ms_to_seconds
-from ._socket import Socket
 from ._watch import PeerWatch
 from ._wire import DeadlineExceeded, Head, HeaderPairs, Wire
 from ._wire_format import Framing, OutgoingFraming

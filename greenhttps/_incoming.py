@@ -19,9 +19,9 @@ from typing import Any, Callable, Iterator
 from . import errors
 from ._events import EventEmitter
 from ._headers import Headers, node_headers, raw_list
+from ._net_socket import Socket
 from ._options import attribute_aliases, node_aliases
 from ._parse import Head
-from ._socket import Socket
 
 __all__ = ["IncomingMessage"]
 

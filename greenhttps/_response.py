@@ -27,7 +27,7 @@ from ._wire_format import OutgoingFraming, response_bytes
 
 if TYPE_CHECKING:
     from ._incoming import IncomingMessage
-    from ._socket import Socket
+    from ._net_socket import Socket
     from ._wire import Wire
 
 __all__ = ["ResponseChannel", "ServerResponse"]

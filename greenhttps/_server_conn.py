@@ -64,13 +64,13 @@ from . import _verify, errors
 from ._access_log import response_class
 from ._events import logger
 from ._incoming import IncomingMessage
+from ._net_socket import Socket
 from ._options import format_ms, ms_to_seconds
 from ._outgoing import STATUS_CODES
 from ._parsers import parser_class
 from ._proxy_protocol import ProxyProtocolError
 from ._proxy_socket import receive_proxy_header
 from ._response import ServerResponse
-from ._socket import Socket
 from ._tlsbio import BioSSLSocket
 from ._watch import PeerWatch
 from ._wire import DeadlineExceeded, Head, Wire

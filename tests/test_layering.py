@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -346,15 +347,15 @@ def test_the_reader_sees_every_kind_of_import() -> None:
         "def f():\n"
         "    from ._dial import dial\n"
         "    import importlib\n"
-        "    importlib.import_module('greenhttps._socket')\n"
+        "    importlib.import_module('greenhttps._net_socket')\n"
         "    return importlib.import_module('._events', 'greenhttps')\n"
     )
-    modules = {"errors", "_url", "_wire", "_agent", "_dial", "_tls", "_headers", "_socket", "_events"}
+    modules = {"errors", "_url", "_wire", "_agent", "_dial", "_tls", "_headers", "_net_socket", "_events"}
     got = {(imp.target, imp.line, imp.where) for imp in collect_imports("x", source, modules) if imp.internal}
     assert got == {
         (FACE, 4, "top level"), ("_tls", 5, "top level"), ("errors", 6, "top level"), (FACE, 6, "top level"),
         ("_url", 7, "top level"), (FACE, 7, "top level"), ("_wire", 8, "top level"), ("_headers", 9, "top level"),
-        ("_agent", 11, "under TYPE_CHECKING"), ("_dial", 13, "in a function"), ("_socket", 15, "in a function"),
+        ("_agent", 11, "under TYPE_CHECKING"), ("_dial", 13, "in a function"), ("_net_socket", 15, "in a function"),
         ("_events", 16, "in a function"),
     }
 
@@ -372,3 +373,19 @@ def test_the_checker_catches_a_planted_break(rule: str, monkeypatch: pytest.Monk
     monkeypatch.setitem(globals(), "all_imports", lambda: real + extra)
     keys = {b.key for b in find_breaks()}
     assert (rule, planted.importer, planted.target) in keys
+
+
+#: Modules named like one of the standard library's, each with the reason it stays.
+STDLIB_NAMES_KEPT = {
+    "http": "the public greenhttps.http, Node's http module; only a script run from inside "
+    "the package folder could import it as the standard library's",
+}
+
+
+def test_no_module_shadows_the_standard_library() -> None:
+    """A module named like one of the standard library's breaks ``import greenhttps``
+    (or any import of that name) run from inside the package folder: ``_socket.py``
+    did, for ``socket`` imports ``_socket`` (issue 20)."""
+    package = Path(__file__).resolve().parents[1] / "greenhttps"
+    names = {path.stem for path in package.glob("*.py")}
+    assert sorted(names & set(sys.stdlib_module_names) - set(STDLIB_NAMES_KEPT)) == []
