@@ -415,7 +415,14 @@ class Agent(EventEmitter):
         at = max(now, state[0])
         state[0] = at + interval
         if at > now:
-            gevent.sleep(at - now)
+            try:
+                gevent.sleep(at - now)
+            except BaseException:
+                # Aborted, killed or timed out while waiting: give the turn back, or
+                # every later request to the origin would wait for it too.  (Two
+                # bookings may then share a time; _start_paced still spaces them.)
+                state[0] -= interval
+                raise
 
     def _start_paced(self, origin: str) -> None:
         """The request starts now, unless one started less than ``pace`` ago (a pool

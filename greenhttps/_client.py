@@ -233,7 +233,7 @@ class ClientRequest(OutgoingMessage):
             finally:
                 self._acquiring = None
             if self.destroyed:  # aborted in the instant the connection came: send nothing
-                exchange.discard()
+                self._interrupted(exchange)
                 return
             self.reused_socket = exchange.reused
             self.emit("socket", self.socket)
@@ -345,10 +345,13 @@ class ClientRequest(OutgoingMessage):
 
     def _trailing_error(self, err: errors.ProtocolError | None) -> None:
         """Bytes after the response that cannot start another are a parse error,
-        which Node emits on the request after its ``'response'`` (B-87); the
+        which Node emits on the request after its ``'response'`` (B-87), once; the
         connection is closed, not pooled."""
-        if err is not None:
+        if err is not None and not self._trailing_reported:
+            self._trailing_reported = True
             gevent.get_hub().loop.run_callback(self._emit_trailing_error, err)
+
+    _trailing_reported = False
 
     def _emit_trailing_error(self, err: errors.ProtocolError) -> None:
         if not self.aborted:
@@ -383,12 +386,26 @@ class ClientRequest(OutgoingMessage):
     def _interrupt_acquire(self) -> bool:
         """Wake the greenlet waiting for a pool slot or connecting, from another one
         (an abort, a destroy): it gives the slot back and sends nothing.  True if it
-        was connecting (Node: the request already has its socket)."""
+        was connecting (Node: the request already has its socket), and then that
+        greenlet emits the rest (:meth:`_interrupted`)."""
         waiting = self._acquiring
-        if waiting is None or waiting is gevent.getcurrent() or self._exchange is None:
+        exchange = self._exchange
+        if waiting is None or waiting is gevent.getcurrent() or exchange is None:
             return False
-        gevent.kill(waiting, _Interrupted)  # thrown at its next switch back, not now
-        return self._exchange.dialing
+
+        def throw() -> None:
+            # Only if it is still waiting: woken meanwhile (its slot or its connection
+            # came in the same turn), it sees ``destroyed`` itself, and a late throw
+            # would land in whatever it does next.
+            if self._acquiring is waiting:
+                waiting.throw(_Interrupted)
+
+        gevent.get_hub().loop.run_callback(throw)
+        self._owes_interrupt_events = exchange.dialing
+        return exchange.dialing
+
+    #: abort()/destroy() left 'socket', 'abort', 'error', 'close' to the request's greenlet.
+    _owes_interrupt_events = False
 
     def _interrupted(self, exchange: ClientExchange) -> None:
         """In the request's greenlet, after :meth:`_interrupt_acquire`: Node's order for
@@ -396,8 +413,9 @@ class ClientRequest(OutgoingMessage):
         ``'socket'``, ``'abort'``, ``'error'`` (socket hang up, ECONNRESET), ``'close'``.
         An abort while still queued was announced by :meth:`abort` itself."""
         exchange.discard()
-        if not exchange.dialing:
+        if not self._owes_interrupt_events:
             return
+        self._owes_interrupt_events = False
         self.socket = unconnected_socket()
         self.emit("socket", self.socket)
         if self.aborted:

@@ -43,8 +43,9 @@ class IncomingMessage(EventEmitter):
     ) -> None:
         self._head = head
         self.socket = socket
-        #: Request line target exactly as sent (server side).
+        #: The request's method (server side; None on a client's response).
         self.method = head.method or None
+        #: Request line target exactly as sent (server side).
         self.url = head.target
         #: Response status (client side).
         self.status_code = head.status or None

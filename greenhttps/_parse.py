@@ -485,6 +485,10 @@ class Parser:
         if not self.done or not self.keep_alive or self.eof:
             return False
         self._reset()
+        if not self._buf:
+            # Nothing of the next message has come: the next error's raw_packet will be
+            # a later piece, so do not keep this one (up to 64 KiB of body) while idle.
+            self._packet = b""
         return True
 
     def take_buffered(self) -> bytes:

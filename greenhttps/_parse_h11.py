@@ -117,7 +117,8 @@ class H11Parser(Parser):
         if lent:
             # h11 refuses an HTTP/1.1 request without Host whatever we want: lend it
             # one as the last field (earlier offsets stay true), and take it back.
-            raw = raw[:-2] + _LENT_HOST + b"\r\n"
+            blank = 2 if raw.endswith(b"\r\n") else 1  # the closing empty line (LF alone when lenient)
+            raw = raw[:-blank] + _LENT_HOST + raw[-blank:]
         event = self._event(raw)
         assert isinstance(event, h11.Request), event
         fields = event.headers.raw_items()

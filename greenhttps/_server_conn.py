@@ -49,7 +49,6 @@ that could move to a module of its own; it has not yet.
 from __future__ import annotations
 
 import enum
-import select
 import socket
 import ssl
 import time
@@ -57,10 +56,9 @@ from typing import Any, Protocol
 
 import gevent
 import greenlet
-from gevent import monkey
 from gevent.event import Event
 
-from . import _verify, errors
+from . import _sockio, _verify, errors
 from ._access_log import response_class
 from ._events import logger
 from ._incoming import IncomingMessage
@@ -87,10 +85,6 @@ _FAIR_SHARE = 8
 
 #: The parser class servers use (chosen once, at import; see _parsers).
 SERVER_PARSER = parser_class()
-
-#: select.poll, even in a monkey-patched process (gevent removes it): a zero-timeout
-#: look at one descriptor, for close(); select() would fail past descriptor 1023.
-_original_poll = monkey.get_original("select", "poll")
 
 
 class ServerSide(Protocol):
@@ -758,8 +752,6 @@ class ServerConnection:
             incoming = getattr(sock, "_in", None)  # a BioSSLSocket's memory BIO
             if incoming is not None and incoming.pending:
                 return True
-            poller = _original_poll()
-            poller.register(sock.fileno(), select.POLLIN)
-            return bool(poller.poll(0))
+            return _sockio.readable_now(sock.fileno())
         except (OSError, ValueError):
             return False

@@ -28,9 +28,10 @@ from typing import Any
 
 from gevent.exceptions import ConcurrentObjectUseError
 from gevent.hub import Waiter
+from gevent.monkey import get_original
 from gevent.ssl import SSLSocket as GeventSSLSocket
 
-__all__ = ["recv", "recv_into", "recv_now", "recv_tcp", "send", "send_tcp"]
+__all__ = ["readable_now", "recv", "recv_into", "recv_now", "recv_tcp", "send", "send_tcp"]
 
 _EXPIRED = object()
 #: The most plaintext one TLS record carries (RFC 8446 §5.1).
@@ -99,6 +100,22 @@ def recv_tcp(sock: Any, size: int, timeout: float | None, wait_first: bool = Fal
             pass
         if not _wait(sock, sock._read_event, timeout):
             return None
+
+
+#: The real select.poll, even in a monkey-patched process (gevent removes it): a
+#: zero-timeout look that never yields to the hub, whatever the descriptor's number
+#: (select.select refuses descriptors past FD_SETSIZE, 1024).
+_original_poll = get_original("select", "poll")
+_POLLIN = get_original("select", "POLLIN")
+
+
+def readable_now(fd: int) -> bool:
+    """Is descriptor ``fd`` readable (bytes, or the peer's close) at this instant?
+    Never waits and never switches greenlets, so callers whose bookkeeping must not
+    yield (the Agent's) may use it.  Raises ``OSError``/``ValueError`` for a bad fd."""
+    poller = _original_poll()
+    poller.register(fd, _POLLIN)
+    return bool(poller.poll(0))
 
 
 def recv_now(sock: Any, size: int) -> bytes | None:

@@ -56,20 +56,12 @@ import ssl
 import time
 from typing import Callable, Sequence
 
-from gevent.monkey import get_original
-
 from . import _sockio, errors
 from ._options import format_ms
 from ._parse import Head, HeaderPairs, Parser
 from ._tlsbio import BioSSLSocket
 from ._wire_format import Framing, OutgoingFraming, response_head
 from .errors import IdleTimeout
-
-#: The real select.select, even in a monkey-patched process: gevent's yields to the
-#: hub even with a zero timeout, and the Agent's bookkeeping around
-#: :meth:`Wire.is_reusable_idle` must not yield (a request dialing meanwhile went
-#: past max_sockets: tests/test_distributed_crawl.py, under Celery's gevent pool).
-_select = get_original("select", "select")
 
 __all__ = ["Wire", "Head", "DeadlineExceeded", "IdleTimeout", "HeaderPairs"]
 
@@ -596,7 +588,10 @@ class Wire:
             fd = sock.fileno()
             if fd < 0:
                 return False
-            readable, _, _ = _select([fd], [], [], 0)
+            # Never yields (gevent's select would, even with no timeout, and the
+            # Agent's bookkeeping around this must not: a request dialing meanwhile
+            # went past max_sockets under Celery's gevent pool), and works past fd 1023.
+            readable = _sockio.readable_now(fd)
         except (OSError, ValueError):
             return False
         if not readable:

@@ -249,6 +249,8 @@ def test_bytes_after_a_response_are_a_parse_error(script_server: Any, keep_alive
     assert kind == "error" and isinstance(err, errors.ProtocolError)
     assert (err.code, err.bytes_parsed, err.raw_packet) == ("HPE_INVALID_CONSTANT", 48, sent)
     assert "Parse Error" in str(err)
+    helpers.settle(0.2)
+    assert [kind for kind, _ in events].count("error") == 1  # once, as Node (a bodiless response was reported twice)
     if keep_alive:
         helpers.settle(0.05)
         assert not any(agent.free_sockets.values())

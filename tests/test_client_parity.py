@@ -5,6 +5,7 @@ greenhttps server, named after the Node test it mirrors.
 
 from __future__ import annotations
 
+import os
 import socket as stdlib_socket
 import time
 from collections.abc import Callable
@@ -424,3 +425,36 @@ def test_destroy_after_response_is_nodes_order(make_server: Callable[..., Any], 
             assert done.wait(5)
             ours[f"{str(listen).lower()},{str(give).lower()}"] = ev
     assert ours == node
+
+
+def test_pooled_connections_are_reused_past_descriptor_1023(make_server: Callable[..., Any], ca_pem: bytes) -> None:
+    """A pooled socket's liveness check works whatever its descriptor's number:
+    select() refuses descriptors past FD_SETSIZE (1024), which once made every pooled
+    connection of a busy process look dead (a new dial per request)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1300:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(hard, 1300), 4096) if hard > 0 else 4096, hard))
+    held = []
+    try:
+        with open("/dev/null", "rb") as devnull:
+            while True:
+                held.append(os.dup(devnull.fileno()))
+                if held[-1] >= 1100:
+                    break
+        peers: set[Any] = set()
+        srv = make_server(lambda req, res: (peers.add(req.socket.remote_port), res.end("x")))
+        agent = greenhttps.Agent(keep_alive=True)
+        try:
+            for _ in range(4):
+                res = greenhttps.get({"hostname": "localhost", "port": srv.address()["port"], "ca": ca_pem,
+                                      "agent": agent})
+                assert res.read() == b"x"
+            assert len(peers) == 1  # one connection, reused
+        finally:
+            agent.destroy()
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

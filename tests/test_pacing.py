@@ -153,3 +153,18 @@ def test_pace_option_values() -> None:
     for bad in (-1, "fast", True):
         with pytest.raises((errors.InvalidArgumentError, TypeError), match="pace"):  # a string: TypeError (merge_options)
             greenhttps.Agent(pace=bad)
+
+
+def test_killed_waiters_give_their_turns_back(origins: Callable[[], Origin]) -> None:
+    """Ten requests that book their turns and are killed while waiting do not push the
+    next request ten intervals out: it waits at most about one."""
+    agent = greenhttps.http.Agent(keep_alive=True, pace=300)
+    a = origins()
+    _get(agent, a.url + "/first")
+    waiting = [gevent.spawn(_get, agent, a.url + f"/{n}") for n in range(10)]
+    gevent.sleep(0.05)
+    gevent.killall(waiting)
+    start = time.monotonic()
+    assert _get(agent, a.url + "/next") == b"ok"
+    assert time.monotonic() - start < 0.9  # one interval and margin, not ten (3 s)
+    agent.destroy()

@@ -399,3 +399,29 @@ def test_the_parser_modules_do_no_io(parser_cls: type[Parser]) -> None:
         for banned in ("gevent", "socket", "ssl", "_sockio", "_tlsbio", "_wire"):
             assert not any(getattr(value, "__name__", "").split(".")[-1] == banned
                            for value in vars(module).values() if type(value).__name__ == "module"), (name, banned)
+
+
+@pytest.mark.parametrize("parser_cls", PARSERS)
+def test_an_idle_parser_keeps_no_packet(parser_cls: type[Parser]) -> None:
+    """The last piece received is kept for Node's ``raw_packet`` only while it may
+    still matter: once a message is done and nothing of the next has come, an idle
+    keep-alive connection holds none of its body."""
+    parser = parser_cls()
+    parser.feed(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 65536\r\n\r\n")
+    assert parser.next_head() is not None
+    parser.feed(b"x" * 65536)
+    while parser.next_body():
+        pass
+    assert parser.start_next()
+    assert parser._packet == b""  # what an idle connection would otherwise hold
+
+
+@pytest.mark.parametrize("head", [b"GET / HTTP/1.1\r\nX: a\r\n\r\n", b"GET / HTTP/1.1\r\nX: a\n\n",
+                                  b"GET / HTTP/1.1\r\nX: a\r\n\n"])
+def test_h11_without_host_when_not_required_whatever_the_line_ends(head: bytes) -> None:
+    """``require_host_header=False`` with h11 (which insists on Host) lends it one as
+    the last field and takes it back; with the insecure parser's bare LF endings too."""
+    parser = H11Parser(strict=False, require_host=False)
+    parser.feed(head)
+    parsed = parser.next_head()
+    assert parsed is not None and [(n.lower(), v) for n, v in parsed.headers] == [(b"x", b"a")]

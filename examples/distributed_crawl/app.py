@@ -7,6 +7,8 @@ tasks survive a worker dying.  Everything comes from the environment:
 ``CRAWL_VISIBILITY_TIMEOUT`` seconds before Redis hands an unacknowledged task to
                              another worker (default 600; see "Tasks survive a worker dying")
 ``CRAWL_MAX_SOCKETS``        connections per origin per worker (default 6)
+``CRAWL_PACE_MS``            least milliseconds between two request starts to one origin,
+                             per worker (``Agent(pace=)``; default 0: none)
 ``CRAWL_CA_FILE``            a PEM file of CAs to trust instead of the default roots
 ``CRAWL_TIMEOUT_MS``         the deadline of one fetch, redirects included (default 30000)
 ``CRAWL_REDIS_CONNECTIONS``  Redis connections per worker for the frontier (default 50)

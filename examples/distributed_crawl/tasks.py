@@ -33,6 +33,8 @@ from .frontier import Frontier
 
 REDIS_URL = os.environ.get("CRAWL_REDIS_URL", BROKER_URL)
 MAX_SOCKETS = int(os.environ.get("CRAWL_MAX_SOCKETS", "6"))
+#: The least time between two requests' starts to one origin, per worker (0: none).
+PACE_MS = float(os.environ.get("CRAWL_PACE_MS", "0"))
 TIMEOUT_MS = float(os.environ.get("CRAWL_TIMEOUT_MS", "30000"))
 CA_FILE = os.environ.get("CRAWL_CA_FILE")
 #: Sent with every request: who is crawling (the demo site counts connections by it).
@@ -50,7 +52,7 @@ def agent() -> greenhttps.Agent:
     holder = _shared if gevent.monkey.is_module_patched("threading") else _local.__dict__
     found = holder.get("agent")
     if found is None:
-        options: dict[str, Any] = {"keep_alive": True, "max_sockets": MAX_SOCKETS}
+        options: dict[str, Any] = {"keep_alive": True, "max_sockets": MAX_SOCKETS, "pace": PACE_MS or None}
         if CA_FILE:
             with open(CA_FILE, "rb") as f:
                 options["ca"] = f.read()
