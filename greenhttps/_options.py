@@ -219,7 +219,9 @@ def format_ms(msecs: float | datetime.timedelta) -> str:
 def ms_to_seconds(msecs: float | datetime.timedelta | None) -> float | None:
     """Node milliseconds (or a ``timedelta``) to a gevent timeout; 0, None and
     infinity mean "no timeout"."""
-    value: float | None = duration_to_ms(msecs)
+    kind = type(msecs)
+    # Called a few times per request with a number: no conversion call for those.
+    value: float | None = msecs if kind is int or kind is float else duration_to_ms(msecs)  # type: ignore[assignment]
     if not value or value == math.inf:
         return None
     if not value > 0:  # negative, or NaN (which compares false with everything)
