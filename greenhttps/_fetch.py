@@ -37,7 +37,8 @@ import collections
 import datetime
 import json as _json
 import time
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, cast
+from collections.abc import Mapping  # isinstance() with it: typing's alias checks ~10x slower
+from typing import TYPE_CHECKING, Any, Iterable, cast
 from urllib.parse import quote, unquote, urlencode, urljoin, urlsplit, urlunsplit
 
 import gevent

@@ -17,7 +17,8 @@ joined with ``', '``, ``Set-Cookie`` too): one class, two merge rules.
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, Iterable, Mapping, Union
+from collections.abc import Mapping  # isinstance() with it: typing's alias checks ~10x slower
+from typing import Any, Dict, Iterable, Union
 
 from .errors import InvalidArgumentError
 

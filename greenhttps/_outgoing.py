@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping  # isinstance() with it: typing's alias checks ~10x slower
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from . import errors
 from ._events import EventEmitter

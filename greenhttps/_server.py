@@ -20,7 +20,8 @@ import errno
 import os
 import socket as _stdlib_socket
 import ssl
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from collections.abc import Mapping  # isinstance() with it: typing's alias checks ~10x slower
+from typing import TYPE_CHECKING, Any, Callable
 
 import gevent
 import greenlet

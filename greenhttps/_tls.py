@@ -28,7 +28,8 @@ import os
 import re
 import ssl
 import tempfile
-from typing import Any, Callable, Iterator, Mapping, Sequence, Union
+from collections.abc import Mapping  # isinstance() with it: typing's alias checks ~10x slower
+from typing import Any, Callable, Iterator, Sequence, Union
 
 import certifi
 import gevent.ssl

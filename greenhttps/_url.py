@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping  # isinstance() with it: typing's alias checks ~10x slower
+from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from . import errors
