@@ -281,6 +281,7 @@ def test_one_worker_and_two_workers_record_the_same_pages_once(
     first.wait_ready()
     rates = {}
     results = {}
+    peaks: list[int] = []
     workers = [first]
     for crawl_id in ("one", "two"):
         site.reset()
@@ -294,7 +295,7 @@ def test_one_worker_and_two_workers_record_the_same_pages_once(
         assert progress["fetches"] == len(site.expected())
         ids = {w.id for w in workers}
         assert {r["worker"] for r in records.values()} == ids  # each worker took part
-        assert check_connection_limit(site, ids) == MAX_SOCKETS  # the limit was reached
+        peaks.append(check_connection_limit(site, ids))  # the limit held within each worker
         rates[crawl_id] = progress["recorded"] / progress["seconds"]
         results[crawl_id] = summary(records)
         if crawl_id == "one":  # the second worker joins for the second crawl
@@ -303,6 +304,10 @@ def test_one_worker_and_two_workers_record_the_same_pages_once(
             workers.append(second)
 
     assert results["one"] == results["two"]
+    # ...and was reached, so the check above means something.  In either crawl, not in
+    # each: whether one worker's fetches overlap that much depends on this machine's
+    # load (a run of CI saw a peak of 3 of 4 in one crawl).
+    assert max(peaks) == MAX_SOCKETS, peaks
     with capsys.disabled():
         print(
             f"\ndistributed crawl, {len(results['one'])} pages over {ORIGINS} origins: "
