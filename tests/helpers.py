@@ -869,3 +869,20 @@ def run_in_thread(target: object, seconds: float = 10) -> None:
     while thread.is_alive() and time.monotonic() < deadline:
         gevent.sleep(0.01)
     thread.join(timeout=1)
+
+
+def fill_backlog(listener: stdlib_socket.socket, settle_for: float = 0.1) -> list[stdlib_socket.socket]:
+    """Fill a ``listen(0)`` socket's accept queue with connections nobody accepts, so
+    that a new connection to it hangs in the handshake (the kernel drops its SYNs).
+    Returns the fillers; closing them (and accepting) lets connections through."""
+    fillers = []
+    for _ in range(8):
+        filler = stdlib_socket.socket(listener.family, stdlib_socket.SOCK_STREAM)
+        filler.setblocking(False)
+        try:
+            filler.connect(listener.getsockname()[:2])
+        except BlockingIOError:
+            pass
+        fillers.append(filler)
+    time.sleep(settle_for)
+    return fillers

@@ -288,16 +288,7 @@ def full_backlog_port() -> tuple[int, list[stdlib_socket.socket]]:
     listener.bind(("127.0.0.1", 0))
     listener.listen(0)
     port = listener.getsockname()[1]
-    held = [listener]
-    for _ in range(8):
-        filler = stdlib_socket.socket()
-        filler.setblocking(False)
-        try:
-            filler.connect(("127.0.0.1", port))
-        except BlockingIOError:
-            pass
-        held.append(filler)
-    time.sleep(0.2)
+    held = [listener, *helpers.fill_backlog(listener, 0.2)]
     return port, held
 
 

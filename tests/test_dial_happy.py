@@ -19,6 +19,7 @@ import gevent
 import pytest
 
 import greenhttps
+import helpers
 from greenhttps import _happy, errors
 from helpers import has_ipv6, open_fds, settle
 
@@ -53,15 +54,7 @@ def blackhole() -> Iterator[Callable[[str], int]]:
         lsock.bind((host, 0))
         lsock.listen(0)
         opened.append(lsock)
-        for _ in range(8):
-            filler = stdlib_socket.socket(family, STREAM)
-            filler.setblocking(False)
-            try:
-                filler.connect(lsock.getsockname()[:2])
-            except BlockingIOError:
-                pass
-            opened.append(filler)
-        time.sleep(0.1)
+        opened.extend(helpers.fill_backlog(lsock))
         port = int(lsock.getsockname()[1])
         probe = stdlib_socket.socket(family, STREAM)
         probe.settimeout(0.3)

@@ -11,19 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from test_parse_table import PARSERS  # the parsers this installation has, as the table runs them
 
 import helpers
 from greenhttps import _server_conn
-from greenhttps._parse import Parser
-from greenhttps._parse_h11 import H11Parser
-
-PARSERS: list[type[Parser]] = [H11Parser]
-try:
-    from greenhttps._parse_llhttp import LlhttpParser
-except ImportError:  # pragma: no cover - httptools is a test dependency here
-    pass
-else:
-    PARSERS.append(LlhttpParser)
 
 TE = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import socket as stdlib_socket
 import ssl
-import time
 from typing import Any, Callable
 
 import gevent
@@ -23,7 +22,7 @@ import pytest
 from client_support import read_request
 
 import greenhttps
-from helpers import wrap_server
+from helpers import fill_backlog, wrap_server
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -116,16 +115,7 @@ def test_a_full_backlog_shows_in_connect() -> None:
     lsock.bind(("127.0.0.1", 0))
     lsock.listen(0)
     port = lsock.getsockname()[1]
-    fillers = []
-    for _ in range(8):
-        filler = stdlib_socket.socket()
-        filler.setblocking(False)
-        try:
-            filler.connect(("127.0.0.1", port))
-        except BlockingIOError:
-            pass
-        fillers.append(filler)
-    time.sleep(0.1)
+    fillers = fill_backlog(lsock)
 
     def serve_late() -> None:
         gevent.sleep(0.3)
