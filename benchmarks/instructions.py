@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Instructions per keep-alive request, for two revisions: a measure noise cannot move.
 
-    python3 benchmarks/instructions.py REV_A REV_B [--requests 1000]
+    python3 benchmarks/instructions.py REV_A REV_B [--requests 1000] [--what server|client|wsgi]
 
 These machines are two noisy cores, where a 2% change hides in the run-to-run spread
 of req/s.  This counts instructions instead (``valgrind --tool=callgrind``, which
@@ -12,6 +12,17 @@ making sequential keep-alive requests on one connection.  The count for
 and the TLS handshake cancel out.  Repeatable to about ±0.3% for one tree; trees that
 import different modules can differ by ~1k from memory layout alone.  It says what a
 change costs, not how fast anything is: ``ab.py`` and ``run.py`` measure speed.
+
+``--what`` picks the workload (default ``server``):
+
+| what | server | client |
+|---|---|---|
+| server | ``create_server`` answering ``res.end(b"hello world\\n")`` | a plain ``ssl`` socket loop |
+| client | the same greenhttps server | ``greenhttps.get(url, agent=keep-alive Agent)`` + ``read()`` |
+| wsgi | ``create_server(..., WSGIHandler(flask_app))`` (benchmarks/wsgi/flask_app.py) | a plain ``ssl`` socket loop |
+
+``client`` counts both ends of the round trip (subtract a ``server`` figure of the same
+tree for the client's share); ``wsgi`` needs Flask.
 
 Each revision's ``greenhttps`` package comes from ``git archive`` (``.`` is the
 working tree); the interpreter is this one (it needs gevent and the runtime
@@ -26,31 +37,55 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-WORKLOAD = textwrap.dedent('''
-    import ssl, sys
-    import gevent, gevent.socket, gevent.ssl
-    import greenhttps
-    key, cert, ca, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-    srv = greenhttps.create_server({"key": open(key, "rb").read(), "cert": open(cert, "rb").read()},
-                                   lambda req, res: res.end(b"hello world\\n"))
-    srv.listen(0, "127.0.0.1")
-    ctx = gevent.ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.load_verify_locations(ca)
-    sock = ctx.wrap_socket(gevent.socket.create_connection(("127.0.0.1", srv.address()["port"])),
-                           server_hostname="localhost")
-    request = b"GET / HTTP/1.1\\r\\nHost: localhost\\r\\n\\r\\n"
-    for _ in range(n):
-        sock.sendall(request)
-        got = b""
-        while not got.endswith(b"hello world\\n"):
-            got += sock.recv(65536)
-    sock.close()
-''')
+_PRELUDE = """
+import ssl, sys
+import gevent, gevent.socket, gevent.ssl
+import greenhttps
+key, cert, ca, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+tls = {"key": open(key, "rb").read(), "cert": open(cert, "rb").read()}
+"""
+
+_RAW_CLIENT = """
+srv.listen(0, "127.0.0.1")
+ctx = gevent.ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.load_verify_locations(ca)
+sock = ctx.wrap_socket(gevent.socket.create_connection(("127.0.0.1", srv.address()["port"])),
+                       server_hostname="localhost")
+request = b"GET / HTTP/1.1\\r\\nHost: localhost\\r\\n\\r\\n"
+for _ in range(n):
+    sock.sendall(request)
+    got = b""
+    while not got.endswith(b"hello world\\n"):
+        got += sock.recv(65536)
+sock.close()
+"""
+
+_HELLO = """
+srv = greenhttps.create_server(tls, lambda req, res: res.end(b"hello world\\n"))
+"""
+
+WORKLOADS = {
+    "server": _PRELUDE + _HELLO + _RAW_CLIENT,
+    "client": _PRELUDE + _HELLO + """
+srv.listen(0, "127.0.0.1")
+agent = greenhttps.Agent(keep_alive=True, ca=open(ca, "rb").read())
+url = f"https://localhost:{srv.address()['port']}/"
+for _ in range(n):
+    res = greenhttps.get(url, agent=agent)
+    assert res.read() == b"hello world\\n"
+agent.destroy()
+""",
+    "wsgi": _PRELUDE + f"""
+sys.path.insert(0, {str(Path(__file__).resolve().parent / "wsgi")!r})
+from flask_app import app
+from greenhttps.wsgi import WSGIHandler
+srv = greenhttps.create_server(tls, WSGIHandler(app))
+""" + _RAW_CLIENT,
+}
 
 
 def checkout(rev: str, into: Path) -> Path:
@@ -89,6 +124,7 @@ def main() -> int:
     parser.add_argument("rev_a")
     parser.add_argument("rev_b")
     parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--what", choices=sorted(WORKLOADS), default="server")
     cfg = parser.parse_args()
     if shutil.which("valgrind") is None:
         print("instructions.py needs valgrind (Debian: apt-get install valgrind)", file=sys.stderr)
@@ -96,7 +132,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="greenhttps-instructions-"))
     try:
         script = tmp / "workload.py"
-        script.write_text(WORKLOAD)
+        script.write_text(WORKLOADS[cfg.what])
         certs = certificates(tmp)
         per_request = {}
         for label, rev in (("A", cfg.rev_a), ("B", cfg.rev_b)):
@@ -104,7 +140,7 @@ def main() -> int:
             base = instructions(tree, script, certs, 200)
             total = instructions(tree, script, certs, 200 + cfg.requests)
             per_request[label] = (total - base) / cfg.requests
-            print(f"{label} {rev}: {per_request[label]:,.0f} instructions per keep-alive request")
+            print(f"{label} {rev}: {per_request[label]:,.0f} instructions per keep-alive request ({cfg.what})")
         print(f"B/A: {per_request['B'] / per_request['A']:.3f}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
