@@ -36,8 +36,8 @@ TEST_REQUIRES = [
     "flask",
     "falcon",
     "gunicorn",
-    # The optional llhttp parser: the suite runs the server tests with it and with h11
-    # (tests/test_parsers.py).
+    # llhttp (an install dependency on CPython): the suite runs the server and client
+    # tests with it and with h11 (tests/test_parsers.py), on any interpreter.
     "httptools>=0.6",
     # The docs site is built (strict) by the suite: tests/test_docs.py.
     *DOCS_REQUIRES,
@@ -70,9 +70,13 @@ setup(
         "h11>=0.16,<0.17",
         "certifi",
         "cryptography>=45",
+        # llhttp (Node's parser) by default where it builds: about half the CPU per
+        # request of h11, which stays the pure-Python fallback (PyPy, GREENHTTPS_PARSER=h11).
+        "httptools>=0.6; platform_python_implementation == 'CPython'",
     ],
     extras_require={
-        # llhttp (Node's parser) for the server: ~2x the requests per CPU second of h11.
+        # Kept so that `pip install "greenhttps[fast]"` still works: httptools is now an
+        # install dependency on CPython.
         "fast": ["httptools>=0.6"],
         # fetch() decodes br and zstd bodies too (and says so in Accept-Encoding).
         "decode": DECODE_REQUIRES,
