@@ -138,6 +138,11 @@ class Server(EventEmitter):
     max_delay = 1.0
     #: Add a ``Date`` header to responses.
     send_date = True
+    #: Node's ``server.maxConnections``: with this many connections open, a new one is
+    #: closed at once and ``'drop'`` is emitted with its addresses (``localAddress``,
+    #: ``localPort``, ``localFamily``, ``remoteAddress``, ``remotePort``,
+    #: ``remoteFamily``).  None or 0: no limit (0 is falsy in Node 20 too).
+    max_connections: int | None = None
     #: Not Node's (whose ``maxConnections`` refuses): stop accepting while this many
     #: connections are open, 0 for no limit; new ones wait in the listen backlog.
     #: The gunicorn worker's ``worker_connections``.
@@ -346,6 +351,9 @@ class Server(EventEmitter):
                     gevent.sleep(self.min_delay)
                 continue
             delay = self.min_delay
+            if self.max_connections and len(self._connections) >= self.max_connections:
+                self._drop(raw)
+                continue
             if raw.family != _stdlib_socket.AF_UNIX and self.no_delay:
                 raw.setsockopt(_stdlib_socket.IPPROTO_TCP, _stdlib_socket.TCP_NODELAY, 1)
             if self.keep_alive:
@@ -357,6 +365,24 @@ class Server(EventEmitter):
             conn = ServerConnection(self, raw)
             self._connections.add(conn)
             conn.greenlet = _start_greenlet(conn.run)
+
+    def _drop(self, raw: gsocket.socket) -> None:
+        """Close a connection past ``max_connections`` and say so, as Node's ``'drop'``."""
+        if raw.family == _stdlib_socket.AF_UNIX:  # Node: a pipe has no addresses, 'drop' no argument
+            raw.close()
+            self.emit("drop")
+            return
+        family = "IPv6" if raw.family == _stdlib_socket.AF_INET6 else "IPv4"
+        data: dict[str, Any] = {}
+        try:
+            local, remote = raw.getsockname(), raw.getpeername()
+            data = {"localAddress": local[0], "localPort": local[1], "localFamily": family,
+                    "remoteAddress": remote[0], "remotePort": remote[1], "remoteFamily": family}
+        except OSError:  # the peer is already gone (ENOTCONN): no addresses to give
+            pass
+        finally:
+            raw.close()
+        self.emit("drop", data)
 
     def _wrap(self, raw: gsocket.socket) -> ssl.SSLSocket | BioSSLSocket:
         assert self._context is not None

@@ -1063,3 +1063,60 @@ def test_keep_alive_initial_delay_sets_the_first_probe(make_server: Any) -> None
     srv.on("connection", on_connection)
     get_ok(srv)
     assert seen == [(1, 7)]
+
+
+# ------------------------------------------------------------ maxConnections
+
+
+def eventually(predicate: Any, timeout: float = 3) -> bool:
+    """Whether ``predicate()`` holds within ``timeout`` seconds (polled, yielding to the hub)."""
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            return False
+        gevent.sleep(0.01)
+    return True
+
+
+def test_max_connections_drops_the_next_connection_with_its_addresses(make_server: Any) -> None:
+    """Node's ``server.maxConnections``: past it a new connection is closed before its
+    handshake and ``'drop'`` names both ends (mirrors test/parallel/
+    test-net-server-max-connections.js and test-net-server-drop-connections.js; node 20
+    gives the same six keys and closes the socket with a FIN)."""
+    drops: list[Any] = []
+    srv = make_server(lambda req, res: res.end(b"ok"))
+    srv.maxConnections = 1  # Node's spelling writes the snake_case attribute
+    assert srv.max_connections == 1
+    srv.on("drop", drops.append)
+    first = connect(srv)
+    first.sendall(REQ)
+    assert helpers.read_response(first).status == 200
+    second = gevent.socket.create_connection(("127.0.0.1", port_of(srv)), timeout=3)
+    try:
+        assert wait_eof(second) == b""  # closed by the server, nothing sent
+        assert eventually(lambda: len(drops) == 1)
+        local_port = second.getsockname()[1]
+    finally:
+        second.close()
+    assert drops == [{"localAddress": "127.0.0.1", "localPort": port_of(srv), "localFamily": "IPv4",
+                      "remoteAddress": "127.0.0.1", "remotePort": local_port, "remoteFamily": "IPv4"}]
+    assert srv.connections == 1  # the dropped one never counted
+    first.close()
+    assert eventually(lambda: srv.connections == 0)
+    get_ok(srv)  # a slot again: served
+    assert len(drops) == 1
+
+
+def test_max_connections_zero_or_none_is_no_limit(make_server: Any) -> None:
+    """0 is falsy in Node 20's check too (``if (self.maxConnections && ...)``): no limit."""
+    drops: list[Any] = []
+    srv = make_server(lambda req, res: res.end(b"ok"))
+    srv.on("drop", drops.append)
+    for limit in (None, 0):
+        srv.max_connections = limit
+        held = [connect(srv) for _ in range(3)]
+        for sock in held:
+            sock.sendall(REQ)
+            assert helpers.read_response(sock).status == 200
+            sock.close()
+    assert drops == []
