@@ -22,7 +22,8 @@ Anything else is a :class:`~greenhttps.errors.ProxyError` naming the proxy and i
 status; a proxy that is not there is ECONNREFUSED naming the proxy.
 
 *An https:// proxy* is reached over TLS first, verified against the proxy's own
-name, with the CAs of the ``proxy_ca`` option or else the default roots -- never
+name, with the CAs of the ``proxy_ca`` option or else the default roots (certifi's,
+as for an origin without ``ca``) -- never
 the request's ``ca``, which is the origin's (Node's built-in proxy support and
 curl, whose ``--proxy-cacert`` this is, do the same; undici has ``proxyTls``).
 The origin's TLS then runs inside that TLS (TLS in TLS: the inner layer is a

@@ -18,6 +18,7 @@ is what the https:// proxy tests follow: TLS to the proxy, CONNECT, TLS to the o
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import sys
@@ -417,6 +418,31 @@ def test_https_proxy_with_an_agent(start_tls_proxy: Any, serve: Callable[..., in
     assert helpers.open_fds() <= fds
 
 
+def test_https_proxy_carries_large_bodies_both_ways(start_tls_proxy: Any, serve: Callable[..., int], ca_pem: bytes,
+                                                    proxy_ca: trustme.CA, no_env_proxies: None) -> None:
+    """Megabytes up and down through TLS inside TLS: many records per read and per
+    write on both layers (the inner layer sends through the outer one's partial
+    writes, and reads what the outer one decrypted ahead); a second round on the
+    same pooled connection."""
+    def sink(req: Any, res: Any) -> None:
+        data = req.read()
+        res.end(hashlib.sha256(data).hexdigest().encode() + b" " + bytes(range(256)) * 12_288)  # + 3 MiB
+
+    port = serve(sink)
+    proxy = start_tls_proxy()
+    body = os.urandom(5 * 1024 * 1024 + 7)
+    agent = greenhttps.Agent(keep_alive=True, proxy=proxy.url, proxy_ca=proxy_ca.cert_pem.bytes(), ca=ca_pem)
+    try:
+        for _ in range(2):
+            res = greenhttps.fetch(f"https://localhost:{port}/up", method="POST", body=body, agent=agent)
+            digest, _, tail = res.content.partition(b" ")
+            assert digest.decode() == hashlib.sha256(body).hexdigest()
+            assert tail == bytes(range(256)) * 12_288
+        assert proxy.tunnels_to(port) == 1
+    finally:
+        agent.destroy()
+
+
 def test_https_proxy_certificate_is_checked_with_proxy_ca(start_tls_proxy: Any, serve: Callable[..., int],
                                                           ca_pem: bytes, proxy_ca: trustme.CA, other_ca: Any,
                                                           no_env_proxies: None) -> None:
@@ -516,16 +542,17 @@ def test_https_proxy_that_never_speaks_tls_times_out(serve: Callable[..., int], 
 def test_socks5_tunnels(start_socks_proxy: Any, serve: Callable[..., int], make_server: Any, ca_pem: bytes,
                         no_env_proxies: None) -> None:
     """``socks5h://`` hands the proxy the origin's name; ``socks5://`` resolves it
-    here first (curl's two schemes; pproxy's log shows which it was given).  https:
-    and http: origins both go through a tunnel, credentials by RFC 1929."""
+    here first (curl's two schemes; pproxy's log shows which it was given; ``family=4``
+    so that the local answer is the address the origins listen on).  https: and
+    http: origins both go through a tunnel, credentials by RFC 1929."""
     port = serve(_echo)
     plain = make_server(_echo, tls=False).address()["port"]
     for scheme, shown in (("socks5h", "localhost"), ("socks5", "127.0.0.1")):
         proxy = start_socks_proxy("u:p", scheme)
         for _ in range(2):
-            res = greenhttps.fetch(f"https://localhost:{port}/s", proxy=proxy.url, ca=ca_pem)
+            res = greenhttps.fetch(f"https://localhost:{port}/s", proxy=proxy.url, ca=ca_pem, family=4)
             assert res.text() == f"GET /s host=localhost:{port} proxy-auth=None"
-            res = greenhttps.fetch(f"http://localhost:{plain}/s", proxy=proxy.url)
+            res = greenhttps.fetch(f"http://localhost:{plain}/s", proxy=proxy.url, family=4)
             assert res.text() == f"GET /s host=localhost:{plain} proxy-auth=None"
         assert proxy.tunnels_to(port) == 1 and proxy.tunnels_to(plain) == 1  # pooled
         assert f"-> {shown}:{port}" in proxy.log.read_text()
