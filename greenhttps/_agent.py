@@ -92,7 +92,7 @@ def _check_at_least_one(name: str, value: object) -> None:
 
 
 #: The request options a pool key is computed from.
-_NAME_KEYS = frozenset({"host", "port", "local_address", "family", "socket_path", "proxy"}) | CLIENT_TLS_KEYS
+_NAME_KEYS = frozenset({"host", "port", "local_address", "family", "socket_path", "proxy", "proxy_ca"}) | CLIENT_TLS_KEYS
 
 #: Node 20's https getName segments (20) after the http name, in order, as our option
 #: names ('' for the options greenhttps does not have: always empty).  ``digest``:
@@ -160,8 +160,10 @@ class Agent(EventEmitter):
     times in milliseconds; ``timeout`` closes a free socket idle that long; ``pace`` (ms,
     or a ``datetime.timedelta``) is the least time between the starts of two
     requests to one origin (host and port), waited for by the greenlet whose
-    request it is (not Node's).  ``proxy``: an ``http://`` proxy URL for its
-    requests (each may name its own, or ``proxy=False``); ``proxy_env``: True to
+    request it is (not Node's).  ``proxy``: a proxy URL (``http://``, ``https://``,
+    ``socks5://``, ``socks5h://``) for its requests (each may name its own, or
+    ``proxy=False``; ``proxy_ca``: the CAs an https:// proxy is checked with, else
+    the default roots, never ``ca``); ``proxy_env``: True to
     take the proxy from ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` (read at each
     request), or a mapping of those variables (Node's ``proxyEnv``); None (the
     default) means True when ``GREENHTTPS_USE_ENV_PROXY=1`` as the agent is made.
@@ -306,6 +308,8 @@ class Agent(EventEmitter):
             name += f":proxy={where.display}"
             if where.authorization is not None:
                 name += "#" + _digest(where.authorization)
+            if where.scheme == "https" and opts.get("proxy_ca") is not None:
+                name += "#ca=" + _digest(opts["proxy_ca"])
         return name
 
     def request_proxy(self, opts: Mapping[str, Any]) -> str | None:
@@ -314,7 +318,7 @@ class Agent(EventEmitter):
         The request's ``proxy`` (the agent's as its default; False: none), else,
         with ``proxy_env``, the environment's for its protocol and host (curl's
         ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``/``NO_PROXY``).  Raises
-        ``InvalidArgumentError`` for a proxy URL that is not an ``http://`` one."""
+        ``InvalidArgumentError`` for a proxy URL of a scheme not supported."""
         proxy = opts.get("proxy")
         if proxy is None and self.proxy_env and not opts.get("socket_path"):
             environ = self.proxy_env if isinstance(self.proxy_env, Mapping) else os.environ

@@ -360,7 +360,8 @@ def add_arguments(p_get: argparse.ArgumentParser) -> None:
     p_get.add_argument("--compressed", action="store_true",
                        help="ask for a compressed body (gzip, deflate, and br/zstd when installed) and decode it")
     p_get.add_argument("--proxy", metavar="URL",
-                       help="go through this HTTP proxy (http://[user:password@]host:port), or none with "
+                       help="go through this proxy (http://[user:password@]host:port; https://, socks5://, "
+                            "socks5h:// too), or none with "
                             "--proxy ''; by default HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY are read, "
                             "as curl does")
     p_get.add_argument("-i", "--include", action="store_true",

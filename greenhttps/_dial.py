@@ -3,13 +3,19 @@
 :func:`dial` makes a :class:`ClientConnection` as the request options say: TCP (or a
 Unix socket), with no resolver round trip for an IP literal, a name resolved through
 the agent's DNS cache (:mod:`._dns`) and its addresses raced by Happy Eyeballs
-(:mod:`._happy`, Node's ``autoSelectFamily``); then, for HTTPS, the
-TLS handshake under the connect timeout, offering the request's ``session``
+(:mod:`._happy`, Node's ``autoSelectFamily``), the lookup and the connect under one
+connect timeout; through a proxy (``opts['proxy']``, see :mod:`._proxy`), that
+connection is to the proxy (its name through the same cache and race), then TLS
+to it for an https:// proxy (checked against the proxy's name), then the tunnel;
+then, for HTTPS, the TLS handshake under the connect timeout (inside the proxy's
+TLS, for an https:// proxy: a memory-BIO socket, :mod:`._tlsbio`), offering the request's ``session``
 option or else the session the caller's cache (a :class:`SessionCache`: the agent)
 holds for that origin, and the certificate and host-name checks (Node's ``rejectUnauthorized``
 and ``checkServerIdentity``).  The connection's wire is the parser the client
 chose once, at import.  How long the lookup, the connect and the handshake took
-is kept on the connection (``timings``) for the first request's ``res.timings``.
+is kept on the connection (``timings``) for the first request's ``res.timings``
+(through a proxy: the proxy's lookup; the connect to it, its TLS and the tunnel;
+the origin's TLS).
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from ._dns import DnsCache
 from ._net_socket import Socket
 from ._options import format_ms, ms_to_seconds
 from ._parsers import parser_class
-from ._proxy import open_tunnel
+from ._proxy import ProxyURL, open_tunnel, parse_proxy
+from ._tlsbio import BioSSLSocket
 from ._url import is_ip
 from ._wire import Wire
 
@@ -118,16 +125,8 @@ class ClientConnection:
 
 def _connect_tcp(opts: Mapping[str, Any], timeout: float | None,
                  dns: DnsCache | None) -> tuple[gsocket.socket, float | None]:
-    """The connected TCP (or Unix) socket, and how long the name lookup took in ms
-    (None: there was none -- an IP literal, a Unix socket, a proxy that resolves).
-
-    A name is resolved by the request's ``lookup`` (Node's option) or gevent's
-    ``getaddrinfo``, through the agent's cache (``dns``) when it has one.  With
-    several addresses, Node's ``autoSelectFamily`` (on unless False) races them
-    (Happy Eyeballs, :mod:`._happy`); as in Node, only when no ``family`` and no
-    ``local_address`` pin the choice.  Otherwise the first address is the one
-    tried, as Node's single ``dns.lookup()`` answer (a ``local_address`` first
-    keeps the addresses of its own family)."""
+    """The connected TCP (or Unix) socket to the origin, and how long the name lookup
+    took in ms (None: there was none -- an IP literal, a Unix socket)."""
     if opts.get("socket_path"):
         sock = gsocket.socket(_stdlib_socket.AF_UNIX, _stdlib_socket.SOCK_STREAM)
         sock.settimeout(timeout)
@@ -140,34 +139,69 @@ def _connect_tcp(opts: Mapping[str, Any], timeout: float | None,
             sock.close()
             raise
         return sock, None
-    host, port = opts["host"], opts["port"]
-    if opts.get("proxy"):  # Agent(proxy=...): a CONNECT tunnel to the origin (see _proxy)
-        return open_tunnel(opts["proxy"], host, port, timeout), None
-    family = {4: _stdlib_socket.AF_INET, 6: _stdlib_socket.AF_INET6}.get(opts.get("family") or 0, 0)
+    return _connect_host(opts["host"], opts["port"], opts, timeout, dns)
+
+
+def _resolve(host: str, port: int, family: int, opts: Mapping[str, Any], timeout: float | None,
+             dns: DnsCache | None) -> tuple[Sequence[tuple[Any, ...]], float | None]:
+    """``host``'s addresses (getaddrinfo tuples) and how long the lookup took in ms
+    (None: an IP literal, no lookup).  ``timeout`` (seconds) bounds the lookup: a
+    slow resolver is a connect timeout, not a wait without end."""
     lookup = opts.get("lookup")
+    af = _stdlib_socket.AF_INET6 if ":" in host else _stdlib_socket.AF_INET
+    if lookup is None and "%" not in host and is_ip(host) and family in (0, af):
+        # An address already: no resolver round trip (gevent's runs in a thread).
+        return [(af, _stdlib_socket.SOCK_STREAM, 0, "", (host.strip("[]"), port))], None
+    resolver = lookup or gsocket.getaddrinfo
+    started = time.monotonic()
+    timer = gevent.Timeout(timeout) if timeout is not None else None
+    if timer is not None:
+        timer.start()
+    try:
+        if dns is not None:
+            infos = dns.resolve(resolver, host, port, family, _stdlib_socket.SOCK_STREAM)
+        else:
+            infos = list(resolver(host, port, family, _stdlib_socket.SOCK_STREAM))
+    except _stdlib_socket.gaierror as exc:
+        # Node's shape: code ENOTFOUND, syscall 'getaddrinfo', hostname.
+        raise errors.NameResolutionError(
+            f"getaddrinfo ENOTFOUND {host}", syscall="getaddrinfo", hostname=host, reason=exc.strerror
+        ) from exc
+    except gevent.Timeout as expired:
+        if expired is not timer:
+            raise
+        raise errors.TimeoutError(
+            f"getaddrinfo {host}: no answer within {format_ms((timeout or 0) * 1000)} (the connect timeout)",
+            "ETIMEDOUT", syscall="getaddrinfo", hostname=host,
+        ) from None
+    finally:
+        if timer is not None:
+            timer.close()
+    return infos, (time.monotonic() - started) * 1000.0
+
+
+def _connect_host(host: str, port: int, opts: Mapping[str, Any], timeout: float | None,
+                  dns: DnsCache | None) -> tuple[gsocket.socket, float | None]:
+    """The connected TCP socket to ``host:port`` (an origin, or a proxy), and how
+    long the name lookup took in ms (None: there was none).  ``timeout`` (seconds)
+    bounds the lookup and the connect together.
+
+    A name is resolved by the request's ``lookup`` (Node's option) or gevent's
+    ``getaddrinfo``, through the agent's cache (``dns``) when it has one.  With
+    several addresses, Node's ``autoSelectFamily`` (on unless False) races them
+    (Happy Eyeballs, :mod:`._happy`); as in Node, only when no ``family`` and no
+    ``local_address`` pin the choice.  Otherwise the first address is the one
+    tried, as Node's single ``dns.lookup()`` answer (a ``local_address`` first
+    keeps the addresses of its own family)."""
+    family = {4: _stdlib_socket.AF_INET, 6: _stdlib_socket.AF_INET6}.get(opts.get("family") or 0, 0)
     auto_select = opts.get("auto_select_family")
     attempt_delay = opts.get("auto_select_family_attempt_timeout")
-    literal = lookup is None and "%" not in host and is_ip(host)
-    af = _stdlib_socket.AF_INET6 if ":" in host else _stdlib_socket.AF_INET
-    infos: Sequence[tuple[Any, ...]]
-    looked: float | None = None
-    if literal and family in (0, af):
-        # An address already: no resolver round trip (gevent's runs in a thread).
-        infos = [(af, _stdlib_socket.SOCK_STREAM, 0, "", (host.strip("[]"), port))]
-    else:
-        resolver = lookup or gsocket.getaddrinfo
-        started = time.monotonic()
-        try:
-            if dns is not None:
-                infos = dns.resolve(resolver, host, port, family, _stdlib_socket.SOCK_STREAM)
-            else:
-                infos = list(resolver(host, port, family, _stdlib_socket.SOCK_STREAM))
-        except _stdlib_socket.gaierror as exc:
-            # Node's shape: code ENOTFOUND, syscall 'getaddrinfo', hostname.
-            raise errors.NameResolutionError(
-                f"getaddrinfo ENOTFOUND {host}", syscall="getaddrinfo", hostname=host, reason=exc.strerror
-            ) from exc
-        looked = (time.monotonic() - started) * 1000.0
+    started = time.monotonic()
+    infos, looked = _resolve(host, port, family, opts, timeout, dns)
+    if timeout is not None and looked is not None:
+        # What the lookup used is gone from the connect's share (at least a moment
+        # is left: a lookup that ended just in time still gets its connect tried).
+        timeout = max(timeout - (time.monotonic() - started), 0.001)
     local = opts.get("local_address")
     if local:
         local_af = _stdlib_socket.AF_INET6 if ":" in local else _stdlib_socket.AF_INET
@@ -192,6 +226,79 @@ def _connect_tcp(opts: Mapping[str, Any], timeout: float | None,
         sock.close()
         raise
     return sock, looked
+
+
+def _naming_proxy(err: errors.Error, where: ProxyURL) -> errors.Error:
+    """``err`` (a failure to reach the proxy) with the proxy in its message and ``proxy``."""
+    if getattr(err, "proxy", None) is None:
+        err.args = (f"{err.message} (proxy {where.display})", *err.args[1:])
+        if getattr(err, "strerror", None) is not None:
+            err.strerror = err.args[0]  # type: ignore[attr-defined]
+        err.proxy = where.display  # type: ignore[attr-defined]
+    return err
+
+
+def _connect_proxy(opts: Mapping[str, Any], where: ProxyURL, timeout: float | None,
+                   dns: DnsCache | None) -> tuple[gsocket.socket, float | None]:
+    """:func:`_connect_host` to the proxy, its errors naming it."""
+    try:
+        return _connect_host(where.host, where.port, opts, timeout, dns)
+    except errors.Error as exc:
+        raise _naming_proxy(exc, where)
+    except OSError as exc:
+        raise _naming_proxy(errors.from_os_error(exc, during="connect"), where) from exc
+
+
+def _through_proxy(raw: gsocket.socket, where: ProxyURL, opts: Mapping[str, Any], timeout: float | None,
+                   dns: DnsCache | None) -> Any:
+    """The stream to the origin through the proxy ``where``, over ``raw`` (TCP to the
+    proxy): TLS to an https:// proxy first, then the tunnel.  Closes what it opened
+    if it fails."""
+    carrier: Any = raw
+    if where.scheme == "https":
+        carrier = _proxy_handshake(raw, where, opts, timeout)
+    try:
+        host, port = opts["host"], opts["port"]
+        if where.scheme == "socks5" and not is_ip(host):
+            # socks5:// (not socks5h://): the name is resolved here, as curl does.
+            family = {4: _stdlib_socket.AF_INET, 6: _stdlib_socket.AF_INET6}.get(opts.get("family") or 0, 0)
+            infos, _ = _resolve(host, port, family, opts, timeout, dns)
+            if not infos:
+                raise errors.NameResolutionError(f"getaddrinfo ENOTFOUND {host}", syscall="getaddrinfo",
+                                                 hostname=host)
+            host = infos[0][4][0]
+        carrier.settimeout(timeout)
+        open_tunnel(carrier, where, host, port)
+    except BaseException:
+        carrier.close()
+        raise
+    return carrier
+
+
+def _proxy_handshake(raw: gsocket.socket, where: ProxyURL, opts: Mapping[str, Any], timeout: float | None) -> Any:
+    """TLS to an https:// proxy: SNI and the certificate checked against the proxy's
+    own name, with ``proxy_ca`` or else the default roots (never the request's
+    ``ca``: that one is for the origin).  Errors name the proxy."""
+    proxy_ca = opts.get("proxy_ca")
+    context = _tls.create_client_context(ca=proxy_ca) if proxy_ca is not None else _tls.create_client_context()
+    tls = _tls.wrap_socket(context, raw, server_side=False, server_hostname=None if is_ip(where.host) else where.host)
+    during = f"TLS handshake with proxy {where.display}"
+    try:
+        try:
+            with gevent.Timeout(timeout, errors.TimeoutError(f"{during} timed out after {format_ms((timeout or 0) * 1000)}")):
+                tls.do_handshake()
+        except OSError as exc:
+            err = _verify.handshake_error(tls, exc, during=during)
+            err.proxy = where.display  # type: ignore[attr-defined]
+            raise err from exc
+        authorized, reason = _verify.client_verify_result(tls, hostname=where.host, ca=proxy_ca)
+        if not authorized:
+            raise errors.CertificateError(f"proxy {where.display}: certificate not accepted for {where.host}: {reason}",
+                                          reason or None, proxy=where.display)
+    except BaseException:
+        tls.close()  # it owns the descriptor now
+        raise
+    return tls
 
 
 def _auto_select(value: object) -> bool:
@@ -271,28 +378,45 @@ def dial(
     connection's ``timings`` say how long the lookup, the connect and TLS took.
     """
     connect_timeout = ms_to_seconds(opts.get("connect_timeout") or opts.get("timeout"))
+    proxy = parse_proxy(opts["proxy"]) if opts.get("proxy") and not opts.get("socket_path") else None
     where = opts.get("socket_path") or f"{opts['host']}:{opts['port']}"
     started = time.monotonic()
     try:
-        raw, looked = _connect_tcp(opts, connect_timeout, dns)
+        if proxy is not None:
+            raw, looked = _connect_proxy(opts, proxy, connect_timeout, dns)
+        else:
+            raw, looked = _connect_tcp(opts, connect_timeout, dns)
     except errors.Error:
         raise
     except OSError as exc:
         limit = f", no answer within {format_ms(connect_timeout * 1000)}" if connect_timeout and isinstance(exc, TimeoutError) else ""
         raise errors.from_os_error(exc, during=f"connect to {where}{limit}") from exc
-    connected = time.monotonic()
     tls: float | None = None
+    opened: Any = raw  # the outermost layer so far: closing it closes the rest
     try:
         if raw.family != _stdlib_socket.AF_UNIX:
             raw.setsockopt(_stdlib_socket.IPPROTO_TCP, _stdlib_socket.TCP_NODELAY, 1)
         sock = Socket(raw)
         if keep_alive_msecs is not None:
             sock.set_keep_alive(True, keep_alive_msecs)
+        carrier: Any = raw
+        if proxy is not None:
+            carrier = opened = _through_proxy(raw, proxy, opts, connect_timeout, dns)
+            if carrier is not raw:
+                sock._attach(carrier, encrypted=False)  # reads and writes go through the proxy's TLS
+        connected = time.monotonic()
         if secure:
-            stream = _handshake(raw, opts, sessions, name, sock, connect_timeout)
+            try:
+                stream = opened = _handshake(carrier, opts, sessions, name, sock, connect_timeout)
+            except errors.NetworkError as exc:
+                if proxy is not None and not isinstance(exc, errors.CertificateError):
+                    # A tunnel the proxy accepted and then closed (pproxy's SOCKS5 says
+                    # yes before it has reached the origin): the proxy's doing, maybe.
+                    exc.args = (f"{exc.message} (through proxy {proxy.display})", *exc.args[1:])
+                raise
             tls = (time.monotonic() - connected) * 1000.0
         else:
-            stream = raw
+            stream = carrier
         wire = Wire(
             stream,
             parser=CLIENT_PARSER,
@@ -302,7 +426,9 @@ def dial(
             idle_timeout=ms_to_seconds(opts.get("timeout")),
         )
     except BaseException:
-        raw.close()
+        # A layer that failed closed itself; a TLS socket owns the descriptor once
+        # made (closing the TCP socket under it would do nothing).
+        opened.close()
         raise
     conn = ClientConnection(name, sock, wire)
     conn.timings = (looked, (connected - started) * 1000.0 - (looked or 0.0), tls)
@@ -347,13 +473,16 @@ def _handshake(raw: gsocket.socket, opts: Mapping[str, Any], sessions: SessionCa
     if cached:
         assert sessions is not None
         session = sessions.get_session(name)
+    # Over a TCP socket, gevent's SSLSocket; over the TLS of an https:// proxy, a
+    # memory-BIO one (an SSLSocket needs a descriptor of its own).
+    wrap: Any = _tls.wrap_socket if not hasattr(raw, "_sslobj") else _wrap_inner
     try:
-        tls = _tls.wrap_socket(context, raw, server_side=False, server_hostname=sni, session=session)
+        tls = wrap(context, raw, server_side=False, server_hostname=sni, session=session)
     except (ValueError, TypeError):  # a session from another context (or not a session)
         if cached:
             assert sessions is not None
             sessions.evict_session(name)
-        tls = _tls.wrap_socket(context, raw, server_side=False, server_hostname=sni)
+        tls = wrap(context, raw, server_side=False, server_hostname=sni)
     try:
         try:
             with gevent.Timeout(timeout, errors.TimeoutError(f"TLS handshake timed out after {format_ms((timeout or 0) * 1000)}")):
@@ -369,6 +498,13 @@ def _handshake(raw: gsocket.socket, opts: Mapping[str, Any], sessions: SessionCa
         tls.close()
         raise
     return tls
+
+
+def _wrap_inner(context: Any, carrier: Any, *, server_side: bool, server_hostname: str | None = None,
+                session: Any = None) -> BioSSLSocket:
+    """TLS over a TLS stream (the origin's, inside an https:// proxy's)."""
+    return BioSSLSocket(_tls.stdlib_context(context), carrier, server_side=server_side,
+                        server_hostname=server_hostname, session=session)
 
 
 def _check_peer(tls: Any, opts: Mapping[str, Any], sock: Socket, servername: str) -> None:

@@ -45,7 +45,7 @@ import gevent
 
 from . import _agent, _client, _decode, _proxy, errors, http
 from ._fetch_response import Response, Timings
-from ._options import REQUEST_OPTIONS, format_ms, snake_case
+from ._options import CLIENT_TLS_KEYS, REQUEST_OPTIONS, format_ms, snake_case
 from ._retry import Retry, duration_ms
 
 if TYPE_CHECKING:
@@ -206,34 +206,41 @@ def _retryable_error(exc: BaseException) -> bool:
 #: pooled connection must never carry a request for another origin.
 _FORWARD_AGENTS: collections.OrderedDict[tuple[str, str], Any] = collections.OrderedDict()
 _MAX_FORWARD_AGENTS = 64
+#: One pool per proxy for https: URLs fetch() sends through it (created on first
+#: use), the most recently used kept: a crawler that rotates through proxies (or
+#: credentials) must not keep an agent for each forever.
+_TUNNEL_AGENTS: collections.OrderedDict[str, _agent.Agent] = collections.OrderedDict()
+_MAX_TUNNEL_AGENTS = 64
+
+
+def _kept(table: collections.OrderedDict[Any, Any], key: Any, limit: int, make: Any) -> Any:
+    """``table[key]``, made by ``make()`` if missing; the least recently used beyond
+    ``limit`` are dropped, not destroyed: a request may be using one, and its idle
+    connections close at their 5 s timeout (the agent's sweeper)."""
+    agent = table.get(key)
+    if agent is None:
+        agent = table[key] = make()
+        while len(table) > limit:
+            table.popitem(last=False)
+    else:
+        table.move_to_end(key)
+    return agent
 
 
 def _forward_agent(proxy_url: str, origin: str) -> Any:
-    key = (proxy_url, origin)
-    agent = _FORWARD_AGENTS.get(key)
-    if agent is None:
-        agent = _FORWARD_AGENTS[key] = http.Agent(keep_alive=True, timeout=5000)
-        if len(_FORWARD_AGENTS) > _MAX_FORWARD_AGENTS:
-            # Dropped, not destroyed: a request may be using it; its idle
-            # connections close at their 5 s timeout.
-            _FORWARD_AGENTS.popitem(last=False)
-    else:
-        _FORWARD_AGENTS.move_to_end(key)
-    return agent
-
-
-#: One pool per proxy for https: URLs fetch() sends through it (created on first use).
-_TUNNEL_AGENTS: dict[str, _agent.Agent] = {}
+    """The agent whose connections go to ``proxy_url`` (over TLS for an https://
+    proxy) to ask it for ``origin``'s http: URLs in absolute-form."""
+    secure = _proxy.parse_proxy(proxy_url).scheme == "https"
+    return _kept(_FORWARD_AGENTS, (proxy_url, origin), _MAX_FORWARD_AGENTS,
+                 lambda: (_agent.Agent if secure else http.Agent)(keep_alive=True, timeout=5000))
 
 
 def _tunnel_agent(proxy_url: str) -> _agent.Agent:
-    """The agent whose connections are CONNECT tunnels through ``proxy_url``: as the
-    global agent (keep-alive, 5 s idle), a pool of its own so that proxied and
-    direct connections never mix."""
-    agent = _TUNNEL_AGENTS.get(proxy_url)
-    if agent is None:
-        agent = _TUNNEL_AGENTS[proxy_url] = _agent.Agent(keep_alive=True, timeout=5000, proxy=proxy_url)
-    return agent
+    """The agent whose connections are tunnels through ``proxy_url``: as the global
+    agent (keep-alive, 5 s idle), a pool of its own so that proxied and direct
+    connections never mix."""
+    return _kept(_TUNNEL_AGENTS, proxy_url, _MAX_TUNNEL_AGENTS,  # type: ignore[no-any-return]
+                 lambda: _agent.Agent(keep_alive=True, timeout=5000, proxy=proxy_url))
 
 
 def _drain(res: Any, req: Any) -> None:
@@ -298,7 +305,9 @@ def fetch(
     :class:`~greenhttps.Agent` for URLs of its protocol (else the global agent of
     the URL's protocol); an https: agent also decides the proxy for its URLs
     (``Agent(proxy=...)``), since its pool is all tunnels or none.  ``proxy``: a
-    proxy URL (``http://user:pass@host:port``), ``False`` for none; None (the
+    proxy URL (``http://user:pass@host:port``; ``https://``, checked with the
+    ``proxy_ca`` option or else the default roots; ``socks5://``, ``socks5h://``),
+    ``False`` for none; None (the
     default) takes ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``/``NO_PROXY`` from
     the environment, as curl does.  ``tls_options``: more request
     options (``ca``, ``cert``, ``key``, ``reject_unauthorized``, ``servername``,
@@ -421,17 +430,33 @@ class _Hop:
             options["timeout"] = self.idle_ms
         if remaining is not None:
             options["deadline"] = remaining
+        forwarding: str | None = None  # the proxy asked in absolute-form, by its display name
         if (proxy_url is None and given is None) or (proxy_url is not None and scheme == "http"):
             options["proxy"] = False  # fetch() chose (direct, or forwarding): no agent's proxy_env
-        if proxy_url is not None and scheme == "http":
+        if proxy_url is not None and scheme == "http" and not _proxy.parse_proxy(proxy_url).socks:
             # A plain origin through a proxy: ask the proxy, in absolute-form.
             agent = _forward_agent(proxy_url, urlsplit(url).netloc)
             target = _proxy.forward_options(proxy_url, url)
+            forwarding = _proxy.parse_proxy(proxy_url).display
             mine = options["headers"]
             given_names = {name.lower() for name in mine}
             proxy_headers: dict[str, str] = target.pop("headers")  # type: ignore[assignment]
             options["headers"] = {**{k: v for k, v in proxy_headers.items() if k.lower() not in given_names}, **mine}
-            req = http.request(cast("RequestOptions", target), agent=agent, **options)
+            if target["protocol"] == "https:":
+                # TLS with the proxy itself: its own CAs (proxy_ca), not the
+                # origin's TLS options (an http: origin has no TLS to configure).
+                options = {k: v for k, v in options.items() if k not in CLIENT_TLS_KEYS and k != "proxy_ca"}
+                if self.extra.get("proxy_ca") is not None:
+                    options["ca"] = self.extra["proxy_ca"]
+                req = _client.request(cast("RequestOptions", target), agent=agent, **options)
+            else:
+                req = http.request(cast("RequestOptions", target), agent=agent, **options)
+        elif proxy_url is not None and scheme == "http":
+            # Through a SOCKS proxy: a tunnel, as for https: (SOCKS cannot forward).
+            agent = _kept(_FORWARD_AGENTS, (proxy_url, ""), _MAX_FORWARD_AGENTS,
+                          lambda: http.Agent(keep_alive=True, timeout=5000, proxy=proxy_url))
+            options.pop("proxy")
+            req = http.request(url, agent=agent, **options)
         else:
             make = _client.request if scheme == "https" else http.request
             req = make(url, agent=agent, **options)
@@ -443,8 +468,12 @@ class _Hop:
                     req.write(chunk)
                 req.end()
             res = req.getresponse(timeout=remaining)
-        except BaseException:
+        except BaseException as exc:
             req.destroy()
+            if forwarding is not None and isinstance(exc, errors.NetworkError) and getattr(exc, "proxy", None) is None:
+                # The connection was to the proxy: say so (as a tunnel's errors do).
+                exc.args = (f"{exc.message} (proxy {forwarding})", *exc.args[1:])
+                exc.proxy = forwarding  # type: ignore[attr-defined]
             raise
         return req, res
 

@@ -110,8 +110,10 @@ REQUEST_OPTIONS: dict[str, Any] = {
         "insecure_http_parser", "lookup", "session",
         # Happy Eyeballs (Node's names; see _happy): on unless False, 250 ms apart.
         "auto_select_family", "auto_select_family_attempt_timeout",
-        # Not Node's: this request's proxy (an http:// URL), or False for none (see _proxy).
-        "proxy",
+        # Not Node's: this request's proxy (an http://, https://, socks5:// or socks5h://
+        # URL), or False for none; proxy_ca: the CAs an https:// proxy's certificate is
+        # checked with (default: the default roots; see _proxy).
+        "proxy", "proxy_ca",
         *_TLS_CLIENT,
     )
 }

@@ -1,4 +1,4 @@
-"""HTTP proxies: which proxy a URL goes through, and the CONNECT tunnel to an origin.
+"""Proxies: which proxy a URL goes through, and the tunnel through it to an origin.
 
 *Which proxy* follows curl, as requests and httpx do: ``https_proxy``/``HTTPS_PROXY``
 for https: URLs, ``http_proxy`` for http: URLs (``HTTP_PROXY`` too, except under CGI,
@@ -9,12 +9,25 @@ subdomains, with or without a leading dot; an IP address matches itself, a CIDR
 range its addresses; no port matching).  A proxy URL without a scheme is an
 ``http://`` one, as curl takes it; ``user:password@`` becomes ``Proxy-Authorization``.
 
-*The tunnel* (:func:`open_tunnel`): TCP to the proxy, ``CONNECT host:port``, the
-proxy's reply read up to its blank line; a 2xx hands back the socket, now a byte
+*The tunnel* (:func:`open_tunnel`, on a stream the dialer (:mod:`._dial`) has
+connected to the proxy: its name resolved through the agent's DNS cache and raced
+by Happy Eyeballs, as an origin's): for an ``http://`` or ``https://`` proxy,
+``CONNECT host:port`` and the proxy's reply read up to its blank line; for a
+``socks5://`` one, RFC 1928's greeting, RFC 1929's user name and password when the
+URL has them, and its CONNECT (``socks5h://``: the proxy resolves the origin's
+name; ``socks5://``: the dialer does, as curl).  Success leaves the stream a byte
 pipe to the origin, on which the dialer runs the TLS handshake and peer checks
 against the origin (SNI and certificate name: the origin's, never the proxy's).
 Anything else is a :class:`~greenhttps.errors.ProxyError` naming the proxy and its
 status; a proxy that is not there is ECONNREFUSED naming the proxy.
+
+*An https:// proxy* is reached over TLS first, verified against the proxy's own
+name, with the CAs of the ``proxy_ca`` option or else the default roots (certifi's,
+as for an origin without ``ca``) -- never
+the request's ``ca``, which is the origin's (Node's built-in proxy support and
+curl, whose ``--proxy-cacert`` this is, do the same; undici has ``proxyTls``).
+The origin's TLS then runs inside that TLS (TLS in TLS: the inner layer is a
+memory-BIO socket, :mod:`._tlsbio`, over the outer one).
 
 ``request()``/``get()`` use a proxy when their agent has one (``Agent(proxy=...)``),
 when the request names one (``proxy=``), or, with ``Agent(proxy_env=True)`` or
@@ -22,8 +35,8 @@ when the request names one (``proxy=``), or, with ``Agent(proxy_env=True)`` or
 plain http: origins go through a CONNECT tunnel there too (curl's ``--proxytunnel``),
 and the proxy is part of the pool key (:meth:`~greenhttps.Agent.get_name`).
 
-Only ``http://`` proxies: an ``https://`` proxy (TLS to the proxy, TLS to the origin
-inside it) and ``socks5://`` are refused with a clear error for now.
+Proxy schemes: ``http://`` (port 80 by default), ``https://`` (443), ``socks5://``
+and ``socks5h://`` (1080); any other is refused with a clear error.
 """
 
 from __future__ import annotations
@@ -33,16 +46,14 @@ import dataclasses
 import ipaddress
 import os
 import re
-from typing import Mapping
+from typing import Any, Mapping
 from urllib.parse import unquote, urlsplit
-
-from gevent import socket as gsocket
 
 from . import errors
 
 __all__ = [
     "ProxyURL", "parse_proxy", "env_proxy", "env_proxy_for", "no_proxy_matches", "proxy_for", "forward_options",
-    "open_tunnel", "USE_ENV_PROXY",
+    "open_tunnel", "USE_ENV_PROXY", "SCHEMES",
 ]
 
 #: The variable that makes request()/get() read the environment's proxies (as Node's
@@ -51,26 +62,36 @@ USE_ENV_PROXY = "GREENHTTPS_USE_ENV_PROXY"
 
 #: The most of a proxy's CONNECT reply head we read (its status line and fields).
 _MAX_REPLY = 16 * 1024
+#: Proxy schemes and their default ports.
+SCHEMES = {"http": 80, "https": 443, "socks5": 1080, "socks5h": 1080}
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] (\d{3})(?: ([^\r\n]*))?\r\n")
 
 
 @dataclasses.dataclass(frozen=True)
 class ProxyURL:
     """A parsed proxy URL: where it is, and the ``Proxy-Authorization`` value its
-    user-info gives (None without one).  ``display`` names it without credentials."""
+    user-info gives (None without one; ``credentials`` are the user name and
+    password themselves, for SOCKS).  ``display`` names it without credentials."""
 
     host: str
     port: int
     authorization: str | None
+    scheme: str = "http"
+    credentials: tuple[str, str] | None = None
 
     @property
     def display(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
+
+    @property
+    def socks(self) -> bool:
+        return self.scheme.startswith("socks")
 
 
 def parse_proxy(url: str) -> ProxyURL:
-    """Parse a proxy URL (``http://user:pass@host:port``; no scheme means http://)."""
+    """Parse a proxy URL (``http://user:pass@host:port``; no scheme means http://;
+    ``https://``, ``socks5://`` and ``socks5h://`` too)."""
     if not isinstance(url, str) or not url.strip():
         raise errors.InvalidArgumentError(f"proxy must be a URL string, not {url!r}", "ERR_INVALID_ARG_VALUE")
     text = url.strip()
@@ -78,9 +99,9 @@ def parse_proxy(url: str) -> ProxyURL:
         text = "http://" + text
     parts = urlsplit(text)
     scheme = parts.scheme.lower()
-    if scheme != "http":
+    if scheme not in SCHEMES:
         raise errors.InvalidArgumentError(
-            f"proxy {scheme}:// is not supported (only http:// proxies, which tunnel https: by CONNECT)",
+            f"proxy {scheme}:// is not supported (http://, https://, socks5:// and socks5h:// are)",
             "ERR_INVALID_ARG_VALUE",
         )
     try:
@@ -89,11 +110,12 @@ def parse_proxy(url: str) -> ProxyURL:
         raise errors.InvalidURLError(f"Invalid proxy URL: {url!r}", "ERR_INVALID_URL") from exc
     if not host:
         raise errors.InvalidURLError(f"Invalid proxy URL: {url!r}", "ERR_INVALID_URL")
-    authorization = None
+    authorization = credentials = None
     if parts.username is not None:
-        credentials = unquote(parts.username) + ":" + unquote(parts.password or "")
-        authorization = "Basic " + base64.b64encode(credentials.encode("utf-8")).decode("ascii")
-    return ProxyURL(host, port or 80, authorization)
+        credentials = (unquote(parts.username), unquote(parts.password or ""))
+        joined = credentials[0] + ":" + credentials[1]
+        authorization = "Basic " + base64.b64encode(joined.encode("utf-8")).decode("ascii")
+    return ProxyURL(host, port or SCHEMES[scheme], authorization, scheme, credentials)
 
 
 # ----------------------------------------------------------------- environment
@@ -164,14 +186,17 @@ def proxy_for(url: str, proxy: str | bool | None) -> str | None:
 
 def forward_options(proxy: str, url: str) -> dict[str, object]:
     """Request options that send ``url`` (an http: URL) through ``proxy`` in
-    absolute-form (RFC 9112 §3.2.2): to the proxy, the whole URL as the target, the
-    origin's ``Host``, and the proxy's credentials."""
+    absolute-form (RFC 9112 §3.2.2): to the proxy (over TLS for an https:// one),
+    the whole URL as the target, the origin's ``Host``, and the proxy's credentials."""
     where = parse_proxy(proxy)
+    if where.socks:
+        raise errors.InvalidArgumentError(f"a SOCKS proxy cannot forward requests: {where.display}")
     parts = urlsplit(url)
     headers = {"Host": parts.netloc}
     if where.authorization is not None:
         headers["Proxy-Authorization"] = where.authorization
-    return {"protocol": "http:", "hostname": where.host, "port": where.port, "path": url, "headers": headers}
+    return {"protocol": where.scheme + ":", "hostname": where.host, "port": where.port, "path": url,
+            "headers": headers}
 
 
 # ----------------------------------------------------------------- the tunnel
@@ -185,49 +210,121 @@ def connect_reply_status(head: bytes) -> tuple[int, str]:
     return int(match.group(1)), (match.group(2) or b"").decode("latin-1")
 
 
-def open_tunnel(proxy: str, host: str, port: int, timeout: float | None) -> gsocket.socket:
-    """A TCP socket to ``proxy`` that ``CONNECT`` has made a pipe to ``host:port``.
+def open_tunnel(stream: Any, where: ProxyURL, host: str, port: int) -> None:
+    """Make ``stream`` (connected to the proxy ``where``; over TLS to it for an
+    https:// proxy) a pipe to ``host:port``: HTTP CONNECT, or SOCKS5 for a socks
+    proxy.  The stream's own timeout bounds each read and write.
 
-    ``timeout`` (seconds, None: none) bounds the connect and each read of the reply.
-    Raises ``ECONNREFUSED`` (and the other connect errors) naming the proxy, and
-    :class:`~greenhttps.errors.ProxyError` for a reply other than 2xx.
+    Raises :class:`~greenhttps.errors.ProxyError` for a refusal (``status``: the
+    HTTP one; ``socks_reply``: SOCKS5's reply code), and the network errors (reset, timeout)
+    naming the proxy.  The caller closes the stream on failure.
     """
-    where = parse_proxy(proxy)
     try:
-        sock = gsocket.create_connection((where.host, where.port), timeout)
-    except OSError as exc:
-        raise errors.from_os_error(exc, during=f"connect to proxy {where.display}") from exc
-    try:
-        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
-        if where.authorization is not None:
-            lines.append(f"Proxy-Authorization: {where.authorization}")
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        head = b""
-        while b"\r\n\r\n" not in head:
-            data = sock.recv(4096)
-            if not data:
-                raise errors.ConnectionResetError(f"proxy {where.display} closed the connection during CONNECT")
-            head += data
-            if len(head) > _MAX_REPLY:
-                raise errors.ProtocolError(f"proxy {where.display}: CONNECT reply head over {_MAX_REPLY} bytes")
-        head, _, extra = head.partition(b"\r\n\r\n")
-        status, reason = connect_reply_status(head + b"\r\n")
-        if not 200 <= status < 300:
-            code = "ERR_PROXY_AUTH_REQUIRED" if status == 407 else "ERR_PROXY_TUNNEL"
-            raise errors.ProxyError(
-                f"proxy {where.display} refused the tunnel to {authority}: {status} {reason}".rstrip(),
-                code, status=status, proxy=where.display,
-            )
-        if extra:
-            # TLS speaks first, so nothing of the origin's can be here yet.
-            raise errors.ProtocolError(f"proxy {where.display} sent bytes after its CONNECT reply")
-        return sock
-    except OSError as exc:
-        sock.close()
-        if isinstance(exc, errors.Error):
-            raise
-        raise errors.from_os_error(exc, during=f"CONNECT through proxy {where.display}") from exc
-    except BaseException:
-        sock.close()
+        if where.socks:
+            _socks5(stream, where, host, port)
+        else:
+            _connect(stream, where, host, port)
+    except errors.Error:
         raise
+    except OSError as exc:
+        err = errors.from_os_error(exc, during=f"{'SOCKS5' if where.socks else 'CONNECT'} through proxy {where.display}")
+        err.proxy = where.display  # type: ignore[attr-defined]
+        raise err from exc
+
+
+def _connect(stream: Any, where: ProxyURL, host: str, port: int) -> None:
+    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
+    if where.authorization is not None:
+        lines.append(f"Proxy-Authorization: {where.authorization}")
+    stream.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        data = stream.recv(4096)
+        if not data:
+            raise errors.ConnectionResetError(f"proxy {where.display} closed the connection during CONNECT",
+                                              proxy=where.display)
+        head += data
+        if len(head) > _MAX_REPLY:
+            raise errors.ProtocolError(f"proxy {where.display}: CONNECT reply head over {_MAX_REPLY} bytes")
+    head, _, extra = head.partition(b"\r\n\r\n")
+    status, reason = connect_reply_status(head + b"\r\n")
+    if not 200 <= status < 300:
+        code = "ERR_PROXY_AUTH_REQUIRED" if status == 407 else "ERR_PROXY_TUNNEL"
+        raise errors.ProxyError(
+            f"proxy {where.display} refused the tunnel to {authority}: {status} {reason}".rstrip(),
+            code, status=status, proxy=where.display,
+        )
+    if extra:
+        # The client speaks first (TLS, or the request), so nothing of the origin's can be here yet.
+        raise errors.ProtocolError(f"proxy {where.display} sent bytes after its CONNECT reply")
+
+
+#: RFC 1928 §6's reply codes.
+_SOCKS_REPLIES = {
+    1: "general SOCKS server failure", 2: "connection not allowed by ruleset", 3: "network unreachable",
+    4: "host unreachable", 5: "connection refused", 6: "TTL expired", 7: "command not supported",
+    8: "address type not supported",
+}
+
+
+def _exactly(stream: Any, size: int, where: ProxyURL) -> bytes:
+    """``size`` bytes, no more: whatever follows is the origin's."""
+    data = b""
+    while len(data) < size:
+        more = stream.recv(size - len(data))
+        if not more:
+            raise errors.ConnectionResetError(f"proxy {where.display} closed the connection during the SOCKS5 "
+                                              "handshake", proxy=where.display)
+        data += more
+    return data
+
+
+def _socks5(stream: Any, where: ProxyURL, host: str, port: int) -> None:
+    """RFC 1928 CONNECT (and RFC 1929 user name and password when the URL has them)."""
+    methods = b"\x00\x02" if where.credentials is not None else b"\x00"
+    stream.sendall(b"\x05" + bytes([len(methods)]) + methods)
+    version, method = _exactly(stream, 2, where)
+    if version != 5:
+        raise errors.ProtocolError(f"proxy {where.display} does not speak SOCKS5 (version byte {version})")
+    if method == 0x02 and where.credentials is not None:
+        user, password = (part.encode("utf-8") for part in where.credentials)
+        if len(user) > 255 or len(password) > 255:
+            raise errors.InvalidArgumentError("SOCKS5 user name and password are at most 255 bytes each")
+        stream.sendall(b"\x01" + bytes([len(user)]) + user + bytes([len(password)]) + password)
+        if _exactly(stream, 2, where)[1] != 0:
+            raise errors.ProxyError(f"proxy {where.display} refused the user name and password",
+                                    "ERR_PROXY_AUTH_REQUIRED", proxy=where.display)
+    elif method != 0x00:
+        raise errors.ProxyError(
+            f"proxy {where.display} accepts none of the SOCKS5 authentication methods offered"
+            + ("" if where.credentials is not None else " (it may want a user name and password)"),
+            "ERR_PROXY_AUTH_REQUIRED", proxy=where.display,
+        )
+    name = host.strip("[]")
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        encoded = name.encode("idna")
+        if len(encoded) > 255:
+            raise errors.InvalidArgumentError(f"host name too long for SOCKS5: {name!r}") from None
+        target = b"\x03" + bytes([len(encoded)]) + encoded
+    else:
+        target = (b"\x01" if address.version == 4 else b"\x04") + address.packed
+    stream.sendall(b"\x05\x01\x00" + target + port.to_bytes(2, "big"))
+    version, reply, _, kind = _exactly(stream, 4, where)
+    if reply != 0:
+        authority = f"[{name}]:{port}" if ":" in name else f"{name}:{port}"
+        raise errors.ProxyError(
+            f"proxy {where.display} refused the tunnel to {authority}: SOCKS5 reply {reply} "
+            f"({_SOCKS_REPLIES.get(reply, 'unknown')})", "ERR_PROXY_TUNNEL", socks_reply=reply, proxy=where.display,
+        )
+    # The address the proxy bound: read past it, up to the origin's first byte.
+    if kind == 1:
+        _exactly(stream, 4 + 2, where)
+    elif kind == 4:
+        _exactly(stream, 16 + 2, where)
+    elif kind == 3:
+        _exactly(stream, _exactly(stream, 1, where)[0] + 2, where)
+    else:
+        raise errors.ProtocolError(f"proxy {where.display}: SOCKS5 reply with address type {kind}")

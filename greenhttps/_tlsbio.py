@@ -21,6 +21,12 @@ an ``'upgrade'`` listener) are the usual ones: ``recv``, ``recv_into``, ``send``
 ``ssl.SSLSocket`` ones.  Anything else (``fileno``, ``getpeername``,
 ``setsockopt``...) is the TCP socket's.  ``recv_within`` and ``send_within`` are the
 wire's: a timeout comes back as None, as in :mod:`greenhttps._sockio`.
+
+The layer below is usually a TCP socket, but may be another TLS socket (gevent's
+``SSLSocket``, or one of these): TLS inside TLS, an origin's through an https://
+proxy (:mod:`._dial`), which ``SSLSocket`` cannot do -- it needs a descriptor.
+Then bytes move through :mod:`._sockio`'s generic calls rather than the
+descriptor's, and ``sendmsg`` batching gives way to one ``send`` per flush.
 """
 
 from __future__ import annotations
@@ -55,14 +61,16 @@ _RECV_SIZE = 256 * 1024
 class BioSSLSocket:
     """TLS over a connected gevent socket, OpenSSL on memory BIOs (see the module)."""
 
-    __slots__ = ("_raw", "_tls", "_sslobj", "_in", "_out", "_unread", "_unsent", "_accepted", "_timeout", "_ended",
-                 "__weakref__")
+    __slots__ = ("_raw", "_plain", "_tls", "_sslobj", "_in", "_out", "_unread", "_unsent", "_accepted", "_timeout",
+                 "_ended", "__weakref__")
 
     suppress_ragged_eofs = True
 
     def __init__(self, context: ssl.SSLContext, raw: Any, *, server_side: bool,
                  server_hostname: str | None = None, session: ssl.SSLSession | None = None) -> None:
         self._raw = raw
+        #: A gevent TCP socket (its descriptor is ours to read and write), not a TLS one.
+        self._plain = hasattr(raw, "_read_event") and not hasattr(raw, "_sslobj")
         self._in = ssl.MemoryBIO()
         self._out = ssl.MemoryBIO()
         #: The stdlib ``SSLObject``: certificate and session accessors, the SNI callback's argument.
@@ -163,10 +171,15 @@ class BioSSLSocket:
                 if self._unread is None:
                     if self._in.eof:
                         break
-                    try:
-                        raw = self._raw._sock.recv(_RECV_SIZE)
-                    except BlockingIOError:
-                        break
+                    if self._plain:
+                        try:
+                            raw = self._raw._sock.recv(_RECV_SIZE)
+                        except BlockingIOError:
+                            break
+                    else:
+                        raw = _sockio.recv_now(self._raw, _RECV_SIZE)  # type: ignore[assignment]
+                        if raw is None:
+                            break
                     if not raw:
                         self._in.write_eof()
                         continue
@@ -217,7 +230,12 @@ class BioSSLSocket:
         False when ``timeout`` passed first."""
         unread = self._unread
         if unread is None:
-            data = _sockio.recv_tcp(self._raw, _RECV_SIZE, timeout)
+            if self._plain:
+                data = _sockio.recv_tcp(self._raw, _RECV_SIZE, timeout)
+            elif timeout == 0.0:  # a look that must not yield (the pool's liveness check)
+                data = _sockio.recv_now(self._raw, _RECV_SIZE)
+            else:
+                data = _sockio.recv(self._raw, _RECV_SIZE, timeout)
             if data is None:
                 return False
             if len(data) <= _BIO_SLICE:
@@ -258,7 +276,8 @@ class BioSSLSocket:
                     records.append(out.read())
                 self._accepted = len(view)
             try:
-                sent = self._raw._sock.sendmsg(records)  # one system call for them all
+                # One system call for them all (through TLS below: _flush sends them).
+                sent = self._raw._sock.sendmsg(records) if self._plain else 0
             except BlockingIOError:
                 sent = 0
             if sent == sum(map(len, records)):
@@ -271,6 +290,7 @@ class BioSSLSocket:
     def _flush(self, timeout: float | None) -> bool:
         """Send the ciphertext OpenSSL made; False when ``timeout`` passed first."""
         raw = self._raw
+        send = _sockio.send_tcp if self._plain else _sockio.send
         while True:
             unsent = self._unsent
             if unsent is None:
@@ -278,7 +298,7 @@ class BioSSLSocket:
                     return True
                 unsent = memoryview(self._out.read())
             while unsent:
-                sent = _sockio.send_tcp(raw, unsent, timeout)
+                sent = send(raw, unsent, timeout)
                 if sent is None:
                     self._unsent = unsent
                     return False

@@ -107,6 +107,9 @@ class _ConnectionOptions(_ClientTLSOptions, total=False):
     setHost: bool
     connect_timeout: Duration
     connectTimeout: Duration
+    # Not Node's: the CAs an https:// proxy's certificate is checked with.
+    proxy_ca: Material
+    proxyCa: Material
     max_header_size: int
     maxHeaderSize: int
     insecure_http_parser: bool

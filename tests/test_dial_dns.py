@@ -174,3 +174,23 @@ def test_bad_settings_are_refused() -> None:
         greenhttps.Agent(dns_cache_ttl=-1)
     with pytest.raises(TypeError):
         greenhttps.Agent(dns_cache_tll=1)  # a typo is an unknown option
+
+
+def test_the_connect_timeout_covers_the_lookup(port: int) -> None:
+    """A resolver that takes 5 s and a 300 ms connect timeout: ETIMEDOUT naming the
+    lookup after about 300 ms (the lookup and the connect share the timeout; before,
+    a slow lookup was waited for without end).  The lookup abandoned leaves nothing
+    cached: a later request asks again."""
+    slow = Counting(delay=5)
+    agent = greenhttps.http.Agent()
+    start = time.monotonic()
+    with pytest.raises(errors.TimeoutError) as info:
+        greenhttps.http.get({"host": "slow.test", "port": port, "agent": agent, "lookup": slow,
+                             "connect_timeout": 300}).read()
+    assert 0.25 < time.monotonic() - start < 2.0
+    assert info.value.code == "ETIMEDOUT" and "getaddrinfo slow.test" in str(info.value)
+    assert info.value.hostname == "slow.test"
+    slow.delay = 0
+    assert _get(agent, port, slow, host="slow.test") == b"ok"
+    assert slow.calls == {"slow.test": 2}
+    agent.destroy()

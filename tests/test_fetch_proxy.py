@@ -1,16 +1,24 @@
-"""Proxies: fetch() and Agent(proxy=...) through real HTTP proxies, and curl's environment rules.
+"""Proxies: fetch() and Agent(proxy=...) through real proxies, and curl's environment rules.
 
-Two real proxies, each run as a child process, and every proxy test runs against
+Two real HTTP proxies, each run as a child process, and every proxy test runs against
 both: ``pproxy`` (PyPI, in the test extra) and ``tinyproxy`` (the Debian package
 ``tinyproxy-bin``; skipped with a reason where it is not installed, failed in CI).  HTTP
 ``CONNECT`` tunnels for https: origins (TLS to the origin inside the tunnel) and
 absolute-form forwarding for http: origins, with and without credentials.  Their
 logs name each upstream connection or request, which is how a test knows the
 request really went through the proxy.  Origins are greenhttps servers on 127.0.0.1.
+
+https:// proxies (TLS to the proxy, the origin's TLS inside it) are two real ones
+too: pproxy listening ``http+ssl``, and HAProxy terminating TLS in front of
+tinyproxy; their certificate comes from a CA of their own (``proxy_ca``), so a test
+shows which CA checked which certificate.  SOCKS5 is pproxy's.  Node 20 has no
+proxy support to compare with (Node 24's, test/client-proxy/test-https-proxy-request-https-proxy.mjs,
+is what the https:// proxy tests follow: TLS to the proxy, CONNECT, TLS to the origin).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import sys
@@ -23,6 +31,7 @@ import gevent
 import gevent.socket
 import gevent.subprocess
 import pytest
+import trustme
 
 import greenhttps
 import helpers
@@ -54,12 +63,14 @@ class Proxy:
         return sum(1 for line in text.splitlines() if re.search(pattern, line))
 
 
-def _start_pproxy(port: int, credentials: str | None, log: Path) -> gevent.subprocess.Popen[bytes]:
-    listen = f"http://127.0.0.1:{port}" + (f"#{credentials}" if credentials else "")
+def _start_pproxy(port: int, credentials: str | None, log: Path, *, scheme: str = "http",
+                  pem: Path | None = None) -> gevent.subprocess.Popen[bytes]:
+    listen = f"{scheme}://127.0.0.1:{port}" + (f"#{credentials}" if credentials else "")
+    ssl = ["--ssl", str(pem)] if pem is not None else []
     with open(log, "wb") as out:
         # --auth 0: ask every connection for credentials (by default pproxy trusts
         # an address that authenticated once for 30 days).
-        return gevent.subprocess.Popen([sys.executable, "-u", "-m", "pproxy", "-l", listen, "-v", "--auth", "0"],
+        return gevent.subprocess.Popen([sys.executable, "-u", "-m", "pproxy", "-l", listen, "-v", "--auth", "0", *ssl],
                                        stdout=out, stderr=out)
 
 
@@ -75,25 +86,59 @@ def _start_tinyproxy(port: int, credentials: str | None, log: Path) -> gevent.su
                                    stderr=gevent.subprocess.DEVNULL)
 
 
-@pytest.fixture(params=["pproxy", "tinyproxy"])
-def start_proxy(request: pytest.FixtureRequest) -> Iterator[Callable[..., Proxy]]:
-    """``start_proxy(credentials=None) -> Proxy``: the proxy on 127.0.0.1, HTTP only."""
-    kind: str = request.param
-    if kind == "tinyproxy" and helpers.which("tinyproxy") is None:
-        reason = "tinyproxy not installed (Debian: apt-get install tinyproxy-bin)"
+def _start_haproxy_tls(port: int, credentials: str | None, log: Path, *, pem: Path,
+                       procs: list[gevent.subprocess.Popen[bytes]]) -> gevent.subprocess.Popen[bytes]:
+    """HAProxy terminating TLS on ``port`` in front of a tinyproxy (its log is ``log``)."""
+    inner = helpers.free_port()
+    procs.append(_start_tinyproxy(inner, credentials, log))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # up before HAProxy sends it anything
+        try:
+            gevent.socket.create_connection(("127.0.0.1", inner), timeout=1).close()
+            break
+        except OSError:
+            gevent.sleep(0.05)
+    config = log.with_suffix(".haproxy.cfg")
+    config.write_text(f"""
+global
+    maxconn 200
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend fe
+    bind 127.0.0.1:{port} ssl crt {pem}
+    default_backend be
+backend be
+    server tinyproxy 127.0.0.1:{inner}
+""")
+    with open(log.with_suffix(".haproxy.log"), "wb") as out:
+        return gevent.subprocess.Popen(["haproxy", "-db", "-f", str(config)], stdout=out, stderr=out)
+
+
+def _require(tool: str, package: str) -> None:
+    if helpers.which(tool) is None:
+        reason = f"{tool} not installed (Debian: apt-get install {package})"
         if os.environ.get("CI"):
             pytest.fail(reason + ": CI must have every peer the tests talk to")
         pytest.skip(reason)
-    launch = _start_pproxy if kind == "pproxy" else _start_tinyproxy
-    procs: list[gevent.subprocess.Popen[bytes]] = []
-    tmp = tempfile.TemporaryDirectory(prefix=f"greenhttps-{kind}-")
 
-    def start(credentials: str | None = None) -> Proxy:
+
+class _Proxies:
+    """Starts proxies (child processes) and stops them all, and fetch()'s pools, at the end."""
+
+    def __init__(self, label: str) -> None:
+        self.procs: list[gevent.subprocess.Popen[bytes]] = []
+        self.tmp = tempfile.TemporaryDirectory(prefix=f"greenhttps-{label}-")
+
+    def start(self, kind: str, scheme: str, launch: Callable[[int, Path], gevent.subprocess.Popen[bytes]],
+              credentials: str | None, host: str = "127.0.0.1") -> Proxy:
         for attempt in range(5):  # a port free a moment ago may be taken: try another
             port = helpers.free_port()
-            log = Path(tmp.name, f"proxy-{len(procs)}-{attempt}.log")
-            proc = launch(port, credentials, log)
-            procs.append(proc)
+            log = Path(self.tmp.name, f"proxy-{len(self.procs)}-{attempt}.log")
+            proc = launch(port, log)
+            self.procs.append(proc)
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and proc.poll() is None:
                 try:
@@ -102,19 +147,76 @@ def start_proxy(request: pytest.FixtureRequest) -> Iterator[Callable[..., Proxy]
                     gevent.sleep(0.05)
                     continue
                 auth = f"{credentials}@" if credentials else ""
-                return Proxy(kind, f"http://{auth}127.0.0.1:{port}", log)
+                return Proxy(kind, f"{scheme}://{auth}{host}:{port}", log)
         raise helpers.PeerError(f"{kind} did not start: {log.read_text()[-2000:]}")
 
+    def stop(self) -> None:
+        for agent in [*_fetch._TUNNEL_AGENTS.values(), *_fetch._FORWARD_AGENTS.values()]:
+            agent.destroy()
+        _fetch._TUNNEL_AGENTS.clear()
+        _fetch._FORWARD_AGENTS.clear()
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=5)
+        self.tmp.cleanup()
+
+
+@pytest.fixture(params=["pproxy", "tinyproxy"])
+def start_proxy(request: pytest.FixtureRequest) -> Iterator[Callable[..., Proxy]]:
+    """``start_proxy(credentials=None) -> Proxy``: the proxy on 127.0.0.1, HTTP only."""
+    kind: str = request.param
+    if kind == "tinyproxy":
+        _require("tinyproxy", "tinyproxy-bin")
+    launch = _start_pproxy if kind == "pproxy" else _start_tinyproxy
+    proxies = _Proxies(kind)
+    yield lambda credentials=None: proxies.start(
+        kind, "http", lambda port, log: launch(port, credentials, log), credentials)
+    proxies.stop()
+
+
+@pytest.fixture(scope="session")
+def proxy_ca() -> trustme.CA:
+    """The CA of the https:// proxies' certificate (not the origins' ``ca``)."""
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def proxy_pem(proxy_ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The https:// proxies' key and certificate, for ``localhost`` only (so that
+    ``https://127.0.0.1:port`` is a name mismatch)."""
+    path = tmp_path_factory.mktemp("proxy-tls") / "proxy.pem"
+    proxy_ca.issue_cert("localhost").private_key_and_cert_chain_pem.write_to_path(str(path))
+    return path
+
+
+@pytest.fixture(params=["pproxy", "haproxy+tinyproxy"])
+def start_tls_proxy(request: pytest.FixtureRequest, proxy_pem: Path) -> Iterator[Callable[..., Proxy]]:
+    """``start_tls_proxy(credentials=None) -> Proxy``: an https:// proxy, ``https://localhost:port``."""
+    label: str = request.param
+    proxies = _Proxies(label.replace("+", "-"))
+    if label == "pproxy":
+        def start(credentials: str | None = None) -> Proxy:
+            return proxies.start("pproxy", "https", lambda port, log: _start_pproxy(
+                port, credentials, log, scheme="http+ssl", pem=proxy_pem), credentials, "localhost")
+    else:
+        _require("haproxy", "haproxy")
+        _require("tinyproxy", "tinyproxy-bin")
+
+        def start(credentials: str | None = None) -> Proxy:
+            return proxies.start("tinyproxy", "https", lambda port, log: _start_haproxy_tls(
+                port, credentials, log, pem=proxy_pem, procs=proxies.procs), credentials, "localhost")
     yield start
-    for agent in [*_fetch._TUNNEL_AGENTS.values(), *_fetch._FORWARD_AGENTS.values()]:
-        agent.destroy()
-    _fetch._TUNNEL_AGENTS.clear()
-    _fetch._FORWARD_AGENTS.clear()
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(timeout=5)
-    tmp.cleanup()
+    proxies.stop()
+
+
+@pytest.fixture
+def start_socks_proxy() -> Iterator[Callable[..., Proxy]]:
+    """``start_socks_proxy(credentials=None, scheme='socks5h') -> Proxy``: pproxy speaking SOCKS5."""
+    proxies = _Proxies("socks")
+    yield lambda credentials=None, scheme="socks5h": proxies.start(
+        "pproxy", scheme, lambda port, log: _start_pproxy(port, credentials, log, scheme="socks5"), credentials)
+    proxies.stop()
 
 
 @pytest.fixture
@@ -175,8 +277,12 @@ def test_refused_proxy_names_the_proxy(serve: Callable[..., int], ca_pem: bytes,
     with pytest.raises(errors.ConnectionRefusedError) as info:
         greenhttps.fetch(f"https://127.0.0.1:{port}/", proxy=f"http://127.0.0.1:{closed}", ca=ca_pem)
     assert info.value.code == "ECONNREFUSED" and f"proxy http://127.0.0.1:{closed}" in str(info.value)
-    with pytest.raises(errors.InvalidArgumentError, match="socks5"):
-        greenhttps.fetch(f"https://127.0.0.1:{port}/", proxy="socks5://127.0.0.1:1080")
+    assert info.value.proxy == f"http://127.0.0.1:{closed}"
+    for scheme in ("https", "socks5", "socks5h"):
+        with pytest.raises(errors.ConnectionRefusedError, match=f"proxy {scheme}://127.0.0.1:{closed}"):
+            greenhttps.fetch(f"https://127.0.0.1:{port}/", proxy=f"{scheme}://127.0.0.1:{closed}", ca=ca_pem)
+    with pytest.raises(errors.InvalidArgumentError, match="ftp"):
+        greenhttps.fetch(f"https://127.0.0.1:{port}/", proxy="ftp://127.0.0.1:1080")
 
 
 def test_tunnel_to_an_origin_that_is_not_there(start_proxy: Any, ca_pem: bytes, no_env_proxies: None) -> None:
@@ -260,6 +366,236 @@ def test_plain_agent_with_a_proxy_tunnels_too(start_proxy: Any, make_server: Any
         assert proxy.tunnels_to(port) == 1
     finally:
         agent.destroy()
+
+
+# ------------------------------------------------------------------ https:// proxies
+
+
+def _servername(req: Any, res: Any) -> None:
+    res.end(f"{req.method} {req.url} sni={req.socket.servername} host={req.headers.get('host')} "
+            f"proxy-auth={req.headers.get('proxy-authorization')}")
+
+
+def test_https_proxy_tls_inside_tls(start_tls_proxy: Any, serve: Callable[..., int], ca_pem: bytes,
+                                    proxy_ca: trustme.CA, no_env_proxies: None) -> None:
+    """TLS to the proxy (its certificate checked with ``proxy_ca``), CONNECT, then the
+    origin's TLS inside that TLS: the origin's certificate checked with ``ca``, its
+    name sent as SNI.  Pooled: three fetches, one tunnel, the inner connection reused."""
+    proxy = start_tls_proxy()
+    port = serve(_servername)
+    for _ in range(3):
+        res = greenhttps.fetch(f"https://localhost:{port}/t", proxy=proxy.url, proxy_ca=proxy_ca.cert_pem.bytes(),
+                               ca=ca_pem)
+        assert res.text() == f"GET /t sni=localhost host=localhost:{port} proxy-auth=None"
+    assert proxy.tunnels_to(port) == 1
+    assert res.timings.reused
+    assert res.timings.tls is None  # reused: no handshake this time
+
+
+def test_https_proxy_with_an_agent(start_tls_proxy: Any, serve: Callable[..., int], ca_pem: bytes,
+                                   proxy_ca: trustme.CA, no_env_proxies: None) -> None:
+    """``Agent(proxy='https://...', proxy_ca=...)``: request()/get() through it, one
+    pooled connection (its liveness check at checkout runs through both TLS layers);
+    the socket the response names is the origin's TLS (its peer certificate)."""
+    proxy = start_tls_proxy("u:p")
+    port = serve(_servername)
+    agent = greenhttps.Agent(keep_alive=True, proxy=proxy.url, proxy_ca=proxy_ca.cert_pem.bytes(), ca=ca_pem)
+    fds = helpers.open_fds()
+    try:
+        for index in range(3):
+            res = greenhttps.get(f"https://localhost:{port}/a{index}", agent=agent)
+            assert res.read() == f"GET /a{index} sni=localhost host=localhost:{port} proxy-auth=None".encode()
+            assert res.socket.encrypted and res.socket.authorized
+            assert res.socket.get_peer_certificate()["subject"] != ()
+            gevent.sleep(0.05)
+        assert proxy.tunnels_to(port) == 1 and agent.total_socket_count == 1
+        name = next(iter(agent.free_sockets))  # the proxy, its credentials and its CA by digest
+        assert f":proxy=https://localhost:{proxy.url.rsplit(':', 1)[1]}#" in name and "#ca=" in name
+        assert "u:p" not in name
+    finally:
+        agent.destroy()
+    helpers.settle()
+    assert helpers.open_fds() <= fds
+
+
+def test_https_proxy_carries_large_bodies_both_ways(start_tls_proxy: Any, serve: Callable[..., int], ca_pem: bytes,
+                                                    proxy_ca: trustme.CA, no_env_proxies: None) -> None:
+    """Megabytes up and down through TLS inside TLS: many records per read and per
+    write on both layers (the inner layer sends through the outer one's partial
+    writes, and reads what the outer one decrypted ahead); a second round on the
+    same pooled connection."""
+    def sink(req: Any, res: Any) -> None:
+        data = req.read()
+        res.end(hashlib.sha256(data).hexdigest().encode() + b" " + bytes(range(256)) * 12_288)  # + 3 MiB
+
+    port = serve(sink)
+    proxy = start_tls_proxy()
+    body = os.urandom(5 * 1024 * 1024 + 7)
+    agent = greenhttps.Agent(keep_alive=True, proxy=proxy.url, proxy_ca=proxy_ca.cert_pem.bytes(), ca=ca_pem)
+    try:
+        for _ in range(2):
+            res = greenhttps.fetch(f"https://localhost:{port}/up", method="POST", body=body, agent=agent)
+            digest, _, tail = res.content.partition(b" ")
+            assert digest.decode() == hashlib.sha256(body).hexdigest()
+            assert tail == bytes(range(256)) * 12_288
+        assert proxy.tunnels_to(port) == 1
+    finally:
+        agent.destroy()
+
+
+def test_https_proxy_certificate_is_checked_with_proxy_ca(start_tls_proxy: Any, serve: Callable[..., int],
+                                                          ca_pem: bytes, proxy_ca: trustme.CA, other_ca: Any,
+                                                          no_env_proxies: None) -> None:
+    """The proxy's certificate is checked with ``proxy_ca`` (else the default roots),
+    never with the request's ``ca`` (the origin's), and against the proxy's own
+    name: each refusal is a CertificateError naming the proxy, and leaves no fd."""
+    proxy = start_tls_proxy()
+    port = serve(_echo)
+    url = f"https://localhost:{port}/"
+    fds = helpers.open_fds()
+    for _ in range(2):
+        with pytest.raises(errors.CertificateError) as info:  # the origin's CA does not vouch for the proxy
+            greenhttps.fetch(url, proxy=proxy.url, ca=ca_pem)
+        assert info.value.code == "UNABLE_TO_VERIFY_LEAF_SIGNATURE"
+        assert proxy.url in str(info.value) and info.value.proxy == proxy.url
+        with pytest.raises(errors.CertificateError) as info:  # the certificate is for localhost only
+            greenhttps.fetch(url, proxy=proxy.url.replace("localhost", "127.0.0.1"), proxy_ca=proxy_ca.cert_pem.bytes(),
+                             ca=ca_pem)
+        assert info.value.code == "ERR_TLS_CERT_ALTNAME_INVALID" and "proxy https://127.0.0.1:" in str(info.value)
+        with pytest.raises(errors.CertificateError) as info:  # inside: the origin's certificate, the origin's CA
+            greenhttps.fetch(url, proxy=proxy.url, proxy_ca=proxy_ca.cert_pem.bytes(), ca=other_ca.cert_pem.bytes())
+        assert "proxy" not in str(info.value) and getattr(info.value, "proxy", None) is None
+    assert proxy.tunnels_to(port) == 2  # the last two of each round reached the origin
+    helpers.settle()
+    assert helpers.open_fds() <= fds
+
+
+def test_https_proxy_407_and_refused(start_tls_proxy: Any, serve: Callable[..., int], ca_pem: bytes,
+                                     proxy_ca: trustme.CA, no_env_proxies: None) -> None:
+    proxy = start_tls_proxy("alice:s3cret")
+    port = serve(_echo)
+    url = f"https://localhost:{port}/"
+    ok = greenhttps.fetch(url, proxy=proxy.url, proxy_ca=proxy_ca.cert_pem.bytes(), ca=ca_pem)
+    assert ok.text() == f"GET / host=localhost:{port} proxy-auth=None"  # credentials stop at the proxy
+    bare = proxy.url.replace("alice:s3cret@", "")
+    with pytest.raises(errors.ProxyError) as info:
+        greenhttps.fetch(url, proxy=bare, proxy_ca=proxy_ca.cert_pem.bytes(), ca=ca_pem)
+    assert info.value.status == 407 and info.value.code == "ERR_PROXY_AUTH_REQUIRED"
+    assert info.value.proxy == bare and "s3cret" not in str(info.value)
+    closed = helpers.free_port()
+    with pytest.raises(errors.ConnectionRefusedError) as refused:
+        greenhttps.fetch(url, proxy=f"https://localhost:{closed}", proxy_ca=proxy_ca.cert_pem.bytes(), ca=ca_pem)
+    assert f"proxy https://localhost:{closed}" in str(refused.value)
+
+
+def test_plain_origin_through_an_https_proxy(start_tls_proxy: Any, make_server: Any, proxy_ca: trustme.CA,
+                                             no_env_proxies: None) -> None:
+    """An http: origin through an https:// proxy: fetch() asks the proxy in
+    absolute-form over TLS to it; ``greenhttps.http.Agent(proxy=...)`` tunnels (the
+    bytes to the origin in clear inside the proxy's TLS)."""
+    proxy = start_tls_proxy("bob:pw")
+    port = make_server(_echo, tls=False).address()["port"]
+    res = greenhttps.fetch(f"http://localhost:{port}/p?q=1", proxy=proxy.url, proxy_ca=proxy_ca.cert_pem.bytes())
+    assert res.text() == f"GET /p?q=1 host=localhost:{port} proxy-auth=None"
+    assert proxy.tunnels_to(port) == 1
+    agent = greenhttps.http.Agent(keep_alive=True, proxy=proxy.url, proxy_ca=proxy_ca.cert_pem.bytes())
+    try:
+        for _ in range(2):
+            got = greenhttps.http.get(f"http://localhost:{port}/t", agent=agent)
+            assert got.read() == f"GET /t host=localhost:{port} proxy-auth=None".encode()
+            assert not got.socket.encrypted  # to the origin: plain HTTP
+        assert proxy.tunnels_to(port) == 2 and agent.total_socket_count == 1
+    finally:
+        agent.destroy()
+    with pytest.raises(errors.CertificateError, match="proxy https://localhost"):
+        greenhttps.fetch(f"http://localhost:{port}/p", proxy=proxy.url)  # no proxy_ca: the default roots
+
+
+def test_https_proxy_that_never_speaks_tls_times_out(serve: Callable[..., int], ca_pem: bytes,
+                                                     no_env_proxies: None) -> None:
+    """A proxy that accepts and stays silent: the TLS handshake with it ends at the
+    connect timeout, with an error naming the proxy, and leaves no fd."""
+    silent = gevent.socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    accepted: list[Any] = []
+    acceptor = gevent.spawn(lambda: accepted.append(silent.accept()[0]))
+    fds = helpers.open_fds()
+    try:
+        start = time.monotonic()
+        with pytest.raises(errors.TimeoutError, match="proxy https://127.0.0.1"):
+            greenhttps.fetch(f"https://localhost:{serve(_echo)}/", proxy=f"https://127.0.0.1:{silent.getsockname()[1]}",
+                             ca=ca_pem, connect_timeout=300)
+        assert time.monotonic() - start < 3
+    finally:
+        acceptor.kill()
+        for sock in accepted:
+            sock.close()
+        silent.close()
+    helpers.settle()
+    assert helpers.open_fds() <= fds + 1  # (the origin server's listener, opened meanwhile)
+
+
+# ------------------------------------------------------------------ SOCKS5
+
+
+def test_socks5_tunnels(start_socks_proxy: Any, serve: Callable[..., int], make_server: Any, ca_pem: bytes,
+                        no_env_proxies: None) -> None:
+    """``socks5h://`` hands the proxy the origin's name; ``socks5://`` resolves it
+    here first (curl's two schemes; pproxy's log shows which it was given; ``family=4``
+    so that the local answer is the address the origins listen on).  https: and
+    http: origins both go through a tunnel, credentials by RFC 1929."""
+    port = serve(_echo)
+    plain = make_server(_echo, tls=False).address()["port"]
+    for scheme, shown in (("socks5h", "localhost"), ("socks5", "127.0.0.1")):
+        proxy = start_socks_proxy("u:p", scheme)
+        for _ in range(2):
+            res = greenhttps.fetch(f"https://localhost:{port}/s", proxy=proxy.url, ca=ca_pem, family=4)
+            assert res.text() == f"GET /s host=localhost:{port} proxy-auth=None"
+            res = greenhttps.fetch(f"http://localhost:{plain}/s", proxy=proxy.url, family=4)
+            assert res.text() == f"GET /s host=localhost:{plain} proxy-auth=None"
+        assert proxy.tunnels_to(port) == 1 and proxy.tunnels_to(plain) == 1  # pooled
+        assert f"-> {shown}:{port}" in proxy.log.read_text()
+
+
+def test_socks5_refusals_name_the_proxy(start_socks_proxy: Any, serve: Callable[..., int], ca_pem: bytes,
+                                        no_env_proxies: None) -> None:
+    """Wrong or missing credentials (pproxy closes the connection) and an origin the
+    proxy cannot reach: errors naming the proxy, no fd left."""
+    proxy = start_socks_proxy("u:p")
+    port = serve(_echo)
+    fds = helpers.open_fds()
+    for url in (proxy.url.replace("u:p", "u:wrong"), proxy.url.replace("u:p@", "")):
+        with pytest.raises(errors.NetworkError) as info:
+            greenhttps.fetch(f"https://localhost:{port}/", proxy=url, ca=ca_pem)
+        assert proxy.url.replace("u:p@", "") in str(info.value)
+    with pytest.raises(errors.NetworkError) as info:
+        greenhttps.fetch(f"https://127.0.0.1:{helpers.free_port()}/", proxy=proxy.url, ca=ca_pem)
+    assert proxy.url.replace("u:p@", "") in str(info.value)
+    helpers.settle()
+    assert helpers.open_fds() <= fds
+
+
+# ------------------------------------------------------------------ fetch()'s own pools
+
+
+def test_fetch_tunnel_pools_are_bounded(serve: Callable[..., int], ca_pem: bytes, no_env_proxies: None,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """fetch() keeps one pool per proxy URL, the most recently used ones only: a
+    crawler rotating through proxies does not keep an agent for each forever."""
+    monkeypatch.setattr(_fetch, "_MAX_TUNNEL_AGENTS", 2)
+    port = serve(_echo)
+    _fetch._TUNNEL_AGENTS.clear()
+    proxies = [f"http://127.0.0.1:{helpers.free_port()}" for _ in range(4)]
+    try:
+        for proxy in proxies + proxies[2:3]:
+            with pytest.raises(errors.ConnectionRefusedError):
+                greenhttps.fetch(f"https://127.0.0.1:{port}/", proxy=proxy, ca=ca_pem)
+        assert list(_fetch._TUNNEL_AGENTS) == [proxies[3], proxies[2]]
+    finally:
+        for agent in _fetch._TUNNEL_AGENTS.values():
+            agent.destroy()
+        _fetch._TUNNEL_AGENTS.clear()
 
 
 # ------------------------------------------------------------------ the environment
