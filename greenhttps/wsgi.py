@@ -20,6 +20,12 @@ HTTP/1.1, no body for HEAD/204/304) and keep-alive.
   for it (never buffered whole); ``100 Continue`` goes out on the first read.
 * Blocks are written as the application yields them (PEP 3333: never delayed);
   ``res.write`` blocks until the kernel took the bytes, which is the back-pressure.
+* The fast path (:class:`_Response`): a response of known length whose headers leave
+  the framing to the server leaves in one send -- status line, fields and body --
+  from a head checked and serialised once per distinct (status, headers) and
+  completed once per second (``Date``); the environ keys a connection's requests
+  share are built at its first request.  Everything else goes through the
+  ServerResponse as above.
 * The result's ``close()`` is always called: at the end, when the application
   raises, when the client goes away, when the greenlet is killed.
 * An application that raises before anything was sent gets the server's 500; after
@@ -231,7 +237,7 @@ class _Head:
     lower-casing and an encoding per field.
     """
 
-    __slots__ = ("code", "message", "first", "fields", "length", "has_date")
+    __slots__ = ("code", "message", "first", "fields", "length", "has_date", "last")
 
     def __init__(self, code: int, message: str | None, first: bytes,
                  fields: dict[str, tuple[str, str | list[str]]], length: int | None, has_date: bool) -> None:
@@ -244,15 +250,21 @@ class _Head:
         #: The application's Content-Length (None: it gave none).
         self.length = length
         self.has_date = has_date
+        #: The last whole head sent with it: ((Date, keep-alive, Keep-Alive value, our
+        #: Content-Length), head bytes, fields).  Within a second, on keep-alive
+        #: connections, every response of this head is the same bytes.
+        self.last: tuple[tuple[Any, ...], bytes, dict[str, tuple[str, str | list[str]]]] | None = None
 
 
 #: Fields that decide the framing or the connection: a head with one of them takes
 #: ServerResponse's general path, which knows every rule about them.
 _FRAMING_FIELDS = frozenset({"connection", "transfer-encoding", "keep-alive", "trailer"})
 
-#: (status, headers) -> its _Head, or None when the general path must send it.
+#: (status, headers) -> its _Head, or None when the general path must send it.  A key
+#: here was checked by start_response() once (an equal status and equal pairs of str).
 _HEADS: dict[tuple[str, tuple[tuple[str, str], ...]], _Head | None] = {}
 _HEADS_MAX = 512
+_MISSING: Any = object()
 
 
 def _compile_head(status: str, headers: list[tuple[str, str]]) -> _Head | None:
@@ -292,16 +304,40 @@ def _compile_head(status: str, headers: list[tuple[str, str]]) -> _Head | None:
 
 
 def _head_for(status: str, headers: list[tuple[str, str]]) -> _Head | None:
-    key = (status, tuple(headers))
-    try:
-        return _HEADS[key]
-    except KeyError:
-        pass
+    """Compile and cache the head of a (status, headers) not in :data:`_HEADS` yet."""
     head = _compile_head(status, headers)
     if len(_HEADS) >= _HEADS_MAX:
-        _HEADS.clear()
-    _HEADS[key] = head
+        _HEADS.clear()  # an application whose heads all differ cannot grow it without bound
+    _HEADS[(status, tuple(headers))] = head
     return head
+
+
+def _complete_head(head: _Head, key: tuple[Any, ...]) -> tuple[bytes, dict[str, tuple[str, str | list[str]]]]:
+    """The whole head and the response's fields: the application's, then what
+    ServerResponse's ``_decide`` and ``response_framing`` would add, in their order.
+    ``key`` is (Date or None, keep-alive, Keep-Alive value or None, our Content-Length
+    or None)."""
+    date, keep_alive, timeout, auto_length = key
+    fields = dict(head.fields)
+    auto = [head.first]
+    if auto_length is not None:
+        text = str(auto_length)
+        fields["content-length"] = ("Content-Length", text)
+        auto.append(b"Content-Length: %s\r\n" % text.encode())
+    if date is not None:
+        fields["date"] = ("Date", date)
+        auto.append(b"Date: %s\r\n" % date.encode())
+    if keep_alive:
+        fields["connection"] = ("Connection", "keep-alive")
+        auto.append(b"Connection: keep-alive\r\n")
+        if timeout:
+            fields["keep-alive"] = ("Keep-Alive", timeout)
+            auto.append(b"Keep-Alive: %s\r\n" % timeout.encode())
+    else:
+        fields["connection"] = ("Connection", "close")
+        auto.append(b"Connection: close\r\n")
+    auto.append(b"\r\n")
+    return b"".join(auto), fields
 
 
 class _Response:
@@ -317,7 +353,7 @@ class _Response:
     the general path through the ServerResponse, which frames it by Node's rules.
     """
 
-    __slots__ = ("res", "status", "headers", "remaining", "started", "head_sent", "sent_all", "sent")
+    __slots__ = ("res", "status", "headers", "remaining", "started", "head_sent", "sent_all", "sent", "head")
 
     def __init__(self, res: Any) -> None:
         self.res = res
@@ -331,6 +367,9 @@ class _Response:
         self.sent_all = False
         #: Body bytes sent (gunicorn's ``resp.sent``: its access log's ``%(b)s``).
         self.sent = 0
+        #: The cached head of (status, headers), None for the general path, or
+        #: _MISSING when not looked up yet.
+        self.head: _Head | None = _MISSING
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
@@ -344,6 +383,17 @@ class _Response:
                 exc_info = None  # no reference cycle through the traceback
         elif self.started:
             raise AssertionError("start_response() called again without exc_info")
+        try:
+            head = _HEADS.get((status, tuple(headers)), _MISSING)
+        except TypeError:  # something unhashable: the checks below say what
+            head = _MISSING
+        self.head = head
+        if head is not _MISSING:
+            # Seen before: the same status and pairs passed the checks below then.
+            self.status = status
+            self.headers = headers
+            self.started = True
+            return self.write
         if not isinstance(status, str):
             raise TypeError(f"status must be str, not {type(status).__name__}")
         code = status[:3]
@@ -365,9 +415,11 @@ class _Response:
         res = self.res
         if res.__class__ is not ServerResponse or res.headers_sent or res.destroyed or res._out._fields or res._removed:
             return False  # a listener touched it, or the access log counts its bytes
-        status = self.status
-        assert status is not None
-        head = _head_for(status, self.headers)
+        head = self.head
+        if head is _MISSING:
+            status = self.status
+            assert status is not None
+            head = self.head = _head_for(status, self.headers)
         if head is None:
             return False
         length = head.length
@@ -384,38 +436,30 @@ class _Response:
                 end = True  # the block is the whole body
         elif length is None and not end:
             return False  # unknown length: chunked or close-delimited, the general path
-        # What ServerResponse's _decide and response_framing would add, in their order.
-        fields = dict(head.fields)
-        auto = []
-        if length is None and not no_body:
-            text = str(len(data))
-            fields["content-length"] = ("Content-Length", text)
-            auto.append(b"Content-Length: %s\r\n" % text.encode())
-            length = len(data)
-        if res.send_date and not head.has_date:
-            date = http_date()
-            fields["date"] = ("Date", date)
-            auto.append(b"Date: %s\r\n" % date.encode())
         conn = res._conn
         res.status_code, res.status_message = code, head.message
         keep_alive = conn.keep_alive_after(res)
-        if keep_alive:
-            fields["connection"] = ("Connection", "keep-alive")
-            auto.append(b"Connection: keep-alive\r\n")
-            timeout = conn.keep_alive_header
-            if timeout:
-                fields["keep-alive"] = ("Keep-Alive", timeout)
-                auto.append(b"Keep-Alive: %s\r\n" % timeout.encode())
-        else:
-            fields["connection"] = ("Connection", "close")
-            auto.append(b"Connection: close\r\n")
+        if not keep_alive:
             res.should_keep_alive = False
+        auto_length = len(data) if length is None and not no_body else None
+        key = (http_date() if res.send_date and not head.has_date else None, keep_alive,
+               conn.keep_alive_header if keep_alive else None, auto_length)
+        last = head.last
+        if last is not None and last[0] == key:
+            wire_head, fields = last[1], last[2]
+        else:
+            wire_head, fields = _complete_head(head, key)
+            head.last = (key, wire_head, fields)
+        if auto_length is not None:
+            length = auto_length
         if counted:
             framing = OutgoingFraming(Framing.LENGTH, length or 0, close=not keep_alive)
         else:
             framing = OutgoingFraming(Framing.NONE, close=not keep_alive)
             if no_body:
                 res._has_body = res._is_head = False
+        # Shared with the cache, not copied: a sent head's fields never change
+        # (set_header and remove_header raise from now on).
         res._out._fields = fields
         res._framing = framing
         res._head_written = res.headers_sent = True
@@ -423,7 +467,7 @@ class _Response:
         if end:
             res.finished = self.sent_all = True
         body = data if counted and data else None
-        res._wire.send_head(head.first + b"".join(auto) + b"\r\n", framing, body=body, end=end)
+        res._wire.send_head(wire_head, framing, body=body, end=end)
         if body:
             self.sent += len(body)
         return True
