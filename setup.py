@@ -32,9 +32,10 @@ TEST_REQUIRES = [
     "trustme",
     "hypothesis",
     # Real applications for greenhttps.wsgi and greenhttps.gunicorn (tests/test_wsgi.py,
-    # tests/test_gunicorn.py).
+    # tests/test_gunicorn.py, tests/test_django.py; benchmarks/wsgi_bench.py).
     "flask",
     "falcon",
+    "django",
     "gunicorn",
     # llhttp (an install dependency on CPython): the suite runs the server and client
     # tests with it and with h11 (tests/test_parsers.py), on any interpreter.

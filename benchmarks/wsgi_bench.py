@@ -1,13 +1,20 @@
 #!/usr/bin/env python3
-"""A Flask hello-world over TLS: greenhttps's WSGI adapter and gunicorn worker against
+"""WSGI apps over TLS: greenhttps's WSGI adapter and gunicorn worker against
 gevent.pywsgi and gunicorn's own gevent worker, with 1 and then 2 workers.
 
     python benchmarks/wsgi_bench.py [--runs 3] [--duration 5] [--workers 1,2] [--only A,B]
+                                    [--app flask|django|both]
 
-Run it with a Python that has flask, gunicorn and gevent (``pip install -e .[test]``
-gives them); greenhttps comes from the work tree.  Every server runs the same app
-(benchmarks/wsgi/flask_app.py: ``Response(b"hello world\\n", mimetype="text/plain")``)
-with the same throwaway ECDSA P-256 certificate as benchmarks/run.py, access logs off:
+Run it with a Python that has flask, django, gunicorn and gevent (``pip install -e
+.[test]`` gives them); greenhttps comes from the work tree.  Every server runs the same
+apps (``--app``, default both), with the same throwaway ECDSA P-256 certificate as
+benchmarks/run.py, access logs off:
+
+* ``flask``: benchmarks/wsgi/flask_app.py, a hello-world
+  (``Response(b"hello world\\n", mimetype="text/plain")``);
+* ``django``: benchmarks/wsgi/django_app.py, a one-file Django whose view reads 20 of
+  300 rows of a sqlite table through the ORM and answers ~1 kB of JSON (middleware,
+  URL resolution, a database connection per request, as Django runs by default).
 
 | name | what |
 |---|---|
@@ -62,25 +69,30 @@ def _gunicorn_extra() -> list[str]:
     return ["--no-control-socket"] if any(s.name == "control_socket_disable" for s in KNOWN_SETTINGS) else []
 
 
-def commands(name: str, port: int, certs: dict[str, str], workers: int) -> list[list[str]]:
-    """The processes that make up server ``name`` with ``workers`` workers."""
+#: ``--app`` name -> the module in benchmarks/wsgi/ whose ``app`` every server runs.
+APPS_BY_NAME = {"flask": "flask_app", "django": "django_app"}
+
+
+def commands(name: str, port: int, certs: dict[str, str], workers: int, app: str = "flask") -> list[list[str]]:
+    """The processes that make up server ``name`` with ``workers`` workers running ``app``."""
     cert, key = certs["cert"], certs["key"]
+    module = APPS_BY_NAME[app]
     if name == "greenhttps wsgi":
-        return [[PY, str(APPS / "greenhttps_wsgi.py"), str(port), cert, key]] * workers
+        return [[PY, str(APPS / "greenhttps_wsgi.py"), str(port), cert, key, module]] * workers
     if name == "pywsgi+NODELAY":
-        return [[PY, str(APPS / "pywsgi_wsgi.py"), str(port), cert, key]] * workers
+        return [[PY, str(APPS / "pywsgi_wsgi.py"), str(port), cert, key, module]] * workers
     worker = {"gunicorn gevent": "gevent", "gunicorn greenhttps": "greenhttps.gunicorn.Worker"}[name]
     return [[PY, "-m", "gunicorn", "-k", worker, "-w", str(workers), "-b", f"127.0.0.1:{port}",
              "--certfile", cert, "--keyfile", key, "--log-level", "warning", "--chdir", str(APPS),
-             *_gunicorn_extra(), "flask_app:app"]]
+             *_gunicorn_extra(), f"{module}:app"]]
 
 
 SERVERS = ["greenhttps wsgi", "pywsgi+NODELAY", "gunicorn gevent", "gunicorn greenhttps"]
 CHECKS = {
-    "greenhttps wsgi": "import flask, greenhttps.wsgi",
-    "pywsgi+NODELAY": "import flask, gevent.pywsgi",
-    "gunicorn gevent": "import flask, gunicorn.workers.ggevent",
-    "gunicorn greenhttps": "import flask, greenhttps.gunicorn",
+    "greenhttps wsgi": "import greenhttps.wsgi",
+    "pywsgi+NODELAY": "import gevent.pywsgi",
+    "gunicorn gevent": "import gunicorn.workers.ggevent",
+    "gunicorn greenhttps": "import greenhttps.gunicorn",
 }
 
 
@@ -104,13 +116,14 @@ def _ready(port: int, timeout: float = 20.0, procs: list[subprocess.Popen[Any]] 
     raise RuntimeError(f"not ready after {timeout} s")
 
 
-def measure(name: str, certs: dict[str, str], workers: int, cfg: argparse.Namespace, logdir: Path) -> dict[str, float]:
+def measure(name: str, certs: dict[str, str], workers: int, cfg: argparse.Namespace, logdir: Path,
+            app: str = "flask") -> dict[str, float]:
     port = suite.free_port()
     cores = "0" if workers == 1 else ",".join(str(i) for i in range(workers))
     load_core = suite.LOAD_CORE if workers == 1 else cores
-    log = open(logdir / f"{re.sub(r'[^a-z0-9]+', '_', name)}-{workers}-{port}.log", "w")
+    log = open(logdir / f"{re.sub(r'[^a-z0-9]+', '_', name)}-{app}-{workers}-{port}.log", "w")
     procs = [suite.spawn(cmd, cores, stdout=log, stderr=subprocess.STDOUT, cwd=str(APPS))
-             for cmd in commands(name, port, certs, workers)]
+             for cmd in commands(name, port, certs, workers, app)]
     try:
         try:
             _ready(port, procs=procs)
@@ -159,7 +172,10 @@ def main() -> int:
     parser.add_argument("--workers", default="1,2", help="worker counts to measure (default 1,2)")
     parser.add_argument("--only", metavar="A,B", help="only servers whose names contain one of these words")
     parser.add_argument("--json", metavar="FILE", help="also write every run's numbers to FILE")
+    parser.add_argument("--app", choices=["flask", "django", "both"], default="both",
+                        help="the application every server runs (default both, one after the other)")
     cfg = parser.parse_args()
+    apps = ["flask", "django"] if cfg.app == "both" else [cfg.app]
     counts = [int(n) for n in cfg.workers.split(",") if n.strip()]
     for tool in ("taskset", "wrk"):
         if not shutil.which(tool):
@@ -169,6 +185,11 @@ def main() -> int:
     if cfg.only:
         words = [w.strip().lower() for w in cfg.only.split(",") if w.strip()]
         servers = [s for s in servers if any(w in s for w in words)]
+    for app in list(apps):
+        proc = subprocess.run([PY, "-c", f"import {app}"], capture_output=True, text=True, env=suite.child_env())
+        if proc.returncode:
+            print(f"skipped: the {app} app: {(proc.stderr.strip().splitlines() or ['import failed'])[-1]}")
+            apps.remove(app)
     ok = []
     for name in servers:
         proc = subprocess.run([PY, "-c", CHECKS[name]], capture_output=True, text=True, env=suite.child_env())
@@ -185,40 +206,55 @@ def main() -> int:
         except Exception:
             return "not installed"
 
-    print(f"flask {v('flask')}, werkzeug {v('werkzeug')}, gunicorn {v('gunicorn')}, gevent {v('gevent')}; "
-          f"python {sys.executable}")
+    print(f"flask {v('flask')}, werkzeug {v('werkzeug')}, django {v('django')}, gunicorn {v('gunicorn')}, "
+          f"gevent {v('gevent')}; python {sys.executable}")
     print(f"runs: {cfg.runs}; wrk -t<workers> -c50 -d{cfg.duration:g}s after {cfg.warmup:g}s warm-up; "
-          f"workers: {counts}", flush=True)
+          f"workers: {counts}; apps: {apps}", flush=True)
 
     tmp = Path(tempfile.mkdtemp(prefix="greenhttps-wsgi-bench-"))
     certs = suite.make_certs(tmp)
     cfg.lua = str(tmp / "report.lua")
     Path(cfg.lua).write_text(suite.WRK_LUA)
-    data: dict[tuple[str, int], dict[str, list[float]]] = {}
+    data: dict[tuple[str, str, int], dict[str, list[float]]] = {}
     raw: list[dict[str, Any]] = []
     started = time.monotonic()
     try:
         for run in range(1, cfg.runs + 1):
-            for workers in counts:
-                for name in ok:
-                    print(f"[run {run}/{cfg.runs} {time.monotonic() - started:4.0f}s] {name} x{workers} ...",
-                          flush=True)
-                    try:
-                        r = measure(name, certs, workers, cfg, tmp)
-                    except RuntimeError as exc:
-                        print(f"    ! {name} x{workers}: {exc}", flush=True)
-                        continue
-                    print("    " + "  ".join(f"{k}={suite.fmt(val)}" for k, val in r.items()), flush=True)
-                    raw.append({"run": run, "server": name, "workers": workers, **r})
-                    for k, val in r.items():
-                        data.setdefault((name, workers), {}).setdefault(k, []).append(val)
+            for app in apps:
+                for workers in counts:
+                    for name in ok:
+                        print(f"[run {run}/{cfg.runs} {time.monotonic() - started:4.0f}s] {app}: {name} x{workers} ...",
+                              flush=True)
+                        try:
+                            r = measure(name, certs, workers, cfg, tmp, app)
+                        except RuntimeError as exc:
+                            print(f"    ! {app}: {name} x{workers}: {exc}", flush=True)
+                            continue
+                        print("    " + "  ".join(f"{k}={suite.fmt(val)}" for k, val in r.items()), flush=True)
+                        raw.append({"run": run, "app": app, "server": name, "workers": workers, **r})
+                        for k, val in r.items():
+                            data.setdefault((app, name, workers), {}).setdefault(k, []).append(val)
     finally:
         suite.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
 
+    for app in apps:
+        report(app, {key[1:]: cols for key, cols in data.items() if key[0] == app}, ok, counts, cfg.runs)
+    if cfg.json:
+        Path(cfg.json).write_text(json.dumps({"runs": cfg.runs, "results": raw}, indent=1))
+        print(f"\nraw numbers written to {cfg.json}")
+    return 0
+
+
+_TITLES = {"flask": "Flask hello-world", "django": "Django ORM view (sqlite, 20 rows as JSON)"}
+
+
+def report(app: str, data: dict[tuple[str, int], dict[str, list[float]]], ok: list[str], counts: list[int],
+           runs: int) -> None:
+    """The medians table and the ratios for one application."""
     med = {key: {k: statistics.median(vals) for k, vals in cols.items()} for key, cols in data.items()}
     print()
-    print(f"Medians of {cfg.runs} run(s); Flask hello-world over TLS, keep-alive, 50 connections.")
+    print(f"Medians of {runs} run(s); {_TITLES[app]} over TLS, keep-alive, 50 connections.")
     print()
     print("| server | workers | req/s ↑ | p50 ms ↓ | p99 ms ↓ |")
     print("|---|---|---|---|---|")
@@ -247,10 +283,6 @@ def main() -> int:
         print("|---|---|")
         for name in ok:
             print(f"| {name} | {ratio((name, hi), (name, lo))} |")
-    if cfg.json:
-        Path(cfg.json).write_text(json.dumps({"runs": cfg.runs, "results": raw}, indent=1))
-        print(f"\nraw numbers written to {cfg.json}")
-    return 0
 
 
 def _on_signal(signum: int, _frame: Any) -> None:

@@ -71,6 +71,7 @@ from gunicorn.workers import base  # type: ignore[import-untyped]
 from . import __version__, http
 from ._server import create_server
 from .wsgi import WSGIHandler
+from .wsgi import _Response as _WSGIResponse
 
 __all__ = ["Worker", "UnpatchedWorker"]
 
@@ -101,7 +102,7 @@ class _Response:
 
     __slots__ = ("status", "headers", "sent")
 
-    def __init__(self, status: str, headers: list[tuple[str, str]], sent: int | None) -> None:
+    def __init__(self, status: str, headers: list[tuple[str, str]], sent: int) -> None:
         self.status, self.headers, self.sent = status, headers, sent
 
 
@@ -128,10 +129,13 @@ class _Handler(WSGIHandler):
         env = self.environ_or_reject(req, res)
         if env is None:
             return
-        if self.access_log:
-            started = datetime.datetime.now()
-            res.once("finish", lambda: self._log(req, res, env, started))
-        self.serve(env, req, res)
+        if not self.access_log:
+            self.serve(env, req, res)
+            return
+        started = datetime.datetime.now()
+        out = _WSGIResponse(res)
+        res.once("finish", lambda: self._log(req, res, env, started, out.sent))
+        self.serve(env, req, res, out)
 
     def _over_limit(self, req: Any, res: Any) -> bool:
         """gunicorn's request-line (414) and header-field (431) limits; True once refused."""
@@ -151,15 +155,13 @@ class _Handler(WSGIHandler):
         res.end()
         return True
 
-    def _log(self, req: Any, res: Any, env: dict[str, Any], started: datetime.datetime) -> None:
+    def _log(self, req: Any, res: Any, env: dict[str, Any], started: datetime.datetime, sent: int) -> None:
+        # ``sent``: the body bytes that went out, as gunicorn's own ``resp.sent`` (its
+        # ``%(b)s`` and ``%(B)s``): a chunked body's size too, 0 for HEAD, 204, 304.
         headers = [(name, str(value)) for name, value in res.get_headers().items()]
-        length = res.get_header("content-length")
         status = f"{res.status_code} {res.status_message or ''}".rstrip()
         req_headers = [(name, str(value)) for name, value in req.headers.items()]
-        self.worker.log.access(
-            _Response(status, headers, int(length) if isinstance(length, str) and length.isdigit() else None),
-            req_headers, env, datetime.datetime.now() - started,
-        )
+        self.worker.log.access(_Response(status, headers, sent), req_headers, env, datetime.datetime.now() - started)
 
 
 class Worker(base.Worker):

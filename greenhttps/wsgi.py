@@ -20,6 +20,12 @@ HTTP/1.1, no body for HEAD/204/304) and keep-alive.
   for it (never buffered whole); ``100 Continue`` goes out on the first read.
 * Blocks are written as the application yields them (PEP 3333: never delayed);
   ``res.write`` blocks until the kernel took the bytes, which is the back-pressure.
+* The fast path (:class:`_Response`): a response of known length whose headers leave
+  the framing to the server leaves in one send -- status line, fields and body --
+  from a head checked and serialised once per distinct (status, headers) and
+  completed once per second (``Date``); the environ keys a connection's requests
+  share are built at its first request.  Everything else goes through the
+  ServerResponse as above.
 * The result's ``close()`` is always called: at the end, when the application
   raises, when the client goes away, when the greenlet is killed.
 * An application that raises before anything was sent gets the server's 500; after
@@ -53,7 +59,11 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 from urllib.parse import unquote_to_bytes
 
 from . import __version__, errors
+from ._headers import check_name, check_value
+from ._outgoing import STATUS_CODES, http_date
 from ._proxy_protocol import AllowList, allow_list, unmapped
+from ._response import ServerResponse
+from ._wire_format import Framing, OutgoingFraming
 
 __all__ = ["WSGIHandler", "FileWrapper", "Input", "SECURE_SCHEME_HEADERS"]
 
@@ -67,6 +77,23 @@ Application = Callable[[_Environ, _StartResponse], Iterable[bytes]]
 
 # Header names that are not HTTP_*: PEP 3333 names them without the prefix.
 _SPECIAL = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}
+
+#: Request header name as received -> its environ key ("" for a name with "_", which
+#: is dropped); filled as names are seen, so a name is converted once per process.
+_KEYS: dict[bytes, str] = {}
+_KEYS_MAX = 4096
+
+
+def _key_for(raw_name: bytes) -> str:
+    if b"_" in raw_name:
+        key = ""
+    else:
+        name = raw_name.lower()
+        key = _SPECIAL.get(name) or "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
+    if len(_KEYS) >= _KEYS_MAX:
+        _KEYS.clear()  # a client sending ever new names cannot grow it without bound
+    _KEYS[raw_name] = key
+    return key
 
 #: gunicorn's default ``secure_scheme_headers``: header -> the value that means https.
 SECURE_SCHEME_HEADERS = {"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"}
@@ -200,10 +227,133 @@ class _ErrorStream:
         sys.stderr.flush()
 
 
-class _Response:
-    """One request's WSGI response state (``start_response``, ``write``)."""
+class _Head:
+    """An application's status and headers, checked and serialised once.
 
-    __slots__ = ("res", "status", "headers", "remaining", "started", "head_sent")
+    The fast path's unit (see :meth:`_Response._fast_start`): the status line and the
+    application's fields as bytes, and what the framing needs to know of them.
+    Cached by ``(status, headers)``: an application sends the same few heads over
+    and over, and a cached one costs a dict lookup instead of a check, a
+    lower-casing and an encoding per field.
+    """
+
+    __slots__ = ("code", "message", "first", "fields", "length", "has_date", "last")
+
+    def __init__(self, code: int, message: str | None, first: bytes,
+                 fields: dict[str, tuple[str, str | list[str]]], length: int | None, has_date: bool) -> None:
+        self.code = code
+        self.message = message
+        #: ``HTTP/1.1 200 OK\\r\\n`` and the application's fields, each with its CRLF.
+        self.first = first
+        #: The fields as ServerResponse keeps them (``get_headers()`` stays true).
+        self.fields = fields
+        #: The application's Content-Length (None: it gave none).
+        self.length = length
+        self.has_date = has_date
+        #: The last whole head sent with it: ((Date, keep-alive, Keep-Alive value, our
+        #: Content-Length), head bytes, fields).  Within a second, on keep-alive
+        #: connections, every response of this head is the same bytes.
+        self.last: tuple[tuple[Any, ...], bytes, dict[str, tuple[str, str | list[str]]]] | None = None
+
+
+#: Fields that decide the framing or the connection: a head with one of them takes
+#: ServerResponse's general path, which knows every rule about them.
+_FRAMING_FIELDS = frozenset({"connection", "transfer-encoding", "keep-alive", "trailer"})
+
+#: (status, headers) -> its _Head, or None when the general path must send it.  A key
+#: here was checked by start_response() once (an equal status and equal pairs of str).
+_HEADS: dict[tuple[str, tuple[tuple[str, str], ...]], _Head | None] = {}
+_HEADS_MAX = 512
+_MISSING: Any = object()
+
+
+def _compile_head(status: str, headers: list[tuple[str, str]]) -> _Head | None:
+    """The _Head for an application's status and headers; None if the general path
+    must take them (a framing field, a repeated or bad Content-Length, a 1xx, an
+    invalid name or value: that path raises the same errors it always did)."""
+    code = int(status[:3])
+    message = status[4:] or None
+    if code < 200:
+        return None
+    try:
+        reason = check_value("statusMessage", message) if message is not None else STATUS_CODES.get(code, "unknown")
+        assert isinstance(reason, str)
+        lines = [b"HTTP/1.1 %d %s\r\n" % (code, reason.encode("latin-1"))]
+        fields: dict[str, tuple[str, str | list[str]]] = {}
+        length = None
+        for name, value in headers:
+            lname = check_name(name).lower()
+            checked = check_value(name, value)
+            assert isinstance(checked, str)
+            if lname in _FRAMING_FIELDS:
+                return None
+            if lname == "content-length":
+                text = value.strip()
+                if length is not None or not (text.isascii() and text.isdigit()):
+                    return None
+                length = int(text)
+            lines.append(b"%s: %s\r\n" % (name.encode("latin-1"), checked.encode("latin-1")))
+            if lname in fields:  # repeated: one line each, in the application's order
+                given, before = fields[lname]
+                fields[lname] = (given, [*(before if isinstance(before, list) else [before]), checked])
+            else:
+                fields[lname] = (name, checked)
+    except (errors.InvalidArgumentError, UnicodeEncodeError):
+        return None
+    return _Head(code, message, b"".join(lines), fields, length, "date" in fields)
+
+
+def _head_for(status: str, headers: list[tuple[str, str]]) -> _Head | None:
+    """Compile and cache the head of a (status, headers) not in :data:`_HEADS` yet."""
+    head = _compile_head(status, headers)
+    if len(_HEADS) >= _HEADS_MAX:
+        _HEADS.clear()  # an application whose heads all differ cannot grow it without bound
+    _HEADS[(status, tuple(headers))] = head
+    return head
+
+
+def _complete_head(head: _Head, key: tuple[Any, ...]) -> tuple[bytes, dict[str, tuple[str, str | list[str]]]]:
+    """The whole head and the response's fields: the application's, then what
+    ServerResponse's ``_decide`` and ``response_framing`` would add, in their order.
+    ``key`` is (Date or None, keep-alive, Keep-Alive value or None, our Content-Length
+    or None)."""
+    date, keep_alive, timeout, auto_length = key
+    fields = dict(head.fields)
+    auto = [head.first]
+    if auto_length is not None:
+        text = str(auto_length)
+        fields["content-length"] = ("Content-Length", text)
+        auto.append(b"Content-Length: %s\r\n" % text.encode())
+    if date is not None:
+        fields["date"] = ("Date", date)
+        auto.append(b"Date: %s\r\n" % date.encode())
+    if keep_alive:
+        fields["connection"] = ("Connection", "keep-alive")
+        auto.append(b"Connection: keep-alive\r\n")
+        if timeout:
+            fields["keep-alive"] = ("Keep-Alive", timeout)
+            auto.append(b"Keep-Alive: %s\r\n" % timeout.encode())
+    else:
+        fields["connection"] = ("Connection", "close")
+        auto.append(b"Connection: close\r\n")
+    auto.append(b"\r\n")
+    return b"".join(auto), fields
+
+
+class _Response:
+    """One request's WSGI response state (``start_response``, ``write``).
+
+    The fast path (:meth:`_fast_start`): for a response whose headers leave the
+    framing to us (no ``Connection``, ``Transfer-Encoding``, ``Keep-Alive`` or
+    ``Trailer`` from the application) and whose length is known -- the
+    application's ``Content-Length``, or the one block it returned -- the status
+    line, the fields and the body go out in one send from a cached head, without
+    ServerResponse's header machinery.  Everything else (chunked bodies, framing
+    fields, a response a listener touched, the access log's response class) takes
+    the general path through the ServerResponse, which frames it by Node's rules.
+    """
+
+    __slots__ = ("res", "status", "headers", "remaining", "started", "head_sent", "sent_all", "sent", "head")
 
     def __init__(self, res: Any) -> None:
         self.res = res
@@ -213,6 +363,13 @@ class _Response:
         self.remaining: int | None = None
         self.started = False
         self.head_sent = False
+        #: The fast path put the whole response on the wire with its first block.
+        self.sent_all = False
+        #: Body bytes sent (gunicorn's ``resp.sent``: its access log's ``%(b)s``).
+        self.sent = 0
+        #: The cached head of (status, headers), None for the general path, or
+        #: _MISSING when not looked up yet.
+        self.head: _Head | None = _MISSING
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
@@ -226,6 +383,17 @@ class _Response:
                 exc_info = None  # no reference cycle through the traceback
         elif self.started:
             raise AssertionError("start_response() called again without exc_info")
+        try:
+            head = _HEADS.get((status, tuple(headers)), _MISSING)
+        except TypeError:  # something unhashable: the checks below say what
+            head = _MISSING
+        self.head = head
+        if head is not _MISSING:
+            # Seen before: the same status and pairs passed the checks below then.
+            self.status = status
+            self.headers = headers
+            self.started = True
+            return self.write
         if not isinstance(status, str):
             raise TypeError(f"status must be str, not {type(status).__name__}")
         code = status[:3]
@@ -239,6 +407,70 @@ class _Response:
         self.headers = headers
         self.started = True
         return self.write
+
+    def _fast_start(self, data: bytes, end: bool) -> bool:
+        """Send the head with the first block ``data`` (and the end of the response,
+        if ``end`` or the block completes the application's Content-Length) in one
+        write; False (nothing done) if this response takes the general path."""
+        res = self.res
+        if res.__class__ is not ServerResponse or res.headers_sent or res.destroyed or res._out._fields or res._removed:
+            return False  # a listener touched it, or the access log counts its bytes
+        head = self.head
+        if head is _MISSING:
+            status = self.status
+            assert status is not None
+            head = self.head = _head_for(status, self.headers)
+        if head is None:
+            return False
+        length = head.length
+        code = head.code
+        no_body = code == 204 or code == 304
+        counted = not no_body and not res._is_head  # a HEAD, 204 or 304 sends no body
+        if counted and length is not None:
+            self.remaining = length
+            data = self._clip(data)
+            if self.remaining:
+                if end:
+                    return False  # shorter than promised: end() says so
+            else:
+                end = True  # the block is the whole body
+        elif length is None and not end:
+            return False  # unknown length: chunked or close-delimited, the general path
+        conn = res._conn
+        res.status_code, res.status_message = code, head.message
+        keep_alive = conn.keep_alive_after(res)
+        if not keep_alive:
+            res.should_keep_alive = False
+        auto_length = len(data) if length is None and not no_body else None
+        key = (http_date() if res.send_date and not head.has_date else None, keep_alive,
+               conn.keep_alive_header if keep_alive else None, auto_length)
+        last = head.last
+        if last is not None and last[0] == key:
+            wire_head, fields = last[1], last[2]
+        else:
+            wire_head, fields = _complete_head(head, key)
+            head.last = (key, wire_head, fields)
+        if auto_length is not None:
+            length = auto_length
+        if counted:
+            framing = OutgoingFraming(Framing.LENGTH, length or 0, close=not keep_alive)
+        else:
+            framing = OutgoingFraming(Framing.NONE, close=not keep_alive)
+            if no_body:
+                res._has_body = res._is_head = False
+        # Shared with the cache, not copied: a sent head's fields never change
+        # (set_header and remove_header raise from now on).
+        res._out._fields = fields
+        res._framing = framing
+        res._head_written = res.headers_sent = True
+        self.head_sent = True
+        if end:
+            res.finished = self.sent_all = True
+        body = data if counted and data else None
+        res._wire.send_head(wire_head, framing, body=body, end=end)
+        if body:
+            self.sent += len(body)
+        return True
 
     def _send_head(self) -> None:
         """Put the status and headers on the response (they go out with the first
@@ -283,17 +515,32 @@ class _Response:
             raise AssertionError("write() before start_response()")
         if not isinstance(data, (bytes, bytearray)):
             raise TypeError(f"WSGI body blocks must be bytes, not {type(data).__name__}")
+        if self.sent_all:
+            return  # the body is complete: what follows is past its Content-Length
         if not self.head_sent:
+            if self._fast_start(data, False):
+                return
             self._send_head()
-        if not self.res.write(self._clip(data)):
+        data = self._clip(data)
+        if not self.res.write(data):
             raise errors.ConnectionResetError("client went away during the response")
+        if self.res._has_body:
+            self.sent += len(data)
 
     def end(self, data: bytes = b"") -> None:
         if not self.started:
             raise AssertionError("the application returned without calling start_response()")
         if not isinstance(data, (bytes, bytearray)):
             raise TypeError(f"WSGI body blocks must be bytes, not {type(data).__name__}")
+        if self.sent_all:
+            # The first block completed the body and went out with the end: only the
+            # ServerResponse's own end is left ('finish', then the connection goes on).
+            self.res._finish()
+            return
         if not self.head_sent:
+            if self._fast_start(data, True):
+                self.res._finish()
+                return
             self._send_head()
         data = self._clip(data)
         if self.remaining:
@@ -304,6 +551,8 @@ class _Response:
                 f"the application sent {self.remaining} bytes fewer than its Content-Length"
             )
         self.res.end(data)
+        if self.res._has_body:
+            self.sent += len(data)
 
 
 class WSGIHandler:
@@ -357,7 +606,13 @@ class WSGIHandler:
 
     def make_environ(self, req: Any) -> _Environ:
         """The PEP 3333 environ for ``req`` (without ``wsgi.input``)."""
-        env = self.base_environ.copy()
+        sock = req.socket
+        # What every request of a connection shares (the fixed keys, the scheme, the
+        # peer's and our address) is built at its first request and copied after.
+        cached = sock.__dict__.get("_wsgi_environ")
+        if cached is None or cached[0] is not self:
+            cached = sock._wsgi_environ = (self, self._connection_environ(sock))
+        env = cached[1].copy()
         target: str = req.url
         if target.startswith("/"):
             path, _, query = target.partition("?")
@@ -372,18 +627,16 @@ class WSGIHandler:
         env["PATH_INFO"] = unquote_to_bytes(path).decode("latin-1") if "%" in path else path
         env["QUERY_STRING"] = query
         env["RAW_URI"] = env["REQUEST_URI"] = target
-        env["SERVER_PROTOCOL"] = "HTTP/" + req.http_version
-        sock = req.socket
-        env["wsgi.url_scheme"] = "https" if sock.encrypted else "http"
-        env["REMOTE_ADDR"] = unmapped(sock.remote_address or "")
-        port = sock.remote_port
-        env["REMOTE_PORT"] = "" if port is None else str(port)
+        version = req.http_version
+        env["SERVER_PROTOCOL"] = "HTTP/1.1" if version == "1.1" else "HTTP/" + version
+        keys = _KEYS
         joined: dict[str, str] = {}
         for raw_name, raw_value in req._head.headers:
-            if b"_" in raw_name:
-                continue  # see the module docstring: spoofing
-            name = raw_name.lower()
-            key = _SPECIAL.get(name) or "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
+            key = keys.get(raw_name)
+            if key is None:
+                key = _key_for(raw_name)
+            if not key:
+                continue  # a name with "_": see the module docstring (spoofing)
             value = raw_value.decode("latin-1")
             if key in joined:
                 joined[key] += ("; " if key == "HTTP_COOKIE" else ",") + value
@@ -393,11 +646,27 @@ class WSGIHandler:
         allowed = self.forwarded_allow
         if allowed is not None and _trusted(sock, allowed):
             self._forwarded(env, allowed)
+        if "SERVER_NAME" not in env:
+            _server_address(env, sock)  # a Unix socket: after the headers, it uses Host
+        return env
+
+    def _connection_environ(self, sock: Any) -> _Environ:
+        """The environ keys that are the same for every request of ``sock``'s connection."""
+        env = self.base_environ.copy()
+        env["wsgi.url_scheme"] = "https" if sock.encrypted else "http"
+        env["REMOTE_ADDR"] = unmapped(sock.remote_address or "")
+        port = sock.remote_port
+        env["REMOTE_PORT"] = "" if port is None else str(port)
         if self.server_name is not None:
             env["SERVER_NAME"] = self.server_name
             env["SERVER_PORT"] = str(sock.local_port or "")
         else:
-            _server_address(env, sock)  # after the headers: a Unix socket uses Host
+            try:
+                name = sock.getsockname()
+            except OSError:
+                name = ""
+            if isinstance(name, tuple):
+                env["SERVER_NAME"], env["SERVER_PORT"] = name[0], str(name[1])
         return env
 
     def _forwarded(self, env: _Environ, allowed: AllowList) -> None:
@@ -435,11 +704,13 @@ class WSGIHandler:
         if env is not None:
             self.serve(env, req, res)
 
-    def serve(self, env: _Environ, req: Any, res: Any) -> None:
+    def serve(self, env: _Environ, req: Any, res: Any, out: _Response | None = None) -> None:
         """Run the application with ``env`` (from :meth:`make_environ`) for ``req``,
-        answering through the ServerResponse ``res``."""
+        answering through the ServerResponse ``res`` (wrapped in ``out``, if given:
+        the gunicorn worker reads the body bytes sent from it)."""
         env["wsgi.input"] = Input(req)
-        out = _Response(res)
+        if out is None:
+            out = _Response(res)
         result = self.app(env, out.start_response)
         try:
             if isinstance(result, (list, tuple)) and len(result) == 1:
@@ -488,19 +759,8 @@ def _client_from(forwarded_for: str, allowed: AllowList) -> str | None:
 
 
 def _server_address(env: _Environ, sock: Any) -> None:
-    # One getsockname() per connection, not two per request: the socket is the same
-    # for every request a keep-alive connection carries.
-    local = sock.__dict__.get("_wsgi_local")
-    if local is None:
-        try:
-            name = sock.getsockname()
-        except OSError:
-            name = ""
-        local = sock._wsgi_local = (name[0], str(name[1])) if isinstance(name, tuple) else False
-    if local:
-        env["SERVER_NAME"], env["SERVER_PORT"] = local
-        return
-    # A Unix socket: no address to give; use the Host header (PEP 3333 asks for both).
+    """SERVER_NAME and SERVER_PORT for a Unix socket, which has no address to give:
+    from the Host header (PEP 3333 asks for both)."""
     host = env.get("HTTP_HOST", "")
     default_port = "443" if env["wsgi.url_scheme"] == "https" else "80"
     if host.startswith("["):

@@ -48,6 +48,14 @@ def slow():
     time.sleep(float(request.args.get("s", "1")))  # cooperative: the worker is patched
     return "slept in %d" % os.getpid()
 
+@app.route("/fixed")
+def fixed():
+    return "twelve bytes"
+
+@app.route("/stream")
+def stream():
+    return app.response_class((b"x" * n for n in (3, 4, 5)), mimetype="text/plain")  # no length: chunked
+
 @app.route("/spin")
 def spin():
     end = time.monotonic() + float(request.args.get("s", "3"))
@@ -123,7 +131,8 @@ def gunicorn(tmp_path: Path, server_cert_files: dict[str, str]) -> Iterator[Any]
         g.port = int(g.wait_for(rf"Listening at: {scheme}://127\.0\.0\.1:(\d+)")[0])
         # Every worker must be serving (its signal handlers installed) before a test
         # signals the arbiter: a worker still booting would miss a SIGTERM.
-        g.wait_for(r"greenhttps worker serving", workers)
+        if worker.startswith("greenhttps."):
+            g.wait_for(r"greenhttps worker serving", workers)
         deadline = time.monotonic() + 10
         while probe:  # (without: a worker that wants a PROXY header first)
             try:
@@ -568,3 +577,34 @@ def test_access_log_format(gunicorn: Any, tmp_path: Path) -> None:
         gevent.sleep(0.05)
     line = [entry for entry in access.read_text().splitlines() if "tester/1" in entry]
     assert line == [f"127.0.0.1|GET /?x=1 HTTP/1.1|200|{len(resp.body)}|tester/1|yes|GET|/|x=1"]
+
+
+def _access_lines(g: Gunicorn, access: Path) -> list[str]:
+    sock = connect(g)
+    for method, path in (("GET", "/stream"), ("HEAD", "/stream"), ("GET", "/fixed"), ("HEAD", "/fixed")):
+        sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: bytes-test\r\n\r\n".encode())
+        assert read_response(sock, method).status == 200
+    sock.close()
+    deadline = time.monotonic() + 5
+    while access.read_text().count("bytes-test") < 4 and time.monotonic() < deadline:
+        gevent.sleep(0.05)
+    return [line.split("|", 1)[1] for line in access.read_text().splitlines() if "bytes-test" in line]
+
+
+def test_access_log_bytes_as_gunicorn_counts_them(gunicorn: Any, tmp_path: Path) -> None:
+    """``%(b)s`` and ``%(B)s`` are the body bytes sent, as gunicorn's own ``resp.sent``:
+    a chunked body counts what went out (not ``-``), HEAD counts 0.  Compared line by
+    line with gunicorn's gevent worker serving the same requests."""
+    pytest.importorskip("gevent")
+    lines = {}
+    for worker in ("gevent", "greenhttps.gunicorn.Worker"):
+        access = tmp_path / f"access-{worker}.log"
+        g = gunicorn("--access-logfile", str(access), "--access-logformat", "%(a)s|%(r)s|%(s)s|%(b)s|%(B)s",
+                     workers=1, worker=worker)
+        lines[worker] = _access_lines(g, access)
+        g.stop()
+    assert lines["greenhttps.gunicorn.Worker"] == [
+        "GET /stream HTTP/1.1|200|12|12", "HEAD /stream HTTP/1.1|200|0|0",
+        "GET /fixed HTTP/1.1|200|12|12", "HEAD /fixed HTTP/1.1|200|0|0",
+    ]
+    assert lines["greenhttps.gunicorn.Worker"] == lines["gevent"]

@@ -865,3 +865,185 @@ def test_str_body_is_an_application_error(wsgi: Callable[..., int], result: Any)
         return result
 
     assert roundtrip(wsgi(app), get()).status == 500
+
+
+# ---------------------------------------------------------- the fast path
+# A response whose length is known and whose headers leave the framing to us goes
+# out from a cached head in one send; the tests below pin what it must keep.
+
+
+class _LengthBody:
+    """What Flask and Django return: an iterable (not a list) with a Content-Length."""
+
+    def __init__(self, blocks: list[bytes]) -> None:
+        self.blocks = blocks
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.blocks)
+
+
+@pytest.mark.parametrize("shape", ["list", "iterable"])
+def test_head_and_body_leave_in_one_tls_record(wsgi: Callable[..., int], shape: str) -> None:
+    """Status line, fields and body in one send: one TLS record, so the client's first
+    read (OpenSSL hands out one record per read) holds the whole response."""
+    body = b"hello world\n"
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        return [body] if shape == "list" else _LengthBody([body])
+
+    port = wsgi(app)
+    sock = raw_connect(port, tls=True)
+    for _ in range(2):  # the cached head serves the second response as the first
+        sock.sendall(get())
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert first.endswith(b"\r\n\r\n" + body)
+        assert b"\r\nContent-Length: 12\r\n" in first and b"\r\nConnection: keep-alive\r\n" in first
+    sock.close()
+
+
+def test_repeated_fields_go_out_in_the_application_order(wsgi: Callable[..., int]) -> None:
+    """Each (name, value) pair is one field line, where the application put it
+    (as gunicorn and gevent.pywsgi send them; Node's writeHead with an array too)."""
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Set-Cookie", "a=1"), ("X-Between", "yes"), ("Set-Cookie", "b=2")])
+        return [b"ok"]
+
+    resp = roundtrip(wsgi(app), get())
+    names = [name.lower() for name in resp.header_names()]
+    assert names[:3] == [b"set-cookie", b"x-between", b"set-cookie"]
+    assert resp.get_all("set-cookie") == [b"a=1", b"b=2"]
+    assert resp.body == b"ok"
+
+
+def test_listeners_see_the_response_fields_and_status(make_server: Callable[..., Any]) -> None:
+    """The ServerResponse still says what was sent: a 'finish' listener reads the
+    status and every field, the automatic ones included."""
+    seen: list[Any] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("201 Made", [("Content-Type", "text/plain"), ("X-Twice", "1"), ("X-Twice", "2")])
+        return [b"made"]
+
+    handler = WSGIHandler(app)
+
+    def listener(req: Any, res: Any) -> None:
+        res.on("finish", lambda: seen.append((res.status_code, res.status_message, res.get_headers(),
+                                              res.headers_sent, res.finished, res.writable_finished)))
+        handler(req, res)
+
+    port = make_server(listener).address()["port"]
+    resp = roundtrip(port, get())
+    assert resp.status == 201 and resp.body == b"made"
+    assert len(seen) == 1
+    status, message, headers, headers_sent, finished, writable_finished = seen[0]
+    assert (status, message, headers_sent, finished, writable_finished) == (201, "Made", True, True, True)
+    assert headers["content-type"] == "text/plain"
+    assert headers["x-twice"] == ["1", "2"]
+    assert headers["content-length"] == "4"
+    assert headers["connection"] == "keep-alive"
+    assert resp.get("date") == headers["date"].encode()
+
+
+def test_connection_close_from_the_application_ends_the_connection(wsgi: Callable[..., int]) -> None:
+    """A framing field from the application takes the general path, which honours it
+    (one Connection field, and the server closes after the response)."""
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Connection", "close")])
+        return [b"bye"]
+
+    sock = raw_connect(wsgi(app), tls=True)
+    sock.sendall(get())
+    data = read_until_eof(sock)
+    sock.close()
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(b"\r\n\r\nbye")
+    assert data.lower().count(b"\r\nconnection:") == 1 and b"Connection: close" in data
+
+
+@pytest.mark.parametrize("value", ["a\r\nInjected: yes", "a\nInjected: yes", "nul\x00"])
+def test_invalid_field_value_from_the_application_is_500(wsgi: Callable[..., int], value: str) -> None:
+    """A value that would split the head is refused before anything is sent: the
+    server's 500, and nothing of the application's fields (response splitting)."""
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("X-Bad", value)])
+        return [b"never"]
+
+    sock = raw_connect(wsgi(app), tls=True)
+    sock.sendall(get())
+    data = read_until_eof(sock)
+    sock.close()
+    assert data.startswith(b"HTTP/1.1 500 ")
+    assert b"Injected" not in data and b"never" not in data
+
+
+@pytest.mark.parametrize("status", ["204 No Content", "304 Not Modified"])
+def test_204_and_304_send_no_body_and_keep_the_connection(wsgi: Callable[..., int], status: str) -> None:
+    """No body and no Content-Length of our own for 204/304 (RFC 9110 §6.4.1; as Node,
+    test/parallel/test-http-chunked-304.js), even when the application returns one;
+    the connection carries the next request."""
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        if environ["PATH_INFO"] == "/next":
+            start_response("200 OK", [])
+            return [b"next"]
+        start_response(status, [("ETag", '"x"')])
+        return [b"dropped"]
+
+    sock = raw_connect(wsgi(app), tls=True)
+    sock.sendall(get() + get("/next"))
+    first = read_response(sock)
+    second = read_response(sock)
+    sock.close()
+    assert first.status == int(status[:3]) and first.framing == "none"
+    assert first.get("content-length") is None and first.get("etag") == b'"x"'
+    assert second.body == b"next"
+
+
+def test_empty_body_with_content_length_zero(wsgi: Callable[..., int]) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [("Content-Length", "0")])
+        return _LengthBody([b""])
+
+    sock = raw_connect(wsgi(app), tls=True)
+    sock.sendall(get() + get())
+    first, second = read_response(sock), read_response(sock)
+    sock.close()
+    assert (first.body, second.body) == (b"", b"")
+    assert first.get("content-length") == b"0"
+
+
+def test_each_handler_on_a_connection_has_its_own_environ(make_server: Callable[..., Any]) -> None:
+    """The per-connection environ is kept per handler: a listener that routes one
+    keep-alive connection's requests to two WSGIHandlers gives each its own keys."""
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [])
+        return [f"{environ['x.who']} {environ['REMOTE_PORT']} {environ['PATH_INFO']}".encode()]
+
+    one, two = WSGIHandler(app, environ={"x.who": "one"}), WSGIHandler(app, environ={"x.who": "two"})
+    port = make_server(lambda req, res: (one if req.url.startswith("/1") else two)(req, res)).address()["port"]
+    sock = raw_connect(port, tls=True)
+    client_port = sock.getsockname()[1]
+    bodies = []
+    for path in ("/1a", "/2a", "/1b", "/2b"):
+        sock.sendall(get(path))
+        bodies.append(read_response(sock).body.decode())
+    sock.close()
+    assert bodies == [f"one {client_port} /1a", f"two {client_port} /2a", f"one {client_port} /1b",
+                      f"two {client_port} /2b"]
+
+
+def test_access_log_counts_the_body(make_server: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
+    """With the server's access log on, WSGI responses are logged with their body bytes."""
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [("Content-Length", "12")])
+        return _LengthBody([b"hello world\n"])
+
+    caplog.set_level(logging.INFO, logger="greenhttps.access")
+    port = make_server(WSGIHandler(app), access_log="common").address()["port"]
+    resp = roundtrip(port, get("/logged"))
+    assert resp.body == b"hello world\n"
+    deadline = time.monotonic() + 2
+    while not any("/logged" in r.getMessage() for r in caplog.records) and time.monotonic() < deadline:
+        gevent.sleep(0.01)
+    lines = [r.getMessage() for r in caplog.records if "/logged" in r.getMessage()]
+    assert len(lines) == 1 and '"GET /logged HTTP/1.1" 200 12 ' in lines[0]

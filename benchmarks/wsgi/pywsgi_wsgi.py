@@ -1,19 +1,22 @@
-"""gevent.pywsgi.WSGIServer(keyfile=, certfile=) running flask_app, TCP_NODELAY on.
+"""gevent.pywsgi.WSGIServer(keyfile=, certfile=) running an app, TCP_NODELAY on.
 
-``PORT CERT KEY``; the listening socket is made here with SO_REUSEPORT so that
-several copies can share the port, as the greenhttps ones do.  Access log off.
+``PORT CERT KEY [MODULE]`` (MODULE: ``flask_app``, the default, or ``django_app``);
+the listening socket is made here with SO_REUSEPORT so that several copies can share
+the port, as the greenhttps ones do.  Access log off.
 """
 
 from __future__ import annotations
 
+import importlib
 import socket
 import sys
 
-from flask_app import app
 from gevent import pywsgi
 from gevent import socket as gsocket
 
 port, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+# The application module: flask_app (default) or django_app, both in this directory.
+app = importlib.import_module(sys.argv[4] if len(sys.argv) > 4 else "flask_app").app
 
 
 class NoDelayServer(pywsgi.WSGIServer):
