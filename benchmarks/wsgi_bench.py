@@ -23,7 +23,9 @@ benchmarks/run.py, access logs off:
 | gunicorn gevent | ``gunicorn -k gevent -w N --certfile --keyfile`` |
 | gunicorn greenhttps | ``gunicorn -k greenhttps.gunicorn.Worker -w N --certfile --keyfile`` |
 
-Load: ``wrk -tN -c50 -d<duration>s --latency`` (keep-alive, after a 1 s warm-up).
+Load: ``wrk -tN -c<connections> -d<duration>s --latency`` (keep-alive, after a 1 s
+warm-up; ``--connections`` 50 by default, issue 18's error check is ``--connections 100
+--duration 30``).  The table counts wrk's socket errors (connect, read, write, timeout).
 With 1 worker the servers are pinned to core 0 and wrk to core 1 (``taskset``), as in
 run.py.  With 2 workers the servers get cores 0-1 and wrk shares them (a 2-core
 machine has no third core): the 2-worker numbers and the scaling ratio are therefore
@@ -134,7 +136,7 @@ def measure(name: str, certs: dict[str, str], workers: int, cfg: argparse.Namesp
         threads = str(workers)
 
         def wrk(seconds: float) -> dict[str, Any]:
-            out = run_pinned_on(load_core, ["wrk", f"-t{threads}", "-c50", f"-d{seconds:g}s", "--latency",
+            out = run_pinned_on(load_core, ["wrk", f"-t{threads}", f"-c{cfg.connections}", f"-d{seconds:g}s", "--latency",
                                                   "-s", cfg.lua, f"https://127.0.0.1:{port}/"], seconds + 30)
             return suite.last_json(out)
 
@@ -144,7 +146,7 @@ def measure(name: str, certs: dict[str, str], workers: int, cfg: argparse.Namesp
         if w["errors"]:
             print(f"    ! {name} x{workers}: wrk reported {w['errors']} socket errors", flush=True)
         return {"rps": w["requests"] / (w["duration_us"] / 1e6), "p50_ms": w["p50_us"] / 1000,
-                "p99_ms": w["p99_us"] / 1000}
+                "p99_ms": w["p99_us"] / 1000, "errors": float(w["errors"])}
     finally:
         for proc in procs:
             suite.stop(proc)
@@ -168,6 +170,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3, help="runs per measurement; medians are shown (default 3)")
     parser.add_argument("--duration", type=float, default=5, help="seconds of wrk load per run (default 5)")
+    parser.add_argument("--connections", type=int, default=50, help="wrk's open connections (default 50)")
     parser.add_argument("--warmup", type=float, default=1, help="seconds of unmeasured load first (default 1)")
     parser.add_argument("--workers", default="1,2", help="worker counts to measure (default 1,2)")
     parser.add_argument("--only", metavar="A,B", help="only servers whose names contain one of these words")
@@ -208,7 +211,7 @@ def main() -> int:
 
     print(f"flask {v('flask')}, werkzeug {v('werkzeug')}, django {v('django')}, gunicorn {v('gunicorn')}, "
           f"gevent {v('gevent')}; python {sys.executable}")
-    print(f"runs: {cfg.runs}; wrk -t<workers> -c50 -d{cfg.duration:g}s after {cfg.warmup:g}s warm-up; "
+    print(f"runs: {cfg.runs}; wrk -t<workers> -c{cfg.connections} -d{cfg.duration:g}s after {cfg.warmup:g}s warm-up; "
           f"workers: {counts}; apps: {apps}", flush=True)
 
     tmp = Path(tempfile.mkdtemp(prefix="greenhttps-wsgi-bench-"))
@@ -239,7 +242,8 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
     for app in apps:
-        report(app, {key[1:]: cols for key, cols in data.items() if key[0] == app}, ok, counts, cfg.runs)
+        report(app, {key[1:]: cols for key, cols in data.items() if key[0] == app}, ok, counts, cfg.runs,
+               cfg.connections)
     if cfg.json:
         Path(cfg.json).write_text(json.dumps({"runs": cfg.runs, "results": raw}, indent=1))
         print(f"\nraw numbers written to {cfg.json}")
@@ -250,20 +254,21 @@ _TITLES = {"flask": "Flask hello-world", "django": "Django ORM view (sqlite, 20 
 
 
 def report(app: str, data: dict[tuple[str, int], dict[str, list[float]]], ok: list[str], counts: list[int],
-           runs: int) -> None:
+           runs: int, connections: int) -> None:
     """The medians table and the ratios for one application."""
     med = {key: {k: statistics.median(vals) for k, vals in cols.items()} for key, cols in data.items()}
     print()
-    print(f"Medians of {runs} run(s); {_TITLES[app]} over TLS, keep-alive, 50 connections.")
+    print(f"Medians of {runs} run(s); {_TITLES[app]} over TLS, keep-alive, {connections} connections.")
     print()
-    print("| server | workers | req/s ↑ | p50 ms ↓ | p99 ms ↓ |")
-    print("|---|---|---|---|---|")
+    print("| server | workers | req/s ↑ | p50 ms ↓ | p99 ms ↓ | socket errors (all runs) |")
+    print("|---|---|---|---|---|---|")
     for workers in counts:
         for name in ok:
             m = med.get((name, workers))
             if m:
+                errors = sum(data[(name, workers)]["errors"])
                 print(f"| {name} | {workers} | {suite.fmt(m['rps'])} | {suite.fmt(m['p50_ms'])} | "
-                      f"{suite.fmt(m['p99_ms'])} |")
+                      f"{suite.fmt(m['p99_ms'])} | {errors:.0f} |")
     print()
     print("| ratio (req/s) | " + " | ".join(f"{w} worker{'s' if w > 1 else ''}" for w in counts) + " |")
     print("|---|" + "---|" * len(counts))
@@ -276,6 +281,14 @@ def report(app: str, data: dict[tuple[str, int], dict[str, list[float]]], ok: li
     for mine, peer in (("greenhttps wsgi", "pywsgi+NODELAY"), ("gunicorn greenhttps", "gunicorn gevent"),
                        ("gunicorn greenhttps", "pywsgi+NODELAY")):
         print(f"| {mine} / {peer} | " + " | ".join(ratio((mine, w), (peer, w)) for w in counts) + " |")
+
+    def p99_ratio(a: tuple[str, int], b: tuple[str, int]) -> str:
+        if a in med and b in med and med[b]["p99_ms"]:
+            return f"{med[a]['p99_ms'] / med[b]['p99_ms']:.2f}×"
+        return "—"
+
+    print("| p99: gunicorn greenhttps / gunicorn gevent | "
+          + " | ".join(p99_ratio(("gunicorn greenhttps", w), ("gunicorn gevent", w)) for w in counts) + " |")
     if len(counts) > 1:
         lo, hi = counts[0], counts[-1]
         print()
