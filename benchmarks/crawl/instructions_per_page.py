@@ -11,7 +11,8 @@ origins and ``6 x origins`` workers (so every worker soon has its own pooled
 connection and the connection count is the same in every run), round-robin.  The
 count per page is the difference of two runs (200 and 200 + ``--pages`` pages) over
 ``--pages``: start-up, imports and the TLS handshakes cancel out.  Each revision's
-``greenhttps`` comes from ``git archive`` (``.`` is the work tree).  Needs valgrind
+``greenhttps`` comes from ``git archive`` (``.`` is the work tree; a directory that
+holds a ``greenhttps`` package is used as it is).  Needs valgrind
 and node; run it with benchmarks/.venv/bin/python (or any Python with gevent and
 greenhttps's dependencies).  ``--callgrind-out DIR`` keeps the callgrind files
 (``callgrind.out.A.200``, ``callgrind.out.A.1200``, ...) for ``callgrind_annotate``;
@@ -80,7 +81,12 @@ def main() -> int:
         per_page = {}
         revs = [("A", cfg.rev_a)] + ([("B", cfg.rev_b)] if cfg.rev_b else [])
         for label, rev in revs:
-            tree = single.checkout(rev, tmp / label)
+            # A directory holding a greenhttps package (an experiment) is used as it is.
+            given = Path(rev)
+            if rev != "." and (given / "greenhttps").is_dir():
+                tree = given.resolve()
+            else:
+                tree = single.checkout(rev, tmp / label)
             totals = []
             for pages in (BASE_PAGES, BASE_PAGES + cfg.pages):
                 plan = tmp / f"plan-{pages}.json"
