@@ -76,6 +76,8 @@ SUPPORTED: tuple[str, ...] = (
 #: The ``Accept-Encoding`` value fetch() sends: exactly what it can decode.
 ACCEPT_ENCODING = ", ".join(SUPPORTED)
 
+#: Header values that are one coding's name as it stands (lowercase, no spaces).
+_PLAIN_NAMES = frozenset({"gzip", "deflate", "br", "zstd", "compress"})
 #: Old spellings RFC 9110 §8.4.1.3 says a recipient should treat as the new ones.
 _ALIASES = {"x-gzip": "gzip", "x-compress": "compress"}
 
@@ -85,6 +87,8 @@ def codings(content_encoding: str | list[str] | None) -> list[str]:
     (lowercase; ``identity`` and empty members left out)."""
     if not content_encoding:
         return []
+    if type(content_encoding) is str and content_encoding in _PLAIN_NAMES:
+        return [content_encoding]  # the usual value ("gzip"): nothing to split or fold
     values = content_encoding if isinstance(content_encoding, list) else [content_encoding]
     found = []
     for value in values:
@@ -301,13 +305,18 @@ class BodyDecoder:
         """Decode the next piece of the body."""
         out: list[bytes] = []
         self._fed = self._fed or bool(data)
+        # One coding (the usual case): its stage's pieces are the output, no chain to run.
+        run = self._stages[0].decode if len(self._stages) == 1 else self._run_chain
         # The first stage takes at most _FEED at a time: zlib copies the input it has
         # not consumed yet on every call, which on one large piece is quadratic.
         for start in range(0, len(data), _FEED):
-            for piece in self._run(0, data[start:start + _FEED]):
+            for piece in run(data[start:start + _FEED]):
                 self._count(piece)
                 out.append(piece)
         return b"".join(out)
+
+    def _run_chain(self, data: bytes) -> Iterator[bytes]:
+        return self._run(0, data)
 
     def _count(self, piece: bytes) -> None:
         self.size += len(piece)

@@ -36,10 +36,11 @@ import base64
 import collections
 import datetime
 import json as _json
+import re
 import time
 from collections.abc import Mapping  # isinstance() with it: typing's alias checks ~10x slower
 from typing import TYPE_CHECKING, Any, Iterable, cast
-from urllib.parse import quote, unquote, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlencode, urljoin, urlsplit
 
 import gevent
 
@@ -60,6 +61,9 @@ __all__ = ["Response", "Retry", "fetch"]
 _VERSION = "0.1.0"
 #: The User-Agent fetch() sends unless the caller sets one.
 USER_AGENT = f"greenhttps/{_VERSION}"
+
+#: fetch()'s default policy (retry=0 or None): no retries.
+_NO_RETRY = Retry()
 
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 #: Fetch's "request-body-header names": dropped with the body when a redirect turns
@@ -147,6 +151,14 @@ def _encode_body(body: Any, json: Any, headers: _RequestHeaders) -> tuple[bytes 
 # ------------------------------------------------------------------ URLs
 
 
+#: What quote() leaves alone in a path and in a query (its always-safe characters and
+#: ``safe``): a string made only of these is its own quoted form.
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+_QUERY_SAFE = "/?%:@!$&'()*+,;=-._~"
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9/%:@!$&'()*+,;=\-._~]*")
+_PLAIN_QUERY = re.compile(r"[A-Za-z0-9/?%:@!$&'()*+,;=\-._~]*")
+
+
 def _normalise_url(url: Any) -> tuple[str, str | None]:
     """(the URL to request, ``user:password`` from its user-info or None).
 
@@ -174,12 +186,17 @@ def _normalise_url(url: Any) -> tuple[str, str | None]:
         except UnicodeError as exc:
             raise errors.InvalidURLError(f"Invalid host in URL: {url!r}", "ERR_INVALID_URL") from exc
     netloc = host if port is None or port == (443 if scheme == "https" else 80) else f"{host}:{port}"
-    path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
-    query = quote(parts.query, safe="/?%:@!$&'()*+,;=-._~")
+    path = parts.path or "/"
+    if not _PLAIN_PATH.fullmatch(path):  # most paths need no escaping: skip quote()'s work
+        path = quote(path, safe=_PATH_SAFE)
+    query = parts.query
+    if query and not _PLAIN_QUERY.fullmatch(query):
+        query = quote(query, safe=_QUERY_SAFE)
     credentials = None
     if parts.username is not None:
         credentials = unquote(parts.username) + ":" + unquote(parts.password or "")
-    return urlunsplit((scheme, netloc, path, query, "")), credentials
+    # urlunsplit's result for these parts (a netloc, a path starting with "/"), built directly.
+    return f"{scheme}://{netloc}{path}?{query}" if query else f"{scheme}://{netloc}{path}", credentials
 
 
 def _origin(url: str) -> tuple[str, str, int]:
@@ -323,13 +340,14 @@ def fetch(
         raise errors.InvalidArgumentError(f"max_redirects must be an int >= 0, not {max_redirects!r}")
     if not isinstance(method, str) or not method:
         raise errors.InvalidArgumentError(f"method must be a str, not {method!r}", "ERR_INVALID_HTTP_TOKEN")
-    extra = {snake_case(key): value for key, value in tls_options.items()}
+    extra = {snake_case(key): value for key, value in tls_options.items()} if tls_options else {}
     for name in extra:
         if name not in REQUEST_OPTIONS:
             raise TypeError(f"fetch: unknown option {name!r}")
         if name in _MANAGED:
             raise TypeError(f"fetch: {name!r} is set by fetch() itself")
-    policy = Retry.of(retry)
+    # The default (no retry) needs no policy object of its own: Retry is frozen.
+    policy = _NO_RETRY if retry is None or (type(retry) is int and retry == 0) else Retry.of(retry)
     idle_ms = duration_ms(timeout, "timeout")
     deadline_ms = duration_ms(deadline, "deadline")
     ends_at = started + deadline_ms / 1000.0 if deadline_ms else None
@@ -479,7 +497,7 @@ class _Hop:
 
     def send_with_retries(self, method: str, url: str, headers: _RequestHeaders, content: Any, replayable: bool,
                           policy: Retry, timings: Timings) -> tuple[Any, Any]:
-        allowed = policy.allows(method) and replayable
+        allowed = policy.total > 0 and replayable and policy.allows(method)
         while True:
             attempt = timings.retries
             can_retry = allowed and attempt < policy.total

@@ -15,7 +15,9 @@ import time
 from typing import Any, Callable
 
 import gevent
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 import greenhttps
 import helpers
@@ -144,6 +146,28 @@ def test_non_ascii_path_is_percent_encoded(origin: Any, ca_pem: bytes) -> None:
     res = greenhttps.fetch(base + "/caf\u00e9 x?q=\u00e9#frag", ca=ca_pem)
     assert rec.seen[0]["url"] == "/caf%C3%A9%20x?q=%C3%A9"
     assert res.url == base + "/caf%C3%A9%20x?q=%C3%A9"
+
+
+@hypothesis.settings(max_examples=400, deadline=None)
+@hypothesis.given(
+    path=st.text(alphabet=st.characters(codec="utf-8", exclude_characters="#?\t\n\r"), max_size=30),
+    query=st.one_of(st.none(), st.text(alphabet=st.characters(codec="utf-8", exclude_characters="#\t\n\r"),
+                                       max_size=30)),
+    port=st.sampled_from(["", ":443", ":8443"]),
+)
+def test_url_normalisation_matches_quote_and_urlunsplit(path: str, query: str | None, port: str) -> None:
+    """fetch() skips quote() for a path or query it would leave as is and builds the
+    URL itself: the result is still exactly quote() + urlunsplit() on every input."""
+    from urllib.parse import quote, urlsplit, urlunsplit
+
+    from greenhttps._fetch import _normalise_url
+
+    url = f"https://Example.COM{port}/{path}" + ("" if query is None else f"?{query}")
+    parts = urlsplit(url.strip())  # fetch() strips the URL first, as the URL parser does
+    want = urlunsplit(("https", "example.com" + ("" if port in ("", ":443") else port),
+                       quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~"),
+                       quote(parts.query, safe="/?%:@!$&'()*+,;=-._~"), ""))
+    assert _normalise_url(url) == (want, None)
 
 
 def test_bad_arguments_fail_before_sending() -> None:
