@@ -91,7 +91,8 @@ class Response:
         self.status_text: str = raw.status_message or ""
         self.url = url
         self.redirected = redirected
-        self.headers: Headers = fetch_headers(zip(raw.raw_headers[::2], raw.raw_headers[1::2]))
+        flat = raw.raw_headers  # a property that builds a new list: read it once
+        self.headers: Headers = fetch_headers(zip(flat[::2], flat[1::2]))
         self.timings = timings
         timings._take_phases(raw.timings, started)
         self._started = started
