@@ -474,7 +474,8 @@ class Agent(EventEmitter):
         while free:
             candidate = free.pop() if self.scheduling == "lifo" else free.pop(0)
             candidate.unpark()
-            self._sync(name)
+            if not free:
+                del self._free[name]  # Node deletes an origin's emptied list (as _sync)
             if candidate.expires_at > now and candidate.is_alive():
                 conn = candidate
                 break
@@ -483,8 +484,11 @@ class Agent(EventEmitter):
             self._forget(stale)
             stale.close()
         if conn is not None:
-            self._in_use.setdefault(name, []).append(conn)
-            self._sync(name)
+            in_use = self._in_use.get(name)
+            if in_use is None:
+                self._in_use[name] = [conn]
+            else:
+                in_use.append(conn)
         return conn
 
     def _room_for(self, name: str) -> bool:
@@ -598,24 +602,25 @@ class Agent(EventEmitter):
         if in_use is not None and conn in in_use:
             in_use.remove(conn)
             if not in_use:
-                del self._in_use[name]
-            self._sync(name)
+                del self._in_use[name]  # as _sync: the free lists are not touched here
         else:
             conn.close()  # released twice, or the agent was destroyed meanwhile
             return
         if reusable and not conn.closed:
-            waiter = self._next_waiter(name)
+            waiter = self._next_waiter(name) if name in self._waiters else None
             if waiter is not None:
                 # Node's 'free' hand-off: straight to the next request for this name.
                 self._in_use.setdefault(name, []).append(conn)
-                self._sync(name)
                 waiter.set(conn)
                 return
-            free = self._free.get(name, ())
-            if self.keep_alive and len(free) < self.max_free_sockets and not self._starved_waiters():
+            free = self._free.get(name)
+            if (self.keep_alive and (free is None or len(free) < self.max_free_sockets)
+                    and not (self._waiters and self._starved_waiters())):
                 conn.park(self._idle_seconds(conn), self._free_socket_readable)
-                self._free.setdefault(name, []).append(conn)
-                self._sync(name)
+                if free is None:
+                    self._free[name] = [conn]
+                else:
+                    free.append(conn)
                 self._ensure_sweeper(conn.expires_at)
                 return
         self._total -= 1
@@ -669,10 +674,11 @@ class Agent(EventEmitter):
     def _idle_seconds(self, conn: ClientConnection) -> float:
         # Agent timeout, shortened by the server's "Keep-Alive: timeout=N" hint (minus
         # a second, as Node 20 does) so we never send on a socket the server is closing.
-        limits = [self.timeout / 1000.0] if self.timeout else []
-        if conn.server_keep_alive is not None:
-            limits.append(max(conn.server_keep_alive - 1.0, 0.0))
-        return min(limits) if limits else _INF
+        idle = self.timeout / 1000.0 if self.timeout else _INF
+        hint = conn.server_keep_alive
+        if hint is not None and hint - 1.0 < idle:
+            idle = max(hint - 1.0, 0.0)
+        return idle
 
     def _sync(self, name: str) -> None:
         """Drop an origin's emptied lists (Node deletes the key)."""

@@ -142,6 +142,9 @@ class OutgoingHeaders:
         """The wire form: one (name, value) pair per line, a list value repeating."""
         out: list[tuple[bytes, bytes]] = []
         for name, value in self._fields.values():
+            if type(value) is str:  # the usual case first: one line
+                out.append((name.encode("latin-1"), value.encode("latin-1")))
+                continue
             bname = name.encode("latin-1")
             if isinstance(value, list):
                 if len(value) > 1 and name.lower() == "cookie":

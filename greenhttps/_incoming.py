@@ -55,18 +55,21 @@ class IncomingMessage(EventEmitter):
         #: The rest of the body in one piece, or None if the source cannot.
         self._read_rest = read_rest
         self._trailer_source = trailers
-        self._buffer = b""
-        self._headers: Headers | None = None
-        self._trailers: Headers | None = None
         #: True once the whole body has been received.
         self.complete = not has_body
         #: True if the peer went away before the body ended.
         self.aborted = False
-        self._ended = False
-        self._error: BaseException | None = None
         if not has_body:
             self._read_chunk = _no_body
             self._read_rest = None
+
+    # Per-message state whose start is the same for every message: class defaults
+    # (an instance gets its own on first change), not ~5 stores per message.
+    _buffer = b""
+    _headers: Headers | None = None
+    _trailers: Headers | None = None
+    _ended = False
+    _error: BaseException | None = None
 
     #: A client response's :class:`~greenhttps._exchange.RequestTimings` (queued, dns,
     #: connect, tls, sent, first_byte, total in ms; reused); None on the server.

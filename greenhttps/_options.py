@@ -219,6 +219,8 @@ def format_ms(msecs: float | datetime.timedelta) -> str:
 def ms_to_seconds(msecs: float | datetime.timedelta | None) -> float | None:
     """Node milliseconds (or a ``timedelta``) to a gevent timeout; 0, None and
     infinity mean "no timeout"."""
+    if msecs is None:
+        return None  # the usual case (no timeout given): no conversion call
     kind = type(msecs)
     # Called a few times per request with a number: no conversion call for those.
     value: float | None = msecs if kind is int or kind is float else duration_to_ms(msecs)  # type: ignore[assignment]

@@ -162,8 +162,11 @@ def response_framing(
     way.  A 204/304 carrying a ``Transfer-Encoding`` ends the connection (Node).  ``out`` itself is
     not changed: the edits are in the returned fields.
     """
-    value = out.value
-    te = value("transfer-encoding")
+    # The fields' own dict (lowercase name -> (name, value)): lookups without a
+    # method call each, on the path of every response.
+    fields = out._fields
+    field = fields.get("transfer-encoding")
+    te = field[1] if field is not None else None
     override: dict[str, str | None] | None = None
     extra: HeaderList | None = None
     remaining = 0
@@ -176,8 +179,9 @@ def response_framing(
         else:
             kind = Framing.UNTIL_CLOSE
     else:
-        cl = value("content-length")
-        if cl is not None:
+        field = fields.get("content-length")
+        if field is not None:
+            cl = field[1]
             kind = Framing.LENGTH
             remaining = length if length is not None else _content_length(cl)
         elif status == 204 or status == 304:
@@ -194,14 +198,15 @@ def response_framing(
     # A 204/304 that says Transfer-Encoding has no body to frame, and a peer that
     # believes the field would wait for chunks: Node ends the connection (B-33).
     close = not keep_alive or kind is Framing.UNTIL_CLOSE or (no_body_status and te is not None)
-    connection = value("connection")
-    if connection is not None:
+    field = fields.get("connection")
+    if field is not None:
+        connection = field[1]
         says_close = connection != "keep-alive" and _says_close(connection)  # ours, the usual case: no call
         if close and not says_close:
             kept = [token for token in _tokens(connection) if token and token != "keep-alive"]
             override = override or {}
             override["connection"] = ", ".join([*kept, "close"])
-            if "keep-alive" in out:
+            if "keep-alive" in fields:
                 override["keep-alive"] = None  # its parameters describe a connection that ends
         close = close or says_close
     elif close and "connection" not in removed:
@@ -370,16 +375,16 @@ class OutgoingMessage(EventEmitter):
 
     def _default_length(self, body_length: int | None) -> None:
         """Add Content-Length (or, for the client, Transfer-Encoding) unless set or removed."""
-        out = self._out
+        fields = self._out._fields  # the dict itself: no method call per lookup (every message)
         self._auto_length = None
         # RFC 9110 §9.3.2: a HEAD response carries the fields the GET would have,
         # so the length of what end() was given too (Node sends no length at all).
-        if (self._has_body or self._is_head) and "transfer-encoding" not in out and "content-length" not in out:
-            if body_length is not None and "content-length" not in self._removed and "trailer" not in out:
-                out.set_default("content-length", "Content-Length", str(body_length))
+        if (self._has_body or self._is_head) and "transfer-encoding" not in fields and "content-length" not in fields:
+            if body_length is not None and "content-length" not in self._removed and "trailer" not in fields:
+                fields["content-length"] = ("Content-Length", str(body_length))
                 self._auto_length = body_length
             elif self._explicit_chunked and "transfer-encoding" not in self._removed:
-                out.set_default("transfer-encoding", "Transfer-Encoding", "chunked")
+                fields["transfer-encoding"] = ("Transfer-Encoding", "chunked")
 
     def _decide(self) -> tuple[list[tuple[bytes, bytes]], OutgoingFraming]:
         """The final wire fields and the framing (see :func:`response_framing`)."""

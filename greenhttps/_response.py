@@ -141,20 +141,22 @@ class ServerResponse(OutgoingMessage):
 
     def _decide(self) -> tuple[list[tuple[bytes, bytes]], OutgoingFraming]:
         out = self._out
+        fields = out._fields  # the automatic fields go straight in: no call per field
         removed = self._removed
-        if self.send_date and "date" not in removed:
-            out.set_default("date", "Date", http_date())
+        if self.send_date and "date" not in removed and "date" not in fields:
+            fields["date"] = ("Date", http_date())
         # The connection's one answer (peer, server state, request limit); the
         # framing may still end the connection (a close-delimited body).
-        keep_alive = self._conn.keep_alive_after(self)
-        if "connection" not in removed and "connection" not in out:
+        conn = self._conn
+        keep_alive = conn.keep_alive_after(self)
+        if "connection" not in removed and "connection" not in fields:
             if keep_alive:
-                out.set_default("connection", "Connection", "keep-alive")
-                timeout = self._conn.keep_alive_header
-                if timeout and "keep-alive" not in removed:
-                    out.set_default("keep-alive", "Keep-Alive", timeout)
+                fields["connection"] = ("Connection", "keep-alive")
+                timeout = conn.keep_alive_header
+                if timeout and "keep-alive" not in removed and "keep-alive" not in fields:
+                    fields["keep-alive"] = ("Keep-Alive", timeout)
             else:
-                out.set_default("connection", "Connection", "close")
+                fields["connection"] = ("Connection", "close")
         pairs, framing = response_framing(out, removed, status=self.status_code, head_request=self.req.method == "HEAD",
                                           peer_http10=self._peer_http10, keep_alive=keep_alive,
                                           length=self._auto_length)

@@ -501,6 +501,12 @@ class Wire:
         if self._out is not None:
             raise errors.InvalidArgumentError("the head of this message was already sent", "ERR_HTTP_HEADERS_SENT")
         self._out = framing
+        if end and framing.kind is Framing.LENGTH and framing.remaining == (len(body) if body else 0):
+            # The whole message with its exact length (most of them): one piece, without
+            # the general framing's calls (frame(), end(), a join of the pieces).
+            framing.remaining = 0
+            self._send((head + body,) if body else (head,), end=True)
+            return
         pieces = [head]
         pieces.extend(self._body_pieces(framing, body, end, None))
         self._send(pieces, end=end)
