@@ -155,16 +155,20 @@ class ClientRequest(OutgoingMessage):
             for lname, (name, values) in _grouped(given).items():
                 self._out.set(name, values if len(values) > 1 else values[0])
             self._given_values = {lname: self._out.value(lname) for lname in self._out.as_dict()}
-        header_host = self._out.get("host")
+        # The automatic fields go into the headers' dict directly (ours are valid):
+        # no method call each, on every request.
+        fields = self._out._fields
+        field = fields.get("host")
+        header_host = field[1] if field is not None else None
         if opts.get("set_host") is not False and header_host is None and given is None:
-            self._out.set_default("host", "Host", host_header(opts["host"], opts["port"], opts["default_port"]))
-        if opts.get("auth") and "authorization" not in self._out and given is None:
+            fields["host"] = ("Host", host_header(opts["host"], opts["port"], opts["default_port"]))
+        if opts.get("auth") and "authorization" not in fields and given is None:
             token = base64.b64encode(str(opts["auth"]).encode("utf-8")).decode("ascii")
-            self._out.set_default("authorization", "Authorization", f"Basic {token}")
+            fields["authorization"] = ("Authorization", f"Basic {token}")
         agent = self.agent
         keep_alive = agent.keep_alive or agent.max_sockets != _INF
-        if "connection" not in self._out:
-            self._out.set_default("connection", "Connection", "keep-alive" if keep_alive else "close")
+        if "connection" not in fields:
+            fields["connection"] = ("Connection", "keep-alive" if keep_alive else "close")
         # Node reads the Host header for the name through getHeader(), which does not
         # see headers given as pairs: then the name is the host's.
         opts_servername = server_name(opts, header_host if isinstance(header_host, str) and given is None else None)
@@ -223,7 +227,8 @@ class ClientRequest(OutgoingMessage):
         return pairs
 
     def _send_head(self, body: bytes | None, end: bool) -> None:
-        if "content-length" in self._out and "transfer-encoding" in self._out:
+        fields = self._out._fields
+        if "content-length" in fields and "transfer-encoding" in fields:
             # RFC 9112 §6.1: a sender MUST NOT send both (the shape of CL.TE
             # smuggling); h11 would send them as given.  Refuse before connecting.
             raise errors.InvalidArgumentError(
@@ -247,7 +252,8 @@ class ClientRequest(OutgoingMessage):
                 self._interrupted(exchange)
                 return
             self.reused_socket = exchange.reused
-            self.emit("socket", self.socket)
+            if self._listeners:  # most requests have none: no emit() call
+                self.emit("socket", self.socket)
             exchange.send_head(pairs, head, framing, body, end)
         except _Interrupted:
             self._interrupted(exchange)
@@ -313,11 +319,17 @@ class ClientRequest(OutgoingMessage):
             return self
         if streamed is not None:
             streamed.request_sent()  # res.timings.sent (a whole request is timed as it is sent)
-        if not self._reading and not self._result.ready():
+        if not self._reading and not self._result.ready() and not self._blocking:
             # Node delivers the response on a later tick, so listeners added right
             # after end() count; decide when this greenlet next yields.
             gevent.get_hub().loop.run_callback(self._maybe_start_reader)
         return self
+
+    #: Set by get() without a callback: getresponse() follows end() at once, in this
+    #: greenlet, before it yields, and nobody else holds the request to add a
+    #: listener; so no reader is to be decided on later (a callback on the loop
+    #: per request, and the loop's extra turn for it, saved).
+    _blocking = False
 
     def _maybe_start_reader(self) -> None:
         # Node's upgrade pattern listens to 'upgrade' (or 'connect') only.  A
@@ -386,7 +398,8 @@ class ClientRequest(OutgoingMessage):
         """The request's ``'close'``, once."""
         if not self._close_emitted:
             self._close_emitted = True
-            self.emit("close")
+            if self._listeners:
+                self.emit("close")
 
     def _discard_connection(self) -> None:
         if self._exchange is not None:
@@ -893,7 +906,9 @@ def get(url_or_options: Any = None, callback: Any = None, *more: Any, **kwargs: 
 def end_for_get(req: ClientRequest) -> Any:
     """End ``req`` as ``get()`` does: the response if nobody listens to 'response'
     (the blocking style), else the request."""
+    if req.has_listeners("response"):
+        req.end()
+        return req
+    req._blocking = True
     req.end()
-    if not req.has_listeners("response"):
-        return req.getresponse()
-    return req
+    return req.getresponse()

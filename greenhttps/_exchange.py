@@ -251,7 +251,8 @@ class ClientExchange:
     def _let_go(self) -> ClientConnection | None:
         """Take the connection away from the exchange (the caller decides its fate)."""
         conn, self.conn = self.conn, None
-        _held().release(self)
+        if not self.body_done:  # at the body's end _body_ended let go of it already
+            _held().release(self)
         if self._watch is not None:
             self._watch.close()
             self._watch = None

@@ -143,12 +143,14 @@ class IncomingMessage(EventEmitter):
             return chunk
         self.complete = True
         self._ended = True
-        self.emit("end")
+        if self._listeners:  # most messages have none: no emit() calls
+            self.emit("end")
         on_finish = self._on_finish
         if on_finish is not None:
             self._on_finish = None
             on_finish()
-            self.emit("close")
+            if self._listeners:
+                self.emit("close")
         return b""
 
     def _replace_source(self, read_chunk: Callable[[], bytes]) -> None:

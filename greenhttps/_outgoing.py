@@ -220,17 +220,18 @@ def response_framing(
 def request_framing(out: OutgoingHeaders, length: int | None = None) -> tuple[HeaderList, OutgoingFraming]:
     """A request's framing and its wire fields (RFC 9112 §6.3: a request without a
     length has no body); ``length`` as for :func:`response_framing`."""
-    connection = out.value("connection")
-    close = connection is not None and _says_close(connection)
-    if "transfer-encoding" in out:
+    fields = out._fields  # the dict itself: no method call per lookup (every request)
+    field = fields.get("connection")
+    close = field is not None and _says_close(field[1])
+    if "transfer-encoding" in fields:
         framing = OutgoingFraming(Framing.CHUNKED, close=close)
     else:
-        cl = out.value("content-length")
-        if cl is None:
-            framing = OutgoingFraming(Framing.LENGTH, 0, close=close)
+        field = fields.get("content-length")
+        if field is None:
+            framing = OutgoingFraming(Framing.LENGTH, 0, close)
         else:
-            framing = OutgoingFraming(Framing.LENGTH, length if length is not None else _content_length(cl),
-                                      close=close)
+            framing = OutgoingFraming(Framing.LENGTH, length if length is not None else _content_length(field[1]),
+                                      close)
     return out.pairs(), framing
 
 
@@ -411,7 +412,8 @@ class OutgoingMessage(EventEmitter):
     def _finish(self) -> None:
         """Called once everything has been written."""
         self.writable_finished = True
-        self.emit("finish")
+        if self._listeners:  # emit() only to listeners: most messages have none
+            self.emit("finish")
 
     def _raise_if_lost(self) -> None:
         """A message whose connection was lost (not destroyed by its owner) says so
