@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import operator
 import os
 import time
 import types
@@ -93,6 +94,10 @@ def _check_at_least_one(name: str, value: object) -> None:
 
 #: The request options a pool key is computed from.
 _NAME_KEYS = frozenset({"host", "port", "local_address", "family", "socket_path", "proxy"}) | CLIENT_TLS_KEYS
+#: Those options in the order a request's options dict has them (REQUEST_OPTIONS'),
+#: and a C-level getter of their values (see Agent._name_of_request).
+_NAME_KEY_ORDER = tuple(name for name in REQUEST_OPTIONS if name in _NAME_KEYS)
+_name_values = operator.itemgetter(*_NAME_KEY_ORDER)
 
 #: Node 20's https getName segments (20) after the http name, in order, as our option
 #: names ('' for the options greenhttps does not have: always empty).  ``digest``:
@@ -229,6 +234,8 @@ class Agent(EventEmitter):
         self._sessions: collections.OrderedDict[str, Any] = collections.OrderedDict()
         #: get_name() results by their (hashable) options: a request asks once each.
         self._names: dict[frozenset[Any], str] = {}
+        #: _name_of_request() results by the request's name-option values.
+        self._names_by_value: dict[tuple[Any, ...], str] = {}
         self._sweeper: gevent.Greenlet | None = None
         self._sweep_at = _INF
 
@@ -285,6 +292,26 @@ class Agent(EventEmitter):
                 self._names.clear()
             self._names[key] = name
         return name
+
+    def _name_of_request(self, opts: Mapping[str, Any]) -> str:
+        """``get_name()`` of a request's options (its pool key): the options Node
+        names that are set, in the request's order.  Cached by their values (one
+        C-level fetch), unless a subclass has its own ``get_name`` (then always
+        asked) or a value is unhashable."""
+        if type(self).get_name is Agent.get_name and "get_name" not in self.__dict__:
+            try:
+                values = _name_values(opts)
+                name = self._names_by_value.get(values)
+            except (KeyError, TypeError):  # options made elsewhere, a list of CAs...
+                pass
+            else:
+                if name is None:
+                    name = self.get_name({k: v for k, v in zip(_NAME_KEY_ORDER, values) if v is not None})
+                    if len(self._names_by_value) >= 256:
+                        self._names_by_value.clear()
+                    self._names_by_value[values] = name
+                return name
+        return self.get_name({k: v for k in _NAME_KEY_ORDER if (v := opts.get(k)) is not None})
 
     def _compute_name(self, options: Mapping[str, Any] | None) -> str:
         opts = merge_options(REQUEST_OPTIONS, options, what="get_name", defaults=False)
@@ -614,7 +641,7 @@ class Agent(EventEmitter):
                 waiter.set(conn)
                 return
             free = self._free.get(name)
-            if (self.keep_alive and (free is None or len(free) < self.max_free_sockets)
+            if (self.keep_alive and (len(free) if free is not None else 0) < self.max_free_sockets
                     and not (self._waiters and self._starved_waiters())):
                 conn.park(self._idle_seconds(conn), self._free_socket_readable)
                 if free is None:

@@ -49,7 +49,7 @@ import greenlet
 from gevent.event import AsyncResult
 
 from . import errors
-from ._agent import _NAME_KEYS, Agent, get_global_agent
+from ._agent import Agent, get_global_agent
 from ._dial import unconnected_socket
 from ._events import logger
 from ._exchange import ClientExchange
@@ -57,7 +57,6 @@ from ._headers import check_name, check_value, node_headers, raw_list
 from ._incoming import IncomingMessage
 from ._net_socket import Socket
 from ._options import (
-    REQUEST_OPTIONS,
     attribute_aliases,
     duration_to_ms,
     format_ms,
@@ -83,9 +82,6 @@ __all__ = ["ClientRequest", "request", "get", "end_for_get"]
 _READER_EVENTS = ("response", "upgrade", "connect")
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 _INF = float("inf")
-#: The pool-key options in the order a request's options dict has them (REQUEST_OPTIONS'
-#: order): get_name() gets the same dict as from a scan of all ~45 options, for ~20 lookups.
-_NAME_KEY_ORDER = tuple(name for name in REQUEST_OPTIONS if name in _NAME_KEYS)
 
 
 # ------------------------------------------------------------ ClientRequest
@@ -173,7 +169,7 @@ class ClientRequest(OutgoingMessage):
         # see headers given as pairs: then the name is the host's.
         opts_servername = server_name(opts, header_host if isinstance(header_host, str) and given is None else None)
         self._opts["servername"] = opts_servername
-        self._name = agent.get_name({k: v for k in _NAME_KEY_ORDER if (v := opts.get(k)) is not None})
+        self._name = agent._name_of_request(opts)
 
     # ------------------------------------------------------------ sending
 
@@ -823,7 +819,7 @@ def _make_request(
     if callable(url_or_options) and callback is None and not more:
         url_or_options, callback = None, url_or_options
     options: Any = None
-    if isinstance(callback, Mapping) or (callback is None and more):
+    if (callback is not None and isinstance(callback, Mapping)) or (callback is None and more):
         options, callback = callback, (more[0] if more else None)
         more = more[1:]
     if more:

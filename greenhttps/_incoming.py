@@ -202,7 +202,8 @@ class IncomingMessage(EventEmitter):
             self._buffer = b""
             # A 'data' listener sees the body as it comes (it may be counting bytes
             # to cut an upload short), so then the pieces are read one by one.
-            if self._read_rest is not None and not self._ended and not self.listener_count("data"):
+            listeners = self._listeners
+            if self._read_rest is not None and not self._ended and not (listeners and listeners.get("data")):
                 rest = self._pull(self._read_rest)
                 if rest:
                     parts.append(rest)
@@ -324,7 +325,8 @@ class IncomingMessage(EventEmitter):
 
     @property
     def _wants_flow(self) -> bool:
-        return not self._ended and not self._paused and (self.has_listeners("data") or self.has_listeners("end"))
+        listeners = self._listeners  # read here, not by two has_listeners() calls (every request)
+        return bool(listeners and not self._ended and not self._paused and ("data" in listeners or "end" in listeners))
 
     def set_timeout(self, msecs: float, callback: Callable[[], Any] | None = None) -> IncomingMessage:
         """As Node's ``message.setTimeout()``: sets the socket's idle timeout, ``msecs``

@@ -184,6 +184,12 @@ def merge_options(
     for source in sources:
         if not source:
             continue
+        keys = source.keys()
+        if keys <= table.keys() and keys.isdisjoint(DURATION_OPTIONS):
+            # Every name in its snake_case spelling, none to convert (a request's
+            # usual options): one C-level update, no Python step per name.
+            merged.update(source)
+            continue
         for key, value in source.items():
             name = key if key in table else _option_name(key)
             if name is None or name not in table:

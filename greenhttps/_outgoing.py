@@ -468,7 +468,7 @@ class OutgoingMessage(EventEmitter):
             self._raise_if_lost()
         if callable(data):  # end(callback), as Node allows
             data, callback = None, data
-        body = _as_bytes(data, encoding) if data else b""
+        body = data if type(data) is bytes else _as_bytes(data, encoding) if data else b""
         if not self._head_written:
             self._check_head()
         if callback is not None:

@@ -130,7 +130,9 @@ class ServerResponse(OutgoingMessage):
             raise self._lost()
 
     def _check_head(self) -> None:
-        _check_status(self.status_code)
+        status = self.status_code
+        if type(status) is not int or not 200 <= status <= 999:  # the usual case: no call
+            _check_status(status)
         if self.status_message is not None:
             check_value("statusMessage", self.status_message)
 

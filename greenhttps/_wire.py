@@ -450,14 +450,20 @@ class Wire:
                     reported = True
                     continue
                 raise IdleTimeout(f"socket idle timeout while writing: idle for {format_ms((self._idle or 0) * 1000)}", "ETIMEDOUT")
-            view = view[sent:]
             self.last_io = time.monotonic()
+            if sent == len(view):
+                return  # all of it at once (the usual case): no empty view to make
+            view = view[sent:]
 
     def _send(self, pieces: Sequence[bytes], *, end: bool = False) -> None:
         """Write ``pieces`` in as few sends as possible; ``end``: they finish our message."""
         try:
             if len(pieces) == 1:
-                self._write(pieces[0])
+                data = pieces[0]
+                if len(data) < _CORK_AT:
+                    self._write_all(data)  # what _write does for it, one call fewer (every message)
+                else:
+                    self._write(data)
             elif sum(map(len, pieces)) <= _RECV_SIZE:
                 self._write(b"".join(pieces))
             else:
