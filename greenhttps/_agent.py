@@ -648,7 +648,8 @@ class Agent(EventEmitter):
                     self._free[name] = [conn]
                 else:
                     free.append(conn)
-                self._ensure_sweeper(conn.expires_at)
+                if conn.expires_at != _INF:  # no idle timeout (the default): nothing to sweep
+                    self._ensure_sweeper(conn.expires_at)
                 return
         self._total -= 1
         conn.close()

@@ -108,20 +108,23 @@ class ClientRequest(OutgoingMessage):
         self.socket: Socket | None = None
         self.reused_socket = False
         self.aborted = False
-        #: The response; after its body has ended, only a weak reference (see res).
-        self._res: IncomingMessage | weakref.ReferenceType[IncomingMessage] | None = None
-        self._has_body = True
-        self._explicit_chunked = True
-        #: Acquire, send, read, release: the transport half (see :mod:`._exchange`).
-        self._exchange: ClientExchange | None = None
-        self._name = ""
         self._result: AsyncResult[IncomingMessage | None] = AsyncResult()
-        #: A 'timeout' listener has been called: the caller handles timeouts now.
-        self._timeout_handled = False
         self._deadline = time.monotonic() + opts["deadline"] / 1000.0 if opts.get("deadline") else None
         if callback is not None:
             self.once("response", callback)
         self._set_default_headers(opts)
+
+    # Private state that starts the same for every request: class defaults (an
+    # instance gets its own value when it changes), not a store each per request.
+    #: The response; after its body has ended, only a weak reference (see res).
+    _res: IncomingMessage | weakref.ReferenceType[IncomingMessage] | None = None
+    _explicit_chunked = True
+    #: Acquire, send, read, release: the transport half (see :mod:`._exchange`).
+    _exchange: ClientExchange | None = None
+    #: The pool key (set once the options are known).
+    _name = ""
+    #: A 'timeout' listener has been called: the caller handles timeouts now.
+    _timeout_handled = False
 
     @property
     def res(self) -> IncomingMessage | None:

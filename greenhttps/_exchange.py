@@ -471,14 +471,15 @@ class ClientExchange:
             conn.session = conn.socket.get_session()
             self.agent.cache_session(conn.name, conn.session)
         wire = conn.wire
-        trailing = wire.trailing_error() if self.body_done and wire.head_started else None
+        # Bytes after the end of the response: nobody asked for them, and the next
+        # exchange would read them as its response.
+        past_the_end = wire.head_started
+        trailing = wire.trailing_error() if self.body_done and past_the_end else None
         reusable = (
             self.body_done
             and not self.close_delimited
             and not conn.closed  # an 'end' listener may have destroyed the socket
-            # Bytes after the end of the response: nobody asked for them, and the
-            # next exchange would read them as its response.
-            and not wire.head_started
+            and not past_the_end
             and wire.response_complete
             and wire.start_next_cycle()
         )
@@ -550,7 +551,9 @@ class _HeldResponses:
         self._timer: Any = None
 
     def hold(self, exchange: ClientExchange, callbacks: tuple[Any, Any, Any]) -> None:
-        self._held[id(exchange)] = (self._tick, weakref.ref(exchange), callbacks)
+        # The exchange's own weak reference to itself (its reclaim guard, set while it
+        # holds a connection, as it does here) serves: no second one per response.
+        self._held[id(exchange)] = (self._tick, exchange._reclaim or weakref.ref(exchange), callbacks)
         if self._timer is None:
             self._timer = gevent.get_hub().loop.timer(HELD_TICK, HELD_TICK)
             self._timer.start(self._on_tick)

@@ -255,14 +255,18 @@ class OutgoingMessage(EventEmitter):
     _pairs: list[tuple[bytes, bytes]]
     _framing: OutgoingFraming
     _auto_length: int | None = None
+    #: Automatic headers the user removed (lowercase names), and the trailers to
+    #: send: empty and shared until the first remove_header()/add_trailers() (most
+    #: messages have neither: two objects fewer per message).
+    #: (Typed as what they become: every change goes through a check that they are.)
+    _removed: set[str] = frozenset()  # type: ignore[assignment]
+    _trailers: list[tuple[bytes, bytes]] = ()  # type: ignore[assignment]
     #: The head has been handed to the wire (``headers_sent`` turns True earlier, at
     #: ``write_head()``, as in Node, where the head is then stored but not yet sent).
     _head_written = False
 
     def __init__(self) -> None:
         self._out = OutgoingHeaders()
-        self._removed: set[str] = set()
-        self._trailers: list[tuple[bytes, bytes]] = []
         self._chunked = False
         #: The head is fixed: sent, or stored by ``write_head()`` (Node's ``headersSent``).
         self.headers_sent = False
@@ -292,7 +296,8 @@ class OutgoingMessage(EventEmitter):
         """
         self._check_not_sent("set")
         self._out.set(name, value)
-        self._removed.discard(name.lower())
+        if self._removed:
+            self._removed.discard(name.lower())  # non-empty: a set of our own
         return self
 
     def set_headers(self, headers: Mapping[str, Any]) -> OutgoingMessage:
@@ -346,6 +351,8 @@ class OutgoingMessage(EventEmitter):
         """
         self._check_not_sent("remove")
         self._out.remove(name)
+        if not self._removed:
+            self._removed = set()
         self._removed.add(name.lower())
 
     def add_trailers(self, headers: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> None:
@@ -355,6 +362,8 @@ class OutgoingMessage(EventEmitter):
         one line each, repeats included (as Node's array form of ``addTrailers()``).
         """
         items = headers.items() if isinstance(headers, Mapping) else headers
+        if not self._trailers:
+            self._trailers = []
         for pair in items:
             self._trailers.extend(pairs_from([pair]))
 

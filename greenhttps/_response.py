@@ -121,7 +121,8 @@ class ServerResponse(OutgoingMessage):
             self.status_message = reason
         for name in given.names():
             self._out.set(name, given.get(name))
-            self._removed.discard(name.lower())
+            if self._removed:
+                self._removed.discard(name.lower())
         self.headers_sent = self._head_frozen = True
         return self
 
@@ -184,7 +185,7 @@ class ServerResponse(OutgoingMessage):
         if self._head_written:
             return False
         self._out = OutgoingHeaders()
-        self._removed.clear()
+        self._removed = set()
         self._trailers = []
         self.headers_sent = self._head_frozen = self.finished = False
         self.status_code, self.status_message = status, None
