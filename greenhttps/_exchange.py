@@ -289,7 +289,10 @@ class ClientExchange:
         connection if the reused one turns out stale."""
         if end:  # the framing as it stands before the send counts the body down
             self._replay = (headers, head, (framing.kind, framing.remaining, framing.close), body or b"")
-        wire = self.wire
+        conn = self.conn  # the wire property, inlined on the per-request paths
+        if conn is None:
+            raise errors.ConnectionResetError("socket hang up")
+        wire = conn.wire
         wire.expect_response_to(self.method, headers)
         wire.send_head(head, framing, body=body, end=end)
         if end:
@@ -307,7 +310,10 @@ class ClientExchange:
         raises ConnectionResetError ("socket hang up") when the peer closed first,
         TimeoutError for the deadline, and the wire's errors."""
         while True:
-            wire = self.wire
+            conn = self.conn
+            if conn is None:
+                raise errors.ConnectionResetError("socket hang up")
+            wire = conn.wire
             try:
                 head = wire.read_head(deadline=self.deadline)
                 if head is None:
@@ -422,7 +428,10 @@ class ClientExchange:
         """The wire's ``read_rest_of_body()`` or ``read_body()``; a failure discards the connection."""
         if self.body_done:
             return b"" if not rest else None
-        wire = self.wire
+        conn = self.conn
+        if conn is None:
+            raise errors.ConnectionResetError("socket hang up")
+        wire = conn.wire
         watch = self._watch
         if watch is not None:
             watch.pause_input()  # this read takes the socket's bytes itself

@@ -347,7 +347,8 @@ class ServerConnection:
         req = IncomingMessage(head, self.socket, self._read_body, trailers=lambda: wire.trailers,
                               read_rest=self._read_rest_of_body)
         res = self._response_class(req, wire, self)
-        res.send_date = server.send_date
+        if not server.send_date:  # the class says True: no store for the default
+            res.send_date = False
         self._req, self._res = req, res
 
         method = head.method
