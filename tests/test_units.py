@@ -1073,13 +1073,26 @@ def test_url_options_are_parsed_once_and_never_shared_out() -> None:
     the next, and a bad URL is refused every time, never cached."""
     from greenhttps import _url
 
-    url = "https://user:pa%20ss@example.test:8443/a?b=1"
+    url = "https://example.test:8443/a?b=1"
     first = _url.request_options(url, {"method": "post", "path": "/other"}, protocol="https:")
     again = _url.request_options(url, {}, protocol="https:")
     assert (first["method"], first["path"]) == ("POST", "/other")
     assert (again["method"], again["path"], again["port"]) == ("GET", "/a?b=1", 8443)
-    assert again["host"] == "example.test" and again["auth"] == "user:pa ss"
+    assert again["host"] == "example.test" and again["auth"] is None
     assert first is not again and _url._URL_CACHE[url] == _url._from_url(url)
+    # A URL with user-info (a password) is parsed each time, never kept.
+    secret = "https://user:pa%20ss@example.test:8443/a"
+    for _ in range(2):
+        assert _url.request_options(secret, {}, protocol="https:")["auth"] == "user:pa ss"
+    assert secret not in _url._URL_CACHE
+    # Hosts and paths that passed are remembered; a bad one is refused every time.
+    assert "example.test" in _url._GOOD_HOSTS and "/a?b=1" in _url._GOOD_PATHS
+    for _ in range(2):
+        with pytest.raises(errors.InvalidArgumentError):
+            _url.request_options(url, {"host": "a b", "hostname": None}, protocol="https:")
+        with pytest.raises(errors.InvalidURLError):
+            _url.request_options(url, {"path": "/a b"}, protocol="https:")
+    assert "a b" not in _url._GOOD_HOSTS and "/a b" not in _url._GOOD_PATHS
     for _ in range(2):
         with pytest.raises(errors.InvalidURLError):
             _url.request_options("https://exa mple.test:99999/", {}, protocol="https:")
