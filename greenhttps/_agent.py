@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import operator
 import os
 import time
 import types
@@ -93,6 +94,10 @@ def _check_at_least_one(name: str, value: object) -> None:
 
 #: The request options a pool key is computed from.
 _NAME_KEYS = frozenset({"host", "port", "local_address", "family", "socket_path", "proxy", "proxy_ca"}) | CLIENT_TLS_KEYS
+#: Those options in the order a request's options dict has them (REQUEST_OPTIONS'),
+#: and a C-level getter of their values (see Agent._name_of_request).
+_NAME_KEY_ORDER = tuple(name for name in REQUEST_OPTIONS if name in _NAME_KEYS)
+_name_values = operator.itemgetter(*_NAME_KEY_ORDER)
 
 #: Node 20's https getName segments (20) after the http name, in order, as our option
 #: names ('' for the options greenhttps does not have: always empty).  ``digest``:
@@ -231,6 +236,8 @@ class Agent(EventEmitter):
         self._sessions: collections.OrderedDict[str, Any] = collections.OrderedDict()
         #: get_name() results by their (hashable) options: a request asks once each.
         self._names: dict[frozenset[Any], str] = {}
+        #: _name_of_request() results by the request's name-option values.
+        self._names_by_value: dict[tuple[Any, ...], str] = {}
         self._sweeper: gevent.Greenlet | None = None
         self._sweep_at = _INF
 
@@ -287,6 +294,26 @@ class Agent(EventEmitter):
                 self._names.clear()
             self._names[key] = name
         return name
+
+    def _name_of_request(self, opts: Mapping[str, Any]) -> str:
+        """``get_name()`` of a request's options (its pool key): the options Node
+        names that are set, in the request's order.  Cached by their values (one
+        C-level fetch), unless a subclass has its own ``get_name`` (then always
+        asked) or a value is unhashable."""
+        if type(self).get_name is Agent.get_name and "get_name" not in self.__dict__:
+            try:
+                values = _name_values(opts)
+                name = self._names_by_value.get(values)
+            except (KeyError, TypeError):  # options made elsewhere, a list of CAs...
+                pass
+            else:
+                if name is None:
+                    name = self.get_name({k: v for k, v in zip(_NAME_KEY_ORDER, values) if v is not None})
+                    if len(self._names_by_value) >= 256:
+                        self._names_by_value.clear()
+                    self._names_by_value[values] = name
+                return name
+        return self.get_name({k: v for k in _NAME_KEY_ORDER if (v := opts.get(k)) is not None})
 
     def _compute_name(self, options: Mapping[str, Any] | None) -> str:
         opts = merge_options(REQUEST_OPTIONS, options, what="get_name", defaults=False)
@@ -478,7 +505,8 @@ class Agent(EventEmitter):
         while free:
             candidate = free.pop() if self.scheduling == "lifo" else free.pop(0)
             candidate.unpark()
-            self._sync(name)
+            if not free:
+                del self._free[name]  # Node deletes an origin's emptied list (as _sync)
             if candidate.expires_at > now and candidate.is_alive():
                 conn = candidate
                 break
@@ -487,8 +515,11 @@ class Agent(EventEmitter):
             self._forget(stale)
             stale.close()
         if conn is not None:
-            self._in_use.setdefault(name, []).append(conn)
-            self._sync(name)
+            in_use = self._in_use.get(name)
+            if in_use is None:
+                self._in_use[name] = [conn]
+            else:
+                in_use.append(conn)
         return conn
 
     def _room_for(self, name: str) -> bool:
@@ -602,25 +633,27 @@ class Agent(EventEmitter):
         if in_use is not None and conn in in_use:
             in_use.remove(conn)
             if not in_use:
-                del self._in_use[name]
-            self._sync(name)
+                del self._in_use[name]  # as _sync: the free lists are not touched here
         else:
             conn.close()  # released twice, or the agent was destroyed meanwhile
             return
         if reusable and not conn.closed:
-            waiter = self._next_waiter(name)
+            waiter = self._next_waiter(name) if name in self._waiters else None
             if waiter is not None:
                 # Node's 'free' hand-off: straight to the next request for this name.
                 self._in_use.setdefault(name, []).append(conn)
-                self._sync(name)
                 waiter.set(conn)
                 return
-            free = self._free.get(name, ())
-            if self.keep_alive and len(free) < self.max_free_sockets and not self._starved_waiters():
+            free = self._free.get(name)
+            if (self.keep_alive and (len(free) if free is not None else 0) < self.max_free_sockets
+                    and not (self._waiters and self._starved_waiters())):
                 conn.park(self._idle_seconds(conn), self._free_socket_readable)
-                self._free.setdefault(name, []).append(conn)
-                self._sync(name)
-                self._ensure_sweeper(conn.expires_at)
+                if free is None:
+                    self._free[name] = [conn]
+                else:
+                    free.append(conn)
+                if conn.expires_at != _INF:  # no idle timeout (the default): nothing to sweep
+                    self._ensure_sweeper(conn.expires_at)
                 return
         self._total -= 1
         conn.close()
@@ -673,10 +706,11 @@ class Agent(EventEmitter):
     def _idle_seconds(self, conn: ClientConnection) -> float:
         # Agent timeout, shortened by the server's "Keep-Alive: timeout=N" hint (minus
         # a second, as Node 20 does) so we never send on a socket the server is closing.
-        limits = [self.timeout / 1000.0] if self.timeout else []
-        if conn.server_keep_alive is not None:
-            limits.append(max(conn.server_keep_alive - 1.0, 0.0))
-        return min(limits) if limits else _INF
+        idle = self.timeout / 1000.0 if self.timeout else _INF
+        hint = conn.server_keep_alive
+        if hint is not None and hint - 1.0 < idle:
+            idle = max(hint - 1.0, 0.0)
+        return idle
 
     def _sync(self, name: str) -> None:
         """Drop an origin's emptied lists (Node deletes the key)."""

@@ -49,14 +49,20 @@ import greenlet
 from gevent.event import AsyncResult
 
 from . import errors
-from ._agent import _NAME_KEYS, Agent, get_global_agent
+from ._agent import Agent, get_global_agent
 from ._dial import unconnected_socket
 from ._events import logger
 from ._exchange import ClientExchange
 from ._headers import check_name, check_value, node_headers, raw_list
 from ._incoming import IncomingMessage
 from ._net_socket import Socket
-from ._options import attribute_aliases, duration_to_ms, format_ms, ms_to_seconds, node_aliases
+from ._options import (
+    attribute_aliases,
+    duration_to_ms,
+    format_ms,
+    ms_to_seconds,
+    node_aliases,
+)
 from ._outgoing import OutgoingMessage, request_framing
 from ._url import fill_port, host_header, request_options, server_name
 from ._wire import Head, Wire
@@ -102,20 +108,23 @@ class ClientRequest(OutgoingMessage):
         self.socket: Socket | None = None
         self.reused_socket = False
         self.aborted = False
-        #: The response; after its body has ended, only a weak reference (see res).
-        self._res: IncomingMessage | weakref.ReferenceType[IncomingMessage] | None = None
-        self._has_body = True
-        self._explicit_chunked = True
-        #: Acquire, send, read, release: the transport half (see :mod:`._exchange`).
-        self._exchange: ClientExchange | None = None
-        self._name = ""
         self._result: AsyncResult[IncomingMessage | None] = AsyncResult()
-        #: A 'timeout' listener has been called: the caller handles timeouts now.
-        self._timeout_handled = False
         self._deadline = time.monotonic() + opts["deadline"] / 1000.0 if opts.get("deadline") else None
         if callback is not None:
             self.once("response", callback)
         self._set_default_headers(opts)
+
+    # Private state that starts the same for every request: class defaults (an
+    # instance gets its own value when it changes), not a store each per request.
+    #: The response; after its body has ended, only a weak reference (see res).
+    _res: IncomingMessage | weakref.ReferenceType[IncomingMessage] | None = None
+    _explicit_chunked = True
+    #: Acquire, send, read, release: the transport half (see :mod:`._exchange`).
+    _exchange: ClientExchange | None = None
+    #: The pool key (set once the options are known).
+    _name = ""
+    #: A 'timeout' listener has been called: the caller handles timeouts now.
+    _timeout_handled = False
 
     @property
     def res(self) -> IncomingMessage | None:
@@ -132,10 +141,12 @@ class ClientRequest(OutgoingMessage):
         return f"<greenhttps.ClientRequest {self.method} {self.protocol}//{self.host}:{self._opts['port']}{self.path}>"
 
     def _set_default_headers(self, opts: Mapping[str, Any]) -> None:
-        headers = opts.get("headers") or {}
-        given = _given_pairs(headers)
+        headers = opts.get("headers")
+        # A dict (or nothing), the usual case: no Mapping ABC check (~3 Python calls).
+        given = None if headers is None or type(headers) is dict else _given_pairs(headers)
         if given is None:
-            self._out.update(headers)
+            if headers:
+                self._out.update(headers)
         else:
             # Node (B-50): a list of pairs is the head as the caller wrote it, repeats
             # and order kept; no implicit Host or Authorization is added to it.
@@ -143,23 +154,25 @@ class ClientRequest(OutgoingMessage):
             for lname, (name, values) in _grouped(given).items():
                 self._out.set(name, values if len(values) > 1 else values[0])
             self._given_values = {lname: self._out.value(lname) for lname in self._out.as_dict()}
-        header_host = self._out.get("host")
+        # The automatic fields go into the headers' dict directly (ours are valid):
+        # no method call each, on every request.
+        fields = self._out._fields
+        field = fields.get("host")
+        header_host = field[1] if field is not None else None
         if opts.get("set_host") is not False and header_host is None and given is None:
-            self._out.set_default("host", "Host", host_header(opts["host"], opts["port"], opts["default_port"]))
-        if opts.get("auth") and "authorization" not in self._out and given is None:
+            fields["host"] = ("Host", host_header(opts["host"], opts["port"], opts["default_port"]))
+        if opts.get("auth") and "authorization" not in fields and given is None:
             token = base64.b64encode(str(opts["auth"]).encode("utf-8")).decode("ascii")
-            self._out.set_default("authorization", "Authorization", f"Basic {token}")
+            fields["authorization"] = ("Authorization", f"Basic {token}")
         agent = self.agent
         keep_alive = agent.keep_alive or agent.max_sockets != _INF
-        if "connection" not in self._out:
-            self._out.set_default("connection", "Connection", "keep-alive" if keep_alive else "close")
+        if "connection" not in fields:
+            fields["connection"] = ("Connection", "keep-alive" if keep_alive else "close")
         # Node reads the Host header for the name through getHeader(), which does not
         # see headers given as pairs: then the name is the host's.
         opts_servername = server_name(opts, header_host if isinstance(header_host, str) and given is None else None)
         self._opts["servername"] = opts_servername
-        self._name = agent.get_name(
-            {k: v for k, v in opts.items() if v is not None and k in _NAME_KEYS}
-        )
+        self._name = agent._name_of_request(opts)
 
     # ------------------------------------------------------------ sending
 
@@ -213,7 +226,8 @@ class ClientRequest(OutgoingMessage):
         return pairs
 
     def _send_head(self, body: bytes | None, end: bool) -> None:
-        if "content-length" in self._out and "transfer-encoding" in self._out:
+        fields = self._out._fields
+        if "content-length" in fields and "transfer-encoding" in fields:
             # RFC 9112 §6.1: a sender MUST NOT send both (the shape of CL.TE
             # smuggling); h11 would send them as given.  Refuse before connecting.
             raise errors.InvalidArgumentError(
@@ -237,7 +251,8 @@ class ClientRequest(OutgoingMessage):
                 self._interrupted(exchange)
                 return
             self.reused_socket = exchange.reused
-            self.emit("socket", self.socket)
+            if self._listeners:  # most requests have none: no emit() call
+                self.emit("socket", self.socket)
             exchange.send_head(pairs, head, framing, body, end)
         except _Interrupted:
             self._interrupted(exchange)
@@ -303,11 +318,17 @@ class ClientRequest(OutgoingMessage):
             return self
         if streamed is not None:
             streamed.request_sent()  # res.timings.sent (a whole request is timed as it is sent)
-        if not self._reading and not self._result.ready():
+        if not self._reading and not self._result.ready() and not self._blocking:
             # Node delivers the response on a later tick, so listeners added right
             # after end() count; decide when this greenlet next yields.
             gevent.get_hub().loop.run_callback(self._maybe_start_reader)
         return self
+
+    #: Set by get() without a callback: getresponse() follows end() at once, in this
+    #: greenlet, before it yields, and nobody else holds the request to add a
+    #: listener; so no reader is to be decided on later (a callback on the loop
+    #: per request, and the loop's extra turn for it, saved).
+    _blocking = False
 
     def _maybe_start_reader(self) -> None:
         # Node's upgrade pattern listens to 'upgrade' (or 'connect') only.  A
@@ -376,7 +397,8 @@ class ClientRequest(OutgoingMessage):
         """The request's ``'close'``, once."""
         if not self._close_emitted:
             self._close_emitted = True
-            self.emit("close")
+            if self._listeners:
+                self.emit("close")
 
     def _discard_connection(self) -> None:
         if self._exchange is not None:
@@ -800,7 +822,7 @@ def _make_request(
     if callable(url_or_options) and callback is None and not more:
         url_or_options, callback = None, url_or_options
     options: Any = None
-    if isinstance(callback, Mapping) or (callback is None and more):
+    if (callback is not None and isinstance(callback, Mapping)) or (callback is None and more):
         options, callback = callback, (more[0] if more else None)
         more = more[1:]
     if more:
@@ -883,7 +905,9 @@ def get(url_or_options: Any = None, callback: Any = None, *more: Any, **kwargs: 
 def end_for_get(req: ClientRequest) -> Any:
     """End ``req`` as ``get()`` does: the response if nobody listens to 'response'
     (the blocking style), else the request."""
+    if req.has_listeners("response"):
+        req.end()
+        return req
+    req._blocking = True
     req.end()
-    if not req.has_listeners("response"):
-        return req.getresponse()
-    return req
+    return req.getresponse()

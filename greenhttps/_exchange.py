@@ -51,6 +51,7 @@ events and IncomingMessage need no change.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import weakref
@@ -177,7 +178,7 @@ class ClientExchange:
         #: The wire forgets trailers when it starts its next exchange (after the
         #: release), so the exchange keeps its own copy.
         self._trailers: Any = ()
-        self._reclaim: weakref.finalize | None = None
+        self._reclaim: weakref.ReferenceType[ClientExchange] | None = None
         self._on_idle = on_idle
         #: Watches the connection while nobody reads the response body (see watch()).
         self._watch: PeerWatch | None = None
@@ -240,13 +241,18 @@ class ClientExchange:
         conn.wire.on_idle = self._on_idle
         self.conn = conn
         self.socket = conn.socket
-        self._reclaim = weakref.finalize(self, _reclaim_abandoned, self.agent, conn)
-        self._reclaim.atexit = False
+        # A weak reference with a callback, kept alive outside the exchange (in
+        # _HOLDERS, so that it fires even when the exchange dies in a garbage
+        # cycle): what weakref.finalize does, without its three Python calls per
+        # exchange (~2-3k instructions of a keep-alive round trip).
+        ref = self._reclaim = weakref.ref(self, functools.partial(_reclaim_dropped, self.agent, conn))
+        _HOLDERS[id(conn)] = ref
 
     def _let_go(self) -> ClientConnection | None:
         """Take the connection away from the exchange (the caller decides its fate)."""
         conn, self.conn = self.conn, None
-        _held().release(self)
+        if not self.body_done:  # at the body's end _body_ended let go of it already
+            _held().release(self)
         if self._watch is not None:
             self._watch.close()
             self._watch = None
@@ -255,7 +261,8 @@ class ClientExchange:
         if conn is not None:
             conn.wire.on_idle = None
             if self._reclaim is not None:
-                self._reclaim.detach()
+                if _HOLDERS.get(id(conn)) is self._reclaim:
+                    del _HOLDERS[id(conn)]
                 self._reclaim = None
         return conn
 
@@ -282,7 +289,10 @@ class ClientExchange:
         connection if the reused one turns out stale."""
         if end:  # the framing as it stands before the send counts the body down
             self._replay = (headers, head, (framing.kind, framing.remaining, framing.close), body or b"")
-        wire = self.wire
+        conn = self.conn  # the wire property, inlined on the per-request paths
+        if conn is None:
+            raise errors.ConnectionResetError("socket hang up")
+        wire = conn.wire
         wire.expect_response_to(self.method, headers)
         wire.send_head(head, framing, body=body, end=end)
         if end:
@@ -300,7 +310,10 @@ class ClientExchange:
         raises ConnectionResetError ("socket hang up") when the peer closed first,
         TimeoutError for the deadline, and the wire's errors."""
         while True:
-            wire = self.wire
+            conn = self.conn
+            if conn is None:
+                raise errors.ConnectionResetError("socket hang up")
+            wire = conn.wire
             try:
                 head = wire.read_head(deadline=self.deadline)
                 if head is None:
@@ -415,7 +428,10 @@ class ClientExchange:
         """The wire's ``read_rest_of_body()`` or ``read_body()``; a failure discards the connection."""
         if self.body_done:
             return b"" if not rest else None
-        wire = self.wire
+        conn = self.conn
+        if conn is None:
+            raise errors.ConnectionResetError("socket hang up")
+        wire = conn.wire
         watch = self._watch
         if watch is not None:
             watch.pause_input()  # this read takes the socket's bytes itself
@@ -464,14 +480,15 @@ class ClientExchange:
             conn.session = conn.socket.get_session()
             self.agent.cache_session(conn.name, conn.session)
         wire = conn.wire
-        trailing = wire.trailing_error() if self.body_done and wire.head_started else None
+        # Bytes after the end of the response: nobody asked for them, and the next
+        # exchange would read them as its response.
+        past_the_end = wire.head_started
+        trailing = wire.trailing_error() if self.body_done and past_the_end else None
         reusable = (
             self.body_done
             and not self.close_delimited
             and not conn.closed  # an 'end' listener may have destroyed the socket
-            # Bytes after the end of the response: nobody asked for them, and the
-            # next exchange would read them as its response.
-            and not wire.head_started
+            and not past_the_end
             and wire.response_complete
             and wire.start_next_cycle()
         )
@@ -503,6 +520,18 @@ class ClientExchange:
         return conn.socket, rest
 
 
+#: id(connection) -> the weak reference to the exchange holding it (see _hold); the
+#: connection is alive while listed (the reference's callback holds it).
+_HOLDERS: dict[int, weakref.ReferenceType[ClientExchange]] = {}
+
+
+def _reclaim_dropped(agent: Agent, conn: ClientConnection, ref: weakref.ReferenceType[ClientExchange]) -> None:
+    """The exchange holding ``conn`` was freed without letting it go."""
+    if _HOLDERS.get(id(conn)) is ref:
+        del _HOLDERS[id(conn)]
+    _reclaim_abandoned(agent, conn)
+
+
 def _reclaim_abandoned(agent: Agent, conn: ClientConnection) -> None:
     """Finalizer of an exchange dropped while holding a connection: destroy it on the
     loop's next turn, never in the middle of the pool bookkeeping that a garbage
@@ -531,7 +560,9 @@ class _HeldResponses:
         self._timer: Any = None
 
     def hold(self, exchange: ClientExchange, callbacks: tuple[Any, Any, Any]) -> None:
-        self._held[id(exchange)] = (self._tick, weakref.ref(exchange), callbacks)
+        # The exchange's own weak reference to itself (its reclaim guard, set while it
+        # holds a connection, as it does here) serves: no second one per response.
+        self._held[id(exchange)] = (self._tick, exchange._reclaim or weakref.ref(exchange), callbacks)
         if self._timer is None:
             self._timer = gevent.get_hub().loop.timer(HELD_TICK, HELD_TICK)
             self._timer.start(self._on_tick)

@@ -92,6 +92,15 @@ def check_value(name: str, value: object) -> str | list[str]:
     return _value_str(name, value)
 
 
+#: (name, value) fields already encoded for the wire -> their bytes: most fields of
+#: most messages recur (Connection: keep-alive, Host, this second's Date...), and a
+#: lookup costs half of two encode() calls.  Bounded: short fields only, and it
+#: starts over when full (a peer's or handler's ever-new values just miss).
+_ENCODED: dict[tuple[str, str | list[str]], tuple[bytes, bytes]] = {}
+_ENCODED_MAX = 512
+_ENCODED_FIELD_MAX = 128
+
+
 class OutgoingHeaders:
     """The headers of a message not yet sent: case-insensitive, order kept.
 
@@ -141,7 +150,21 @@ class OutgoingHeaders:
     def pairs(self) -> list[tuple[bytes, bytes]]:
         """The wire form: one (name, value) pair per line, a list value repeating."""
         out: list[tuple[bytes, bytes]] = []
-        for name, value in self._fields.values():
+        encoded = _ENCODED
+        for field in self._fields.values():
+            value = field[1]
+            if type(value) is str:  # the usual case first: one line
+                pair = encoded.get(field)
+                if pair is None:
+                    name = field[0]
+                    pair = (name.encode("latin-1"), value.encode("latin-1"))
+                    if len(name) + len(value) <= _ENCODED_FIELD_MAX:
+                        if len(encoded) >= _ENCODED_MAX:
+                            encoded.clear()
+                        encoded[field] = pair
+                out.append(pair)
+                continue
+            name = field[0]
             bname = name.encode("latin-1")
             if isinstance(value, list):
                 if len(value) > 1 and name.lower() == "cookie":

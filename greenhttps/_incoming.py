@@ -55,18 +55,21 @@ class IncomingMessage(EventEmitter):
         #: The rest of the body in one piece, or None if the source cannot.
         self._read_rest = read_rest
         self._trailer_source = trailers
-        self._buffer = b""
-        self._headers: Headers | None = None
-        self._trailers: Headers | None = None
         #: True once the whole body has been received.
         self.complete = not has_body
         #: True if the peer went away before the body ended.
         self.aborted = False
-        self._ended = False
-        self._error: BaseException | None = None
         if not has_body:
             self._read_chunk = _no_body
             self._read_rest = None
+
+    # Per-message state whose start is the same for every message: class defaults
+    # (an instance gets its own on first change), not ~5 stores per message.
+    _buffer = b""
+    _headers: Headers | None = None
+    _trailers: Headers | None = None
+    _ended = False
+    _error: BaseException | None = None
 
     #: A client response's :class:`~greenhttps._exchange.RequestTimings` (queued, dns,
     #: connect, tls, sent, first_byte, total in ms; reused); None on the server.
@@ -140,12 +143,14 @@ class IncomingMessage(EventEmitter):
             return chunk
         self.complete = True
         self._ended = True
-        self.emit("end")
+        if self._listeners:  # most messages have none: no emit() calls
+            self.emit("end")
         on_finish = self._on_finish
         if on_finish is not None:
             self._on_finish = None
             on_finish()
-            self.emit("close")
+            if self._listeners:
+                self.emit("close")
         return b""
 
     def _replace_source(self, read_chunk: Callable[[], bytes]) -> None:
@@ -197,7 +202,8 @@ class IncomingMessage(EventEmitter):
             self._buffer = b""
             # A 'data' listener sees the body as it comes (it may be counting bytes
             # to cut an upload short), so then the pieces are read one by one.
-            if self._read_rest is not None and not self._ended and not self.listener_count("data"):
+            listeners = self._listeners
+            if self._read_rest is not None and not self._ended and not (listeners and listeners.get("data")):
                 rest = self._pull(self._read_rest)
                 if rest:
                     parts.append(rest)
@@ -319,7 +325,8 @@ class IncomingMessage(EventEmitter):
 
     @property
     def _wants_flow(self) -> bool:
-        return not self._ended and not self._paused and (self.has_listeners("data") or self.has_listeners("end"))
+        listeners = self._listeners  # read here, not by two has_listeners() calls (every request)
+        return bool(listeners and not self._ended and not self._paused and ("data" in listeners or "end" in listeners))
 
     def set_timeout(self, msecs: float, callback: Callable[[], Any] | None = None) -> IncomingMessage:
         """As Node's ``message.setTimeout()``: sets the socket's idle timeout, ``msecs``

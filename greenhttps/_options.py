@@ -186,6 +186,12 @@ def merge_options(
     for source in sources:
         if not source:
             continue
+        keys = source.keys()
+        if keys <= table.keys() and keys.isdisjoint(DURATION_OPTIONS):
+            # Every name in its snake_case spelling, none to convert (a request's
+            # usual options): one C-level update, no Python step per name.
+            merged.update(source)
+            continue
         for key, value in source.items():
             name = key if key in table else _option_name(key)
             if name is None or name not in table:
@@ -221,6 +227,8 @@ def format_ms(msecs: float | datetime.timedelta) -> str:
 def ms_to_seconds(msecs: float | datetime.timedelta | None) -> float | None:
     """Node milliseconds (or a ``timedelta``) to a gevent timeout; 0, None and
     infinity mean "no timeout"."""
+    if msecs is None:
+        return None  # the usual case (no timeout given): no conversion call
     kind = type(msecs)
     # Called a few times per request with a number: no conversion call for those.
     value: float | None = msecs if kind is int or kind is float else duration_to_ms(msecs)  # type: ignore[assignment]

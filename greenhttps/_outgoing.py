@@ -162,8 +162,11 @@ def response_framing(
     way.  A 204/304 carrying a ``Transfer-Encoding`` ends the connection (Node).  ``out`` itself is
     not changed: the edits are in the returned fields.
     """
-    value = out.value
-    te = value("transfer-encoding")
+    # The fields' own dict (lowercase name -> (name, value)): lookups without a
+    # method call each, on the path of every response.
+    fields = out._fields
+    field = fields.get("transfer-encoding")
+    te = field[1] if field is not None else None
     override: dict[str, str | None] | None = None
     extra: HeaderList | None = None
     remaining = 0
@@ -176,8 +179,9 @@ def response_framing(
         else:
             kind = Framing.UNTIL_CLOSE
     else:
-        cl = value("content-length")
-        if cl is not None:
+        field = fields.get("content-length")
+        if field is not None:
+            cl = field[1]
             kind = Framing.LENGTH
             remaining = length if length is not None else _content_length(cl)
         elif status == 204 or status == 304:
@@ -194,14 +198,15 @@ def response_framing(
     # A 204/304 that says Transfer-Encoding has no body to frame, and a peer that
     # believes the field would wait for chunks: Node ends the connection (B-33).
     close = not keep_alive or kind is Framing.UNTIL_CLOSE or (no_body_status and te is not None)
-    connection = value("connection")
-    if connection is not None:
+    field = fields.get("connection")
+    if field is not None:
+        connection = field[1]
         says_close = connection != "keep-alive" and _says_close(connection)  # ours, the usual case: no call
         if close and not says_close:
             kept = [token for token in _tokens(connection) if token and token != "keep-alive"]
             override = override or {}
             override["connection"] = ", ".join([*kept, "close"])
-            if "keep-alive" in out:
+            if "keep-alive" in fields:
                 override["keep-alive"] = None  # its parameters describe a connection that ends
         close = close or says_close
     elif close and "connection" not in removed:
@@ -215,17 +220,18 @@ def response_framing(
 def request_framing(out: OutgoingHeaders, length: int | None = None) -> tuple[HeaderList, OutgoingFraming]:
     """A request's framing and its wire fields (RFC 9112 §6.3: a request without a
     length has no body); ``length`` as for :func:`response_framing`."""
-    connection = out.value("connection")
-    close = connection is not None and _says_close(connection)
-    if "transfer-encoding" in out:
+    fields = out._fields  # the dict itself: no method call per lookup (every request)
+    field = fields.get("connection")
+    close = field is not None and _says_close(field[1])
+    if "transfer-encoding" in fields:
         framing = OutgoingFraming(Framing.CHUNKED, close=close)
     else:
-        cl = out.value("content-length")
-        if cl is None:
-            framing = OutgoingFraming(Framing.LENGTH, 0, close=close)
+        field = fields.get("content-length")
+        if field is None:
+            framing = OutgoingFraming(Framing.LENGTH, 0, close)
         else:
-            framing = OutgoingFraming(Framing.LENGTH, length if length is not None else _content_length(cl),
-                                      close=close)
+            framing = OutgoingFraming(Framing.LENGTH, length if length is not None else _content_length(field[1]),
+                                      close)
     return out.pairs(), framing
 
 
@@ -249,14 +255,18 @@ class OutgoingMessage(EventEmitter):
     _pairs: list[tuple[bytes, bytes]]
     _framing: OutgoingFraming
     _auto_length: int | None = None
+    #: Automatic headers the user removed (lowercase names), and the trailers to
+    #: send: empty and shared until the first remove_header()/add_trailers() (most
+    #: messages have neither: two objects fewer per message).
+    #: (Typed as what they become: every change goes through a check that they are.)
+    _removed: set[str] = frozenset()  # type: ignore[assignment]
+    _trailers: list[tuple[bytes, bytes]] = ()  # type: ignore[assignment]
     #: The head has been handed to the wire (``headers_sent`` turns True earlier, at
     #: ``write_head()``, as in Node, where the head is then stored but not yet sent).
     _head_written = False
 
     def __init__(self) -> None:
         self._out = OutgoingHeaders()
-        self._removed: set[str] = set()
-        self._trailers: list[tuple[bytes, bytes]] = []
         self._chunked = False
         #: The head is fixed: sent, or stored by ``write_head()`` (Node's ``headersSent``).
         self.headers_sent = False
@@ -286,7 +296,8 @@ class OutgoingMessage(EventEmitter):
         """
         self._check_not_sent("set")
         self._out.set(name, value)
-        self._removed.discard(name.lower())
+        if self._removed:
+            self._removed.discard(name.lower())  # non-empty: a set of our own
         return self
 
     def set_headers(self, headers: Mapping[str, Any]) -> OutgoingMessage:
@@ -340,6 +351,8 @@ class OutgoingMessage(EventEmitter):
         """
         self._check_not_sent("remove")
         self._out.remove(name)
+        if not self._removed:
+            self._removed = set()
         self._removed.add(name.lower())
 
     def add_trailers(self, headers: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> None:
@@ -349,6 +362,8 @@ class OutgoingMessage(EventEmitter):
         one line each, repeats included (as Node's array form of ``addTrailers()``).
         """
         items = headers.items() if isinstance(headers, Mapping) else headers
+        if not self._trailers:
+            self._trailers = []
         for pair in items:
             self._trailers.extend(pairs_from([pair]))
 
@@ -370,16 +385,16 @@ class OutgoingMessage(EventEmitter):
 
     def _default_length(self, body_length: int | None) -> None:
         """Add Content-Length (or, for the client, Transfer-Encoding) unless set or removed."""
-        out = self._out
+        fields = self._out._fields  # the dict itself: no method call per lookup (every message)
         self._auto_length = None
         # RFC 9110 §9.3.2: a HEAD response carries the fields the GET would have,
         # so the length of what end() was given too (Node sends no length at all).
-        if (self._has_body or self._is_head) and "transfer-encoding" not in out and "content-length" not in out:
-            if body_length is not None and "content-length" not in self._removed and "trailer" not in out:
-                out.set_default("content-length", "Content-Length", str(body_length))
+        if (self._has_body or self._is_head) and "transfer-encoding" not in fields and "content-length" not in fields:
+            if body_length is not None and "content-length" not in self._removed and "trailer" not in fields:
+                fields["content-length"] = ("Content-Length", str(body_length))
                 self._auto_length = body_length
             elif self._explicit_chunked and "transfer-encoding" not in self._removed:
-                out.set_default("transfer-encoding", "Transfer-Encoding", "chunked")
+                fields["transfer-encoding"] = ("Transfer-Encoding", "chunked")
 
     def _decide(self) -> tuple[list[tuple[bytes, bytes]], OutgoingFraming]:
         """The final wire fields and the framing (see :func:`response_framing`)."""
@@ -406,7 +421,8 @@ class OutgoingMessage(EventEmitter):
     def _finish(self) -> None:
         """Called once everything has been written."""
         self.writable_finished = True
-        self.emit("finish")
+        if self._listeners:  # emit() only to listeners: most messages have none
+            self.emit("finish")
 
     def _raise_if_lost(self) -> None:
         """A message whose connection was lost (not destroyed by its owner) says so
@@ -461,7 +477,7 @@ class OutgoingMessage(EventEmitter):
             self._raise_if_lost()
         if callable(data):  # end(callback), as Node allows
             data, callback = None, data
-        body = _as_bytes(data, encoding) if data else b""
+        body = data if type(data) is bytes else _as_bytes(data, encoding) if data else b""
         if not self._head_written:
             self._check_head()
         if callback is not None:

@@ -121,7 +121,8 @@ class ServerResponse(OutgoingMessage):
             self.status_message = reason
         for name in given.names():
             self._out.set(name, given.get(name))
-            self._removed.discard(name.lower())
+            if self._removed:
+                self._removed.discard(name.lower())
         self.headers_sent = self._head_frozen = True
         return self
 
@@ -130,7 +131,9 @@ class ServerResponse(OutgoingMessage):
             raise self._lost()
 
     def _check_head(self) -> None:
-        _check_status(self.status_code)
+        status = self.status_code
+        if type(status) is not int or not 200 <= status <= 999:  # the usual case: no call
+            _check_status(status)
         if self.status_message is not None:
             check_value("statusMessage", self.status_message)
 
@@ -141,20 +144,22 @@ class ServerResponse(OutgoingMessage):
 
     def _decide(self) -> tuple[list[tuple[bytes, bytes]], OutgoingFraming]:
         out = self._out
+        fields = out._fields  # the automatic fields go straight in: no call per field
         removed = self._removed
-        if self.send_date and "date" not in removed:
-            out.set_default("date", "Date", http_date())
+        if self.send_date and "date" not in removed and "date" not in fields:
+            fields["date"] = ("Date", http_date())
         # The connection's one answer (peer, server state, request limit); the
         # framing may still end the connection (a close-delimited body).
-        keep_alive = self._conn.keep_alive_after(self)
-        if "connection" not in removed and "connection" not in out:
+        conn = self._conn
+        keep_alive = conn.keep_alive_after(self)
+        if "connection" not in removed and "connection" not in fields:
             if keep_alive:
-                out.set_default("connection", "Connection", "keep-alive")
-                timeout = self._conn.keep_alive_header
-                if timeout and "keep-alive" not in removed:
-                    out.set_default("keep-alive", "Keep-Alive", timeout)
+                fields["connection"] = ("Connection", "keep-alive")
+                timeout = conn.keep_alive_header
+                if timeout and "keep-alive" not in removed and "keep-alive" not in fields:
+                    fields["keep-alive"] = ("Keep-Alive", timeout)
             else:
-                out.set_default("connection", "Connection", "close")
+                fields["connection"] = ("Connection", "close")
         pairs, framing = response_framing(out, removed, status=self.status_code, head_request=self.req.method == "HEAD",
                                           peer_http10=self._peer_http10, keep_alive=keep_alive,
                                           length=self._auto_length)
@@ -180,7 +185,7 @@ class ServerResponse(OutgoingMessage):
         if self._head_written:
             return False
         self._out = OutgoingHeaders()
-        self._removed.clear()
+        self._removed = set()
         self._trailers = []
         self.headers_sent = self._head_frozen = self.finished = False
         self.status_code, self.status_message = status, None

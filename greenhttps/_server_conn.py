@@ -347,7 +347,8 @@ class ServerConnection:
         req = IncomingMessage(head, self.socket, self._read_body, trailers=lambda: wire.trailers,
                               read_rest=self._read_rest_of_body)
         res = self._response_class(req, wire, self)
-        res.send_date = server.send_date
+        if not server.send_date:  # the class says True: no store for the default
+            res.send_date = False
         self._req, self._res = req, res
 
         method = head.method
@@ -502,11 +503,19 @@ class ServerConnection:
     def keep_alive_header(self) -> str | None:
         server = self.server
         timeout = server.keep_alive_timeout
-        if not timeout or timeout < 1000:
-            return None
-        # Node names the socket's whole budget, not what is left of it.
         limit = server.max_requests_per_socket
-        return f"timeout={int(timeout // 1000)}, max={limit}" if limit else f"timeout={int(timeout // 1000)}"
+        cached = self._keep_alive_header
+        if cached[0] == timeout and cached[1] == limit:
+            return cached[2]  # the same text for every response while the settings hold
+        value = None
+        if timeout and timeout >= 1000:
+            # Node names the socket's whole budget, not what is left of it.
+            value = f"timeout={int(timeout // 1000)}, max={limit}" if limit else f"timeout={int(timeout // 1000)}"
+        self._keep_alive_header = (timeout, limit, value)
+        return value
+
+    #: (keep_alive_timeout, max_requests_per_socket, the Keep-Alive value they give).
+    _keep_alive_header: tuple[Any, Any, str | None] = (None, None, None)
 
     def response_finished(self, res: ServerResponse) -> None:
         res.closed = True

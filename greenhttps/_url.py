@@ -25,6 +25,7 @@ __all__ = ["request_options", "fill_port", "host_header", "is_ip", "server_name"
 _INVALID_PATH = re.compile(r"[^\x21-\x7e]")
 _INVALID_HOST = re.compile(r"[\x00-\x20\x7f/\\@]")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_USUAL_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
 
 def is_ip(host: str) -> bool:
@@ -33,6 +34,41 @@ def is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+#: URL strings already taken apart -> the options they give: a
+#: client asks for the same few URLs again and again, and splitting one (urlsplit,
+#: then the hostname/port/username properties, each re-parsing the netloc) is ~10
+#: Python calls.  Bounded: past _URL_CACHE_MAX distinct URLs it starts over.  The
+#: dicts are shared: read them only (request_options merges them into a new one).
+#: A URL with user-info is not kept: no password in a module-wide table.
+_URL_CACHE: dict[str, dict[str, Any]] = {}
+_URL_CACHE_MAX = 256
+
+
+#: Hosts and paths that passed their check: a set lookup, not a regex search, for
+#: the ones a client uses again and again.  Bounded as _URL_CACHE (short ones only).
+_GOOD_HOSTS: set[str] = set()
+_GOOD_PATHS: set[str] = set()
+
+
+def _remember(good: set[str], text: str) -> None:
+    if len(text) <= 256:
+        if len(good) >= _URL_CACHE_MAX:
+            good.clear()
+        good.add(text)
+
+
+def _from_url_cached(url: str) -> dict[str, Any]:
+    options = _URL_CACHE.get(url)
+    if options is None:
+        options = _from_url(url)  # raises for a bad URL: nothing is cached then
+        if "@" in url:
+            return options  # user-info (a password, maybe): not kept in a module-wide table
+        if len(_URL_CACHE) >= _URL_CACHE_MAX:
+            _URL_CACHE.clear()
+        _URL_CACHE[url] = options
+    return options
 
 
 def _from_url(url: str | SplitResult) -> dict[str, Any]:
@@ -66,8 +102,11 @@ def request_options(
 
     ``port`` and ``default_port`` stay None unless given: they default to the
     agent's ``default_port``, known once the agent is (:func:`fill_port`)."""
-    if isinstance(url_or_options, (str, SplitResult)):
-        base: Mapping[str, Any] | None = _from_url(url_or_options)
+    base: Mapping[str, Any] | None
+    if type(url_or_options) is str:
+        base = _from_url_cached(url_or_options)
+    elif isinstance(url_or_options, (str, SplitResult)):
+        base = _from_url(url_or_options)
     elif url_or_options is None or isinstance(url_or_options, Mapping):
         base = url_or_options
     else:
@@ -83,20 +122,27 @@ def request_options(
         )
     opts["protocol"] = protocol
     host = opts["hostname"] or opts["host"] or "localhost"
-    if not isinstance(host, str) or _INVALID_HOST.search(host):
-        raise errors.InvalidArgumentError(f"Invalid host: {host!r}", "ERR_INVALID_CHAR")
+    if type(host) is not str or host not in _GOOD_HOSTS:
+        if not isinstance(host, str) or _INVALID_HOST.search(host):
+            raise errors.InvalidArgumentError(f"Invalid host: {host!r}", "ERR_INVALID_CHAR")
+        _remember(_GOOD_HOSTS, host)
     opts["host"] = host.strip("[]") if host.startswith("[") else host
     servername = opts["servername"]
     if servername is not None and (not isinstance(servername, str) or _INVALID_HOST.search(servername)):
         # It becomes SNI and the name checked: refuse what no DNS name can hold.
         raise errors.InvalidArgumentError(f"Invalid servername: {servername!r}", "ERR_INVALID_CHAR")
     method = (opts["method"] or "GET")
-    if not isinstance(method, str) or not _TOKEN.match(method):
+    if type(method) is str and method in _USUAL_METHODS:
+        opts["method"] = method  # a valid token in capitals already: no match, no upper()
+    elif not isinstance(method, str) or not _TOKEN.match(method):
         raise errors.InvalidArgumentError(f"Method must be a valid HTTP token [{method!r}]", "ERR_INVALID_HTTP_TOKEN")
-    opts["method"] = method.upper()
+    else:
+        opts["method"] = method.upper()
     path = opts["path"] if opts["path"] is not None else "/"
-    if not isinstance(path, str) or _INVALID_PATH.search(path):
-        raise errors.InvalidURLError("Request path contains unescaped characters", "ERR_UNESCAPED_CHARACTERS")
+    if type(path) is not str or path not in _GOOD_PATHS:
+        if not isinstance(path, str) or _INVALID_PATH.search(path):
+            raise errors.InvalidURLError("Request path contains unescaped characters", "ERR_UNESCAPED_CHARACTERS")
+        _remember(_GOOD_PATHS, path)
     opts["path"] = path
     if opts["family"] not in (None, 0, 4, 6):
         raise errors.InvalidArgumentError(f"family must be 4 or 6, not {opts['family']!r}", "ERR_INVALID_ARG_VALUE")

@@ -450,14 +450,20 @@ class Wire:
                     reported = True
                     continue
                 raise IdleTimeout(f"socket idle timeout while writing: idle for {format_ms((self._idle or 0) * 1000)}", "ETIMEDOUT")
-            view = view[sent:]
             self.last_io = time.monotonic()
+            if sent == len(view):
+                return  # all of it at once (the usual case): no empty view to make
+            view = view[sent:]
 
     def _send(self, pieces: Sequence[bytes], *, end: bool = False) -> None:
         """Write ``pieces`` in as few sends as possible; ``end``: they finish our message."""
         try:
             if len(pieces) == 1:
-                self._write(pieces[0])
+                data = pieces[0]
+                if len(data) < _CORK_AT:
+                    self._write_all(data)  # what _write does for it, one call fewer (every message)
+                else:
+                    self._write(data)
             elif sum(map(len, pieces)) <= _RECV_SIZE:
                 self._write(b"".join(pieces))
             else:
@@ -501,6 +507,12 @@ class Wire:
         if self._out is not None:
             raise errors.InvalidArgumentError("the head of this message was already sent", "ERR_HTTP_HEADERS_SENT")
         self._out = framing
+        if end and framing.kind is Framing.LENGTH and framing.remaining == (len(body) if body else 0):
+            # The whole message with its exact length (most of them): one piece, without
+            # the general framing's calls (frame(), end(), a join of the pieces).
+            framing.remaining = 0
+            self._send((head + body,) if body else (head,), end=True)
+            return
         pieces = [head]
         pieces.extend(self._body_pieces(framing, body, end, None))
         self._send(pieces, end=end)

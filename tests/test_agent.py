@@ -128,6 +128,38 @@ def test_get_name_depends_on_tls_options(ca_pem: bytes) -> None:
     assert agent.get_name({**base, "reject_unauthorized": False}) == agent.get_name({**base, "rejectUnauthorized": False})
 
 
+def test_a_requests_pool_name_is_get_names_and_an_override_is_asked_each_time(ca_pem: bytes) -> None:
+    """A request's pool key comes from a per-agent cache by its option values: it
+    equals get_name() of those options, differs when one of them differs (a list of
+    CAs, unhashable, too), and a get_name() of one's own (a subclass's, or set on
+    the agent as Node code sets getName) is called for every request."""
+    agent = greenhttps.Agent(keep_alive=True)
+    target = "https://localhost:8443/x"
+    first = greenhttps.request(target, ca=ca_pem, agent=agent)._name
+    assert first == agent.get_name({"host": "localhost", "port": 8443, "servername": "localhost", "ca": ca_pem})
+    assert greenhttps.request(target, ca=ca_pem, agent=agent)._name == first
+    others = [
+        greenhttps.request(target, agent=agent)._name,
+        greenhttps.request(target, ca=ca_pem, agent=agent, reject_unauthorized=False)._name,
+        greenhttps.request("https://localhost:8444/x", ca=ca_pem, agent=agent)._name,
+        greenhttps.request(target, ca=[ca_pem], agent=agent)._name,
+    ]
+    assert first not in others and len(set(others)) == len(others)
+
+    asked: list[dict[str, Any]] = []
+
+    class Named(greenhttps.Agent):
+        def get_name(self, options: Any = None) -> str:
+            asked.append(dict(options or {}))
+            return "mine"
+
+    named = Named(keep_alive=True)
+    assert [greenhttps.request(target, agent=named)._name for _ in range(2)] == ["mine", "mine"]
+    assert len(asked) == 2 and asked[0]["host"] == "localhost" and asked[0]["port"] == 8443
+    agent.get_name = lambda options=None: "set on the agent"  # type: ignore[method-assign]
+    assert greenhttps.request(target, ca=ca_pem, agent=agent)._name == "set on the agent"
+
+
 def test_requests_with_different_tls_options_use_different_pools(serve: Any, ca_pem: bytes, ca: Any) -> None:
     port = port_of(serve(lambda req, res: res.end("x")))
     agent = greenhttps.Agent(keep_alive=True)
@@ -254,6 +286,20 @@ def test_max_free_sockets(script_server: Any, ca_pem: bytes) -> None:
     assert agent.total_socket_count == 1
     agent.destroy()
     wait_for(lambda: counter.eofs == 3, what="the pooled socket to be closed by destroy()")
+
+
+def test_max_free_sockets_zero_pools_nothing(script_server: Any, ca_pem: bytes) -> None:
+    """``max_free_sockets=0``: a finished keep-alive connection is closed, never
+    parked, also for the first one of an origin (no free list for it yet)."""
+    counter = Counter()
+    port = counting_server(script_server, counter)
+    agent = greenhttps.Agent(keep_alive=True, max_free_sockets=0)
+    for i in range(2):
+        assert greenhttps.get(url(port, f"/{i}"), ca=ca_pem, agent=agent).read()
+        assert agent.free_sockets == {} and agent.total_socket_count == 0
+    assert counter.total == 2
+    wait_for(lambda: counter.eofs == 2, what="both connections closed by the agent")
+    agent.destroy()
 
 
 # =====================================================================

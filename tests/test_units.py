@@ -1065,3 +1065,57 @@ def test_from_os_error_real_protocol_error(ca: trustme.CA) -> None:
     assert type(got) is errors.TLSError
     assert got.code == f"ERR_SSL_{exc.reason}"
     assert got.reason == exc.reason and got.library == exc.library
+
+
+def test_url_options_are_parsed_once_and_never_shared_out() -> None:
+    """The per-URL cache of parsed options (a request per URL, again and again)
+    gives each request its own merged options: one request's keywords never reach
+    the next, and a bad URL is refused every time, never cached."""
+    from greenhttps import _url
+
+    url = "https://example.test:8443/a?b=1"
+    first = _url.request_options(url, {"method": "post", "path": "/other"}, protocol="https:")
+    again = _url.request_options(url, {}, protocol="https:")
+    assert (first["method"], first["path"]) == ("POST", "/other")
+    assert (again["method"], again["path"], again["port"]) == ("GET", "/a?b=1", 8443)
+    assert again["host"] == "example.test" and again["auth"] is None
+    assert first is not again and _url._URL_CACHE[url] == _url._from_url(url)
+    # A URL with user-info (a password) is parsed each time, never kept.
+    secret = "https://user:pa%20ss@example.test:8443/a"
+    for _ in range(2):
+        assert _url.request_options(secret, {}, protocol="https:")["auth"] == "user:pa ss"
+    assert secret not in _url._URL_CACHE
+    # Hosts and paths that passed are remembered; a bad one is refused every time.
+    assert "example.test" in _url._GOOD_HOSTS and "/a?b=1" in _url._GOOD_PATHS
+    for _ in range(2):
+        with pytest.raises(errors.InvalidArgumentError):
+            _url.request_options(url, {"host": "a b", "hostname": None}, protocol="https:")
+        with pytest.raises(errors.InvalidURLError):
+            _url.request_options(url, {"path": "/a b"}, protocol="https:")
+    assert "a b" not in _url._GOOD_HOSTS and "/a b" not in _url._GOOD_PATHS
+    for _ in range(2):
+        with pytest.raises(errors.InvalidURLError):
+            _url.request_options("https://exa mple.test:99999/", {}, protocol="https:")
+    assert "https://exa mple.test:99999/" not in _url._URL_CACHE
+
+
+def test_encoded_field_cache_gives_the_same_bytes_and_stays_bounded() -> None:
+    """OutgoingHeaders.pairs() takes recurring fields' bytes from a cache: the same
+    wire bytes as encoding them, list values (repeats) never cached, and at most
+    _ENCODED_MAX entries however many different values go by."""
+    def pairs(**fields: Any) -> list[tuple[bytes, bytes]]:
+        out = _headers.OutgoingHeaders()
+        for name, value in fields.items():
+            out.set(name.replace("_", "-"), value)
+        return out.pairs()
+
+    expected = [(b"X-A", b"caf\xe9"), (b"Set-Cookie", b"a=1"), (b"Set-Cookie", b"b=2")]
+    assert pairs(X_A="café", Set_Cookie=["a=1", "b=2"]) == expected
+    assert pairs(X_A="café", Set_Cookie=["a=1", "b=2"]) == expected  # from the cache now
+    for i in range(_headers._ENCODED_MAX + 50):
+        assert pairs(X_Id=str(i)) == [(b"X-Id", str(i).encode())]
+    assert len(_headers._ENCODED) <= _headers._ENCODED_MAX
+    assert all(isinstance(field[1], str) for field in _headers._ENCODED)
+    long_value = "v" * 500
+    assert pairs(X_Long=long_value) == [(b"X-Long", long_value.encode())]
+    assert ("X-Long", long_value) not in _headers._ENCODED
