@@ -143,7 +143,10 @@ class ClientRequest(OutgoingMessage):
     def _set_default_headers(self, opts: Mapping[str, Any]) -> None:
         headers = opts.get("headers")
         # A dict (or nothing), the usual case: no Mapping ABC check (~3 Python calls).
-        given = None if headers is None or type(headers) is dict else _given_pairs(headers)
+        # As Node: a list (even empty) is the head as written; any other false value
+        # (None, '') is no headers at all, so Host and the rest are added.
+        given = None if type(headers) is dict or (not headers and not isinstance(headers, list)) \
+            else _given_pairs(headers)
         if given is None:
             if headers:
                 self._out.update(headers)

@@ -99,6 +99,9 @@ def check_value(name: str, value: object) -> str | list[str]:
 _ENCODED: dict[tuple[str, str | list[str]], tuple[bytes, bytes]] = {}
 _ENCODED_MAX = 512
 _ENCODED_FIELD_MAX = 128
+#: Fields never kept in _ENCODED: credentials do not outlive their message in a
+#: module-wide table.
+_SECRET_FIELDS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
 
 
 class OutgoingHeaders:
@@ -158,7 +161,7 @@ class OutgoingHeaders:
                 if pair is None:
                     name = field[0]
                     pair = (name.encode("latin-1"), value.encode("latin-1"))
-                    if len(name) + len(value) <= _ENCODED_FIELD_MAX:
+                    if len(name) + len(value) <= _ENCODED_FIELD_MAX and name.lower() not in _SECRET_FIELDS:
                         if len(encoded) >= _ENCODED_MAX:
                             encoded.clear()
                         encoded[field] = pair

@@ -41,19 +41,21 @@ def is_ip(host: str) -> bool:
 #: then the hostname/port/username properties, each re-parsing the netloc) is ~10
 #: Python calls.  Bounded: past _URL_CACHE_MAX distinct URLs it starts over.  The
 #: dicts are shared: read them only (request_options merges them into a new one).
-#: A URL with user-info is not kept: no password in a module-wide table.
+#: A URL with user-info or a query is not kept: no password or token (``?access_token=``)
+#: in a module-wide table.
 _URL_CACHE: dict[str, dict[str, Any]] = {}
 _URL_CACHE_MAX = 256
 
 
 #: Hosts and paths that passed their check: a set lookup, not a regex search, for
-#: the ones a client uses again and again.  Bounded as _URL_CACHE (short ones only).
+#: the ones a client uses again and again.  Bounded as _URL_CACHE (short ones only;
+#: no path with a query, which may carry a token).
 _GOOD_HOSTS: set[str] = set()
 _GOOD_PATHS: set[str] = set()
 
 
 def _remember(good: set[str], text: str) -> None:
-    if len(text) <= 256:
+    if len(text) <= 256 and "?" not in text:
         if len(good) >= _URL_CACHE_MAX:
             good.clear()
         good.add(text)
@@ -63,8 +65,8 @@ def _from_url_cached(url: str) -> dict[str, Any]:
     options = _URL_CACHE.get(url)
     if options is None:
         options = _from_url(url)  # raises for a bad URL: nothing is cached then
-        if "@" in url:
-            return options  # user-info (a password, maybe): not kept in a module-wide table
+        if "@" in url or "?" in url:
+            return options  # user-info or a query (a password or token, maybe): not kept module-wide
         if len(_URL_CACHE) >= _URL_CACHE_MAX:
             _URL_CACHE.clear()
         _URL_CACHE[url] = options

@@ -237,7 +237,7 @@ class _Head:
     lower-casing and an encoding per field.
     """
 
-    __slots__ = ("code", "message", "first", "fields", "length", "has_date", "last")
+    __slots__ = ("code", "message", "first", "fields", "length", "has_date", "repeated", "last")
 
     def __init__(self, code: int, message: str | None, first: bytes,
                  fields: dict[str, tuple[str, str | list[str]]], length: int | None, has_date: bool) -> None:
@@ -250,6 +250,8 @@ class _Head:
         #: The application's Content-Length (None: it gave none).
         self.length = length
         self.has_date = has_date
+        #: A field repeats (its value is a list: each response gets its own copy).
+        self.repeated = any(isinstance(value, list) for _, value in fields.values())
         #: The last whole head sent with it: ((Date, keep-alive, Keep-Alive value, our
         #: Content-Length), head bytes, fields).  Within a second, on keep-alive
         #: connections, every response of this head is the same bytes.
@@ -298,17 +300,32 @@ def _compile_head(status: str, headers: list[tuple[str, str]]) -> _Head | None:
                 fields[lname] = (given, [*(before if isinstance(before, list) else [before]), checked])
             else:
                 fields[lname] = (name, checked)
-    except (errors.InvalidArgumentError, UnicodeEncodeError):
-        return None
+    except (errors.InvalidArgumentError, UnicodeEncodeError, TypeError, ValueError):
+        return None  # (TypeError, ValueError: headers changed after start_response checked them)
     return _Head(code, message, b"".join(lines), fields, length, "date" in fields)
 
 
+#: Fields whose head is never cached: credentials do not outlive their response in
+#: a module-wide table (and a per-user Set-Cookie makes every head new anyway).
+_SECRET_FIELDS = frozenset({"set-cookie", "authorization", "proxy-authorization", "cookie"})
+
+
 def _head_for(status: str, headers: list[tuple[str, str]]) -> _Head | None:
-    """Compile and cache the head of a (status, headers) not in :data:`_HEADS` yet."""
+    """The head of a (status, headers) as the application has them now: from
+    :data:`_HEADS`, else compiled (and cached unless a field is a secret)."""
+    try:
+        key = (status, tuple(headers))
+        head = _HEADS.get(key, _MISSING)
+    except TypeError:  # made unhashable after start_response: the general path says what
+        return None
+    if head is not _MISSING:
+        return head
     head = _compile_head(status, headers)
+    if head is not None and not _SECRET_FIELDS.isdisjoint(head.fields):
+        return head
     if len(_HEADS) >= _HEADS_MAX:
         _HEADS.clear()  # an application whose heads all differ cannot grow it without bound
-    _HEADS[(status, tuple(headers))] = head
+    _HEADS[key] = head
     return head
 
 
@@ -353,7 +370,7 @@ class _Response:
     the general path through the ServerResponse, which frames it by Node's rules.
     """
 
-    __slots__ = ("res", "status", "headers", "remaining", "started", "head_sent", "sent_all", "sent", "head")
+    __slots__ = ("res", "status", "headers", "remaining", "started", "head_sent", "sent_all", "sent")
 
     def __init__(self, res: Any) -> None:
         self.res = res
@@ -367,9 +384,6 @@ class _Response:
         self.sent_all = False
         #: Body bytes sent (gunicorn's ``resp.sent``: its access log's ``%(b)s``).
         self.sent = 0
-        #: The cached head of (status, headers), None for the general path, or
-        #: _MISSING when not looked up yet.
-        self.head: _Head | None = _MISSING
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
@@ -384,12 +398,13 @@ class _Response:
         elif self.started:
             raise AssertionError("start_response() called again without exc_info")
         try:
-            head = _HEADS.get((status, tuple(headers)), _MISSING)
+            seen = (status, tuple(headers)) in _HEADS
         except TypeError:  # something unhashable: the checks below say what
-            head = _MISSING
-        self.head = head
-        if head is not _MISSING:
-            # Seen before: the same status and pairs passed the checks below then.
+            seen = False
+        if seen:
+            # Seen before: the same status and pairs passed the checks below then.  The
+            # head is looked up again when it is sent (_fast_start): an application may
+            # still change its headers list until then.
             self.status = status
             self.headers = headers
             self.started = True
@@ -415,11 +430,9 @@ class _Response:
         res = self.res
         if res.__class__ is not ServerResponse or res.headers_sent or res.destroyed or res._out._fields or res._removed:
             return False  # a listener touched it, or the access log counts its bytes
-        head = self.head
-        if head is _MISSING:
-            status = self.status
-            assert status is not None
-            head = self.head = _head_for(status, self.headers)
+        status = self.status
+        assert status is not None
+        head = _head_for(status, self.headers)
         if head is None:
             return False
         length = head.length
@@ -458,9 +471,13 @@ class _Response:
             framing = OutgoingFraming(Framing.NONE, close=not keep_alive)
             if no_body:
                 res._has_body = res._is_head = False
-        # Shared with the cache, not copied: a sent head's fields never change
-        # (set_header and remove_header raise from now on).
-        res._out._fields = fields
+        # A copy: get_headers() hands out this dict's lists, which a caller may change.
+        own = dict(fields)
+        if head.repeated:
+            for lname, (name, value) in fields.items():
+                if isinstance(value, list):
+                    own[lname] = (name, list(value))
+        res._out._fields = own
         res._framing = framing
         res._head_written = res.headers_sent = True
         self.head_sent = True
@@ -550,9 +567,11 @@ class _Response:
             raise errors.Error(
                 f"the application sent {self.remaining} bytes fewer than its Content-Length"
             )
-        self.res.end(data)
-        if self.res._has_body:
+        res = self.res
+        # Counted first: end() emits 'finish', where gunicorn's access log reads it.
+        if res.req.method != "HEAD" and res.status_code not in (204, 304):
             self.sent += len(data)
+        res.end(data)
 
 
 class WSGIHandler:

@@ -449,3 +449,56 @@ def test_pooled_connections_are_reused_past_descriptor_1023(make_server: Callabl
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+NODE_EMPTY_HEADERS = r"""
+const net = require('net'); const http = require('http');
+const heads = [];
+const srv = net.createServer((s) => s.once('data', (d) => {
+  heads.push(d.toString().replace(/:\d+\r\n/, ':PORT\r\n'));
+  s.end('HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+}));
+srv.listen(0, '127.0.0.1', async () => {
+  for (const headers of [[], '']) {
+    await new Promise((done) => http.request({port: srv.address().port, host: '127.0.0.1', headers},
+                                             (res) => { res.resume(); res.on('end', done); }).end());
+  }
+  console.log(JSON.stringify(heads)); srv.close();
+});
+"""
+
+
+def test_empty_header_list_sends_no_host_and_empty_string_is_no_headers(tmp_path: Path) -> None:
+    """``headers=[]`` is an (empty) head as written: no Host is added, as for any list
+    of pairs; ``headers=''`` (a false non-list) is no headers at all, so Host is
+    added.  The same request heads as node 20 (lib/_http_client.js: ``ArrayIsArray``
+    decides, then ``if (options.headers)``)."""
+    import json as json_module
+
+    script = tmp_path / "empty.js"
+    script.write_text(NODE_EMPTY_HEADERS)
+    proc = helpers.run_command(["node", str(script)], timeout=15)
+    node = json_module.loads(proc.stdout.decode().strip().splitlines()[-1])
+
+    listener = stdlib_socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(2)
+    port = listener.getsockname()[1]
+    heads: list[str] = []
+
+    def peer() -> None:
+        for _ in range(2):
+            conn, _ = listener.accept()
+            heads.append(conn.recv(65536).decode().replace(f":{port}\r\n", ":PORT\r\n"))
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            conn.close()
+
+    gevent.get_hub().threadpool.spawn(peer)
+    try:
+        for headers in ([], ""):
+            greenhttps.http.get({"host": "127.0.0.1", "port": port, "headers": headers}).read()
+    finally:
+        listener.close()
+    assert heads == node
+    assert heads == ["GET / HTTP/1.1\r\nConnection: keep-alive\r\n\r\n",
+                     "GET / HTTP/1.1\r\nHost: 127.0.0.1:PORT\r\nConnection: keep-alive\r\n\r\n"]

@@ -1079,14 +1079,19 @@ def test_url_options_are_parsed_once_and_never_shared_out() -> None:
     assert (first["method"], first["path"]) == ("POST", "/other")
     assert (again["method"], again["path"], again["port"]) == ("GET", "/a?b=1", 8443)
     assert again["host"] == "example.test" and again["auth"] is None
-    assert first is not again and _url._URL_CACHE[url] == _url._from_url(url)
+    assert first is not again
+    # A URL with a query (a token, maybe) is parsed each time, never kept; nor its path.
+    assert url not in _url._URL_CACHE and "/a?b=1" not in _url._GOOD_PATHS
+    plain = "https://example.test:8443/a"
+    assert _url.request_options(plain, {}, protocol="https:")["path"] == "/a"
+    assert _url._URL_CACHE[plain] == _url._from_url(plain)
     # A URL with user-info (a password) is parsed each time, never kept.
     secret = "https://user:pa%20ss@example.test:8443/a"
     for _ in range(2):
         assert _url.request_options(secret, {}, protocol="https:")["auth"] == "user:pa ss"
     assert secret not in _url._URL_CACHE
     # Hosts and paths that passed are remembered; a bad one is refused every time.
-    assert "example.test" in _url._GOOD_HOSTS and "/a?b=1" in _url._GOOD_PATHS
+    assert "example.test" in _url._GOOD_HOSTS and "/a" in _url._GOOD_PATHS
     for _ in range(2):
         with pytest.raises(errors.InvalidArgumentError):
             _url.request_options(url, {"host": "a b", "hostname": None}, protocol="https:")
@@ -1119,3 +1124,9 @@ def test_encoded_field_cache_gives_the_same_bytes_and_stays_bounded() -> None:
     long_value = "v" * 500
     assert pairs(X_Long=long_value) == [(b"X-Long", long_value.encode())]
     assert ("X-Long", long_value) not in _headers._ENCODED
+    # Credentials are encoded each time, never kept in the module-wide table.
+    secret = [(b"Authorization", b"Basic dXNlcjpwdw=="), (b"Cookie", b"sid=1"), (b"Proxy-Authorization", b"x")]
+    for _ in range(2):
+        assert pairs(Authorization="Basic dXNlcjpwdw==", Cookie="sid=1", Proxy_Authorization="x") == secret
+    assert not any(field[0].lower() in ("authorization", "cookie", "proxy-authorization")
+                   for field in _headers._ENCODED)

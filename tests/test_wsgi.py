@@ -1047,3 +1047,59 @@ def test_access_log_counts_the_body(make_server: Callable[..., Any], caplog: pyt
         gevent.sleep(0.01)
     lines = [r.getMessage() for r in caplog.records if "/logged" in r.getMessage()]
     assert len(lines) == 1 and '"GET /logged HTTP/1.1" 200 12 ' in lines[0]
+
+
+def test_headers_changed_after_start_response_are_sent(wsgi: Callable[..., int]) -> None:
+    """A field the application appends to its list after ``start_response`` (before
+    the first block) goes out, whatever an earlier request left in the head cache
+    (wsgiref honours it too).  Before: a cached (status, headers) hit at
+    ``start_response`` time sent the stale head."""
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        headers = [("Content-Type", "text/plain")]
+        start_response("200 OK", headers)
+        if environ["PATH_INFO"] == "/late":
+            headers.append(("X-Late", "yes"))
+        return [b"ok"]
+
+    port = wsgi(app)
+    for path, late in (("/late", True), ("/", False), ("/late", True), ("/", False)):
+        resp = roundtrip(port, get(path))
+        assert resp.get_all("x-late") == ([b"yes"] if late else []), path
+
+
+def test_each_response_owns_its_repeated_field_values(make_server: Callable[..., Any]) -> None:
+    """``get_header()`` of a sent response returns its own list: changing it does not
+    change what a later response of the same cached head reports."""
+    seen: list[Any] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("X-Twice", "a=1"), ("X-Twice", "b=2")])
+        return [b"ok"]
+
+    handler = WSGIHandler(app)
+
+    def listener(req: Any, res: Any) -> None:
+        def finished() -> None:
+            cookies = res.get_header("x-twice")
+            seen.append(list(cookies))
+            cookies.append("user=changed-by-a-listener")
+        res.on("finish", finished)
+        handler(req, res)
+
+    port = make_server(listener).address()["port"]
+    for _ in range(3):
+        assert roundtrip(port, get()).get_all("x-twice") == [b"a=1", b"b=2"]
+    assert seen == [["a=1", "b=2"]] * 3
+
+
+def test_credentials_stay_out_of_module_wide_caches(wsgi: Callable[..., int]) -> None:
+    """A response head with ``Set-Cookie`` is not kept in the head cache (a session
+    cookie must not outlive its response in a module-wide table)."""
+    from greenhttps import wsgi as wsgi_module
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Set-Cookie", "session=secret-123"), ("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    assert roundtrip(wsgi(app), get()).get_all("set-cookie") == [b"session=secret-123"]
+    assert not any("secret-123" in repr(key) for key in wsgi_module._HEADS)
