@@ -243,6 +243,7 @@ C = HERE / "clients"
 #: name -> (command prefix, python import check or None for node)
 SERVERS: dict[str, tuple[list[str], str | None]] = {
     "greenhttps": ([PY, str(S / "greenhttps_server.py")], "import greenhttps"),
+    "greenhttps tls-bio": ([PY, str(S / "greenhttps_server.py"), "--tls-bio"], "import greenhttps"),
     "gevent+h11 loop": ([PY, str(S / "h11_gevent_server.py")], "import gevent, h11"),
     "pywsgi": ([PY, str(S / "pywsgi_server.py")], "import gevent.pywsgi"),
     "pywsgi+NODELAY": ([PY, str(S / "pywsgi_server.py"), "--nodelay"], "import gevent.pywsgi"),

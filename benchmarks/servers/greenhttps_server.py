@@ -1,10 +1,20 @@
-"""greenhttps: create_server(opts, handler) with its defaults, one greenlet per connection."""
+"""greenhttps: create_server(opts, handler) with its defaults, one greenlet per connection.
+
+``--tls-bio`` serves TLS on memory BIOs (``GREENHTTPS_TLS_BIO=1``, read at import).
+"""
 
 from __future__ import annotations
 
-import _args
+import os
+import sys
 
-import greenhttps
+if "--tls-bio" in sys.argv:
+    sys.argv.remove("--tls-bio")
+    os.environ["GREENHTTPS_TLS_BIO"] = "1"
+
+import _args  # noqa: E402
+
+import greenhttps  # noqa: E402
 
 args = _args.parse(__doc__)
 body = args.body
