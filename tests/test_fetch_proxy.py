@@ -418,6 +418,45 @@ def test_https_proxy_with_an_agent(start_tls_proxy: Any, serve: Callable[..., in
     assert helpers.open_fds() <= fds
 
 
+def test_https_proxy_inner_tls_answers_for_the_origin(start_tls_proxy: Any, serve: Callable[..., int],
+                                                      proxy_ca: trustme.CA, no_env_proxies: None) -> None:
+    """The origin's TLS inside the proxy's never answers a TLS question with the
+    proxy's layer: with ``reject_unauthorized=False`` and ``ca`` the *proxy's* CA
+    (which does not vouch for the origin), ``authorized``/``authorization_error`` are
+    what a direct connection says (the chain check reads the origin's chain, not the
+    proxy's, which that CA would accept); the certificate chain is the origin's; a
+    TLS attribute the inner layer does not define is refused rather than taken from
+    the proxy's TLS below it."""
+    proxy = start_tls_proxy()
+    port = serve(_servername)
+    seen = {}
+    for label, via in (("direct", False), ("proxied", proxy.url)):
+        agent = greenhttps.Agent(keep_alive=True, proxy=via, proxy_ca=proxy_ca.cert_pem.bytes(),
+                                 ca=proxy_ca.cert_pem.bytes(), reject_unauthorized=False)
+        try:
+            res = greenhttps.get(f"https://localhost:{port}/c", agent=agent)
+            res.read()
+            seen[label] = (res.socket.authorized, res.socket.authorization_error)
+            if label == "proxied":
+                inner = res.socket._sock
+                outer = inner._raw  # the proxy's TLS
+                leaf = inner.getpeercert(binary_form=True)
+                assert leaf != outer.getpeercert(binary_form=True)
+                chain = inner.get_unverified_chain()
+                assert chain and chain[0] == leaf
+                assert inner.get_verified_chain()[:1] == [leaf]  # what OpenSSL holds, unverified here
+                assert inner.compression() is None
+                for name in ("do_handshake_on_connect", "selected_npn_protocol", "_context", "owner"):
+                    assert hasattr(outer, name) or name == "owner"
+                    with pytest.raises(AttributeError, match="layer below"):
+                        getattr(inner, name)
+                assert inner.fileno() == outer.fileno() >= 0  # socket-level: still the layer below's
+        finally:
+            agent.destroy()
+    assert seen["direct"] == (False, "UNABLE_TO_VERIFY_LEAF_SIGNATURE")
+    assert seen["proxied"] == seen["direct"]
+
+
 def test_https_proxy_carries_large_bodies_both_ways(start_tls_proxy: Any, serve: Callable[..., int], ca_pem: bytes,
                                                     proxy_ca: trustme.CA, no_env_proxies: None) -> None:
     """Megabytes up and down through TLS inside TLS: many records per read and per
