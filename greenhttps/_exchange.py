@@ -223,7 +223,8 @@ class ClientExchange:
                 conn.timings = (None, (time.monotonic() - started) * 1000.0, None)
             else:
                 conn = dial(self.opts, self.name, secure=agent.secure, sessions=agent, dns=agent.dns,
-                            keep_alive_msecs=agent.keep_alive_msecs if agent.keep_alive else None)
+                            keep_alive_msecs=agent.keep_alive_msecs if agent.keep_alive else None,
+                            deadline=self.deadline)
         except BaseException:
             agent.dial_failed(self.name)
             raise

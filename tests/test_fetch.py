@@ -15,6 +15,7 @@ import time
 from typing import Any, Callable
 
 import gevent
+import gevent.socket
 import pytest
 
 import greenhttps
@@ -477,6 +478,32 @@ def test_retry_respects_the_deadline(origin: Any, ca_pem: bytes) -> None:
     started = time.monotonic()
     res = greenhttps.fetch(base, retry=5, deadline=1000, ca=ca_pem)
     assert res.status == 503 and len(rec.seen) == 1 and time.monotonic() - started < 1
+
+
+def test_deadline_covers_connecting(ca_pem: bytes) -> None:
+    """``deadline`` alone (no ``connect_timeout``) bounds the dial too: an origin that
+    accepts and never answers the TLS hello ends at the deadline, fetch's error
+    saying where it ran out, no fd left (before, fetch waited as long as the peer)."""
+    silent = gevent.socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    held: list[Any] = []
+    acceptor = gevent.spawn(lambda: [held.append(silent.accept()[0]) for _ in range(8)])
+    fds = helpers.open_fds()
+    try:
+        start = time.monotonic()
+        with pytest.raises(errors.TimeoutError) as info, gevent.Timeout(8):
+            greenhttps.fetch(f"https://127.0.0.1:{silent.getsockname()[1]}/", ca=ca_pem, deadline=600, retry=2)
+        assert 0.5 < time.monotonic() - start < 1.5
+        assert str(info.value).startswith("fetch deadline of 600 ms exceeded: TLS handshake timed out after ")
+        assert info.value.code == "ETIMEDOUT"
+        helpers.settle()
+        assert helpers.open_fds() <= fds + len(held)  # (the accepted ends the test holds)
+    finally:
+        acceptor.kill()
+        for sock in held:
+            sock.close()
+        silent.close()
 
 
 def test_backoff_grows_with_jitter() -> None:

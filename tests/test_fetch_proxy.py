@@ -615,6 +615,156 @@ def test_socks5_refusals_name_the_proxy(start_socks_proxy: Any, serve: Callable[
     assert helpers.open_fds() <= fds
 
 
+# ------------------------------------------------------------------ time limits (scripted proxies)
+
+
+class _ClientLeft(Exception):
+    pass
+
+
+def _wait_for_close(sock: Any, seconds: float) -> None:
+    """Wait ``seconds`` (what the client sends meanwhile goes unanswered), or until
+    the client closes (then _ClientLeft: the handler ends, and its socket with it,
+    so the test sees every fd closed)."""
+    ends = time.monotonic() + seconds
+    while (left := ends - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            if not sock.recv(4096):
+                raise _ClientLeft
+        except TimeoutError:
+            return
+        except OSError as exc:
+            raise _ClientLeft from exc
+
+
+def _trickle(sock: Any, data: bytes, pause: float) -> None:
+    """``data`` a byte at a time, ``pause`` seconds apart."""
+    for index, byte in enumerate(data):
+        if index:
+            _wait_for_close(sock, pause)
+        sock.sendall(bytes([byte]))
+
+
+def _scripted(handler: Callable[[Any], None]) -> Callable[[Any], None]:
+    def handle(sock: Any) -> None:
+        try:
+            handler(sock)
+        except _ClientLeft:
+            pass
+    return handle
+
+
+@_scripted
+def _trickling_connect_proxy(sock: Any) -> None:
+    """An http:// proxy that takes the CONNECT and sends its 200 a byte every 0.1 s
+    (about 4 s in all: each read gets a byte well within any per-read timeout)."""
+    helpers.read_request_head(sock)
+    _trickle(sock, b"HTTP/1.1 200 Connection established\r\n\r\n", 0.1)
+    _wait_for_close(sock, 10)  # then the tunnel is silent
+
+
+@_scripted
+def _trickling_socks_proxy(sock: Any) -> None:
+    """A SOCKS5 proxy answering each step a byte every 0.15 s."""
+    sock.recv(3)  # greeting: version 5, one method, no authentication
+    _trickle(sock, b"\x05\x00", 0.15)
+    sock.settimeout(5)
+    sock.recv(64)  # CONNECT
+    _trickle(sock, b"\x05\x00\x00\x01\x7f\x00\x00\x01\x00\x50", 0.15)
+    _wait_for_close(sock, 10)
+
+
+def _slow_phases_proxy(ssl_context: Any) -> Callable[[Any], None]:
+    """An https:// proxy that waits 0.7 s before its TLS handshake and 0.7 s before
+    its 200, and then leaves the origin's handshake unanswered: each phase well
+    within a 1 s timeout, all three together not."""
+    def handle(sock: Any) -> None:
+        gevent.sleep(0.7)
+        try:
+            tls = helpers.wrap_server(sock, ssl_context)
+        except OSError:
+            return
+        try:
+            helpers.read_request_head(tls)
+            _wait_for_close(tls, 0.7)
+            tls.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            _wait_for_close(tls, 10)
+        except (_ClientLeft, OSError):
+            pass
+        finally:
+            tls.close()
+    return handle
+
+
+@pytest.mark.parametrize("kind", ["trickled CONNECT reply", "trickled SOCKS5 replies", "slow phases, https://"])
+def test_connect_timeout_bounds_the_whole_proxy_dial(kind: str, script_server: Any, server_ssl_context: Any,
+                                                     ca_pem: bytes, no_env_proxies: None) -> None:
+    """``connect_timeout`` is one limit for everything a dial through a proxy does
+    (lookup, connect, the proxy's TLS, CONNECT or SOCKS5, the origin's TLS), not a
+    fresh one per phase or per read: a proxy that trickles its reply a byte at a
+    time, or takes most of the limit in each phase, ends at the limit, ETIMEDOUT
+    naming the proxy, no fd left.  (Per phase it took 2.4 s or more.)"""
+    if kind.startswith("trickled CONNECT"):
+        proxy = f"http://127.0.0.1:{script_server(_trickling_connect_proxy)}"
+    elif kind.startswith("trickled SOCKS5"):
+        proxy = f"socks5h://127.0.0.1:{script_server(_trickling_socks_proxy)}"
+    else:
+        proxy = f"https://localhost:{script_server(_slow_phases_proxy(server_ssl_context))}"
+    agent = greenhttps.Agent(keep_alive=True, proxy=proxy, proxy_ca=ca_pem, ca=ca_pem, connect_timeout=1000)
+    fds = helpers.open_fds()
+    start = time.monotonic()
+    try:
+        with pytest.raises(errors.TimeoutError) as info, gevent.Timeout(8):
+            greenhttps.get("https://localhost:9/", agent=agent)
+        elapsed = time.monotonic() - start
+    finally:
+        agent.destroy()
+    assert 0.9 < elapsed < 1.8, elapsed
+    assert info.value.code == "ETIMEDOUT" and "1000 ms (the connect timeout)" in str(info.value)
+    assert f"proxy {proxy}" in str(info.value) and info.value.proxy == proxy
+    helpers.settle()
+    assert helpers.open_fds() <= fds
+
+
+@pytest.mark.parametrize("kind", ["http://", "https://", "socks5h://"])
+def test_deadline_alone_bounds_a_dial_through_a_silent_proxy(kind: str, ca_pem: bytes,
+                                                             no_env_proxies: None) -> None:
+    """A proxy that accepts and never says a byte (no CONNECT reply, no TLS, no
+    SOCKS5 answer) and no connect timeout: ``fetch(deadline=...)`` and
+    ``request(deadline=...)`` still end at their deadline (before, the dial waited
+    for ever), ETIMEDOUT, and leave no fd."""
+    silent = gevent.socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    held: list[Any] = []
+    acceptor = gevent.spawn(lambda: [held.append(silent.accept()[0]) for _ in range(16)])
+    proxy = f"{kind}127.0.0.1:{silent.getsockname()[1]}"
+    fds = helpers.open_fds()
+    try:
+        start = time.monotonic()
+        with pytest.raises(errors.TimeoutError) as info, gevent.Timeout(8):
+            greenhttps.fetch("https://localhost:9/", proxy=proxy, ca=ca_pem, deadline=800)
+        assert 0.7 < time.monotonic() - start < 1.6
+        assert str(info.value).startswith("fetch deadline of 800 ms exceeded: ") and info.value.code == "ETIMEDOUT"
+        assert info.value.proxy == proxy
+        start = time.monotonic()
+        with pytest.raises(errors.TimeoutError) as info, gevent.Timeout(8):
+            greenhttps.get("https://localhost:9/", proxy=proxy, ca=ca_pem, deadline=800, agent=False)
+        assert 0.7 < time.monotonic() - start < 1.6
+        assert "800 ms (the request deadline)" in str(info.value) and info.value.proxy == proxy
+        for agent in _fetch._TUNNEL_AGENTS.values():
+            agent.destroy()
+        _fetch._TUNNEL_AGENTS.clear()
+        helpers.settle()
+        assert helpers.open_fds() <= fds + len(held)  # (the accepted ends the test holds)
+    finally:
+        acceptor.kill()
+        for sock in held:
+            sock.close()
+        silent.close()
+
+
 # ------------------------------------------------------------------ fetch()'s own pools
 
 
