@@ -765,6 +765,72 @@ def test_deadline_alone_bounds_a_dial_through_a_silent_proxy(kind: str, ca_pem: 
         silent.close()
 
 
+def test_socks5_edges_are_refused_clearly(script_server: Any, ca_pem: bytes, no_env_proxies: None) -> None:
+    """RFC 1929 wants a user name of 1 to 255 bytes: an empty one (``socks5h://:pw@``)
+    is refused before anything is sent, not sent with length 0.  A CONNECT reply
+    whose version byte is not 5 is a ProtocolError naming the proxy (before, it was
+    taken for success).  A refusal is a ProxyError with ``socks_reply`` (declared on
+    the class: None for an HTTP proxy's)."""
+    connections: list[bytes] = []
+
+    def bad_version(sock: Any) -> None:
+        connections.append(sock.recv(3))
+        sock.sendall(b"\x05\x00")
+        sock.recv(300)
+        sock.sendall(b"\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00")  # version 0, "succeeded"
+        _wait_for_close(sock, 10)
+
+    def refusing(sock: Any) -> None:
+        connections.append(sock.recv(3))
+        sock.sendall(b"\x05\x00")
+        sock.recv(300)
+        sock.sendall(b"\x05\x05\x00\x01\x00\x00\x00\x00\x00\x00")  # 5: connection refused
+
+    port = script_server(_scripted(bad_version))
+    for url in (f"socks5h://:pw@127.0.0.1:{port}", f"socks5://:@127.0.0.1:{port}",
+                f"socks5h://{'u' * 256}:pw@127.0.0.1:{port}"):
+        with pytest.raises(errors.InvalidArgumentError, match="RFC 1929") as info:
+            greenhttps.fetch("https://localhost:9/", proxy=url, ca=ca_pem)
+        assert "pw" not in str(info.value) and "u" * 256 not in str(info.value)
+    assert connections == []
+    fds = helpers.open_fds()
+    start = time.monotonic()
+    with pytest.raises(errors.ProtocolError, match="version byte 0") as bad:
+        greenhttps.fetch("https://localhost:9/", proxy=f"socks5h://127.0.0.1:{port}", ca=ca_pem,
+                         connect_timeout=3000)
+    assert time.monotonic() - start < 2 and bad.value.proxy == f"socks5h://127.0.0.1:{port}"
+    with pytest.raises(errors.ProxyError) as refused:
+        greenhttps.fetch("https://localhost:9/", proxy=f"socks5h://127.0.0.1:{script_server(refusing)}", ca=ca_pem)
+    assert refused.value.socks_reply == 5 and refused.value.status is None
+    assert "SOCKS5 reply 5 (connection refused)" in str(refused.value)
+    long_label = "a" * 64 + ".example"  # beyond Python's IDNA codec: sent as is (curl too)
+    with pytest.raises(errors.ProxyError, match=f"tunnel to {long_label}:443"):
+        greenhttps.fetch(f"https://{long_label}/", proxy=f"socks5h://127.0.0.1:{script_server(refusing)}", ca=ca_pem)
+    assert errors.ProxyError("x").socks_reply is None and "socks_reply" in (errors.ProxyError.__doc__ or "")
+    helpers.settle(0.3)
+    assert helpers.open_fds() <= fds + 2  # (the later scripted proxies' listeners)
+
+
+def test_proxy_credentials_stay_out_of_messages_and_reprs() -> None:
+    """A bad proxy URL's error, and a parsed one's repr, show no user name or
+    password (a log line must not leak them)."""
+    for url in ("http://alice:s3cret@proxy.example:99999", "socks5h://alice:s3cret@proxy.example:notaport",
+                "alice:s3cret@proxy.example:70000", "https://alice:s3cret@:8080"):
+        for call in (lambda: greenhttps.fetch("https://example.invalid/", proxy=url),
+                     lambda: greenhttps.Agent(proxy=url), lambda: _proxy.parse_proxy(url)):
+            with pytest.raises(errors.InvalidArgumentError) as info:
+                call()
+            text = str(info.value) + repr(info.value) + str(info.value.__cause__ or "")
+            assert "s3cret" not in text and "alice" not in text and "***@" in text, text
+    parsed = _proxy.parse_proxy("socks5://alice:s3cret@proxy.example:1080")
+    assert parsed.credentials == ("alice", "s3cret")  # still there, for the handshake
+    assert "s3cret" not in repr(parsed) and "alice" not in repr(parsed) and "proxy.example" in repr(parsed)
+    assert "Basic" not in repr(_proxy.parse_proxy("http://alice:s3cret@proxy.example"))
+    assert _proxy.without_credentials("http://a:b@h:1/x?y@z") == "http://***@h:1/x?y@z"
+    assert _proxy.without_credentials("a:b@h:1") == "***@h:1"
+    assert _proxy.without_credentials("http://h:1") == "http://h:1"
+
+
 # ------------------------------------------------------------------ fetch()'s own pools
 
 
