@@ -506,6 +506,34 @@ def test_deadline_covers_connecting(ca_pem: bytes) -> None:
         silent.close()
 
 
+def test_deadline_covers_waiting_for_the_pool(make_server: Any) -> None:
+    """A request waiting for a pool slot (``max_sockets=1``, the one socket busy for
+    2 s) ends at its ``deadline`` too, withdrawn from ``agent.requests``: request()'s
+    and fetch()'s deadline are the whole exchange, the wait included."""
+    def slow(req: Any, res: Any) -> None:
+        gevent.sleep(2)
+        res.end("late")
+
+    url = f"http://127.0.0.1:{make_server(slow, tls=False).address()['port']}/"
+    agent = greenhttps.http.Agent(keep_alive=True, max_sockets=1)
+    holder = gevent.spawn(greenhttps.http.get, url, agent=agent)
+    try:
+        gevent.sleep(0.2)
+        assert agent.total_socket_count == 1
+        start = time.monotonic()
+        with pytest.raises(errors.TimeoutError, match="request deadline of 300 ms exceeded waiting for a connection"):
+            greenhttps.http.get(url, agent=agent, deadline=300)
+        assert 0.25 < time.monotonic() - start < 1.5 and agent.requests == {}
+        start = time.monotonic()
+        with pytest.raises(errors.TimeoutError, match="fetch deadline of 300 ms exceeded"):
+            greenhttps.fetch(url, agent=agent, deadline=300)
+        assert 0.25 < time.monotonic() - start < 1.5 and agent.requests == {}
+        assert holder.get(timeout=5).read() == b"late"  # the holder was not disturbed
+    finally:
+        holder.kill()
+        agent.destroy()
+
+
 def test_backoff_grows_with_jitter() -> None:
     policy = greenhttps.Retry(backoff=100, max_backoff=datetime.timedelta(milliseconds=500))
     delays = [[policy.delay(n) for _ in range(50)] for n in range(5)]
