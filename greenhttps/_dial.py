@@ -3,11 +3,10 @@
 :func:`dial` makes a :class:`ClientConnection` as the request options say: TCP (or a
 Unix socket), with no resolver round trip for an IP literal, a name resolved through
 the agent's DNS cache (:mod:`._dns`) and its addresses raced by Happy Eyeballs
-(:mod:`._happy`, Node's ``autoSelectFamily``), the lookup and the connect under one
-connect timeout; through a proxy (``opts['proxy']``, see :mod:`._proxy`), that
+(:mod:`._happy`, Node's ``autoSelectFamily``); through a proxy (``opts['proxy']``, see :mod:`._proxy`), that
 connection is to the proxy (its name through the same cache and race), then TLS
 to it for an https:// proxy (checked against the proxy's name), then the tunnel;
-then, for HTTPS, the TLS handshake under the connect timeout (inside the proxy's
+then, for HTTPS, the TLS handshake (inside the proxy's
 TLS, for an https:// proxy: a memory-BIO socket, :mod:`._tlsbio`), offering the request's ``session``
 option or else the session the caller's cache (a :class:`SessionCache`: the agent)
 holds for that origin, and the certificate and host-name checks (Node's ``rejectUnauthorized``
@@ -16,6 +15,12 @@ chose once, at import.  How long the lookup, the connect and the handshake took
 is kept on the connection (``timings``) for the first request's ``res.timings``
 (through a proxy: the proxy's lookup; the connect to it, its TLS and the tunnel;
 the origin's TLS).
+
+One clock (:class:`_Clock`) bounds the whole dial, every phase above together:
+the connect timeout from the dial's start, or the request's ``deadline`` if that
+comes first.  Each phase gets what is left of it, and a phase that can stretch
+(a proxy trickling its CONNECT reply a byte at a time) is bounded as a whole, not
+per read.
 """
 
 from __future__ import annotations
@@ -44,6 +49,37 @@ _INF = float("inf")
 AUTO_SELECT_FAMILY_ATTEMPT_TIMEOUT = 250
 #: The parser class connections use (chosen once, at import; see _parsers).
 CLIENT_PARSER = parser_class()
+
+
+class _Clock:
+    """The one time limit of a dial: lookup, connect, a proxy's TLS and tunnel, the
+    origin's TLS, together.  It ends at the connect timeout from the dial's start
+    or at the request's deadline, whichever comes first (None: neither is set)."""
+
+    __slots__ = ("ends", "limit")
+
+    def __init__(self, started: float, connect_timeout: float | None, deadline: float | None = None,
+                 deadline_ms: Any = None) -> None:
+        self.ends: float | None = None
+        #: The limit as an error message says it.
+        self.limit = ""
+        if connect_timeout:
+            self.ends = started + connect_timeout
+            self.limit = f"{format_ms(connect_timeout * 1000)} (the connect timeout)"
+        if deadline is not None and (self.ends is None or deadline < self.ends):
+            self.ends = deadline
+            self.limit = f"{format_ms(deadline_ms or 0)} (the request deadline)"
+
+    def left(self) -> float | None:
+        """Seconds left, or None without a limit; never 0 (a socket takes that for
+        non-blocking): a phase reached just in time still gets its try."""
+        if self.ends is None:
+            return None
+        return max(self.ends - time.monotonic(), 0.001)
+
+    def timer(self, error: BaseException) -> gevent.Timeout:
+        """A ``with`` timer raising ``error`` when the clock runs out (none without a limit)."""
+        return gevent.Timeout(self.left(), error)
 
 
 class SessionCache(Protocol):
@@ -123,29 +159,29 @@ class ClientConnection:
 # ------------------------------------------------------------------ dialing
 
 
-def _connect_tcp(opts: Mapping[str, Any], timeout: float | None,
+def _connect_tcp(opts: Mapping[str, Any], clock: _Clock,
                  dns: DnsCache | None) -> tuple[gsocket.socket, float | None]:
     """The connected TCP (or Unix) socket to the origin, and how long the name lookup
     took in ms (None: there was none -- an IP literal, a Unix socket)."""
     if opts.get("socket_path"):
         sock = gsocket.socket(_stdlib_socket.AF_UNIX, _stdlib_socket.SOCK_STREAM)
-        sock.settimeout(timeout)
+        sock.settimeout(clock.left())
         try:
             sock.connect(opts["socket_path"])
         except OSError as exc:
             sock.close()
-            raise _connect_error(exc, opts["socket_path"], None) from exc
+            raise _connect_error(exc, opts["socket_path"], None, clock.limit) from exc
         except BaseException:
             sock.close()
             raise
         return sock, None
-    return _connect_host(opts["host"], opts["port"], opts, timeout, dns)
+    return _connect_host(opts["host"], opts["port"], opts, clock, dns)
 
 
-def _resolve(host: str, port: int, family: int, opts: Mapping[str, Any], timeout: float | None,
+def _resolve(host: str, port: int, family: int, opts: Mapping[str, Any], clock: _Clock,
              dns: DnsCache | None) -> tuple[Sequence[tuple[Any, ...]], float | None]:
     """``host``'s addresses (getaddrinfo tuples) and how long the lookup took in ms
-    (None: an IP literal, no lookup).  ``timeout`` (seconds) bounds the lookup: a
+    (None: an IP literal, no lookup).  The dial's ``clock`` bounds the lookup: a
     slow resolver is a connect timeout, not a wait without end."""
     lookup = opts.get("lookup")
     af = _stdlib_socket.AF_INET6 if ":" in host else _stdlib_socket.AF_INET
@@ -154,6 +190,7 @@ def _resolve(host: str, port: int, family: int, opts: Mapping[str, Any], timeout
         return [(af, _stdlib_socket.SOCK_STREAM, 0, "", (host.strip("[]"), port))], None
     resolver = lookup or gsocket.getaddrinfo
     started = time.monotonic()
+    timeout = clock.left()
     timer = gevent.Timeout(timeout) if timeout is not None else None
     if timer is not None:
         timer.start()
@@ -171,7 +208,7 @@ def _resolve(host: str, port: int, family: int, opts: Mapping[str, Any], timeout
         if expired is not timer:
             raise
         raise errors.TimeoutError(
-            f"getaddrinfo {host}: no answer within {format_ms((timeout or 0) * 1000)} (the connect timeout)",
+            f"getaddrinfo {host}: no answer within {clock.limit}",
             "ETIMEDOUT", syscall="getaddrinfo", hostname=host,
         ) from None
     finally:
@@ -180,10 +217,10 @@ def _resolve(host: str, port: int, family: int, opts: Mapping[str, Any], timeout
     return infos, (time.monotonic() - started) * 1000.0
 
 
-def _connect_host(host: str, port: int, opts: Mapping[str, Any], timeout: float | None,
+def _connect_host(host: str, port: int, opts: Mapping[str, Any], clock: _Clock,
                   dns: DnsCache | None) -> tuple[gsocket.socket, float | None]:
     """The connected TCP socket to ``host:port`` (an origin, or a proxy), and how
-    long the name lookup took in ms (None: there was none).  ``timeout`` (seconds)
+    long the name lookup took in ms (None: there was none).  The dial's ``clock``
     bounds the lookup and the connect together.
 
     A name is resolved by the request's ``lookup`` (Node's option) or gevent's
@@ -196,12 +233,8 @@ def _connect_host(host: str, port: int, opts: Mapping[str, Any], timeout: float 
     family = {4: _stdlib_socket.AF_INET, 6: _stdlib_socket.AF_INET6}.get(opts.get("family") or 0, 0)
     auto_select = opts.get("auto_select_family")
     attempt_delay = opts.get("auto_select_family_attempt_timeout")
-    started = time.monotonic()
-    infos, looked = _resolve(host, port, family, opts, timeout, dns)
-    if timeout is not None and looked is not None:
-        # What the lookup used is gone from the connect's share (at least a moment
-        # is left: a lookup that ended just in time still gets its connect tried).
-        timeout = max(timeout - (time.monotonic() - started), 0.001)
+    infos, looked = _resolve(host, port, family, opts, clock, dns)
+    timeout = clock.left()  # what the lookup used is gone from the connect's share
     local = opts.get("local_address")
     if local:
         local_af = _stdlib_socket.AF_INET6 if ":" in local else _stdlib_socket.AF_INET
@@ -211,7 +244,7 @@ def _connect_host(host: str, port: int, opts: Mapping[str, Any], timeout: float 
     if _auto_select(auto_select) and not family and not local and len(infos) > 1:
         candidates = _happy.order(infos)
         if len(candidates) > 1:
-            return _race(candidates, _attempt_delay(attempt_delay), timeout), looked
+            return _race(candidates, _attempt_delay(attempt_delay), timeout, clock.limit), looked
     af, kind, proto, _, address = infos[0]
     sock = gsocket.socket(af, kind, proto)
     try:
@@ -221,7 +254,7 @@ def _connect_host(host: str, port: int, opts: Mapping[str, Any], timeout: float 
         sock.connect(address)
     except OSError as exc:
         sock.close()
-        raise _connect_error(exc, address[0], address[1]) from exc
+        raise _connect_error(exc, address[0], address[1], clock.limit) from exc
     except BaseException:
         sock.close()
         raise
@@ -238,44 +271,51 @@ def _naming_proxy(err: errors.Error, where: ProxyURL) -> errors.Error:
     return err
 
 
-def _connect_proxy(opts: Mapping[str, Any], where: ProxyURL, timeout: float | None,
+def _connect_proxy(opts: Mapping[str, Any], where: ProxyURL, clock: _Clock,
                    dns: DnsCache | None) -> tuple[gsocket.socket, float | None]:
     """:func:`_connect_host` to the proxy, its errors naming it."""
     try:
-        return _connect_host(where.host, where.port, opts, timeout, dns)
+        return _connect_host(where.host, where.port, opts, clock, dns)
     except errors.Error as exc:
         raise _naming_proxy(exc, where)
     except OSError as exc:
         raise _naming_proxy(errors.from_os_error(exc, during="connect"), where) from exc
 
 
-def _through_proxy(raw: gsocket.socket, where: ProxyURL, opts: Mapping[str, Any], timeout: float | None,
+def _through_proxy(raw: gsocket.socket, where: ProxyURL, opts: Mapping[str, Any], clock: _Clock,
                    dns: DnsCache | None) -> Any:
     """The stream to the origin through the proxy ``where``, over ``raw`` (TCP to the
-    proxy): TLS to an https:// proxy first, then the tunnel.  Closes what it opened
-    if it fails."""
+    proxy): TLS to an https:// proxy first, then the tunnel, all within what is left
+    of the dial's ``clock`` (the tunnel's exchange as a whole: a proxy that trickles
+    its reply cannot stretch it).  Closes what it opened if it fails."""
     carrier: Any = raw
+    raw_timeout = raw.gettimeout()
     if where.scheme == "https":
-        carrier = _proxy_handshake(raw, where, opts, timeout)
+        carrier = _proxy_handshake(raw, where, opts, clock)
     try:
         host, port = opts["host"], opts["port"]
         if where.scheme == "socks5" and not is_ip(host):
             # socks5:// (not socks5h://): the name is resolved here, as curl does.
             family = {4: _stdlib_socket.AF_INET, 6: _stdlib_socket.AF_INET6}.get(opts.get("family") or 0, 0)
-            infos, _ = _resolve(host, port, family, opts, timeout, dns)
+            infos, _ = _resolve(host, port, family, opts, clock, dns)
             if not infos:
                 raise errors.NameResolutionError(f"getaddrinfo ENOTFOUND {host}", syscall="getaddrinfo",
                                                  hostname=host)
             host = infos[0][4][0]
-        carrier.settimeout(timeout)
-        open_tunnel(carrier, where, host, port)
+        kind = "SOCKS5" if where.socks else "CONNECT"
+        expired = errors.TimeoutError(f"{kind} through proxy {where.display}: no answer within {clock.limit}",
+                                      "ETIMEDOUT", proxy=where.display)
+        carrier.settimeout(None)  # the timer bounds the whole exchange, not each read
+        with clock.timer(expired):
+            open_tunnel(carrier, where, host, port)
+        carrier.settimeout(raw_timeout)
     except BaseException:
         carrier.close()
         raise
     return carrier
 
 
-def _proxy_handshake(raw: gsocket.socket, where: ProxyURL, opts: Mapping[str, Any], timeout: float | None) -> Any:
+def _proxy_handshake(raw: gsocket.socket, where: ProxyURL, opts: Mapping[str, Any], clock: _Clock) -> Any:
     """TLS to an https:// proxy: SNI and the certificate checked against the proxy's
     own name, with ``proxy_ca`` or else the default roots (never the request's
     ``ca``: that one is for the origin).  Errors name the proxy."""
@@ -285,7 +325,7 @@ def _proxy_handshake(raw: gsocket.socket, where: ProxyURL, opts: Mapping[str, An
     during = f"TLS handshake with proxy {where.display}"
     try:
         try:
-            with gevent.Timeout(timeout, errors.TimeoutError(f"{during} timed out after {format_ms((timeout or 0) * 1000)}")):
+            with clock.timer(errors.TimeoutError(f"{during} timed out after {clock.limit}", "ETIMEDOUT")):
                 tls.do_handshake()
         except OSError as exc:
             err = _verify.handshake_error(tls, exc, during=during)
@@ -326,7 +366,7 @@ def _attempt_delay(value: object) -> float:
     return max(float(value), 10.0) / 1000.0
 
 
-def _race(candidates: list[tuple[Any, ...]], delay: float, timeout: float | None) -> gsocket.socket:
+def _race(candidates: list[tuple[Any, ...]], delay: float, timeout: float | None, limit: str = "") -> gsocket.socket:
     """Happy Eyeballs over ``candidates``; a failure is raised as Node reports it:
     the first attempt's error (``code`` as Node's AggregateError), every attempt's
     in its ``errors``; the connect timeout as ETIMEDOUT."""
@@ -336,23 +376,24 @@ def _race(candidates: list[tuple[Any, ...]], delay: float, timeout: float | None
         attempts = [_connect_error(exc, address[0], address[1]) for address, exc in failed.failures]
         if failed.timed_out or not attempts:
             first = candidates[0][4]
-            err = _connect_error(_stdlib_socket.timeout("timed out"), first[0], first[1])
+            err = _connect_error(_stdlib_socket.timeout("timed out"), first[0], first[1], limit)
         else:
             err = attempts[0]
         err.errors = attempts  # type: ignore[attr-defined]
         raise err from None
 
 
-def _connect_error(exc: OSError, address: str, port: int | None) -> errors.Error:
+def _connect_error(exc: OSError, address: str, port: int | None, limit: str = "") -> errors.Error:
     """A failed ``connect()`` as Node reports it (B-90): ``syscall 'connect'``,
-    ``address``, ``port``, and the message ``connect ECONNREFUSED 127.0.0.1:443``."""
+    ``address``, ``port``, and the message ``connect ECONNREFUSED 127.0.0.1:443``;
+    a timeout says the ``limit`` that ran out (:attr:`_Clock.limit`)."""
     err = errors.from_os_error(exc)
     where = address if port is None else f"{address}:{port}"
     if isinstance(err, errors.NetworkError) and not isinstance(err, errors.TimeoutError):
         err.args = (f"connect {err.code} {where}",)
         err.strerror = err.args[0]
     elif isinstance(err, errors.TimeoutError):
-        err.args = (f"{err.message} during connect to {where}",)
+        err.args = (f"{err.message} during connect to {where}" + (f", no answer within {limit}" if limit else ""),)
     err.syscall = "connect"  # type: ignore[attr-defined]
     err.address = address  # type: ignore[attr-defined]
     if port is not None:
@@ -368,6 +409,7 @@ def dial(
     keep_alive_msecs: float | None = None,
     sessions: SessionCache | None = None,
     dns: DnsCache | None = None,
+    deadline: float | None = None,
 ) -> ClientConnection:
     """Open a connection as ``opts`` say: TCP (or Unix), then TLS if ``secure`` and its checks.
 
@@ -376,20 +418,25 @@ def dial(
     the request names its own (``opts['session']``, Node's ``options.session``);
     ``dns`` is the agent's DNS cache (None: every dial asks the resolver).  The
     connection's ``timings`` say how long the lookup, the connect and TLS took.
+
+    ``deadline`` (a ``time.monotonic()`` value; the request's ``deadline`` option,
+    which is in ``opts`` as ms) and the connect timeout bound the dial as a whole,
+    whichever ends first: ETIMEDOUT, its message naming the phase and the limit.
     """
     connect_timeout = ms_to_seconds(opts.get("connect_timeout") or opts.get("timeout"))
     proxy = parse_proxy(opts["proxy"]) if opts.get("proxy") and not opts.get("socket_path") else None
     where = opts.get("socket_path") or f"{opts['host']}:{opts['port']}"
     started = time.monotonic()
+    clock = _Clock(started, connect_timeout, deadline, opts.get("deadline"))
     try:
         if proxy is not None:
-            raw, looked = _connect_proxy(opts, proxy, connect_timeout, dns)
+            raw, looked = _connect_proxy(opts, proxy, clock, dns)
         else:
-            raw, looked = _connect_tcp(opts, connect_timeout, dns)
+            raw, looked = _connect_tcp(opts, clock, dns)
     except errors.Error:
         raise
     except OSError as exc:
-        limit = f", no answer within {format_ms(connect_timeout * 1000)}" if connect_timeout and isinstance(exc, TimeoutError) else ""
+        limit = f", no answer within {clock.limit}" if clock.limit and isinstance(exc, TimeoutError) else ""
         raise errors.from_os_error(exc, during=f"connect to {where}{limit}") from exc
     tls: float | None = None
     opened: Any = raw  # the outermost layer so far: closing it closes the rest
@@ -401,13 +448,13 @@ def dial(
             sock.set_keep_alive(True, keep_alive_msecs)
         carrier: Any = raw
         if proxy is not None:
-            carrier = opened = _through_proxy(raw, proxy, opts, connect_timeout, dns)
+            carrier = opened = _through_proxy(raw, proxy, opts, clock, dns)
             if carrier is not raw:
                 sock._attach(carrier, encrypted=False)  # reads and writes go through the proxy's TLS
         connected = time.monotonic()
         if secure:
             try:
-                stream = opened = _handshake(carrier, opts, sessions, name, sock, connect_timeout)
+                stream = opened = _handshake(carrier, opts, sessions, name, sock, clock)
             except errors.NetworkError as exc:
                 if proxy is not None and not isinstance(exc, errors.CertificateError):
                     # A tunnel the proxy accepted and then closed (pproxy's SOCKS5 says
@@ -463,7 +510,7 @@ def adopt(sock: Socket, opts: Mapping[str, Any], name: str) -> ClientConnection:
 
 
 def _handshake(raw: gsocket.socket, opts: Mapping[str, Any], sessions: SessionCache | None, name: str,
-               sock: Socket, timeout: float | None) -> Any:
+               sock: Socket, clock: _Clock) -> Any:
     tls_opts = {key: opts[key] for key in _tls.CLIENT_TLS_KEYS if opts.get(key) is not None}
     context = _tls.create_client_context(**tls_opts)
     servername = opts["servername"]
@@ -485,7 +532,7 @@ def _handshake(raw: gsocket.socket, opts: Mapping[str, Any], sessions: SessionCa
         tls = wrap(context, raw, server_side=False, server_hostname=sni)
     try:
         try:
-            with gevent.Timeout(timeout, errors.TimeoutError(f"TLS handshake timed out after {format_ms((timeout or 0) * 1000)}")):
+            with clock.timer(errors.TimeoutError(f"TLS handshake timed out after {clock.limit}", "ETIMEDOUT")):
                 tls.do_handshake()
         except OSError as exc:
             raise _verify.handshake_error(tls, exc, during="TLS handshake") from exc

@@ -198,8 +198,17 @@ class ClientExchange:
         ``waiter`` is what Node lists in ``agent.requests`` while this waits (the
         request).  Blocks while the agent is at its limits.  Raises what dialing raises.
         """
-        agent, name = self.agent, self.name
-        conn = agent.acquire(name, waiter)
+        agent, name, deadline = self.agent, self.name, self.deadline
+        if deadline is None:
+            conn = agent.acquire(name, waiter)
+        else:  # the deadline bounds the wait for a pool slot too
+            try:
+                conn = agent.acquire(name, waiter, max(deadline - time.monotonic(), 0.001))
+            except gevent.Timeout:
+                if time.monotonic() < deadline:
+                    raise  # someone else's
+                raise errors.TimeoutError(f"request deadline of {format_ms(self.opts.get('deadline') or 0)} exceeded "
+                                          "waiting for a connection from the pool", "ETIMEDOUT") from None
         timings = self.timings
         timings._acquired = time.monotonic()
         if conn is None:
@@ -224,7 +233,8 @@ class ClientExchange:
                 conn.timings = (None, (time.monotonic() - started) * 1000.0, None)
             else:
                 conn = dial(self.opts, self.name, secure=agent.secure, sessions=agent, dns=agent.dns,
-                            keep_alive_msecs=agent.keep_alive_msecs if agent.keep_alive else None)
+                            keep_alive_msecs=agent.keep_alive_msecs if agent.keep_alive else None,
+                            deadline=self.deadline)
         except BaseException:
             agent.dial_failed(self.name)
             raise

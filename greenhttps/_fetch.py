@@ -316,8 +316,9 @@ def fetch(
     comes as sent (the same ``Accept-Encoding`` is offered either way).
 
     ``timeout``: the socket idle timeout of each request, in milliseconds (or a
-    ``datetime.timedelta``); ``deadline``: the whole fetch, body included, in
-    milliseconds or a timedelta; both raise ``TimeoutError`` (ETIMEDOUT).
+    ``datetime.timedelta``); ``deadline``: the whole fetch (connecting, a proxy's
+    tunnel, TLS, redirects, retries, the body), in milliseconds or a timedelta; both
+    raise ``TimeoutError`` (ETIMEDOUT; ``fetch deadline of ... exceeded``).
     ``retry``: an int (retries) or a :class:`Retry` policy.  ``agent``: the
     :class:`~greenhttps.Agent` for URLs of its protocol (else the global agent of
     the URL's protocol); an https: agent also decides the proxy for its URLs
@@ -488,6 +489,15 @@ class _Hop:
             res = req.getresponse(timeout=remaining)
         except BaseException as exc:
             req.destroy()
+            if isinstance(exc, errors.TimeoutError) and self.ends_at is not None and time.monotonic() >= self.ends_at:
+                # The request's deadline was what is left of ours: say it is fetch's
+                # (and where it ran out, if the dial says so).
+                where = "" if str(exc).startswith("request deadline of") else f": {exc.message}"
+                expired = errors.TimeoutError(f"fetch deadline of {format_ms(self.deadline_ms or 0)} exceeded{where}",
+                                              "ETIMEDOUT")
+                if getattr(exc, "proxy", None) is not None:
+                    expired.proxy = exc.proxy  # type: ignore[attr-defined]
+                raise expired from exc
             if forwarding is not None and isinstance(exc, errors.NetworkError) and getattr(exc, "proxy", None) is None:
                 # The connection was to the proxy: say so (as a tunnel's errors do).
                 exc.args = (f"{exc.message} (proxy {forwarding})", *exc.args[1:])

@@ -15,7 +15,9 @@ by Happy Eyeballs, as an origin's): for an ``http://`` or ``https://`` proxy,
 ``CONNECT host:port`` and the proxy's reply read up to its blank line; for a
 ``socks5://`` one, RFC 1928's greeting, RFC 1929's user name and password when the
 URL has them, and its CONNECT (``socks5h://``: the proxy resolves the origin's
-name; ``socks5://``: the dialer does, as curl).  Success leaves the stream a byte
+name; ``socks5://``: the dialer does, as curl, and sends the first address its
+lookup gives -- as curl, no other is tried if the proxy cannot reach that one:
+``family=4``/``6`` chooses, or ``socks5h://`` lets the proxy choose).  Success leaves the stream a byte
 pipe to the origin, on which the dialer runs the TLS handshake and peer checks
 against the origin (SNI and certificate name: the origin's, never the proxy's).
 Anything else is a :class:`~greenhttps.errors.ProxyError` naming the proxy and its
@@ -53,7 +55,7 @@ from . import errors
 
 __all__ = [
     "ProxyURL", "parse_proxy", "env_proxy", "env_proxy_for", "no_proxy_matches", "proxy_for", "forward_options",
-    "open_tunnel", "USE_ENV_PROXY", "SCHEMES",
+    "open_tunnel", "without_credentials", "USE_ENV_PROXY", "SCHEMES",
 ]
 
 #: The variable that makes request()/get() read the environment's proxies (as Node's
@@ -71,13 +73,14 @@ _STATUS_LINE = re.compile(rb"HTTP/1\.[01] (\d{3})(?: ([^\r\n]*))?\r\n")
 class ProxyURL:
     """A parsed proxy URL: where it is, and the ``Proxy-Authorization`` value its
     user-info gives (None without one; ``credentials`` are the user name and
-    password themselves, for SOCKS).  ``display`` names it without credentials."""
+    password themselves, for SOCKS).  ``display`` names it without credentials,
+    and so does the repr."""
 
     host: str
     port: int
-    authorization: str | None
+    authorization: str | None = dataclasses.field(repr=False)
     scheme: str = "http"
-    credentials: tuple[str, str] | None = None
+    credentials: tuple[str, str] | None = dataclasses.field(default=None, repr=False)
 
     @property
     def display(self) -> str:
@@ -89,11 +92,26 @@ class ProxyURL:
         return self.scheme.startswith("socks")
 
 
+def without_credentials(url: str) -> str:
+    """``url`` with its user-info (``user:password@``) replaced by ``***@``: a proxy
+    URL as an error message may show it."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    end = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    authority = rest[:end]
+    if "@" in authority:
+        rest = "***@" + authority.rpartition("@")[2] + rest[end:]
+    return f"{scheme}{sep}{rest}"
+
+
 def parse_proxy(url: str) -> ProxyURL:
     """Parse a proxy URL (``http://user:pass@host:port``; no scheme means http://;
-    ``https://``, ``socks5://`` and ``socks5h://`` too)."""
+    ``https://``, ``socks5://`` and ``socks5h://`` too).  Error messages never show
+    the credentials."""
     if not isinstance(url, str) or not url.strip():
-        raise errors.InvalidArgumentError(f"proxy must be a URL string, not {url!r}", "ERR_INVALID_ARG_VALUE")
+        shown = repr(without_credentials(url)) if isinstance(url, str) else type(url).__name__
+        raise errors.InvalidArgumentError(f"proxy must be a URL string, not {shown}", "ERR_INVALID_ARG_VALUE")
     text = url.strip()
     if "://" not in text:
         text = "http://" + text
@@ -106,13 +124,21 @@ def parse_proxy(url: str) -> ProxyURL:
         )
     try:
         host, port = parts.hostname, parts.port
-    except ValueError as exc:
-        raise errors.InvalidURLError(f"Invalid proxy URL: {url!r}", "ERR_INVALID_URL") from exc
+    except ValueError:
+        # (not chained: the ValueError's own message may quote the netloc, credentials and all)
+        raise errors.InvalidURLError(f"Invalid proxy URL: {without_credentials(url)!r}", "ERR_INVALID_URL") from None
     if not host:
-        raise errors.InvalidURLError(f"Invalid proxy URL: {url!r}", "ERR_INVALID_URL")
+        raise errors.InvalidURLError(f"Invalid proxy URL: {without_credentials(url)!r}", "ERR_INVALID_URL")
     authorization = credentials = None
     if parts.username is not None:
         credentials = (unquote(parts.username), unquote(parts.password or ""))
+        if scheme.startswith("socks"):
+            user, password = (len(part.encode("utf-8")) for part in credentials)
+            if not 1 <= user <= 255 or password > 255:
+                # RFC 1929: a user name of 1 to 255 bytes (a password of at most 255).
+                raise errors.InvalidArgumentError(
+                    f"SOCKS5 proxy {without_credentials(url)!r}: the user name must be 1 to 255 bytes and the "
+                    f"password at most 255 (RFC 1929); this one's are {user} and {password}", "ERR_INVALID_ARG_VALUE")
         joined = credentials[0] + ":" + credentials[1]
         authorization = "Basic " + base64.b64encode(joined.encode("utf-8")).decode("ascii")
     return ProxyURL(host, port or SCHEMES[scheme], authorization, scheme, credentials)
@@ -289,8 +315,8 @@ def _socks5(stream: Any, where: ProxyURL, host: str, port: int) -> None:
         raise errors.ProtocolError(f"proxy {where.display} does not speak SOCKS5 (version byte {version})")
     if method == 0x02 and where.credentials is not None:
         user, password = (part.encode("utf-8") for part in where.credentials)
-        if len(user) > 255 or len(password) > 255:
-            raise errors.InvalidArgumentError("SOCKS5 user name and password are at most 255 bytes each")
+        if not 1 <= len(user) <= 255 or len(password) > 255:  # (parse_proxy refuses these first)
+            raise errors.InvalidArgumentError("SOCKS5 user name must be 1 to 255 bytes, the password at most 255")
         stream.sendall(b"\x01" + bytes([len(user)]) + user + bytes([len(password)]) + password)
         if _exactly(stream, 2, where)[1] != 0:
             raise errors.ProxyError(f"proxy {where.display} refused the user name and password",
@@ -305,7 +331,12 @@ def _socks5(stream: Any, where: ProxyURL, host: str, port: int) -> None:
     try:
         address = ipaddress.ip_address(name)
     except ValueError:
-        encoded = name.encode("idna")
+        try:
+            encoded = name.encode("idna")
+        except UnicodeError:  # Python's IDNA 2003 codec refuses a label over 63 bytes
+            if not name.isascii():
+                raise errors.InvalidArgumentError(f"host name not valid for SOCKS5: {name!r}") from None
+            encoded = name.encode("ascii")  # as curl: the proxy's resolver decides
         if len(encoded) > 255:
             raise errors.InvalidArgumentError(f"host name too long for SOCKS5: {name!r}") from None
         target = b"\x03" + bytes([len(encoded)]) + encoded
@@ -313,6 +344,9 @@ def _socks5(stream: Any, where: ProxyURL, host: str, port: int) -> None:
         target = (b"\x01" if address.version == 4 else b"\x04") + address.packed
     stream.sendall(b"\x05\x01\x00" + target + port.to_bytes(2, "big"))
     version, reply, _, kind = _exactly(stream, 4, where)
+    if version != 5:
+        raise errors.ProtocolError(f"proxy {where.display}: SOCKS5 reply with version byte {version}, not 5",
+                                   proxy=where.display)
     if reply != 0:
         authority = f"[{name}]:{port}" if ":" in name else f"{name}:{port}"
         raise errors.ProxyError(

@@ -18,15 +18,20 @@ responses at 1,297-1,430 MiB/s against 1,027-1,109 with gevent's ``SSLSocket`` h
 The socket methods user code meets (through :class:`greenhttps.Socket`, e.g. in
 an ``'upgrade'`` listener) are the usual ones: ``recv``, ``recv_into``, ``send``,
 ``sendall``, ``settimeout``, ``shutdown``, ``close``; the TLS accessors are the
-``ssl.SSLSocket`` ones.  Anything else (``fileno``, ``getpeername``,
-``setsockopt``...) is the TCP socket's.  ``recv_within`` and ``send_within`` are the
-wire's: a timeout comes back as None, as in :mod:`greenhttps._sockio`.
+``ssl.SSLSocket`` ones (``get_unverified_chain``/``get_verified_chain`` too, on
+every Python: the C object has them since 3.10), always this layer's own.  Anything
+else (``fileno``, ``getpeername``, ``setsockopt``...) is the layer below's, which is
+a TCP socket's or leads to one.  ``recv_within`` and ``send_within`` are the wire's:
+a timeout comes back as None, as in :mod:`greenhttps._sockio`.
 
 The layer below is usually a TCP socket, but may be another TLS socket (gevent's
 ``SSLSocket``, or one of these): TLS inside TLS, an origin's through an https://
 proxy (:mod:`._dial`), which ``SSLSocket`` cannot do -- it needs a descriptor.
 Then bytes move through :mod:`._sockio`'s generic calls rather than the
-descriptor's, and ``sendmsg`` batching gives way to one ``send`` per flush.
+descriptor's, and ``sendmsg`` batching gives way to one ``send`` per flush.  A TLS
+question this class does not answer itself is then refused (AttributeError), never
+passed down: the layer below would answer it about the proxy's TLS, and a
+certificate check that read the proxy's chain would trust the wrong peer.
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ import socket
 import ssl
 import weakref
 from typing import Any
+
+from gevent import socket as gsocket
+from gevent import ssl as gssl
 
 from . import _sockio
 
@@ -56,6 +64,22 @@ _AROUND_TLS = frozenset({"recvfrom", "recvfrom_into", "recvmsg", "recvmsg_into",
                          "sendmsg", "sendfile", "detach", "dup"})
 #: The most ciphertext taken from the kernel at once.
 _RECV_SIZE = 256 * 1024
+
+
+def _tls_names() -> frozenset[str]:
+    """What a TLS socket has and a TCP one has not (this Python's classes, and the
+    attributes an ``SSLSocket`` sets on itself): with TLS below, such a name asked of
+    a BioSSLSocket that does not define it is a question about *its* TLS, which the
+    layer below must not answer."""
+    plain = set(dir(socket.socket)) | set(dir(gsocket.socket))
+    tls = set(dir(ssl.SSLSocket)) | set(dir(ssl.SSLObject)) | set(dir(gssl.SSLSocket))
+    tls |= set(dir(_ssl._SSLSocket))  # type: ignore[attr-defined]
+    state = {"_connected", "_context", "_session", "_sslobj", "_sslsock", "do_handshake_on_connect",
+             "server_hostname", "server_side", "suppress_ragged_eofs"}
+    return frozenset((tls - plain) | state)
+
+
+_TLS_NAMES = _tls_names()
 
 
 class BioSSLSocket:
@@ -461,12 +485,33 @@ class BioSSLSocket:
     def get_channel_binding(self, cb_type: str = "tls-unique") -> bytes | None:
         return self._tls.get_channel_binding(cb_type) if self._tls is not None else None
 
+    def compression(self) -> str | None:
+        return self._tls.compression() if self._tls is not None else None
+
+    def verify_client_post_handshake(self) -> None:
+        self._live().verify_client_post_handshake()
+
+    def get_unverified_chain(self) -> list[bytes]:
+        """The certificates the peer sent, leaf first, DER (``ssl.SSLSocket``'s, 3.13)."""
+        chain = self._live().get_unverified_chain()
+        return [cert.public_bytes(_ssl.ENCODING_DER) for cert in chain] if chain else []
+
+    def get_verified_chain(self) -> list[bytes]:
+        """The chain OpenSSL verified, leaf to root, DER (``ssl.SSLSocket``'s, 3.13)."""
+        chain = self._live().get_verified_chain()
+        return [cert.public_bytes(_ssl.ENCODING_DER) for cert in chain] if chain else []
+
     def __getattr__(self, name: str) -> Any:
-        # fileno, getpeername, getsockname, setsockopt, family...: the TCP socket's;
-        # never a method that would move bytes around TLS.
+        # fileno, getpeername, getsockname, setsockopt, family...: the TCP socket's
+        # (through the layers below); never a method that would move bytes around TLS,
+        # nor, over TLS, a TLS question (it would be answered about the wrong peer).
         if name in _AROUND_TLS:
             raise AttributeError(f"{name}() is not available on a TLS socket")
-        return getattr(self._raw, name)
+        raw = self._raw
+        if name in _TLS_NAMES and not self._plain and hasattr(raw, "_sslobj"):
+            raise AttributeError(f"'BioSSLSocket' object has no attribute {name!r} (a TLS attribute: the "
+                                 "layer below is another TLS connection's, a proxy's, not this one's)")
+        return getattr(raw, name)
 
     def __repr__(self) -> str:
         state = "closed" if self._sslobj is None else ("server" if self.server_side else "client")

@@ -262,14 +262,18 @@ class RedirectError(Error):
 
 
 class ProxyError(NetworkError):
-    """A proxy answered the tunnel request (``CONNECT``) with a status other than 2xx;
-    ``status`` is that status and ``proxy`` the proxy (without credentials).  407
-    (credentials missing or refused) has code ``ERR_PROXY_AUTH_REQUIRED``, others
-    ``ERR_PROXY_TUNNEL``.  (Node 20's https has no proxy; undici's ProxyAgent
-    rejects the same way.)"""
+    """A proxy refused the tunnel: an HTTP proxy answered ``CONNECT`` with a status
+    other than 2xx (``status``), or a SOCKS5 one answered its CONNECT with a reply
+    code other than 0 (``socks_reply``, RFC 1928 §6: 1 general failure, 2 not
+    allowed, 3 network unreachable, 4 host unreachable, 5 connection refused...) or
+    refused the user name and password; ``proxy`` is the proxy (without
+    credentials).  Credentials missing or refused (HTTP 407, SOCKS5 authentication)
+    have code ``ERR_PROXY_AUTH_REQUIRED``, others ``ERR_PROXY_TUNNEL``.  (Node 20's
+    https has no proxy; undici's ProxyAgent rejects the same way.)"""
 
     code = "ERR_PROXY_TUNNEL"
     status: int | None = None
+    socks_reply: int | None = None
     proxy: str | None = None
 
 

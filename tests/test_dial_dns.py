@@ -194,3 +194,36 @@ def test_the_connect_timeout_covers_the_lookup(port: int) -> None:
     assert _get(agent, port, slow, host="slow.test") == b"ok"
     assert slow.calls == {"slow.test": 2}
     agent.destroy()
+
+
+def test_the_request_deadline_covers_the_dial(port: int, ca_pem: bytes) -> None:
+    """request()'s ``deadline`` is the whole exchange (README), dialing included: a
+    5 s lookup, or a TLS server that never answers the hello, end at the deadline
+    without any connect timeout (before, both waited as long as the peer did); with
+    both set, whichever ends first, its message saying which (ETIMEDOUT either way)."""
+    slow = Counting(delay=5)
+    start = time.monotonic()
+    with pytest.raises(errors.TimeoutError) as info:
+        greenhttps.http.get({"host": "slow.test", "port": port, "lookup": slow, "deadline": 300, "agent": False})
+    assert 0.25 < time.monotonic() - start < 2.0
+    assert "getaddrinfo slow.test: no answer within 300 ms (the request deadline)" in str(info.value)
+    silent = gevent.socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    held: list[Any] = []
+    acceptor = gevent.spawn(lambda: [held.append(silent.accept()[0]) for _ in range(8)])
+    url = f"https://localhost:{silent.getsockname()[1]}/"
+    try:
+        for options, limit in (({"deadline": 300}, "300 ms (the request deadline)"),
+                               ({"deadline": 300, "connect_timeout": 5000}, "300 ms (the request deadline)"),
+                               ({"deadline": 5000, "connect_timeout": 300}, "300 ms (the connect timeout)")):
+            start = time.monotonic()
+            with pytest.raises(errors.TimeoutError) as info, gevent.Timeout(8):
+                greenhttps.get(url, ca=ca_pem, agent=False, **options)
+            assert 0.25 < time.monotonic() - start < 2.0
+            assert info.value.message == f"TLS handshake timed out after {limit}" and info.value.code == "ETIMEDOUT"
+    finally:
+        acceptor.kill()
+        for sock in held:
+            sock.close()
+        silent.close()

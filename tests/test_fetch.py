@@ -15,6 +15,7 @@ import time
 from typing import Any, Callable
 
 import gevent
+import gevent.socket
 import hypothesis
 import pytest
 from hypothesis import strategies as st
@@ -501,6 +502,60 @@ def test_retry_respects_the_deadline(origin: Any, ca_pem: bytes) -> None:
     started = time.monotonic()
     res = greenhttps.fetch(base, retry=5, deadline=1000, ca=ca_pem)
     assert res.status == 503 and len(rec.seen) == 1 and time.monotonic() - started < 1
+
+
+def test_deadline_covers_connecting(ca_pem: bytes) -> None:
+    """``deadline`` alone (no ``connect_timeout``) bounds the dial too: an origin that
+    accepts and never answers the TLS hello ends at the deadline, fetch's error
+    saying where it ran out, no fd left (before, fetch waited as long as the peer)."""
+    silent = gevent.socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    held: list[Any] = []
+    acceptor = gevent.spawn(lambda: [held.append(silent.accept()[0]) for _ in range(8)])
+    fds = helpers.open_fds()
+    try:
+        start = time.monotonic()
+        with pytest.raises(errors.TimeoutError) as info, gevent.Timeout(8):
+            greenhttps.fetch(f"https://127.0.0.1:{silent.getsockname()[1]}/", ca=ca_pem, deadline=600, retry=2)
+        assert 0.5 < time.monotonic() - start < 1.5
+        assert str(info.value).startswith("fetch deadline of 600 ms exceeded: TLS handshake timed out after ")
+        assert info.value.code == "ETIMEDOUT"
+        helpers.settle()
+        assert helpers.open_fds() <= fds + len(held)  # (the accepted ends the test holds)
+    finally:
+        acceptor.kill()
+        for sock in held:
+            sock.close()
+        silent.close()
+
+
+def test_deadline_covers_waiting_for_the_pool(make_server: Any) -> None:
+    """A request waiting for a pool slot (``max_sockets=1``, the one socket busy for
+    2 s) ends at its ``deadline`` too, withdrawn from ``agent.requests``: request()'s
+    and fetch()'s deadline are the whole exchange, the wait included."""
+    def slow(req: Any, res: Any) -> None:
+        gevent.sleep(2)
+        res.end("late")
+
+    url = f"http://127.0.0.1:{make_server(slow, tls=False).address()['port']}/"
+    agent = greenhttps.http.Agent(keep_alive=True, max_sockets=1)
+    holder = gevent.spawn(greenhttps.http.get, url, agent=agent)
+    try:
+        gevent.sleep(0.2)
+        assert agent.total_socket_count == 1
+        start = time.monotonic()
+        with pytest.raises(errors.TimeoutError, match="request deadline of 300 ms exceeded waiting for a connection"):
+            greenhttps.http.get(url, agent=agent, deadline=300)
+        assert 0.25 < time.monotonic() - start < 1.5 and agent.requests == {}
+        start = time.monotonic()
+        with pytest.raises(errors.TimeoutError, match="fetch deadline of 300 ms exceeded"):
+            greenhttps.fetch(url, agent=agent, deadline=300)
+        assert 0.25 < time.monotonic() - start < 1.5 and agent.requests == {}
+        assert holder.get(timeout=5).read() == b"late"  # the holder was not disturbed
+    finally:
+        holder.kill()
+        agent.destroy()
 
 
 def test_backoff_grows_with_jitter() -> None:

@@ -418,6 +418,45 @@ def test_https_proxy_with_an_agent(start_tls_proxy: Any, serve: Callable[..., in
     assert helpers.open_fds() <= fds
 
 
+def test_https_proxy_inner_tls_answers_for_the_origin(start_tls_proxy: Any, serve: Callable[..., int],
+                                                      proxy_ca: trustme.CA, no_env_proxies: None) -> None:
+    """The origin's TLS inside the proxy's never answers a TLS question with the
+    proxy's layer: with ``reject_unauthorized=False`` and ``ca`` the *proxy's* CA
+    (which does not vouch for the origin), ``authorized``/``authorization_error`` are
+    what a direct connection says (the chain check reads the origin's chain, not the
+    proxy's, which that CA would accept); the certificate chain is the origin's; a
+    TLS attribute the inner layer does not define is refused rather than taken from
+    the proxy's TLS below it."""
+    proxy = start_tls_proxy()
+    port = serve(_servername)
+    seen = {}
+    for label, via in (("direct", False), ("proxied", proxy.url)):
+        agent = greenhttps.Agent(keep_alive=True, proxy=via, proxy_ca=proxy_ca.cert_pem.bytes(),
+                                 ca=proxy_ca.cert_pem.bytes(), reject_unauthorized=False)
+        try:
+            res = greenhttps.get(f"https://localhost:{port}/c", agent=agent)
+            res.read()
+            seen[label] = (res.socket.authorized, res.socket.authorization_error)
+            if label == "proxied":
+                inner = res.socket._sock
+                outer = inner._raw  # the proxy's TLS
+                leaf = inner.getpeercert(binary_form=True)
+                assert leaf != outer.getpeercert(binary_form=True)
+                chain = inner.get_unverified_chain()
+                assert chain and chain[0] == leaf
+                assert inner.get_verified_chain()[:1] == [leaf]  # what OpenSSL holds, unverified here
+                assert inner.compression() is None
+                for name in ("do_handshake_on_connect", "selected_npn_protocol", "_context", "owner"):
+                    assert hasattr(outer, name) or name == "owner"
+                    with pytest.raises(AttributeError, match="layer below"):
+                        getattr(inner, name)
+                assert inner.fileno() == outer.fileno() >= 0  # socket-level: still the layer below's
+        finally:
+            agent.destroy()
+    assert seen["direct"] == (False, "UNABLE_TO_VERIFY_LEAF_SIGNATURE")
+    assert seen["proxied"] == seen["direct"]
+
+
 def test_https_proxy_carries_large_bodies_both_ways(start_tls_proxy: Any, serve: Callable[..., int], ca_pem: bytes,
                                                     proxy_ca: trustme.CA, no_env_proxies: None) -> None:
     """Megabytes up and down through TLS inside TLS: many records per read and per
@@ -574,6 +613,222 @@ def test_socks5_refusals_name_the_proxy(start_socks_proxy: Any, serve: Callable[
     assert proxy.url.replace("u:p@", "") in str(info.value)
     helpers.settle()
     assert helpers.open_fds() <= fds
+
+
+# ------------------------------------------------------------------ time limits (scripted proxies)
+
+
+class _ClientLeft(Exception):
+    pass
+
+
+def _wait_for_close(sock: Any, seconds: float) -> None:
+    """Wait ``seconds`` (what the client sends meanwhile goes unanswered), or until
+    the client closes (then _ClientLeft: the handler ends, and its socket with it,
+    so the test sees every fd closed)."""
+    ends = time.monotonic() + seconds
+    while (left := ends - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            if not sock.recv(4096):
+                raise _ClientLeft
+        except TimeoutError:
+            return
+        except OSError as exc:
+            raise _ClientLeft from exc
+
+
+def _trickle(sock: Any, data: bytes, pause: float) -> None:
+    """``data`` a byte at a time, ``pause`` seconds apart."""
+    for index, byte in enumerate(data):
+        if index:
+            _wait_for_close(sock, pause)
+        sock.sendall(bytes([byte]))
+
+
+def _scripted(handler: Callable[[Any], None]) -> Callable[[Any], None]:
+    def handle(sock: Any) -> None:
+        try:
+            handler(sock)
+        except _ClientLeft:
+            pass
+    return handle
+
+
+@_scripted
+def _trickling_connect_proxy(sock: Any) -> None:
+    """An http:// proxy that takes the CONNECT and sends its 200 a byte every 0.1 s
+    (about 4 s in all: each read gets a byte well within any per-read timeout)."""
+    helpers.read_request_head(sock)
+    _trickle(sock, b"HTTP/1.1 200 Connection established\r\n\r\n", 0.1)
+    _wait_for_close(sock, 10)  # then the tunnel is silent
+
+
+@_scripted
+def _trickling_socks_proxy(sock: Any) -> None:
+    """A SOCKS5 proxy answering each step a byte every 0.15 s."""
+    sock.recv(3)  # greeting: version 5, one method, no authentication
+    _trickle(sock, b"\x05\x00", 0.15)
+    sock.settimeout(5)
+    sock.recv(64)  # CONNECT
+    _trickle(sock, b"\x05\x00\x00\x01\x7f\x00\x00\x01\x00\x50", 0.15)
+    _wait_for_close(sock, 10)
+
+
+def _slow_phases_proxy(ssl_context: Any) -> Callable[[Any], None]:
+    """An https:// proxy that waits 0.7 s before its TLS handshake and 0.7 s before
+    its 200, and then leaves the origin's handshake unanswered: each phase well
+    within a 1 s timeout, all three together not."""
+    def handle(sock: Any) -> None:
+        gevent.sleep(0.7)
+        try:
+            tls = helpers.wrap_server(sock, ssl_context)
+        except OSError:
+            return
+        try:
+            helpers.read_request_head(tls)
+            _wait_for_close(tls, 0.7)
+            tls.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            _wait_for_close(tls, 10)
+        except (_ClientLeft, OSError):
+            pass
+        finally:
+            tls.close()
+    return handle
+
+
+@pytest.mark.parametrize("kind", ["trickled CONNECT reply", "trickled SOCKS5 replies", "slow phases, https://"])
+def test_connect_timeout_bounds_the_whole_proxy_dial(kind: str, script_server: Any, server_ssl_context: Any,
+                                                     ca_pem: bytes, no_env_proxies: None) -> None:
+    """``connect_timeout`` is one limit for everything a dial through a proxy does
+    (lookup, connect, the proxy's TLS, CONNECT or SOCKS5, the origin's TLS), not a
+    fresh one per phase or per read: a proxy that trickles its reply a byte at a
+    time, or takes most of the limit in each phase, ends at the limit, ETIMEDOUT
+    naming the proxy, no fd left.  (Per phase it took 2.4 s or more.)"""
+    if kind.startswith("trickled CONNECT"):
+        proxy = f"http://127.0.0.1:{script_server(_trickling_connect_proxy)}"
+    elif kind.startswith("trickled SOCKS5"):
+        proxy = f"socks5h://127.0.0.1:{script_server(_trickling_socks_proxy)}"
+    else:
+        proxy = f"https://localhost:{script_server(_slow_phases_proxy(server_ssl_context))}"
+    agent = greenhttps.Agent(keep_alive=True, proxy=proxy, proxy_ca=ca_pem, ca=ca_pem, connect_timeout=1000)
+    fds = helpers.open_fds()
+    start = time.monotonic()
+    try:
+        with pytest.raises(errors.TimeoutError) as info, gevent.Timeout(8):
+            greenhttps.get("https://localhost:9/", agent=agent)
+        elapsed = time.monotonic() - start
+    finally:
+        agent.destroy()
+    assert 0.9 < elapsed < 1.8, elapsed
+    assert info.value.code == "ETIMEDOUT" and "1000 ms (the connect timeout)" in str(info.value)
+    assert f"proxy {proxy}" in str(info.value) and info.value.proxy == proxy
+    helpers.settle()
+    assert helpers.open_fds() <= fds
+
+
+@pytest.mark.parametrize("kind", ["http://", "https://", "socks5h://"])
+def test_deadline_alone_bounds_a_dial_through_a_silent_proxy(kind: str, ca_pem: bytes,
+                                                             no_env_proxies: None) -> None:
+    """A proxy that accepts and never says a byte (no CONNECT reply, no TLS, no
+    SOCKS5 answer) and no connect timeout: ``fetch(deadline=...)`` and
+    ``request(deadline=...)`` still end at their deadline (before, the dial waited
+    for ever), ETIMEDOUT, and leave no fd."""
+    silent = gevent.socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    held: list[Any] = []
+    acceptor = gevent.spawn(lambda: [held.append(silent.accept()[0]) for _ in range(16)])
+    proxy = f"{kind}127.0.0.1:{silent.getsockname()[1]}"
+    fds = helpers.open_fds()
+    try:
+        start = time.monotonic()
+        with pytest.raises(errors.TimeoutError) as info, gevent.Timeout(8):
+            greenhttps.fetch("https://localhost:9/", proxy=proxy, ca=ca_pem, deadline=800)
+        assert 0.7 < time.monotonic() - start < 1.6
+        assert str(info.value).startswith("fetch deadline of 800 ms exceeded: ") and info.value.code == "ETIMEDOUT"
+        assert info.value.proxy == proxy
+        start = time.monotonic()
+        with pytest.raises(errors.TimeoutError) as info, gevent.Timeout(8):
+            greenhttps.get("https://localhost:9/", proxy=proxy, ca=ca_pem, deadline=800, agent=False)
+        assert 0.7 < time.monotonic() - start < 1.6
+        assert "800 ms (the request deadline)" in str(info.value) and info.value.proxy == proxy
+        for agent in _fetch._TUNNEL_AGENTS.values():
+            agent.destroy()
+        _fetch._TUNNEL_AGENTS.clear()
+        helpers.settle()
+        assert helpers.open_fds() <= fds + len(held)  # (the accepted ends the test holds)
+    finally:
+        acceptor.kill()
+        for sock in held:
+            sock.close()
+        silent.close()
+
+
+def test_socks5_edges_are_refused_clearly(script_server: Any, ca_pem: bytes, no_env_proxies: None) -> None:
+    """RFC 1929 wants a user name of 1 to 255 bytes: an empty one (``socks5h://:pw@``)
+    is refused before anything is sent, not sent with length 0.  A CONNECT reply
+    whose version byte is not 5 is a ProtocolError naming the proxy (before, it was
+    taken for success).  A refusal is a ProxyError with ``socks_reply`` (declared on
+    the class: None for an HTTP proxy's)."""
+    connections: list[bytes] = []
+
+    def bad_version(sock: Any) -> None:
+        connections.append(sock.recv(3))
+        sock.sendall(b"\x05\x00")
+        sock.recv(300)
+        sock.sendall(b"\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00")  # version 0, "succeeded"
+        _wait_for_close(sock, 10)
+
+    def refusing(sock: Any) -> None:
+        connections.append(sock.recv(3))
+        sock.sendall(b"\x05\x00")
+        sock.recv(300)
+        sock.sendall(b"\x05\x05\x00\x01\x00\x00\x00\x00\x00\x00")  # 5: connection refused
+
+    port = script_server(_scripted(bad_version))
+    for url in (f"socks5h://:pw@127.0.0.1:{port}", f"socks5://:@127.0.0.1:{port}",
+                f"socks5h://{'u' * 256}:pw@127.0.0.1:{port}"):
+        with pytest.raises(errors.InvalidArgumentError, match="RFC 1929") as info:
+            greenhttps.fetch("https://localhost:9/", proxy=url, ca=ca_pem)
+        assert "pw" not in str(info.value) and "u" * 256 not in str(info.value)
+    assert connections == []
+    fds = helpers.open_fds()
+    start = time.monotonic()
+    with pytest.raises(errors.ProtocolError, match="version byte 0") as bad:
+        greenhttps.fetch("https://localhost:9/", proxy=f"socks5h://127.0.0.1:{port}", ca=ca_pem,
+                         connect_timeout=3000)
+    assert time.monotonic() - start < 2 and bad.value.proxy == f"socks5h://127.0.0.1:{port}"
+    with pytest.raises(errors.ProxyError) as refused:
+        greenhttps.fetch("https://localhost:9/", proxy=f"socks5h://127.0.0.1:{script_server(refusing)}", ca=ca_pem)
+    assert refused.value.socks_reply == 5 and refused.value.status is None
+    assert "SOCKS5 reply 5 (connection refused)" in str(refused.value)
+    long_label = "a" * 64 + ".example"  # beyond Python's IDNA codec: sent as is (curl too)
+    with pytest.raises(errors.ProxyError, match=f"tunnel to {long_label}:443"):
+        greenhttps.fetch(f"https://{long_label}/", proxy=f"socks5h://127.0.0.1:{script_server(refusing)}", ca=ca_pem)
+    assert errors.ProxyError("x").socks_reply is None and "socks_reply" in (errors.ProxyError.__doc__ or "")
+    helpers.settle(0.3)
+    assert helpers.open_fds() <= fds + 2  # (the later scripted proxies' listeners)
+
+
+def test_proxy_credentials_stay_out_of_messages_and_reprs() -> None:
+    """A bad proxy URL's error, and a parsed one's repr, show no user name or
+    password (a log line must not leak them)."""
+    for url in ("http://alice:s3cret@proxy.example:99999", "socks5h://alice:s3cret@proxy.example:notaport",
+                "alice:s3cret@proxy.example:70000", "https://alice:s3cret@:8080"):
+        for call in (lambda: greenhttps.fetch("https://example.invalid/", proxy=url),
+                     lambda: greenhttps.Agent(proxy=url), lambda: _proxy.parse_proxy(url)):
+            with pytest.raises(errors.InvalidArgumentError) as info:
+                call()
+            text = str(info.value) + repr(info.value) + str(info.value.__cause__ or "")
+            assert "s3cret" not in text and "alice" not in text and "***@" in text, text
+    parsed = _proxy.parse_proxy("socks5://alice:s3cret@proxy.example:1080")
+    assert parsed.credentials == ("alice", "s3cret")  # still there, for the handshake
+    assert "s3cret" not in repr(parsed) and "alice" not in repr(parsed) and "proxy.example" in repr(parsed)
+    assert "Basic" not in repr(_proxy.parse_proxy("http://alice:s3cret@proxy.example"))
+    assert _proxy.without_credentials("http://a:b@h:1/x?y@z") == "http://***@h:1/x?y@z"
+    assert _proxy.without_credentials("a:b@h:1") == "***@h:1"
+    assert _proxy.without_credentials("http://h:1") == "http://h:1"
 
 
 # ------------------------------------------------------------------ fetch()'s own pools
