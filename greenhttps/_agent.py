@@ -409,21 +409,29 @@ class Agent(EventEmitter):
         name or the agent is at its limit, at most ``timeout`` seconds (None: no limit).
         Raises ``gevent.Timeout`` subclasses / ``GreenletExit`` untouched; the wait
         is withdrawn either way.  With ``pace``, first waits for the origin's turn
-        (see the module docstring).
+        (see the module docstring), within the same ``timeout``.
         """
         if self._pace_s:
-            origin = _origin_of(name, request)
-            self._book_start(origin)
-            conn = self._acquire(name, request, timeout)
+            # ``timeout`` bounds the waits for the origin's turn as well as the pool's.
+            timer = gevent.Timeout(timeout) if timeout is not None else None
+            if timer is not None:
+                timer.start()
             try:
-                self._start_paced(origin)
-            except BaseException:
-                if conn is None:
-                    self._unreserve(name)
-                else:
-                    self.release(conn, reusable=True)
-                raise
-            return conn
+                origin = _origin_of(name, request)
+                self._book_start(origin)
+                conn = self._acquire(name, request, timeout)
+                try:
+                    self._start_paced(origin)
+                except BaseException:
+                    if conn is None:
+                        self._unreserve(name)
+                    else:
+                        self.release(conn, reusable=True)
+                    raise
+                return conn
+            finally:
+                if timer is not None:
+                    timer.close()
         return self._acquire(name, request, timeout)
 
     # -------------------------------------------------------------- pacing

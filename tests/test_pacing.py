@@ -168,3 +168,22 @@ def test_killed_waiters_give_their_turns_back(origins: Callable[[], Origin]) -> 
     assert _get(agent, a.url + "/next") == b"ok"
     assert time.monotonic() - start < 0.9  # one interval and margin, not ten (3 s)
     agent.destroy()
+
+
+def test_a_deadline_bounds_the_wait_for_the_origins_turn(origins: Callable[[], Origin]) -> None:
+    """A request whose ``deadline`` ends before its origin's turn fails at the
+    deadline (ETIMEDOUT), sends nothing, and gives its turn back: the next request
+    is not pushed further out by it."""
+    agent = greenhttps.http.Agent(keep_alive=True, pace=1500)
+    a = origins()
+    assert _get(agent, f"{a.url}/first") == b"ok"
+    started = time.monotonic()
+    with pytest.raises(errors.TimeoutError) as info:
+        greenhttps.http.get(f"{a.url}/late", agent=agent, deadline=300).read()
+    took = time.monotonic() - started
+    assert info.value.code == "ETIMEDOUT"
+    assert 0.25 <= took < 1.0, took
+    assert len(a.arrivals) == 1  # nothing sent
+    _get(agent, f"{a.url}/next")
+    assert a.arrivals[1] - a.arrivals[0] < 1.5 + 0.5  # its turn, not one more interval
+    agent.destroy()
