@@ -253,6 +253,7 @@ SERVERS: dict[str, tuple[list[str], str | None]] = {
 }
 CLIENTS: dict[str, tuple[list[str], str | None]] = {
     "greenhttps": ([PY, str(C / "greenhttps_client.py")], "import greenhttps"),
+    "greenhttps tls-bio": ([PY, str(C / "greenhttps_client.py"), "--tls-bio"], "import greenhttps"),
     "geventhttpclient": ([PY, str(C / "geventhttpclient_client.py")], "import geventhttpclient"),
     "aiohttp": ([PY, str(C / "aiohttp_client.py")], "import aiohttp"),
     "urllib3+monkey": ([PY, str(C / "urllib3_client.py")], "import gevent, urllib3"),

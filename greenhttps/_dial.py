@@ -38,7 +38,7 @@ from ._net_socket import Socket
 from ._options import format_ms, ms_to_seconds
 from ._parsers import parser_class
 from ._proxy import ProxyURL, open_tunnel, parse_proxy
-from ._tlsbio import BioSSLSocket
+from ._tlsbio import TLS_ON_MEMORY_BIOS, BioSSLSocket
 from ._url import is_ip
 from ._wire import Wire
 
@@ -522,7 +522,9 @@ def _handshake(raw: gsocket.socket, opts: Mapping[str, Any], sessions: SessionCa
         session = sessions.get_session(name)
     # Over a TCP socket, gevent's SSLSocket; over the TLS of an https:// proxy, a
     # memory-BIO one (an SSLSocket needs a descriptor of its own).
-    wrap: Any = _tls.wrap_socket if not hasattr(raw, "_sslobj") else _wrap_inner
+    # Memory BIOs over a TLS stream (an https:// proxy's) always; over TCP with
+    # GREENHTTPS_TLS_BIO=1 (one recv per batch of records instead of two read()s each).
+    wrap: Any = _wrap_inner if TLS_ON_MEMORY_BIOS or hasattr(raw, "_sslobj") else _tls.wrap_socket
     try:
         tls = wrap(context, raw, server_side=False, server_hostname=sni, session=session)
     except (ValueError, TypeError):  # a session from another context (or not a session)
@@ -549,7 +551,8 @@ def _handshake(raw: gsocket.socket, opts: Mapping[str, Any], sessions: SessionCa
 
 def _wrap_inner(context: Any, carrier: Any, *, server_side: bool, server_hostname: str | None = None,
                 session: Any = None) -> BioSSLSocket:
-    """TLS over a TLS stream (the origin's, inside an https:// proxy's)."""
+    """TLS on memory BIOs: over a TLS stream (the origin's, inside an https://
+    proxy's), or over TCP with ``GREENHTTPS_TLS_BIO=1``."""
     return BioSSLSocket(_tls.stdlib_context(context), carrier, server_side=server_side,
                         server_hostname=server_hostname, session=session)
 

@@ -28,7 +28,7 @@ import greenlet
 from gevent import socket as gsocket
 from gevent.event import Event
 
-from . import _tls, errors
+from . import _tls, _tlsbio, errors
 from ._access_log import log_format
 from ._events import EventEmitter, logger
 from ._options import SERVER_OPTIONS, duration_to_ms, merge_options, node_aliases
@@ -49,9 +49,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Server", "PlainServer", "create_server"]
 
-#: ``GREENHTTPS_TLS_BIO=1``: servers run OpenSSL on memory BIOs (greenhttps._tlsbio),
-#: which sends large bodies faster and holds more memory per connection; read once.
-TLS_ON_MEMORY_BIOS = os.environ.get("GREENHTTPS_TLS_BIO", "") == "1"
+#: ``GREENHTTPS_TLS_BIO=1``: servers run OpenSSL on memory BIOs (greenhttps._tlsbio);
+#: a module attribute here so that a test can switch one server module's choice.
+TLS_ON_MEMORY_BIOS = _tlsbio.TLS_ON_MEMORY_BIOS
 
 _TLS_ONLY = frozenset(_tls.SERVER_TLS_KEYS)
 #: TLS options that belong to the server, not to its identity: ``set_secure_context``

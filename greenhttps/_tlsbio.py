@@ -8,7 +8,8 @@ two :class:`ssl.MemoryBIO`\\ s and we move the bytes: one ``recv`` takes whateve
 records have arrived, one ``send`` carries up to :data:`_SEND_BATCH` of plaintext
 as ciphertext.
 
-Why it is not the default (servers use it with ``GREENHTTPS_TLS_BIO=1``): a memory
+Why it is not the default (servers and clients use it with ``GREENHTTPS_TLS_BIO=1``,
+read once at import; the origin's TLS inside an https:// proxy's always does): a memory
 BIO never gives its buffer back.  Each connection keeps about 2 KiB more while idle,
 one record's worth (about 22 KiB) once it has carried a large body, and a server's
 heap grows higher under mixed traffic (``benchmarks/soak.py``).  What it buys: 1 MiB
@@ -39,6 +40,7 @@ from __future__ import annotations
 import _ssl
 import errno
 import io
+import os
 import socket
 import ssl
 import weakref
@@ -49,7 +51,12 @@ from gevent import ssl as gssl
 
 from . import _sockio
 
-__all__ = ["BioSSLSocket"]
+__all__ = ["BioSSLSocket", "TLS_ON_MEMORY_BIOS"]
+
+#: ``GREENHTTPS_TLS_BIO=1``: servers and clients run OpenSSL on memory BIOs, which
+#: makes one system call where a socket BIO makes two (a record's header, then the
+#: rest) and sends large bodies in fewer writes, and holds more memory per connection.
+TLS_ON_MEMORY_BIOS = os.environ.get("GREENHTTPS_TLS_BIO", "") == "1"
 
 #: Plaintext encrypted per ``send``: 16 records, one system call.
 _SEND_BATCH = 256 * 1024

@@ -1,12 +1,19 @@
 """greenhttps client: one Agent(keep_alive=True) for the pooled modes; agent=False
 (full handshake each time) and Agent(keep_alive=False) (cached TLS sessions) for the
-new-connection modes."""
+new-connection modes.  ``--tls-bio``: TLS on memory BIOs (``GREENHTTPS_TLS_BIO=1``)."""
 
 from __future__ import annotations
 
-import _common
+import os
+import sys
 
-import greenhttps
+if "--tls-bio" in sys.argv:
+    sys.argv.remove("--tls-bio")
+    os.environ["GREENHTTPS_TLS_BIO"] = "1"
+
+import _common  # noqa: E402
+
+import greenhttps  # noqa: E402
 
 args = _common.parse()
 with open(args.ca, "rb") as f:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Instructions per keep-alive request of each Python server, counted in the server alone.
+"""Instructions per keep-alive request of each Python server (or client), counted in it alone.
 
-    python3 benchmarks/server_instructions.py [--requests 1000] [--connections 1] [--only A,B]
+    python3 benchmarks/peer_instructions.py [--side server|client] [--requests 1000] [--connections 1] [--only A,B]
 
 The wall-clock comparison (``run.py``) moves by several percent from run to run on
 these two noisy cores; this one does not.  Each Python server of run.py (the same
@@ -13,6 +13,10 @@ server gets SIGINT and valgrind prints the instructions it executed.  The count 
 request is the difference of a run with 200 + ``--requests`` requests and one with
 200, so start-up, the handshake and shutdown cancel out.  Node is left out (a JIT
 under valgrind says nothing useful).
+
+``--side client`` does the same for the Python clients of run.py (``clients/``, mode
+``keepalive``, ``--connections`` greenlets or tasks): each runs under valgrind against
+Node's https server (not under valgrind), 200 and 200 + ``--requests`` requests.
 
 It counts user-space instructions: what a server spends in the kernel (system calls,
 TCP) is not in it, so it ranks the Python work per request, not the whole cost;
@@ -47,6 +51,14 @@ SERVERS = {
     "pywsgi+NODELAY": "pywsgi_server.py --nodelay",
     "gevent+h11 loop": "h11_gevent_server.py",
 }
+CLIENTS = {
+    "greenhttps": "greenhttps_client.py",
+    "greenhttps tls-bio": "greenhttps_client.py --tls-bio",
+    "aiohttp": "aiohttp_client.py",
+    "geventhttpclient": "geventhttpclient_client.py",
+    "urllib3+monkey": "urllib3_client.py",
+    "requests+monkey": "requests_client.py",
+}
 REQUEST = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
 
 
@@ -72,6 +84,22 @@ def _client(port: int, ca: str, n: int) -> None:
                     if not chunk:
                         raise RuntimeError(f"the server closed after {len(got)} bytes")
                     got += chunk
+
+
+def client_instructions(script: str, certs: dict[str, str], n: int, connections: int, port: int) -> int:
+    """A client under valgrind making ``n`` keep-alive requests to Node's server on ``port``."""
+    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+           *(str(HERE / "clients" / part) if part.endswith(".py") else part for part in script.split()),
+           "keepalive", str(port), certs["ca"], "--n", str(n),
+           "--concurrency", str(connections), "--warmup", "0"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200,
+                          env={**suite.child_env(), "PYTHONHASHSEED": "0"})
+    if proc.returncode != 0 or '"skip"' in proc.stdout:
+        raise RuntimeError(f"{script}: exit {proc.returncode}: {proc.stdout[-300:]} {proc.stderr[-800:]}")
+    for line in proc.stderr.splitlines():
+        if "Collected :" in line:
+            return int(line.rsplit(":", 1)[1])
+    raise RuntimeError(f"no callgrind total for {script}: {proc.stderr[-800:]}")
 
 
 def _wait_listening(port: int, proc: subprocess.Popen[str], timeout: float = 120) -> None:
@@ -116,33 +144,49 @@ def instructions(script: str, certs: dict[str, str], n: int, connections: int) -
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--side", choices=["server", "client"], default="server")
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--connections", type=int, default=1, help="keep-alive connections at once (default 1)")
     parser.add_argument("--only", metavar="A,B", help="only servers whose names contain one of these words")
     cfg = parser.parse_args()
     if shutil.which("valgrind") is None:
-        print("server_instructions.py needs valgrind (Debian: apt-get install valgrind)", file=sys.stderr)
+        print("peer_instructions.py needs valgrind (Debian: apt-get install valgrind)", file=sys.stderr)
         return 2
-    names = [name for name in SERVERS
+    table = SERVERS if cfg.side == "server" else CLIENTS
+    names = [name for name in table
              if not cfg.only or any(word in name for word in cfg.only.split(","))]
-    tmp = Path(tempfile.mkdtemp(prefix="greenhttps-server-instructions-"))
+    tmp = Path(tempfile.mkdtemp(prefix="greenhttps-peer-instructions-"))
     results: dict[str, float] = {}
+    node = None
     try:
         certs = suite.make_certs(tmp)
+        if cfg.side == "client":
+            port = suite.free_port()
+            node = subprocess.Popen(["node", str(HERE / "servers" / "node_server.js"), str(port), certs["cert"],
+                                     certs["key"]], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                    start_new_session=True)
+            _wait_listening(port, node)
         for name in names:
             try:
-                base = instructions(SERVERS[name], certs, 200, cfg.connections)
-                total = instructions(SERVERS[name], certs, 200 + cfg.requests, cfg.connections)
-            except RuntimeError as exc:
+                if cfg.side == "server":
+                    base = instructions(SERVERS[name], certs, 200, cfg.connections)
+                    total = instructions(SERVERS[name], certs, 200 + cfg.requests, cfg.connections)
+                else:
+                    base = client_instructions(CLIENTS[name], certs, 200, cfg.connections, port)
+                    total = client_instructions(CLIENTS[name], certs, 200 + cfg.requests, cfg.connections, port)
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
                 print(f"! {name}: {exc}", flush=True)
                 continue
             results[name] = (total - base) / cfg.requests
-            print(f"{name}: {results[name]:,.0f} instructions per keep-alive request", flush=True)
+            print(f"{name} ({cfg.side}): {results[name]:,.0f} instructions per keep-alive request", flush=True)
     finally:
+        if node is not None:
+            node.kill()
+            node.wait()
         shutil.rmtree(tmp, ignore_errors=True)
     if "greenhttps" in results:
         print()
-        print("| server | instructions / request (user space) | greenhttps / server |")
+        print(f"| {cfg.side} | instructions / request (user space) | greenhttps / {cfg.side} |")
         print("|---|---|---|")
         for name, value in results.items():
             print(f"| {name} | {value:,.0f} | {results['greenhttps'] / value:.2f} |")
