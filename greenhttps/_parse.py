@@ -40,8 +40,10 @@ from __future__ import annotations
 from . import errors
 from ._strict import (
     MAX_REQUEST_LINE,
+    check_field_counts,
     check_fields,
     check_head_prefix,
+    check_host,
     check_raw_framing,
     check_request_line,
     check_request_line_prefix,
@@ -112,6 +114,47 @@ def _says(tokens: bytes, token: bytes) -> bool:
     """``token`` is one of the (lower-cased, comma-separated) ``tokens``."""
     # find() first: ``bytes in bytes`` costs a TypeError built and dropped (see _strict).
     return tokens.find(token) >= 0 and token in (t.strip() for t in tokens.split(b","))
+
+
+#: The fields _decide reads, by lower-cased name.
+_KINDS = {b"content-length": 1, b"transfer-encoding": 2, b"connection": 3, b"host": 4, b"upgrade": 5,
+          b"expect": 6, b"keep-alive": 7}
+#: Field names as sent -> their _KINDS value (0: none): one dict lookup per field
+#: instead of a lower() and a chain of comparisons.  Cleared when full, so that
+#: no peer can grow it (or keep it full of names nobody else sends).
+_KIND_OF: dict[bytes, int] = {}
+#: ``Keep-Alive`` values as sent -> the timeout they give (a server sends the same
+#: value with every response); cleared when full, as _KIND_OF.
+_TIMEOUT_OF: dict[bytes, float | None] = {}
+_CACHE_SIZE = 512
+
+
+def _kind(name: bytes) -> int:
+    kind = _KINDS.get(name.lower(), 0)
+    if len(name) <= 64:
+        if len(_KIND_OF) >= _CACHE_SIZE:
+            _KIND_OF.clear()
+        _KIND_OF[name] = kind
+    return kind
+
+
+def _keep_alive_timeout(value: bytes) -> float | None:
+    """A response's ``Keep-Alive: timeout=N`` in seconds (None: none, or unreadable)."""
+    try:
+        return _TIMEOUT_OF[value]
+    except KeyError:
+        pass
+    timeout = None
+    if value.find(b"timeout=") >= 0:
+        try:
+            timeout = float(value.split(b"timeout=")[1].split(b",")[0])
+        except ValueError:
+            pass
+    if len(value) <= 64:
+        if len(_TIMEOUT_OF) >= _CACHE_SIZE:
+            _TIMEOUT_OF.clear()
+        _TIMEOUT_OF[value] = timeout
+    return timeout
 
 
 class Parser:
@@ -294,31 +337,46 @@ class Parser:
         """Fill the head's facts and this message's framing: the one pass over the
         fields for Content-Length, Transfer-Encoding, Connection, Upgrade, Expect."""
         fields = head.headers
-        if self.strict:
-            # (h11 folds repeated Content-Lengths: check_raw_framing saw them as sent.)
-            check_fields(fields, request=not self.client, max_count=self.max_headers_count)
+        strict = self.strict
         length = te = None
         connection = b""
-        upgrade = has_host = False
+        upgrade = False
         expect = keep_alive = None
+        lengths = hosts = 0
+        kind_of = _KIND_OF.get
         for name, value in fields:
-            if len(name) not in (4, 6, 7, 10, 14, 17):
+            kind = kind_of(name)
+            if kind is None:
+                kind = _kind(name)
+            if not kind:
                 continue
-            lname = name.lower()
-            if lname == b"content-length":
+            if kind == 1:  # Content-Length
                 length = value
-            elif lname == b"transfer-encoding":
+                lengths += 1
+            elif kind == 2:  # Transfer-Encoding
                 te = value if te is None else te + b"," + value
-            elif lname == b"connection":
+            elif kind == 3:  # Connection
                 connection += b"," + value.lower()
-            elif lname == b"host":
-                has_host = True
-            elif lname == b"upgrade":
+            elif kind == 4:  # Host
+                hosts += 1
+                if strict:
+                    check_host(value)
+            elif kind == 5:  # Upgrade
                 upgrade = True
-            elif lname == b"expect":
+            elif kind == 6:  # Expect
                 expect = value.decode("latin-1").strip().lower() if expect is None else "\0"
-            elif lname == b"keep-alive":
+            else:  # Keep-Alive
                 keep_alive = value
+        # Strict: check_fields, from the counts of this same pass (its Host checks ran
+        # in it, in order); the common head passes the first test without a call.
+        # (h11 folds repeated Content-Lengths: check_raw_framing saw them as sent.)
+        if strict and not (
+            len(fields) <= self.max_headers_count and hosts <= 1
+            and (length is None or (lengths == 1 and te is None and length.isdigit() and len(length) <= 18))
+        ):
+            check_field_counts(len(fields), lengths, length or b"", te is not None, hosts,
+                               request=not self.client, max_count=self.max_headers_count)
+        has_host = hosts > 0
         if length is not None:
             length = length.strip(b" \t")
             if not length.isdigit():
@@ -344,11 +402,8 @@ class Parser:
                 framing = Framing.LENGTH if head.content_length else Framing.NONE
             else:
                 framing = Framing.UNTIL_CLOSE
-            if keep_alive is not None and keep_alive.find(b"timeout=") >= 0:
-                try:
-                    head.keep_alive_timeout = float(keep_alive.split(b"timeout=")[1].split(b",")[0])
-                except ValueError:
-                    pass
+            if keep_alive is not None:
+                head.keep_alive_timeout = _keep_alive_timeout(keep_alive)
         else:
             if http11 and not has_host and self.require_host:
                 raise protocol_error("missing Host header", 400)  # RFC 9112 §3.2 (h11 too)

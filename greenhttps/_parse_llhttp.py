@@ -26,6 +26,7 @@ from ._parse import Head, HeaderPairs, Parser
 from ._strict import (
     MAX_CHUNK_LINE,
     MAX_REQUEST_LINE,
+    STRICT_STATUS_LINE,
     TRANSFER_ENCODING_LINE,
     check_head_bytes,
     chunk_line,
@@ -112,12 +113,20 @@ class LlhttpParser(Parser):
     # ------------------------------------------------------------- heads
 
     def _parse_response_head(self, raw: bytes) -> Head:
-        status_line = _STATUS_LINE.fullmatch(raw, 0, raw.find(b"\n"))
+        strict = self.strict
+        status_line = STRICT_STATUS_LINE.match(raw) if strict else None
         if status_line is None:
-            raise protocol_error("malformed status line", 400)
+            status_line = _STATUS_LINE.fullmatch(raw, 0, raw.find(b"\n"))
+            if status_line is None:
+                raise protocol_error("malformed status line", 400)
+            clean = False
+        else:
+            # Strict, and the status line holds nothing check_head_bytes refuses:
+            # the field lines passed Parser._check_lines, so the whole head is clean.
+            clean = True
         if status_line.group(1, 2) not in ((b"1", b"1"), (b"1", b"0")):
             raise protocol_error(f"unsupported HTTP version {raw[:8]!r}", 502, "HPE_INVALID_VERSION")
-        if self.strict:
+        if strict and not clean:
             check_head_bytes(raw)
         msg = _Message()
         parser = httptools.HttpResponseParser(msg)
@@ -129,7 +138,8 @@ class LlhttpParser(Parser):
             raise protocol_error(str(exc), 400, "HPE_INVALID") from exc
         if not msg.headers_done:
             raise protocol_error("malformed response head", 400)
-        if transfer_coding_status(raw) is not None:
+        # (Strict: check_raw_framing refused any such head before llhttp saw it.)
+        if not strict and transfer_coding_status(raw) is not None:
             raise protocol_error("unsupported or repeated Transfer-Encoding", 400, "HPE_INVALID_TRANSFER_ENCODING")
         self._msg, self._llhttp = msg, parser
         return Head(status=int(status_line.group(3)), reason=msg.reason.decode("latin-1"),
