@@ -39,6 +39,8 @@ from __future__ import annotations
 
 from . import errors
 from ._strict import (
+    CLEAN_REQUEST_HEAD,
+    CLEAN_RESPONSE_HEAD,
     MAX_REQUEST_LINE,
     check_field_counts,
     check_fields,
@@ -126,6 +128,9 @@ _KIND_OF: dict[bytes, int] = {}
 #: ``Keep-Alive`` values as sent -> the timeout they give (a server sends the same
 #: value with every response); cleared when full, as _KIND_OF.
 _TIMEOUT_OF: dict[bytes, float | None] = {}
+#: Host values check_host passed (a server sees the same few again and again);
+#: cleared when full, as _KIND_OF.
+_GOOD_HOSTS: set[bytes] = set()
 _CACHE_SIZE = 512
 
 
@@ -162,7 +167,7 @@ class Parser:
 
     __slots__ = ("client", "strict", "max_header_size", "max_headers_count", "request_method", "eof",
                  "head", "framing", "done", "keep_alive", "body_left", "trailers", "_buf", "_pieces", "_body_seen",
-                 "_checked", "_packet", "_fed", "require_host")
+                 "_checked", "_clean", "_packet", "_fed", "require_host")
 
     def __init__(self, *, client: bool = False, max_header_size: int = 16384,
                  max_headers_count: int = 2000, strict: bool = True, require_host: bool = True) -> None:
@@ -184,6 +189,9 @@ class Parser:
         self._fed = 0
         #: How much of the head in ``_buf`` has been checked line by line.
         self._checked = 0
+        #: Strict, and the whole head in ``_buf`` passed in one match (so a response's
+        #: status line is ``HTTP/d.d ddd[ reason]`` CRLF, as STRICT_STATUS_LINE).
+        self._clean = False
         self._reset()
 
     def _reset(self) -> None:
@@ -297,6 +305,7 @@ class Parser:
         head = self._parse_response_head(raw) if self.client else self._parse_request_head(raw)
         del buf[:end]
         self._checked = 0
+        self._clean = False
         self._decide(head, raw)
         self.head = head
         return head
@@ -308,6 +317,18 @@ class Parser:
         checked = self._checked
         if not buf:
             return
+        if checked == 0 and end >= 0:
+            # The common case: a whole head in one piece, checked in one match (the
+            # line-by-line checks below, and their errors, for anything else).
+            if self.client:
+                clean = CLEAN_RESPONSE_HEAD.fullmatch(buf, 0, end) is not None
+            else:
+                clean = (buf.find(b"\n", 0, MAX_REQUEST_LINE + 1) >= 0
+                         and CLEAN_REQUEST_HEAD.fullmatch(buf, 0, end) is not None)
+            if clean:
+                self._checked = end
+                self._clean = True
+                return
         if checked == 0:
             if self.client:
                 check_status_line_prefix(buf)
@@ -359,8 +380,12 @@ class Parser:
                 connection += b"," + value.lower()
             elif kind == 4:  # Host
                 hosts += 1
-                if strict:
+                if strict and value not in _GOOD_HOSTS:
                     check_host(value)
+                    if len(value) <= 64:
+                        if len(_GOOD_HOSTS) >= _CACHE_SIZE:
+                            _GOOD_HOSTS.clear()
+                        _GOOD_HOSTS.add(value)
             elif kind == 5:  # Upgrade
                 upgrade = True
             elif kind == 6:  # Expect

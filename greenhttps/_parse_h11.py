@@ -108,7 +108,7 @@ class H11Parser(Parser):
             raise protocol_error(f"unexpected {type(event).__name__} instead of a response")
         if event.http_version not in _VERSIONS:
             raise protocol_error(f"unsupported HTTP version {event.http_version!r}", 502, "HPE_INVALID_VERSION")
-        if self.strict and STRICT_STATUS_LINE.match(raw) is None:
+        if self.strict and not self._clean and STRICT_STATUS_LINE.match(raw) is None:
             # (A clean status line: its field lines passed Parser._check_lines.)
             check_head_bytes(raw)
         return Head(status=event.status_code, reason=event.reason.decode("latin-1"),

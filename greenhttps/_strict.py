@@ -43,6 +43,8 @@ __all__ = [
     "protocol_error",
     "head_end",
     "STRICT_STATUS_LINE",
+    "CLEAN_REQUEST_HEAD",
+    "CLEAN_RESPONSE_HEAD",
     "check_request_line",
     "check_head_bytes",
     "check_fields",
@@ -102,6 +104,13 @@ _FRAMING_FIELDS = re.compile(rb"\r\n(?:(content-length)|transfer-encoding)[ \t]*
 # (HTAB aside).  After Parser._check_lines checked the field lines, such a head
 # needs no check_head_bytes; a head without one goes through it as before.
 STRICT_STATUS_LINE = re.compile(rb"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?: [^\x00-\x08\x0a-\x1f\x7f]*)?\r\n")
+# A whole head that passes every check of check_request_line_prefix (its line within
+# MAX_REQUEST_LINE: the caller's to see) or check_status_line_prefix and
+# check_head_prefix, in one match: neither first line can hold an LF, so the
+# concatenation matches exactly when the line and the field lines would.  A head
+# that does not match goes through those checks, which say what is wrong.
+CLEAN_REQUEST_HEAD = re.compile(_REQUEST_LINE.pattern + _FIELD_LINES.pattern)
+CLEAN_RESPONSE_HEAD = re.compile(STRICT_STATUS_LINE.pattern + _FIELD_LINES.pattern)
 
 
 def protocol_error(message: str, status: int = 400, code: str = "HPE_INVALID",
