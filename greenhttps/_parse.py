@@ -433,7 +433,8 @@ class Parser:
             if http11 and not has_host and self.require_host:
                 raise protocol_error("missing Host header", 400)  # RFC 9112 §3.2 (h11 too)
             if self.strict:
-                check_request_target(head.method, head.target)
+                if head.target == "*":  # (the asterisk-form: what check_request_target checks)
+                    check_request_target(head.method, head.target)
             if head.method == "CONNECT":
                 framing = Framing.NONE  # what follows is the tunnel's (llhttp, Node)
             elif te is not None:
@@ -448,7 +449,7 @@ class Parser:
         # After a protocol switch (101, a CONNECT tunnel) what follows is not HTTP.
         switched = self.client and (head.status == 101 or (self.request_method == "CONNECT" and 200 <= head.status < 300))
         head.keep_alive = (http11 and framing is not Framing.UNTIL_CLOSE and not switched
-                           and not (connection and _says(connection, b"close")))
+                           and not (connection.find(b"close") >= 0 and _says(connection, b"close")))
         self.keep_alive = head.keep_alive
         head.framing = self.framing = framing
         self.done = framing is Framing.NONE

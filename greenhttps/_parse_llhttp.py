@@ -168,6 +168,7 @@ class LlhttpParser(Parser):
             # Parser._check_lines matched the line (one SP between the parts, llhttp
             # takes several; it ends in HTTP/d.d CRLF): only the version was left.
             version: Any = True
+            http_version = "1.1" if raw[line_end - 2] == 49 else "1.0"  # b"1"
         else:
             version = _REQUEST_LINE.fullmatch(raw, 0, line_end)
             if version is None and self.strict:
@@ -216,8 +217,10 @@ class LlhttpParser(Parser):
         self._msg, self._llhttp = msg, parser
         if plain:
             self._spare = (msg, parser)  # reused if llhttp sees this message to its end
+        if version is not True:
+            http_version = parser.get_http_version()
         return Head(method=method.decode("ascii"), target=msg.url.decode("latin-1"),
-                    http_version=parser.get_http_version(), headers=msg.fields)
+                    http_version=http_version, headers=msg.fields)
 
     # ------------------------------------------------------- chunked body
 

@@ -7,8 +7,16 @@ LF line endings, obs-fold, control characters in values, Content-Length together
 Transfer-Encoding, and folds repeated Content-Lengths; llhttp (as httptools builds it)
 takes several spaces in a request line, "gzip, chunked" as chunked, and any trailing
 whitespace.  Each of those was a request-smuggling CVE somewhere.  So a head is
-checked here as bytes before either parser is believed -- a few ``bytes.count`` calls
-and one regex over a few hundred bytes -- and its fields once parsed.
+checked here as bytes before either parser is believed and its fields once parsed.
+
+The common head costs little: when it arrives whole, one match of
+:data:`CLEAN_REQUEST_HEAD` or :data:`CLEAN_RESPONSE_HEAD` stands for the line-by-line
+checks (and, a response's status line being clean, for :func:`check_head_bytes`);
+:func:`check_raw_framing` finds the framing fields in one pass and settles one plain
+Content-Length there; :func:`check_fields` can run inside the parser's own pass over
+the fields (:func:`check_host`, :func:`check_field_counts`).  Anything off those
+paths goes through the full checks, which place the error (tests/test_parse_table.py
+holds the heads next to each shortcut with the answers the full checks give).
 
 The checks that decide an answer live here, so that both parsers give the same one
 (the same status and the same llhttp code): the request line and field lines as
