@@ -243,6 +243,9 @@ class Parser:
         cleanly before one started: :attr:`eof`).  Raises ProtocolError (with Node's
         ``bytes_parsed`` and ``raw_packet``), or ConnectionResetError ('socket hang
         up') for a client whose server closed inside a head."""
+        if not self._buf:
+            # Nothing yet (the wire asks before each read): nothing to check or find.
+            return None
         try:
             return self._next_head()
         except errors.ProtocolError as exc:
