@@ -39,9 +39,13 @@ from __future__ import annotations
 
 from . import errors
 from ._strict import (
+    CLEAN_REQUEST_HEAD,
+    CLEAN_RESPONSE_HEAD,
     MAX_REQUEST_LINE,
+    check_field_counts,
     check_fields,
     check_head_prefix,
+    check_host,
     check_raw_framing,
     check_request_line,
     check_request_line_prefix,
@@ -114,12 +118,56 @@ def _says(tokens: bytes, token: bytes) -> bool:
     return tokens.find(token) >= 0 and token in (t.strip() for t in tokens.split(b","))
 
 
+#: The fields _decide reads, by lower-cased name.
+_KINDS = {b"content-length": 1, b"transfer-encoding": 2, b"connection": 3, b"host": 4, b"upgrade": 5,
+          b"expect": 6, b"keep-alive": 7}
+#: Field names as sent -> their _KINDS value (0: none): one dict lookup per field
+#: instead of a lower() and a chain of comparisons.  Cleared when full, so that
+#: no peer can grow it (or keep it full of names nobody else sends).
+_KIND_OF: dict[bytes, int] = {}
+#: ``Keep-Alive`` values as sent -> the timeout they give (a server sends the same
+#: value with every response); cleared when full, as _KIND_OF.
+_TIMEOUT_OF: dict[bytes, float | None] = {}
+#: Host values check_host passed (a server sees the same few again and again);
+#: cleared when full, as _KIND_OF.
+_GOOD_HOSTS: set[bytes] = set()
+_CACHE_SIZE = 512
+
+
+def _kind(name: bytes) -> int:
+    kind = _KINDS.get(name.lower(), 0)
+    if len(name) <= 64:
+        if len(_KIND_OF) >= _CACHE_SIZE:
+            _KIND_OF.clear()
+        _KIND_OF[name] = kind
+    return kind
+
+
+def _keep_alive_timeout(value: bytes) -> float | None:
+    """A response's ``Keep-Alive: timeout=N`` in seconds (None: none, or unreadable)."""
+    try:
+        return _TIMEOUT_OF[value]
+    except KeyError:
+        pass
+    timeout = None
+    if value.find(b"timeout=") >= 0:
+        try:
+            timeout = float(value.split(b"timeout=")[1].split(b",")[0])
+        except ValueError:
+            pass
+    if len(value) <= 64:
+        if len(_TIMEOUT_OF) >= _CACHE_SIZE:
+            _TIMEOUT_OF.clear()
+        _TIMEOUT_OF[value] = timeout
+    return timeout
+
+
 class Parser:
     """One direction of one connection (``client=True``: responses; else requests)."""
 
     __slots__ = ("client", "strict", "max_header_size", "max_headers_count", "request_method", "eof",
                  "head", "framing", "done", "keep_alive", "body_left", "trailers", "_buf", "_pieces", "_body_seen",
-                 "_checked", "_packet", "_fed", "require_host")
+                 "_checked", "_clean", "_packet", "_fed", "require_host")
 
     def __init__(self, *, client: bool = False, max_header_size: int = 16384,
                  max_headers_count: int = 2000, strict: bool = True, require_host: bool = True) -> None:
@@ -141,6 +189,9 @@ class Parser:
         self._fed = 0
         #: How much of the head in ``_buf`` has been checked line by line.
         self._checked = 0
+        #: Strict, and the whole head in ``_buf`` passed in one match (so a response's
+        #: status line is ``HTTP/d.d ddd[ reason]`` CRLF, as STRICT_STATUS_LINE).
+        self._clean = False
         self._reset()
 
     def _reset(self) -> None:
@@ -192,6 +243,9 @@ class Parser:
         cleanly before one started: :attr:`eof`).  Raises ProtocolError (with Node's
         ``bytes_parsed`` and ``raw_packet``), or ConnectionResetError ('socket hang
         up') for a client whose server closed inside a head."""
+        if not self._buf:
+            # Nothing yet (the wire asks before each read): nothing to check or find.
+            return None
         try:
             return self._next_head()
         except errors.ProtocolError as exc:
@@ -254,6 +308,7 @@ class Parser:
         head = self._parse_response_head(raw) if self.client else self._parse_request_head(raw)
         del buf[:end]
         self._checked = 0
+        self._clean = False
         self._decide(head, raw)
         self.head = head
         return head
@@ -265,6 +320,18 @@ class Parser:
         checked = self._checked
         if not buf:
             return
+        if checked == 0 and end >= 0:
+            # The common case: a whole head in one piece, checked in one match (the
+            # line-by-line checks below, and their errors, for anything else).
+            if self.client:
+                clean = CLEAN_RESPONSE_HEAD.fullmatch(buf, 0, end) is not None
+            else:
+                clean = (buf.find(b"\n", 0, MAX_REQUEST_LINE + 1) >= 0
+                         and CLEAN_REQUEST_HEAD.fullmatch(buf, 0, end) is not None)
+            if clean:
+                self._checked = end
+                self._clean = True
+                return
         if checked == 0:
             if self.client:
                 check_status_line_prefix(buf)
@@ -294,31 +361,50 @@ class Parser:
         """Fill the head's facts and this message's framing: the one pass over the
         fields for Content-Length, Transfer-Encoding, Connection, Upgrade, Expect."""
         fields = head.headers
-        if self.strict:
-            # (h11 folds repeated Content-Lengths: check_raw_framing saw them as sent.)
-            check_fields(fields, request=not self.client, max_count=self.max_headers_count)
+        strict = self.strict
         length = te = None
         connection = b""
-        upgrade = has_host = False
+        upgrade = False
         expect = keep_alive = None
+        lengths = hosts = 0
+        kind_of = _KIND_OF.get
         for name, value in fields:
-            if len(name) not in (4, 6, 7, 10, 14, 17):
+            kind = kind_of(name)
+            if kind is None:
+                kind = _kind(name)
+            if not kind:
                 continue
-            lname = name.lower()
-            if lname == b"content-length":
+            if kind == 1:  # Content-Length
                 length = value
-            elif lname == b"transfer-encoding":
+                lengths += 1
+            elif kind == 2:  # Transfer-Encoding
                 te = value if te is None else te + b"," + value
-            elif lname == b"connection":
+            elif kind == 3:  # Connection
                 connection += b"," + value.lower()
-            elif lname == b"host":
-                has_host = True
-            elif lname == b"upgrade":
+            elif kind == 4:  # Host
+                hosts += 1
+                if strict and value not in _GOOD_HOSTS:
+                    check_host(value)
+                    if len(value) <= 64:
+                        if len(_GOOD_HOSTS) >= _CACHE_SIZE:
+                            _GOOD_HOSTS.clear()
+                        _GOOD_HOSTS.add(value)
+            elif kind == 5:  # Upgrade
                 upgrade = True
-            elif lname == b"expect":
+            elif kind == 6:  # Expect
                 expect = value.decode("latin-1").strip().lower() if expect is None else "\0"
-            elif lname == b"keep-alive":
+            else:  # Keep-Alive
                 keep_alive = value
+        # Strict: check_fields, from the counts of this same pass (its Host checks ran
+        # in it, in order); the common head passes the first test without a call.
+        # (h11 folds repeated Content-Lengths: check_raw_framing saw them as sent.)
+        if strict and not (
+            len(fields) <= self.max_headers_count and hosts <= 1
+            and (length is None or (lengths == 1 and te is None and length.isdigit() and len(length) <= 18))
+        ):
+            check_field_counts(len(fields), lengths, length or b"", te is not None, hosts,
+                               request=not self.client, max_count=self.max_headers_count)
+        has_host = hosts > 0
         if length is not None:
             length = length.strip(b" \t")
             if not length.isdigit():
@@ -344,16 +430,14 @@ class Parser:
                 framing = Framing.LENGTH if head.content_length else Framing.NONE
             else:
                 framing = Framing.UNTIL_CLOSE
-            if keep_alive is not None and keep_alive.find(b"timeout=") >= 0:
-                try:
-                    head.keep_alive_timeout = float(keep_alive.split(b"timeout=")[1].split(b",")[0])
-                except ValueError:
-                    pass
+            if keep_alive is not None:
+                head.keep_alive_timeout = _keep_alive_timeout(keep_alive)
         else:
             if http11 and not has_host and self.require_host:
                 raise protocol_error("missing Host header", 400)  # RFC 9112 §3.2 (h11 too)
             if self.strict:
-                check_request_target(head.method, head.target)
+                if head.target == "*":  # (the asterisk-form: what check_request_target checks)
+                    check_request_target(head.method, head.target)
             if head.method == "CONNECT":
                 framing = Framing.NONE  # what follows is the tunnel's (llhttp, Node)
             elif te is not None:
@@ -368,7 +452,7 @@ class Parser:
         # After a protocol switch (101, a CONNECT tunnel) what follows is not HTTP.
         switched = self.client and (head.status == 101 or (self.request_method == "CONNECT" and 200 <= head.status < 300))
         head.keep_alive = (http11 and framing is not Framing.UNTIL_CLOSE and not switched
-                           and not (connection and _says(connection, b"close")))
+                           and not (connection.find(b"close") >= 0 and _says(connection, b"close")))
         self.keep_alive = head.keep_alive
         head.framing = self.framing = framing
         self.done = framing is Framing.NONE

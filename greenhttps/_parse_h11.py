@@ -29,6 +29,7 @@ from ._strict import (
     MAX_CHUNK_LINE,
     MAX_CHUNK_SIZE,
     MAX_REQUEST_LINE,
+    STRICT_STATUS_LINE,
     check_head_bytes,
     chunk_line,
     protocol_error,
@@ -107,7 +108,8 @@ class H11Parser(Parser):
             raise protocol_error(f"unexpected {type(event).__name__} instead of a response")
         if event.http_version not in _VERSIONS:
             raise protocol_error(f"unsupported HTTP version {event.http_version!r}", 502, "HPE_INVALID_VERSION")
-        if self.strict:
+        if self.strict and not self._clean and STRICT_STATUS_LINE.match(raw) is None:
+            # (A clean status line: its field lines passed Parser._check_lines.)
             check_head_bytes(raw)
         return Head(status=event.status_code, reason=event.reason.decode("latin-1"),
                     http_version=event.http_version.decode("ascii"), headers=event.headers.raw_items())

@@ -26,6 +26,7 @@ from ._parse import Head, HeaderPairs, Parser
 from ._strict import (
     MAX_CHUNK_LINE,
     MAX_REQUEST_LINE,
+    STRICT_STATUS_LINE,
     TRANSFER_ENCODING_LINE,
     check_head_bytes,
     chunk_line,
@@ -112,13 +113,16 @@ class LlhttpParser(Parser):
     # ------------------------------------------------------------- heads
 
     def _parse_response_head(self, raw: bytes) -> Head:
-        status_line = _STATUS_LINE.fullmatch(raw, 0, raw.find(b"\n"))
-        if status_line is None:
-            raise protocol_error("malformed status line", 400)
-        if status_line.group(1, 2) not in ((b"1", b"1"), (b"1", b"0")):
-            raise protocol_error(f"unsupported HTTP version {raw[:8]!r}", 502, "HPE_INVALID_VERSION")
-        if self.strict:
-            check_head_bytes(raw)
+        if self._clean:
+            # Parser._check_lines matched the whole head, this status line as
+            # STRICT_STATUS_LINE (HTTP/d.d ddd[ reason] CRLF, nothing for
+            # check_head_bytes to find): only the version is left to check.
+            if raw[5:8] not in (b"1.1", b"1.0"):
+                raise protocol_error(f"unsupported HTTP version {raw[:8]!r}", 502, "HPE_INVALID_VERSION")
+            status, minor = int(raw[9:12]), raw[7:8]
+        else:
+            status_line = self._status_line(raw)
+            status, minor = int(status_line.group(3)), status_line.group(2)
         msg = _Message()
         parser = httptools.HttpResponseParser(msg)
         try:
@@ -129,21 +133,48 @@ class LlhttpParser(Parser):
             raise protocol_error(str(exc), 400, "HPE_INVALID") from exc
         if not msg.headers_done:
             raise protocol_error("malformed response head", 400)
-        if transfer_coding_status(raw) is not None:
+        # (Strict: check_raw_framing refused any such head before llhttp saw it.)
+        if not self.strict and transfer_coding_status(raw) is not None:
             raise protocol_error("unsupported or repeated Transfer-Encoding", 400, "HPE_INVALID_TRANSFER_ENCODING")
         self._msg, self._llhttp = msg, parser
-        return Head(status=int(status_line.group(3)), reason=msg.reason.decode("latin-1"),
-                    http_version="1.1" if status_line.group(2) == b"1" else "1.0", headers=msg.fields)
+        return Head(status=status, reason=msg.reason.decode("latin-1"),
+                    http_version="1.1" if minor == b"1" else "1.0", headers=msg.fields)
+
+    def _status_line(self, raw: bytes) -> Any:
+        """The status line's match (groups: version digits, status) for a head that
+        Parser._check_lines did not match whole, with check_head_bytes when strict."""
+        strict = self.strict
+        status_line = STRICT_STATUS_LINE.match(raw) if strict else None
+        if status_line is None:
+            status_line = _STATUS_LINE.fullmatch(raw, 0, raw.find(b"\n"))
+            if status_line is None:
+                raise protocol_error("malformed status line", 400)
+            clean = False
+        else:
+            # Strict, and the status line holds nothing check_head_bytes refuses:
+            # the field lines passed Parser._check_lines, so the whole head is clean.
+            clean = True
+        if status_line.group(1, 2) not in ((b"1", b"1"), (b"1", b"0")):
+            raise protocol_error(f"unsupported HTTP version {raw[:8]!r}", 502, "HPE_INVALID_VERSION")
+        if strict and not clean:
+            check_head_bytes(raw)
+        return status_line
 
     def _parse_request_head(self, raw: bytes) -> Head:
         line_end = raw.find(b"\n")
         if line_end > MAX_REQUEST_LINE:
             raise protocol_error("request line too long", 414, "HPE_URI_TOO_LONG")
-        version = _REQUEST_LINE.fullmatch(raw, 0, line_end)
-        if version is None and self.strict:
-            # RFC 9112 §3: exactly one SP between the parts (llhttp takes several).
-            raise protocol_error("malformed request line", 400)
-        if version is not None and version.group(1, 2) not in ((b"1", b"1"), (b"1", b"0")):
+        if self.strict and raw[line_end - 4 : line_end] in (b"1.1\r", b"1.0\r"):
+            # Parser._check_lines matched the line (one SP between the parts, llhttp
+            # takes several; it ends in HTTP/d.d CRLF): only the version was left.
+            version: Any = True
+            http_version = "1.1" if raw[line_end - 2] == 49 else "1.0"  # b"1"
+        else:
+            version = _REQUEST_LINE.fullmatch(raw, 0, line_end)
+            if version is None and self.strict:
+                # RFC 9112 §3: exactly one SP between the parts (llhttp takes several).
+                raise protocol_error("malformed request line", 400)
+        if version is not None and version is not True and version.group(1, 2) not in ((b"1", b"1"), (b"1", b"0")):
             status = 505 if version.group(1) >= b"2" else 400
             raise protocol_error(f"unsupported HTTP version {version.group(0)!r}", status, "HPE_INVALID_VERSION")
         # (Strict: its lines were checked as they arrived, Parser._check_lines.)
@@ -186,8 +217,10 @@ class LlhttpParser(Parser):
         self._msg, self._llhttp = msg, parser
         if plain:
             self._spare = (msg, parser)  # reused if llhttp sees this message to its end
+        if version is not True:
+            http_version = parser.get_http_version()
         return Head(method=method.decode("ascii"), target=msg.url.decode("latin-1"),
-                    http_version=parser.get_http_version(), headers=msg.fields)
+                    http_version=http_version, headers=msg.fields)
 
     # ------------------------------------------------------- chunked body
 

@@ -7,8 +7,16 @@ LF line endings, obs-fold, control characters in values, Content-Length together
 Transfer-Encoding, and folds repeated Content-Lengths; llhttp (as httptools builds it)
 takes several spaces in a request line, "gzip, chunked" as chunked, and any trailing
 whitespace.  Each of those was a request-smuggling CVE somewhere.  So a head is
-checked here as bytes before either parser is believed -- a few ``bytes.count`` calls
-and one regex over a few hundred bytes -- and its fields once parsed.
+checked here as bytes before either parser is believed and its fields once parsed.
+
+The common head costs little: when it arrives whole, one match of
+:data:`CLEAN_REQUEST_HEAD` or :data:`CLEAN_RESPONSE_HEAD` stands for the line-by-line
+checks (and, a response's status line being clean, for :func:`check_head_bytes`);
+:func:`check_raw_framing` finds the framing fields in one pass and settles one plain
+Content-Length there; :func:`check_fields` can run inside the parser's own pass over
+the fields (:func:`check_host`, :func:`check_field_counts`).  Anything off those
+paths goes through the full checks, which place the error (tests/test_parse_table.py
+holds the heads next to each shortcut with the answers the full checks give).
 
 The checks that decide an answer live here, so that both parsers give the same one
 (the same status and the same llhttp code): the request line and field lines as
@@ -42,9 +50,14 @@ __all__ = [
     "MAX_CHUNK_SIZE",
     "protocol_error",
     "head_end",
+    "STRICT_STATUS_LINE",
+    "CLEAN_REQUEST_HEAD",
+    "CLEAN_RESPONSE_HEAD",
     "check_request_line",
     "check_head_bytes",
     "check_fields",
+    "check_field_counts",
+    "check_host",
     "transfer_coding_status",
 ]
 
@@ -93,7 +106,19 @@ LLHTTP_METHODS = (
 HEAD_END = b"\r\n\r\n"
 _CONTENT_LENGTH_LINE = re.compile(rb"\r\ncontent-length[ \t]*:([^\r\n]*)", re.IGNORECASE)
 TRANSFER_ENCODING_LINE = re.compile(rb"\r\ntransfer-encoding[ \t]*:([^\r\n]*)", re.IGNORECASE)
-_FRAMING_LINE = re.compile(rb"\r\n(?:content-length|transfer-encoding)[ \t]*:", re.IGNORECASE)
+# The framing fields of a head in one pass: (b"content-length" or b"", value) pairs.
+_FRAMING_FIELDS = re.compile(rb"\r\n(?:(content-length)|transfer-encoding)[ \t]*:([^\r\n]*)", re.IGNORECASE)
+# A status line with nothing for check_head_bytes to find: CRLF-terminated, no CTL
+# (HTAB aside).  After Parser._check_lines checked the field lines, such a head
+# needs no check_head_bytes; a head without one goes through it as before.
+STRICT_STATUS_LINE = re.compile(rb"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?: [^\x00-\x08\x0a-\x1f\x7f]*)?\r\n")
+# A whole head that passes every check of check_request_line_prefix (its line within
+# MAX_REQUEST_LINE: the caller's to see) or check_status_line_prefix and
+# check_head_prefix, in one match: neither first line can hold an LF, so the
+# concatenation matches exactly when the line and the field lines would.  A head
+# that does not match goes through those checks, which say what is wrong.
+CLEAN_REQUEST_HEAD = re.compile(_REQUEST_LINE.pattern + _FIELD_LINES.pattern)
+CLEAN_RESPONSE_HEAD = re.compile(STRICT_STATUS_LINE.pattern + _FIELD_LINES.pattern)
 
 
 def protocol_error(message: str, status: int = 400, code: str = "HPE_INVALID",
@@ -152,6 +177,8 @@ def check_request_line_prefix(buf: bytes | bytearray) -> None:
 def check_status_line_prefix(buf: bytes | bytearray) -> None:
     """A response must start with ``HTTP/``: anything else is refused as soon as it
     is seen (llhttp's HPE_INVALID_CONSTANT, at the first byte that differs)."""
+    if buf.startswith(b"HTTP/"):
+        return  # every response: one C call (the loop below costs ~10x that)
     start = bytes(buf[:5])
     for i, byte in enumerate(start):
         if byte != b"HTTP/"[i]:
@@ -249,8 +276,23 @@ def check_fields(fields: Iterable[tuple[bytes, bytes]], *, request: bool, max_co
             has_chunked = True
         elif lname == b"host":
             hosts += 1
-            if _HOST.fullmatch(value) is None:
-                raise protocol_error("invalid Host header", 400, "HPE_INVALID_HEADER_TOKEN")
+            check_host(value)
+    return check_field_counts(count, lengths, length, has_chunked, hosts, request=request, max_count=max_count)
+
+
+def check_host(value: bytes) -> None:
+    """One Host field's value (:func:`check_fields`, which a parser may run as part
+    of its own pass over the fields: then it calls this for each Host, in order,
+    and :func:`check_field_counts` after)."""
+    if _HOST.fullmatch(value) is None:
+        raise protocol_error("invalid Host header", 400, "HPE_INVALID_HEADER_TOKEN")
+
+
+def check_field_counts(count: int, lengths: int, length: bytes, has_chunked: bool, hosts: int, *,
+                       request: bool, max_count: int) -> bool | None:
+    """The rest of :func:`check_fields`, from what one pass over the fields counted:
+    ``count`` fields, ``lengths`` Content-Lengths (the last one ``length``), a
+    Transfer-Encoding or not, ``hosts`` Hosts."""
     if count > max_count:
         raise protocol_error("too many header fields", 431, "HPE_HEADER_OVERFLOW")
     if lengths:
@@ -298,8 +340,15 @@ def check_raw_framing(head: bytes, *, request: bool) -> None:
     reads it (so that both answer with the same code): Content-Length one plain
     decimal, never with Transfer-Encoding (Node 20: HPE_INVALID_TRANSFER_ENCODING,
     just past the later field's colon), and a well-formed Transfer-Encoding list."""
-    if _FRAMING_LINE.search(head) is None:
+    found = _FRAMING_FIELDS.findall(head)
+    if not found:
         return  # most requests: one search, and nothing to check
+    if len(found) == 1 and found[0][0]:
+        # Most responses: one Content-Length and no Transfer-Encoding, found in the
+        # same pass; a plain decimal passes here, anything else is placed below.
+        stripped = found[0][1].strip(b" \t")
+        if stripped.isdigit() and len(stripped) <= 18:
+            return
     lengths = list(_CONTENT_LENGTH_LINE.finditer(head))
     codings = list(TRANSFER_ENCODING_LINE.finditer(head))
     if lengths and codings:

@@ -425,3 +425,76 @@ def test_h11_without_host_when_not_required_whatever_the_line_ends(head: bytes) 
     parser.feed(head)
     parsed = parser.next_head()
     assert parsed is not None and [(n.lower(), v) for n, v in parsed.headers] == [(b"x", b"a")]
+
+
+# The strict checks take shortcuts for the common head (see _strict: a clean status
+# line needs no check_head_bytes once Parser._check_lines passed its field lines; one
+# plain Content-Length is settled in check_raw_framing's first pass; check_fields runs
+# inside the parser's own pass over the fields).  Each row is a head one step off a
+# shortcut, and the answer the full checks gave before the shortcuts existed (the
+# first error as status, code, bytes_parsed; else the head's framing and length).
+FAST_PATH_ROWS: list[tuple[bool, bytes, tuple[Any, ...]]] = [
+    (True, b'HTTP/1.1 200 O\x01K\r\nContent-Length: 0\r\n\r\n', ('error', 400, 'HPE_INVALID_HEADER_TOKEN', 39)),
+    (True, b'HTTP/1.1 200 O\x7fK\r\nContent-Length: 0\r\n\r\n', ('error', 400, 'HPE_INVALID_HEADER_TOKEN', 39)),
+    (True, b'HTTP/1.1 200 O\rK\r\nContent-Length: 0\r\n\r\n', ('error', 400, 'HPE_INVALID', 39)),
+    (True, b'HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n', ('error', 400, 'HPE_LF_EXPECTED', 37)),
+    (True, b'HTTP/1.1 200 OK\r\r\nContent-Length: 0\r\n\r\n', ('error', 400, 'HPE_INVALID', 39)),
+    (True, b'HTTP/1.1 200 O\tK\r\nContent-Length: 0\r\n\r\n', ('head', 'none', 0)),
+    (True, b'HTTP/1.1 200 \xe9t\xe9\r\nContent-Length: 0\r\n\r\n', ('head', 'none', 0)),
+    (True, b'HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n', ('head', 'none', 0)),
+    (True, b'HTTP/1.1 200 \r\nContent-Length: 0\r\n\r\n', ('head', 'none', 0)),
+    (True, b'HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n', ('error', 400, 'HPE_INVALID', 39)),
+    (True, b'HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n', ('error', 502, 'HPE_INVALID_VERSION', 38)),
+    (True, b'HTTP/1.1  200 OK\r\nContent-Length: 0\r\n\r\n', ('error', 400, 'HPE_INVALID', 39)),
+    (True, b'HTTP/1.1 200 OK\r\nContent-Length:  2 \r\n\r\nok', ('head', 'length', 2)),
+    (True, b'HTTP/1.1 200 OK\r\ncontent-LENGTH:2\r\n\r\nok', ('head', 'length', 2)),
+    (True, b'HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok', ('error', 400, 'HPE_INVALID_CONTENT_LENGTH', 33)),
+    (True, b'HTTP/1.1 200 OK\r\nContent-Length: 2 2\r\n\r\nok', ('error', 400, 'HPE_INVALID_CONTENT_LENGTH', 36)),
+    (True, b'HTTP/1.1 200 OK\r\nContent-Length: \r\n\r\nok', ('error', 400, 'HPE_INVALID_CONTENT_LENGTH', 33)),
+    (True, b'HTTP/1.1 200 OK\r\nContent-Length: 0x2\r\n\r\nok', ('error', 400, 'HPE_INVALID_CONTENT_LENGTH', 34)),
+    (True, b'HTTP/1.1 200 OK\r\nContent-Length: 1234567890123456789\r\n\r\nok', ('error', 400, 'HPE_INVALID_CONTENT_LENGTH', 52)),
+    (True, b'HTTP/1.1 200 OK\r\nContent-Length: 000000000000000002\r\n\r\nok', ('head', 'length', 2)),
+    (True, b'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok', ('error', 400, 'HPE_INVALID_CONTENT_LENGTH', 51)),
+    (True, b'HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok', ('error', 400, 'HPE_INVALID_HEADER_TOKEN', 31)),
+    (True, b'HTTP/1.1 200 OK\r\nContent-Length\t: 2\r\n\r\nok', ('error', 400, 'HPE_INVALID_HEADER_TOKEN', 31)),
+    (True, b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', ('head', 'chunked', None)),
+    (True, b'HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n', ('error', 400, 'HPE_INVALID_TRANSFER_ENCODING', 49)),
+    (True, b'HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxx', ('error', 400, 'HPE_INVALID_TRANSFER_ENCODING', 40)),
+    (True, b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n0\r\n\r\n', ('error', 400, 'HPE_INVALID_TRANSFER_ENCODING', 60)),
+    (True, b'HTTP/1.1 200 OK\r\nX-Content-Length: 2\r\nContent-Length: 3\r\n\r\nabc', ('head', 'length', 3)),
+    (True, b'HTTP/1.1 200 OK\r\nHost: a\r\nHost: b\r\nContent-Length: 0\r\n\r\n', ('head', 'none', 0)),
+    (True, b'HTTP/1.1 200 OK\r\nHost: a b\r\nContent-Length: 0\r\n\r\n', ('error', 400, 'HPE_INVALID_HEADER_TOKEN', 49)),
+    (False, b'GET / HTTP/1.1\r\nHost: a\r\n\r\n', ('head', 'none', None)),
+    (False, b'GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n', ('error', 400, 'HPE_INVALID', 36)),
+    (False, b'GET / HTTP/1.1\r\nHost: a b\r\n\r\n', ('error', 400, 'HPE_INVALID_HEADER_TOKEN', 29)),
+    (False, b'GET / HTTP/1.1\r\n\r\n', ('error', 400, 'HPE_INVALID', 18)),
+    (False, b'GET / HTTP/1.0\r\n\r\n', ('head', 'none', None)),
+    (False, b'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nok', ('head', 'length', 2)),
+    (False, b'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok', ('error', 400, 'HPE_INVALID_CONTENT_LENGTH', 60)),
+    (False, b'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12345678901234567890\r\n\r\nok', ('error', 400, 'HPE_INVALID_CONTENT_LENGTH', 62)),
+    (False, b'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', ('error', 400, 'HPE_INVALID_TRANSFER_ENCODING', 63)),
+    (False, b'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nHost: x y\r\n\r\n', ('error', 400, 'HPE_INVALID_HEADER_TOKEN', None)),
+    (False, b'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n', ('error', 400, 'HPE_INVALID', None)),
+    (False, b'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n', ('error', 501, 'HPE_INVALID_TRANSFER_ENCODING', 67)),
+    (False, b'FOO / HTTP/1.1\r\nHost: a\r\n\r\n', ('head', 'none', None)),
+    (False, b'GET / HTTP/1.2\r\nHost: a\r\n\r\n', ('error', 400, 'HPE_INVALID_VERSION', 27)),
+    (False, b'GET * HTTP/1.1\r\nHost: a\r\n\r\n', ('error', 400, 'HPE_INVALID_URL', 27)),
+    (False, b'OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n', ('head', 'none', None)),
+]
+
+
+def _answer(events: list[Event]) -> tuple[Any, ...]:
+    errors_ = [event for event in events if event[0] == "error"]
+    return errors_[0] if errors_ else ("head", events[0][5], events[0][6])
+
+
+@pytest.mark.parametrize("client, data, expected", [pytest.param(*row, id=repr(row[1])[2:40]) for row in FAST_PATH_ROWS])
+@pytest.mark.parametrize("parser_cls", PARSERS)
+def test_the_shortcuts_give_the_answers_of_the_full_checks(parser_cls: type[Parser], client: bool, data: bytes,
+                                                           expected: tuple[Any, ...]) -> None:
+    """Heads next to the strict checks' shortcuts get the answer the full checks gave
+    (recorded from the tree before the shortcuts), whole and however the bytes arrive
+    (split anywhere, the status and code; ``bytes_parsed`` counts into the last piece)."""
+    assert _answer(run(parser_cls, [data], client=client, detail=True)) == expected
+    for pieces in _splits(data):
+        assert _answer(run(parser_cls, pieces, client=client, detail=True))[:3] == expected[:3], pieces
