@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 if "--tls-bio" in sys.argv:
@@ -13,6 +14,7 @@ if "--tls-bio" in sys.argv:
     os.environ["GREENHTTPS_TLS_BIO"] = "1"
 
 import _args  # noqa: E402
+import gevent  # noqa: E402
 
 import greenhttps  # noqa: E402
 
@@ -25,4 +27,7 @@ with open(args.key, "rb") as f:
 
 server = greenhttps.create_server({"key": key, "cert": cert}, lambda req, res: res.end(body))
 server.listen(args.port, "127.0.0.1")
+# A clean exit on SIGINT/SIGTERM (peer_instructions.py reads valgrind's total at exit).
+for signum in (signal.SIGINT, signal.SIGTERM):
+    gevent.signal_handler(signum, server.close)
 server.serve_forever()
