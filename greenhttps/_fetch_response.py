@@ -3,7 +3,8 @@
 The body comes from the :class:`~greenhttps.IncomingMessage` underneath, a piece at
 a time, through a :class:`~greenhttps._decode.BodyDecoder` when the response has a
 ``Content-Encoding`` (and ``decompress`` is on): ``content`` reads it all once and
-keeps it, ``read(n)`` and iteration stream it.  A decoding error (corrupt data, the
+keeps it (a body of at most 1 MiB announced by its Content-Length is read whole,
+then decoded in one call), ``read(n)`` and iteration stream it.  A decoding error (corrupt data, the
 size cap) closes the connection: the rest of that body is not worth reading.
 Nothing here owns a socket; ``close()`` asks the request to let its connection go.
 """
@@ -17,6 +18,13 @@ from typing import Any, Iterator
 
 from . import _decode, errors
 from ._headers import Headers, fetch_headers
+
+#: ``content`` of an encoded body with a Content-Length up to this: read the bytes
+#: whole, then decode them in one call.  A crawl holds a thousand responses at once;
+#: decoding as pieces arrive keeps a decompressor (zlib: ~40 KiB) alive across every
+#: wait for the next piece, and costs a feed() per piece.  Bigger (or unannounced)
+#: bodies stream through the decoder, so the decoded-size cap stops a bomb early.
+_WHOLE_DECODE_MAX = 2**20
 
 __all__ = ["Headers", "Response", "Timings"]
 
@@ -158,6 +166,18 @@ class Response:
     def _read_all(self) -> bytes:
         parts = [self._pending] if self._pending else []
         self._pending = b""
+        if not self._decoder_made and not self._ended and self._small_body():
+            raw = self.raw.read()  # the message's own whole-body read: one buffer
+            self._body_ended()
+            self._make_decoder()
+            decoder = self._decoder
+            if decoder is None:
+                return raw
+            try:
+                return decoder.feed(raw) + decoder.finish()
+            except errors.ContentDecodingError:
+                self.close()
+                raise
         self._make_decoder()
         if self._decoder is None and not self._ended:
             # Undecoded: the message's own whole-body read (one buffer for a Content-Length).
@@ -166,6 +186,11 @@ class Response:
         while piece := self._next_piece():
             parts.append(piece)
         return b"".join(parts)
+
+    def _small_body(self) -> bool:
+        """The body's announced length is at most :data:`_WHOLE_DECODE_MAX`."""
+        length = self.headers.get("content-length")
+        return length is not None and length.isdigit() and int(length) <= _WHOLE_DECODE_MAX
 
     @property
     def content(self) -> bytes:
