@@ -190,7 +190,7 @@ class Response:
     def _small_body(self) -> bool:
         """The body's announced length is at most :data:`_WHOLE_DECODE_MAX`."""
         length = self.headers.get("content-length")
-        return length is not None and length.isdigit() and int(length) <= _WHOLE_DECODE_MAX
+        return length is not None and length.isascii() and length.isdigit() and int(length) <= _WHOLE_DECODE_MAX
 
     @property
     def content(self) -> bytes:
