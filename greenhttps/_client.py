@@ -143,9 +143,9 @@ class ClientRequest(OutgoingMessage):
     def _set_default_headers(self, opts: Mapping[str, Any]) -> None:
         headers = opts.get("headers")
         # A dict (or nothing), the usual case: no Mapping ABC check (~3 Python calls).
-        # As Node: a list (even empty) is the head as written; any other false value
-        # (None, '') is no headers at all, so Host and the rest are added.
-        given = None if type(headers) is dict or (not headers and not isinstance(headers, list)) \
+        # As Node: a list or tuple (even empty) is the head as written; any other false
+        # value (None, '') is no headers at all, so Host and the rest are added.
+        given = None if type(headers) is dict or (not headers and not isinstance(headers, (list, tuple))) \
             else _given_pairs(headers)
         if given is None:
             if headers:
