@@ -166,7 +166,7 @@ class Response:
     def _read_all(self) -> bytes:
         parts = [self._pending] if self._pending else []
         self._pending = b""
-        if not self._decoder_made and not self._ended and self._small_body():
+        if not parts and not self._decoder_made and not self._ended and self._small_body():
             raw = self.raw.read()  # the message's own whole-body read: one buffer
             self._body_ended()
             self._make_decoder()
