@@ -72,7 +72,8 @@ def test_server_and_client_tests_pass_with_the_other_parser() -> None:
 
 
 @pytest.mark.parametrize("value, transport", [("", "SSLSocket"), ("1", "BioSSLSocket")])
-def test_the_servers_tls_transport_is_chosen_by_environment(value: str, transport: str) -> None:
+def test_the_tls_transport_is_chosen_by_environment(value: str, transport: str) -> None:
+    """``GREENHTTPS_TLS_BIO=1`` puts servers and clients on memory BIOs."""
     code = (
         "import greenhttps, trustme, ssl\n"
         "ca = trustme.CA(); leaf = ca.issue_cert('localhost')\n"
@@ -83,11 +84,12 @@ def test_the_servers_tls_transport_is_chosen_by_environment(value: str, transpor
         " 'cert': leaf.cert_chain_pems[0].bytes()}, handler)\n"
         "server.listen(0, '127.0.0.1')\n"
         "res = greenhttps.get(f'https://localhost:{server.address()[\"port\"]}/', ca=ca.cert_pem.bytes())\n"
+        "client = type(res.socket._sock).__name__\n"
         "assert res.read() == b'ok'\n"
-        "print(seen[0])\n"
+        "print(seen[0], client)\n"
     )
     env = {**os.environ, "GREENHTTPS_TLS_BIO": value}
     proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.split() == [transport]
+    assert proc.stdout.split() == [transport, transport]
