@@ -183,14 +183,7 @@ COLS = [
 
 
 def versions() -> str:
-    from importlib.metadata import version
-
-    def v(pkg: str) -> str:
-        try:
-            return version(pkg)
-        except Exception:
-            return "not installed"
-
+    v = suite.package_version
     node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
     return (f"clients: aiohttp {v('aiohttp')}, urllib3 {v('urllib3')}, geventhttpclient {v('geventhttpclient')}, "
             f"gevent {v('gevent')}; origins: node {node}; python {sys.executable}")

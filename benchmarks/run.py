@@ -541,17 +541,20 @@ def ratio_table(title: str, rows: list[str], cols: list[tuple[str, str]], data: 
     return "\n".join(lines)
 
 
+def package_version(name: str) -> str:
+    """An installed distribution's version, or 'not installed'."""
+    from importlib.metadata import version
+
+    try:
+        return version(name)
+    except Exception:
+        return "not installed"
+
+
 def header() -> str:
     import ssl
 
-    def version(mod: str) -> str:
-        try:
-            from importlib.metadata import version as v
-
-            return v(mod)
-        except Exception:
-            return "not installed"
-
+    version = package_version
     model = "?"
     try:
         with open("/proc/cpuinfo") as f:

@@ -201,14 +201,7 @@ def main() -> int:
         else:
             print(f"skipped: {name}: {(proc.stderr.strip().splitlines() or ['import failed'])[-1]}")
     print(suite.header().split("\npeers:")[0])
-    from importlib.metadata import version
-
-    def v(pkg: str) -> str:
-        try:
-            return version(pkg)
-        except Exception:
-            return "not installed"
-
+    v = suite.package_version
     print(f"flask {v('flask')}, werkzeug {v('werkzeug')}, django {v('django')}, gunicorn {v('gunicorn')}, "
           f"gevent {v('gevent')}; python {sys.executable}")
     print(f"runs: {cfg.runs}; wrk -t<workers> -c{cfg.connections} -d{cfg.duration:g}s after {cfg.warmup:g}s warm-up; "
