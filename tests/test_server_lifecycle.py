@@ -1107,6 +1107,60 @@ def test_max_connections_drops_the_next_connection_with_its_addresses(make_serve
     assert len(drops) == 1
 
 
+NODE_MAX_CONNECTIONS = r"""
+const https = require('https'); const net = require('net'); const fs = require('fs');
+const [key, cert] = [fs.readFileSync(process.argv[2]), fs.readFileSync(process.argv[3])];
+const out = {};
+const srv = https.createServer({key, cert}, (req, res) => res.end('ok'));
+srv.maxConnections = 1;
+srv.on('drop', (d) => { out.drop = Object.keys(d); out.family = d.remoteFamily; });
+srv.listen(0, '127.0.0.1', () => {
+  const first = net.connect(srv.address().port, '127.0.0.1', () => setTimeout(() => {
+    const second = net.connect(srv.address().port, '127.0.0.1');
+    let got = '';
+    second.on('data', (d) => { got += d; });
+    second.on('error', (e) => { out.error = e.code; });
+    second.on('close', () => { out.second = got; console.log(JSON.stringify(out)); first.destroy(); srv.close(); });
+  }, 100));
+});
+"""
+
+
+def test_max_connections_is_nodes(make_server: Any, tmp_path: Any) -> None:
+    """The same scene through node 20's https server: the second connection is closed
+    with nothing sent and no error (a FIN, not a reset), and 'drop' carries the same
+    six keys as ours (mirrors test/parallel/test-net-server-drop-connections.js)."""
+    import json
+
+    import trustme
+
+    leaf = trustme.CA().issue_cert("localhost")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    leaf.private_key_pem.write_to_path(str(key))
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    script = tmp_path / "max.js"
+    script.write_text(NODE_MAX_CONNECTIONS)
+    node = json.loads(helpers.run_command(["node", str(script), str(key), str(cert)], timeout=15)
+                      .stdout.decode().strip().splitlines()[-1])
+
+    drops: list[Any] = []
+    srv = make_server(lambda req, res: res.end(b"ok"))
+    srv.max_connections = 1
+    srv.on("drop", drops.append)
+    first = gevent.socket.create_connection(("127.0.0.1", port_of(srv)), timeout=3)
+    assert eventually(lambda: srv.connections == 1)
+    second = gevent.socket.create_connection(("127.0.0.1", port_of(srv)), timeout=3)
+    try:
+        got = helpers.read_until_eof(second, 3)  # raises on a reset: node closes with a FIN
+    finally:
+        second.close()
+        first.close()
+    assert eventually(lambda: len(drops) == 1)
+    ours = {"drop": list(drops[0]), "family": drops[0]["remoteFamily"], "second": got.decode()}
+    assert ours == node == {"drop": ["localAddress", "localPort", "localFamily", "remoteAddress", "remotePort",
+                                     "remoteFamily"], "family": "IPv4", "second": ""}
+
+
 def test_max_connections_zero_or_none_is_no_limit(make_server: Any) -> None:
     """0 is falsy in Node 20's check too (``if (self.maxConnections && ...)``): no limit."""
     drops: list[Any] = []
