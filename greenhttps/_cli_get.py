@@ -177,6 +177,11 @@ def _request_options(args: argparse.Namespace) -> dict[str, Any]:
         if args.ca:
             with open(args.ca, "rb") as f:
                 options["ca"] = f.read()
+    if args.proxy_cacert:
+        # An https:// proxy's own certificate is checked against these, never --ca (curl's
+        # --proxy-cacert): the proxy and the origin are different parties.
+        with open(args.proxy_cacert, "rb") as f:
+            options["proxy_ca"] = f.read()
     return options
 
 
@@ -364,6 +369,9 @@ def add_arguments(p_get: argparse.ArgumentParser) -> None:
                             "socks5h:// too), or none with "
                             "--proxy ''; by default HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY are read, "
                             "as curl does")
+    p_get.add_argument("--proxy-cacert", metavar="FILE",
+                       help="check an https:// proxy's certificate against the CA certificate(s) in this PEM file "
+                            "(--ca is for the origin only; default: the system's roots)")
     p_get.add_argument("-i", "--include", action="store_true",
                        help="write the status line and headers to stdout, before the body")
     p_get.add_argument("-v", "--verbose", action="store_true",

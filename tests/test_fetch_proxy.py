@@ -418,6 +418,39 @@ def test_https_proxy_with_an_agent(start_tls_proxy: Any, serve: Callable[..., in
     assert helpers.open_fds() <= fds
 
 
+def test_cli_get_through_an_https_proxy_with_its_own_ca(start_tls_proxy: Any, serve: Callable[..., int],
+                                                        ca_file: str, proxy_ca: trustme.CA, tmp_path: Path,
+                                                        no_env_proxies: None) -> None:
+    """``python -m greenhttps get --proxy https://... --proxy-cacert FILE --ca FILE``: the
+    proxy's certificate is checked against ``--proxy-cacert`` and the origin's against
+    ``--ca`` (curl's split of the two).  Without ``--proxy-cacert`` the proxy's
+    certificate (not in the default roots) fails, and the error names the proxy."""
+    proxy = start_tls_proxy()
+    port = serve(_servername)
+    proxy_cafile = tmp_path / "proxy-ca.pem"
+    proxy_ca.cert_pem.write_to_path(str(proxy_cafile))
+    env = {k: v for k, v in os.environ.items() if k.lower() not in ("https_proxy", "http_proxy", "all_proxy")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(helpers.REPO_ROOT), env.get("PYTHONPATH")]))
+    env["XDG_CACHE_HOME"] = str(tmp_path)
+
+    def get(*extra: str) -> gevent.subprocess.CompletedProcess[str]:
+        return gevent.subprocess.run(
+            [sys.executable, "-m", "greenhttps", "get", f"https://localhost:{port}/cli", "--ca", ca_file,
+             "--proxy", proxy.url, *extra],
+            stdout=gevent.subprocess.PIPE, stderr=gevent.subprocess.PIPE, env=env, cwd=str(tmp_path),
+            timeout=60, universal_newlines=True, check=False)
+
+    proc = get("--proxy-cacert", str(proxy_cafile))
+    assert proc.returncode == 0, proc
+    assert proc.stdout == f"GET /cli sni=localhost host=localhost:{port} proxy-auth=None"
+    assert proxy.tunnels_to(port) == 1
+    proc = get()
+    assert proc.returncode == 1, proc
+    assert "proxy" in proc.stderr.lower() and proxy.url.rsplit(":", 1)[1] in proc.stderr, proc.stderr
+    assert "CERTIFICATE_VERIFY_FAILED" in proc.stderr or "certificate" in proc.stderr.lower(), proc.stderr
+    assert proxy.tunnels_to(port) == 1  # the proxy refused at its own TLS: no second tunnel
+
+
 def test_https_proxy_inner_tls_answers_for_the_origin(start_tls_proxy: Any, serve: Callable[..., int],
                                                       proxy_ca: trustme.CA, no_env_proxies: None) -> None:
     """The origin's TLS inside the proxy's never answers a TLS question with the
