@@ -147,7 +147,9 @@ class ServerConnection:
         self.requests_served = 0
         self._req: IncomingMessage | None = None
         self._res: ServerResponse | None = None
-        self._done = Event()
+        #: Wakes the serving greenlet waiting for a response another greenlet ends; made
+        #: at the first request (an idle connection holds as little as it can).
+        self._done: Event | None = None
         self._continue_sent = False
         #: The request body was malformed (or cut short) and has been answered.
         self._body_error = False
@@ -185,8 +187,6 @@ class ServerConnection:
                 idle_timeout=self._early_idle[0] if self._early_idle else ms_to_seconds(server.timeout),
                 on_idle=self._on_idle,
             )
-            self._watch = PeerWatch(self.wire, on_peer_gone=self._peer_gone, on_idle=self._idle_while_busy)
-            self.socket._before_close = self._watch.close
             self._serve(self.wire)
         except _Closed:
             pass
@@ -339,7 +339,10 @@ class ServerConnection:
         server = self.server
         self.requests_served += 1
         self._continue_sent = False
-        self._done.clear()
+        if self._done is None:
+            self._done = Event()
+        else:
+            self._done.clear()
         request_deadline = None
         if server.request_timeout:
             request_deadline = time.monotonic() + server.request_timeout / 1000.0
@@ -365,8 +368,7 @@ class ServerConnection:
 
         # From here until the response is done the greenlet belongs to the handler
         # (and then waits for whoever ends the response): the watch sees the peer.
-        watch = self._watch
-        assert watch is not None
+        watch = self._watch or self._start_watching(wire)
         watch.want()
         try:
             if not self._dispatch(req, res, expect):
@@ -443,12 +445,26 @@ class ServerConnection:
                 return False
         return True
 
+    def _start_watching(self, wire: Wire) -> PeerWatch:
+        """The peer watch, made at the first request: a connection that never sends one
+        (most of an idle server's) does not carry it."""
+        watch = self._watch = PeerWatch(wire, on_peer_gone=self._peer_gone, on_idle=self._idle_while_busy)
+        self.socket._before_close = watch.close
+        return watch
+
+    def _wake(self) -> None:
+        """Wake the serving greenlet if it waits for a response (see _wait_for_response)."""
+        if self._done is not None:
+            self._done.set()
+
     def _wait_for_response(self, res: ServerResponse) -> None:
         """Wait for ``res.end()`` from another greenlet (the watch keeps the idle
         clock and sees the peer meanwhile; either may end the wait)."""
+        done = self._done
+        assert done is not None  # made by _handle
         while not res.finished and self.state is ConnState.ACTIVE and not self._body_error:
-            self._done.wait()
-            self._done.clear()
+            done.wait()
+            done.clear()
         if self.state is ConnState.CLOSED:
             raise _Closed()
 
@@ -520,7 +536,7 @@ class ServerConnection:
     def response_finished(self, res: ServerResponse) -> None:
         res.closed = True
         res.emit("close")
-        self._done.set()
+        self._wake()
 
     def send_continue(self) -> None:
         if not self._continue_sent and self.wire is not None and self._req is not None:
@@ -531,7 +547,7 @@ class ServerConnection:
     def abort(self, error: BaseException | None = None) -> None:
         """Destroy the connection (``res.destroy()``): no more bytes, no reuse."""
         self._close(graceful=False)
-        self._done.set()
+        self._wake()
 
     def _read_body(self) -> bytes:
         chunk = self._from_wire(rest=False)
@@ -594,7 +610,7 @@ class ServerConnection:
                 self.wire.sock.shutdown(socket.SHUT_WR)  # nothing more may follow the answer
             except OSError:
                 pass
-        self._done.set()
+        self._wake()
 
     # ------------------------------------------------------------ timeouts
 
@@ -659,7 +675,7 @@ class ServerConnection:
         try:
             self._close(graceful=False)
         finally:
-            self._done.set()
+            self._wake()
 
     def _lost_error(self) -> errors.Error:
         lost = self._lost
