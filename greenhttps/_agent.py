@@ -181,6 +181,8 @@ class Agent(EventEmitter):
     secure = True
     default_port = 443
     protocol = "https:"
+    #: Made for one request (``agent=False``): nothing it would cache is ever asked for.
+    _one_off = False
 
     def __init__(self, options: AgentOptions | None = None, **kwargs: Unpack[AgentOptions]) -> None:
         super().__init__()

@@ -840,6 +840,7 @@ def _make_request(
     agent = opts.pop("agent")
     if agent is False:
         agent = agent_class()  # a one-off connection: Connection: close
+        agent._one_off = True
     elif agent is None:
         # Read at call time: ``greenhttps.global_agent = Agent(...)`` takes effect.
         agent = get_global_agent(agent_class.protocol)

@@ -481,14 +481,16 @@ class ClientExchange:
         conn = self._let_go()
         if conn is None:
             return False
-        if conn.session is None and conn.socket.encrypted and not conn.socket.session_reused and not conn.closed:
-            # Once per connection, and only after a full handshake: fetching the
-            # session costs ~0.1 ms, and by the end of the first response TLS 1.3
-            # tickets have arrived.  A resumed session stays cached: servers
+        agent = self.agent
+        if (conn.session is None and agent.max_cached_sessions and not agent._one_off and conn.socket.encrypted
+                and not conn.socket.session_reused and not conn.closed):
+            # Once per connection, and only after a full handshake, for an agent that
+            # keeps it: fetching the session costs 0.1-0.25 ms (Python serialises
+            # it), and by the end of the first response TLS 1.3 tickets have arrived.  A resumed session stays cached: servers
             # (OpenSSL's, Node's) accept a ticket again, and one that is refused
             # means a full handshake, after which the new session is cached.
             conn.session = conn.socket.get_session()
-            self.agent.cache_session(conn.name, conn.session)
+            agent.cache_session(conn.name, conn.session)
         wire = conn.wire
         # Bytes after the end of the response: nobody asked for them, and the next
         # exchange would read them as its response.

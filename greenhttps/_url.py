@@ -9,6 +9,7 @@ Node's ``calculateServerName``: SNI is never sent for an IP literal.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Mapping  # isinstance() with it: typing's alias checks ~10x slower
@@ -28,6 +29,7 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _USUAL_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
 
+@functools.lru_cache(maxsize=256)  # several times per connection, of the same few hosts
 def is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host.strip("[]"))

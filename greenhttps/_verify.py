@@ -71,6 +71,7 @@ def _wildcard_match(host: list[str], pattern: str) -> bool:
     return len(prefix) + len(suffix) <= len(label) and label.startswith(prefix) and label.endswith(suffix)
 
 
+@functools.lru_cache(maxsize=256)  # asked several times per handshake, of the same few names
 def _ip(text: str) -> str | None:
     try:
         return str(ipaddress.ip_address(text))

@@ -599,6 +599,28 @@ def test_no_resumption_without_a_session_cache(serve: Any, ca_pem: bytes) -> Non
     assert reused == [False, False]
 
 
+def test_sessions_are_read_only_for_an_agent_that_keeps_them(serve: Any, ca_pem: bytes) -> None:
+    """Reading a TLS session out of OpenSSL costs 0.1-0.25 ms per connection (Python
+    serialises it), so it is read only for an agent that will offer it again: an
+    ``Agent()`` caches the first connection's; ``agent=False`` (a throwaway agent,
+    Node's ``new Agent()`` per request) and ``max_cached_sessions=0`` keep none."""
+    port = port_of(serve(lambda req, res: res.end("s")))
+    agent = greenhttps.Agent()
+    res = greenhttps.get(url(port), ca=ca_pem, agent=agent)
+    res.read()
+    assert len(agent._sessions) == 1 and next(iter(agent._sessions.values())) is not None
+    used = []
+    for options in ({"agent": False}, {"agent": greenhttps.Agent(max_cached_sessions=0)}):
+        req = greenhttps.request(url(port), ca=ca_pem, **options)
+        res = req.getresponse()
+        assert res.read() == b"s"
+        assert res.socket.session_reused is False
+        assert len(req.agent._sessions) == 0
+        used.append(req.agent)
+    # The one-off agent is still an ordinary Node Agent to its user (maxCachedSessions 100).
+    assert [agent.max_cached_sessions for agent in used] == [100, 0]
+
+
 def test_session_not_shared_across_tls_options(serve: Any, ca_pem: bytes, other_ca: trustme.CA) -> None:
     port = port_of(serve(lambda req, res: res.end("s")))
     agent = greenhttps.Agent()
