@@ -84,6 +84,25 @@ def test_each_coding_round_trips_in_any_pieces(inflate: Any, kind: str, size: in
     assert _decode_in_pieces(_coding(kind), data, size) == BODY
 
 
+@pytest.mark.parametrize("kind", sorted(ENCODERS))
+def test_decode_all_is_feed_then_finish(inflate: Any, kind: str) -> None:
+    """decode_all() (fetch()'s whole small body) gives what feed() + finish() give,
+    fails as they do (truncated, the cap), for one piece or a long one."""
+    data = ENCODERS[kind](BODY)
+    decoder = _decode.decoder_for(_coding(kind))
+    assert decoder is not None and decoder.decode_all(data) == BODY
+    with pytest.raises(errors.ContentDecodingError, match="truncated"):
+        decoder = _decode.decoder_for(_coding(kind))
+        assert decoder is not None
+        decoder.decode_all(data[: len(data) // 2])
+    with pytest.raises(errors.DecodedSizeError):
+        decoder = _decode.decoder_for(_coding(kind), len(BODY) - 1)
+        assert decoder is not None
+        decoder.decode_all(data)
+    decoder = _decode.decoder_for(_coding(kind), len(BODY))
+    assert decoder is not None and decoder.decode_all(data) == BODY  # the cap itself is allowed
+
+
 def test_stacked_codings_are_undone_last_first(inflate: Any) -> None:
     """``Content-Encoding: gzip, br`` was gzipped, then brotli'd (RFC 9110 §8.4)."""
     data = brotli.compress(gzip.compress(BODY))
