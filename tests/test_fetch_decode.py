@@ -123,7 +123,7 @@ def test_truncated_and_corrupt_bodies_fail_clearly(inflate: Any, kind: str) -> N
 
 
 def test_a_gzip_member_after_a_long_one_is_decoded_once(inflate: Any) -> None:
-    """A member whose output passes one call's bound (256 KiB), then another member,
+    """A member whose output passes one call's bound (16 KiB), then another member,
     in one piece: the stdlib's decompressobj leaves the bytes after the first member
     in both ``unused_data`` and ``unconsumed_tail`` then, and the second member must
     still come out once (ISA-L's leaves them in ``unused_data`` only)."""
