@@ -69,6 +69,8 @@ _DEFAULT_FIELDS: dict[str, tuple[str, str]] = {
     "accept": ("Accept", "*/*"),
     "accept-encoding": ("Accept-Encoding", _decode.ACCEPT_ENCODING),
 }
+#: The same as request() takes them (read only: request() copies what it is given).
+_DEFAULT_HEADERS: dict[str, str] = dict(_DEFAULT_FIELDS.values())
 
 #: fetch()'s default policy (retry=0 or None): no retries.
 _NO_RETRY = Retry()
@@ -96,7 +98,15 @@ _MANAGED = frozenset({
 
 
 class _RequestHeaders:
-    """The headers fetch() sends: the caller's spelling kept, looked up in any case."""
+    """The headers fetch() sends: the caller's spelling kept, looked up in any case.
+
+    With nothing given but fetch()'s defaults, ``_items`` is the shared
+    :data:`_DEFAULT_FIELDS` itself (copied on the first change) and :meth:`as_dict`
+    the shared :data:`_DEFAULT_HEADERS`: a crawl's thousand waiting fetches hold no
+    header dicts of their own.
+    """
+
+    __slots__ = ("_items",)
 
     def __init__(self, given: Mapping[str, Any] | Iterable[tuple[str, Any]] | None) -> None:
         self._items: dict[str, tuple[str, Any]] = {}
@@ -118,14 +128,20 @@ class _RequestHeaders:
     def __contains__(self, name: str) -> bool:
         return name.lower() in self._items
 
+    def _own(self) -> dict[str, tuple[str, Any]]:
+        """``_items``, made this instance's own before a change."""
+        if self._items is _DEFAULT_FIELDS:
+            self._items = dict(_DEFAULT_FIELDS)
+        return self._items
+
     def set_default(self, name: str, value: Any) -> None:
-        self._items.setdefault(name.lower(), (name, value))
+        self._own().setdefault(name.lower(), (name, value))
 
     def add_defaults(self, credentials: str | None) -> None:
         """``Authorization`` from the URL's user-info (unless given), then fetch()'s
         ``User-Agent``, ``Accept`` and ``Accept-Encoding`` unless given, in that order."""
         if not self._items and credentials is None:
-            self._items = dict(_DEFAULT_FIELDS)  # nothing given: the usual case
+            self._items = _DEFAULT_FIELDS  # nothing given, the usual case: shared until changed
             return
         if credentials is not None and "authorization" not in self._items:
             token = base64.b64encode(credentials.encode("utf-8")).decode("ascii")
@@ -134,11 +150,15 @@ class _RequestHeaders:
             self._items.setdefault(key, field)
 
     def drop(self, names: Iterable[str]) -> None:
+        items = self._own()
         for name in names:
-            self._items.pop(name, None)
+            items.pop(name, None)
 
     def as_dict(self) -> dict[str, Any]:
-        """What ``request(headers=...)`` takes: the caller's spelling, a list repeats."""
+        """What ``request(headers=...)`` takes: the caller's spelling, a list repeats.
+        (Read only: it may be the shared :data:`_DEFAULT_HEADERS`.)"""
+        if self._items is _DEFAULT_FIELDS:
+            return _DEFAULT_HEADERS
         return dict(self._items.values())
 
 
@@ -480,6 +500,9 @@ def fetch(
 class _Hop:
     """One request of a fetch, sent as often as the retry policy allows."""
 
+    # A crawl holds a thousand fetches waiting at once: no __dict__ each.
+    __slots__ = ("extra", "deadline_ms", "idle_ms", "ends_at", "agent", "proxy")
+
     def __init__(self, extra: dict[str, Any], idle_ms: float | None, ends_at: float | None, agent: Any,
                  proxy: str | bool | None, deadline_ms: float | None = None) -> None:
         self.extra = extra
@@ -549,6 +572,7 @@ class _Hop:
         # getresponse() follows in this greenlet, before it yields, and nobody else
         # holds the request to listen to it: no reader to decide on later (as get()).
         req._blocking = True
+        del options  # request() took its own copy: not held through the wait below
         try:
             if content is None or isinstance(content, bytes):
                 req.end(content)

@@ -165,7 +165,8 @@ class OutgoingHeaders:
         return {lname: field[1] for lname, field in self._fields.items()}
 
     def update(self, headers: Mapping[str, object] | Iterable[tuple[str, object]]) -> None:
-        items = headers.items() if isinstance(headers, Mapping) else headers
+        # A dict, the usual case, without the Mapping ABC's isinstance (a Python call).
+        items = headers.items() if type(headers) is dict or isinstance(headers, Mapping) else headers
         for name, value in items:
             self.set(name, value)
 
