@@ -22,6 +22,7 @@ list, at most ``--per-origin`` connections per origin, every body decoded and ch
 | greenhttps fetch | ``greenhttps.fetch(url, agent=Agent(keep_alive=True, max_sockets=6))``, ``res.content`` (decoded by fetch) |
 | greenhttps get+gunzip | ``greenhttps.get()`` on the same Agent, ``gzip.decompress`` by hand |
 | aiohttp | ``ClientSession(connector=TCPConnector(limit=0, limit_per_host=6, ssl=ctx))``, worker coroutines |
+| aiohttp (isal) | the same, after ``aiohttp.set_zlib_backend(isal.isal_zlib)``: ISA-L's inflate, as greenhttps's decode extra |
 | urllib3+monkey | ``gevent.monkey.patch_all()``, ``PoolManager(num_pools=200, maxsize=6, block=True)`` |
 | geventhttpclient | ``HTTPClientPool(concurrency=6)`` (an HTTPClient per origin), ``gzip.decompress`` by hand |
 
@@ -65,6 +66,7 @@ CLIENTS: dict[str, tuple[str, str]] = {
     "greenhttps fetch": ("greenhttps_fetch.py", "import greenhttps; greenhttps.fetch"),
     "greenhttps get+gunzip": ("greenhttps_get.py", "import greenhttps"),
     "aiohttp": ("aiohttp_session.py", "import aiohttp"),
+    "aiohttp (isal)": ("aiohttp_isal_session.py", "import aiohttp, isal; aiohttp.set_zlib_backend"),
     "urllib3+monkey": ("urllib3_monkey.py", "import gevent, urllib3"),
     "geventhttpclient": ("geventhttpclient_pool.py", "from geventhttpclient.client import HTTPClientPool"),
 }

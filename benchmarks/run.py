@@ -37,7 +37,10 @@ VENV_PY = VENV / "bin" / "python"
 INSTALL_LOG = VENV / "bench-install.json"
 #: Installed one by one so that one failure only skips the peers that need it.
 PACKAGES = ["gevent", "h11", "certifi", "cryptography", "uvicorn", "httptools", "aiohttp",
-            "geventhttpclient", "requests", "urllib3"]
+            "geventhttpclient", "requests", "urllib3",
+            # ISA-L's inflate: greenhttps's decode extra, and aiohttp's zlib backend in
+            # the crawl's "aiohttp (isal)" row (crawl_bench.py).
+            "isal"]
 SERVER_CORE, LOAD_CORE = "0", "1"
 BIG = 1024 * 1024
 NOFILE = 65536

@@ -62,6 +62,16 @@ _VERSION = "0.1.0"
 #: The User-Agent fetch() sends unless the caller sets one.
 USER_AGENT = f"greenhttps/{_VERSION}"
 
+#: The fields fetch() adds unless the caller gives them: lowercase name -> (name, value).
+#: Their values are checked once, by the first request (_headers keeps the ones that passed).
+_DEFAULT_FIELDS: dict[str, tuple[str, str]] = {
+    "user-agent": ("User-Agent", USER_AGENT),
+    "accept": ("Accept", "*/*"),
+    "accept-encoding": ("Accept-Encoding", _decode.ACCEPT_ENCODING),
+}
+#: The same as request() takes them (read only: request() copies what it is given).
+_DEFAULT_HEADERS: dict[str, str] = dict(_DEFAULT_FIELDS.values())
+
 #: fetch()'s default policy (retry=0 or None): no retries.
 _NO_RETRY = Retry()
 
@@ -88,10 +98,20 @@ _MANAGED = frozenset({
 
 
 class _RequestHeaders:
-    """The headers fetch() sends: the caller's spelling kept, looked up in any case."""
+    """The headers fetch() sends: the caller's spelling kept, looked up in any case.
+
+    With nothing given but fetch()'s defaults, ``_items`` is the shared
+    :data:`_DEFAULT_FIELDS` itself (copied on the first change) and :meth:`as_dict`
+    the shared :data:`_DEFAULT_HEADERS`: a crawl's thousand waiting fetches hold no
+    header dicts of their own.
+    """
+
+    __slots__ = ("_items",)
 
     def __init__(self, given: Mapping[str, Any] | Iterable[tuple[str, Any]] | None) -> None:
         self._items: dict[str, tuple[str, Any]] = {}
+        if given is None:
+            return
         pairs = given.items() if isinstance(given, Mapping) else (given or ())
         for name, value in pairs:
             if not isinstance(name, str):
@@ -108,15 +128,37 @@ class _RequestHeaders:
     def __contains__(self, name: str) -> bool:
         return name.lower() in self._items
 
+    def _own(self) -> dict[str, tuple[str, Any]]:
+        """``_items``, made this instance's own before a change."""
+        if self._items is _DEFAULT_FIELDS:
+            self._items = dict(_DEFAULT_FIELDS)
+        return self._items
+
     def set_default(self, name: str, value: Any) -> None:
-        self._items.setdefault(name.lower(), (name, value))
+        self._own().setdefault(name.lower(), (name, value))
+
+    def add_defaults(self, credentials: str | None) -> None:
+        """``Authorization`` from the URL's user-info (unless given), then fetch()'s
+        ``User-Agent``, ``Accept`` and ``Accept-Encoding`` unless given, in that order."""
+        if not self._items and credentials is None:
+            self._items = _DEFAULT_FIELDS  # nothing given, the usual case: shared until changed
+            return
+        if credentials is not None and "authorization" not in self._items:
+            token = base64.b64encode(credentials.encode("utf-8")).decode("ascii")
+            self.set_default("Authorization", f"Basic {token}")
+        for key, field in _DEFAULT_FIELDS.items():
+            self._items.setdefault(key, field)
 
     def drop(self, names: Iterable[str]) -> None:
+        items = self._own()
         for name in names:
-            self._items.pop(name, None)
+            items.pop(name, None)
 
     def as_dict(self) -> dict[str, Any]:
-        """What ``request(headers=...)`` takes: the caller's spelling, a list repeats."""
+        """What ``request(headers=...)`` takes: the caller's spelling, a list repeats.
+        (Read only: it may be the shared :data:`_DEFAULT_HEADERS`.)"""
+        if self._items is _DEFAULT_FIELDS:
+            return _DEFAULT_HEADERS
         return dict(self._items.values())
 
 
@@ -159,6 +201,17 @@ _PLAIN_PATH = re.compile(r"[A-Za-z0-9/%:@!$&'()*+,;=\-._~]*")
 _PLAIN_QUERY = re.compile(r"[A-Za-z0-9/?%:@!$&'()*+,;=\-._~]*")
 
 
+#: The usual URL, split by one match: http(s), a host in lowercase letters, digits,
+#: dots and hyphens (a DNS name or IPv4; no user-info), an optional port, a path and
+#: query that need no escaping, no fragment.  Anything else takes urlsplit's path
+#: (tests/test_fetch.py checks both give the same).
+_PLAIN_URL = re.compile(
+    r"(https?)://([a-z0-9.\-]+)(?::([0-9]{1,5}))?"
+    r"(/[A-Za-z0-9/%:@!$&'()*+,;=\-._~]*)?(?:\?([A-Za-z0-9/?%:@!$&'()*+,;=\-._~]*))?"
+)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def _normalise_url(url: Any) -> tuple[str, str | None]:
     """(the URL to request, ``user:password`` from its user-info or None).
 
@@ -166,6 +219,36 @@ def _normalise_url(url: Any) -> tuple[str, str | None]:
     path and query percent-encoded where they hold what may not be sent as is, no
     fragment, no credentials (they become the first hop's ``Authorization``).
     """
+    normal, credentials, _target = _parse_url(url)
+    return normal, credentials
+
+
+def _parse_url(url: Any) -> tuple[str, str | None, dict[str, Any]]:
+    """:func:`_normalise_url`'s two, and the request options for that URL
+    (``protocol``, ``hostname``, ``path``, and ``port`` unless the scheme's
+    default): what ``request()`` would take from the URL string, given to it
+    as a dict so that it does not split the URL again."""
+    match = _PLAIN_URL.fullmatch(url) if type(url) is str else None
+    if match is not None:
+        scheme, host, port_text, path, query = match.groups()
+        port = int(port_text) if port_text is not None else None
+        if port is None or port <= 65535:
+            target: dict[str, Any] = {"protocol": scheme + ":", "hostname": host}
+            if port is None or port == _DEFAULT_PORTS[scheme]:
+                netloc = host
+            else:
+                netloc = f"{host}:{port}"
+                target["port"] = port
+            path = path or "/"
+            if query:
+                path = f"{path}?{query}"
+            target["path"] = path
+            return f"{scheme}://{netloc}{path}", None, target
+    return _parse_url_slowly(url)
+
+
+def _parse_url_slowly(url: Any) -> tuple[str, str | None, dict[str, Any]]:
+    """:func:`_parse_url` for any URL, with urlsplit."""
     if not isinstance(url, str):
         raise errors.InvalidArgumentError(f"url must be a str, not {type(url).__name__}", "ERR_INVALID_ARG_TYPE")
     parts = urlsplit(url.strip())
@@ -178,25 +261,32 @@ def _normalise_url(url: Any) -> tuple[str, str | None]:
         raise errors.InvalidURLError(f"Invalid URL: {url!r}", "ERR_INVALID_URL") from exc
     if not host:
         raise errors.InvalidURLError(f"Invalid URL: {url!r}", "ERR_INVALID_URL")
-    if ":" in host:
-        host = f"[{host}]"
-    elif not host.isascii():
+    if ":" not in host and not host.isascii():
         try:
             host = host.encode("idna").decode("ascii")
         except UnicodeError as exc:
             raise errors.InvalidURLError(f"Invalid host in URL: {url!r}", "ERR_INVALID_URL") from exc
-    netloc = host if port is None or port == (443 if scheme == "https" else 80) else f"{host}:{port}"
+    target: dict[str, Any] = {"protocol": scheme + ":", "hostname": host}
+    name = f"[{host}]" if ":" in host else host
+    if port is None or port == _DEFAULT_PORTS[scheme]:
+        netloc = name
+    else:
+        netloc = f"{name}:{port}"
+        target["port"] = port
     path = parts.path or "/"
     if not _PLAIN_PATH.fullmatch(path):  # most paths need no escaping: skip quote()'s work
         path = quote(path, safe=_PATH_SAFE)
     query = parts.query
     if query and not _PLAIN_QUERY.fullmatch(query):
         query = quote(query, safe=_QUERY_SAFE)
+    if query:
+        path = f"{path}?{query}"
+    target["path"] = path
     credentials = None
     if parts.username is not None:
         credentials = unquote(parts.username) + ":" + unquote(parts.password or "")
     # urlunsplit's result for these parts (a netloc, a path starting with "/"), built directly.
-    return f"{scheme}://{netloc}{path}?{query}" if query else f"{scheme}://{netloc}{path}", credentials
+    return f"{scheme}://{netloc}{path}", credentials, target
 
 
 def _origin(url: str) -> tuple[str, str, int]:
@@ -349,27 +439,22 @@ def fetch(
             raise TypeError(f"fetch: {name!r} is set by fetch() itself")
     # The default (no retry) needs no policy object of its own: Retry is frozen.
     policy = _NO_RETRY if retry is None or (type(retry) is int and retry == 0) else Retry.of(retry)
-    idle_ms = duration_ms(timeout, "timeout")
-    deadline_ms = duration_ms(deadline, "deadline")
+    idle_ms = None if timeout is None else duration_ms(timeout, "timeout")
+    deadline_ms = None if deadline is None else duration_ms(deadline, "deadline")
     ends_at = started + deadline_ms / 1000.0 if deadline_ms else None
     if agent is not None and not isinstance(agent, _agent.Agent):
         raise errors.InvalidArgumentError(f"agent must be an Agent or None, not {agent!r}", "ERR_INVALID_ARG_TYPE")
 
     method = method.upper()
-    current, credentials = _normalise_url(url)
+    current, credentials, target = _parse_url(url)
     out = _RequestHeaders(headers)
     content, replayable = _encode_body(body, json, out)
-    if credentials is not None and "authorization" not in out:
-        token = base64.b64encode(credentials.encode("utf-8")).decode("ascii")
-        out.set_default("Authorization", f"Basic {token}")
-    out.set_default("User-Agent", USER_AGENT)
-    out.set_default("Accept", "*/*")
-    out.set_default("Accept-Encoding", _decode.ACCEPT_ENCODING)
+    out.add_defaults(credentials)
     timings = Timings()
 
     hop = _Hop(extra, idle_ms, ends_at, agent, proxy, deadline_ms)
     while True:
-        req, res = hop.send_with_retries(method, current, out, content, replayable, policy, timings)
+        req, res = hop.send_with_retries(method, current, target, out, content, replayable, policy, timings)
         location = res.headers.get("location")
         if res.status_code not in _REDIRECT_STATUSES or location is None or redirect == "manual":
             break
@@ -382,15 +467,15 @@ def fetch(
             raise errors.RedirectError(f"more than {max_redirects} redirects (the last from {current})",
                                        "ERR_TOO_MANY_REDIRECTS", url=current, location=location)
         try:
-            target, _ = _normalise_url(urljoin(current, location))
+            next_url, _, next_target = _parse_url(urljoin(current, location))
         except errors.InvalidArgumentError:
             req.destroy()
             raise errors.RedirectError(f"{current} redirected to {location!r}, not an http(s) URL",
                                        "ERR_INVALID_REDIRECT", url=current, location=location) from None
-        if current.startswith("https:") and target.startswith("http:") and not allow_downgrade:
+        if current.startswith("https:") and next_url.startswith("http:") and not allow_downgrade:
             req.destroy()
             raise errors.RedirectError(
-                f"{current} redirected to plain http: {target} (allow_downgrade=True to follow)",
+                f"{current} redirected to plain http: {next_url} (allow_downgrade=True to follow)",
                 "ERR_UNSAFE_REDIRECT", url=current, location=location)
         status = res.status_code
         if (status == 303 and method not in ("GET", "HEAD")) or (status in (301, 302) and method == "POST"):
@@ -400,11 +485,11 @@ def fetch(
             req.destroy()
             raise errors.RedirectError(f"{current} redirected ({status}) a streamed body, which cannot be sent again",
                                        url=current, location=location)
-        if _origin(target) != _origin(current):
+        if _origin(next_url) != _origin(current):
             # A Host the caller set named the old origin (undici drops it too).
             out.drop(_CREDENTIAL_HEADERS | {"host"})
         _drain(res, req)
-        current = target
+        current, target = next_url, next_target
         timings.redirects += 1
     timings.headers = (time.monotonic() - started) * 1000.0
     timings.reused = bool(req.reused_socket)
@@ -414,6 +499,9 @@ def fetch(
 
 class _Hop:
     """One request of a fetch, sent as often as the retry policy allows."""
+
+    # A crawl holds a thousand fetches waiting at once: no __dict__ each.
+    __slots__ = ("extra", "deadline_ms", "idle_ms", "ends_at", "agent", "proxy")
 
     def __init__(self, extra: dict[str, Any], idle_ms: float | None, ends_at: float | None, agent: Any,
                  proxy: str | bool | None, deadline_ms: float | None = None) -> None:
@@ -432,10 +520,12 @@ class _Hop:
             raise errors.TimeoutError(f"fetch deadline of {format_ms(self.deadline_ms or 0)} exceeded", "ETIMEDOUT")
         return left
 
-    def send(self, method: str, url: str, headers: _RequestHeaders, content: Any) -> tuple[Any, Any]:
-        """Send one request; return it and its response (head read, body not)."""
-        scheme = urlsplit(url).scheme
-        protocol = scheme + ":"
+    def send(self, method: str, url: str, target: dict[str, Any], headers: _RequestHeaders,
+             content: Any) -> tuple[Any, Any]:
+        """Send one request for ``url`` (``target``: its request options, from
+        :func:`_parse_url`); return it and its response (head read, body not)."""
+        protocol = target["protocol"]
+        scheme = protocol[:-1]
         # The caller's agent serves URLs of its protocol; for https: it also decides
         # the proxy (Agent(proxy=...)), since its pool is either all tunnels or none.
         given = self.agent if self.agent is not None and self.agent.protocol == protocol else None
@@ -478,7 +568,11 @@ class _Hop:
             req = http.request(url, agent=agent, **options)
         else:
             make = _client.request if scheme == "https" else http.request
-            req = make(url, agent=agent, **options)
+            req = make(cast("RequestOptions", target), agent=agent, **options)  # the URL's parts: request() need not split it again
+        # getresponse() follows in this greenlet, before it yields, and nobody else
+        # holds the request to listen to it: no reader to decide on later (as get()).
+        req._blocking = True
+        del options  # request() took its own copy: not held through the wait below
         try:
             if content is None or isinstance(content, bytes):
                 req.end(content)
@@ -505,14 +599,14 @@ class _Hop:
             raise
         return req, res
 
-    def send_with_retries(self, method: str, url: str, headers: _RequestHeaders, content: Any, replayable: bool,
-                          policy: Retry, timings: Timings) -> tuple[Any, Any]:
+    def send_with_retries(self, method: str, url: str, target: dict[str, Any], headers: _RequestHeaders,
+                          content: Any, replayable: bool, policy: Retry, timings: Timings) -> tuple[Any, Any]:
         allowed = policy.total > 0 and replayable and policy.allows(method)
         while True:
             attempt = timings.retries
             can_retry = allowed and attempt < policy.total
             try:
-                req, res = self.send(method, url, headers, content)
+                req, res = self.send(method, url, target, headers, content)
             except errors.Error as exc:
                 if not (can_retry and _retryable_error(exc)):
                     raise

@@ -17,7 +17,7 @@ import time
 from typing import Any, Iterator
 
 from . import _decode, errors
-from ._headers import Headers, fetch_headers
+from ._headers import Headers, _text, fetch_headers
 
 #: ``content`` of an encoded body with a Content-Length up to this: read the bytes
 #: whole, then decode them in one call.  A crawl holds a thousand responses at once;
@@ -29,7 +29,7 @@ _WHOLE_DECODE_MAX = 2**20
 __all__ = ["Headers", "Response", "Timings"]
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)  # no __dict__: a crawl holds a thousand at once
 class Timings:
     """What fetch() measured, in milliseconds.
 
@@ -61,11 +61,13 @@ class Timings:
         to count from the fetch() call at ``started``."""
         if request is None:
             return
-        self.queued, self.dns, self.connect, self.tls = request.queued, request.dns, request.connect, request.tls
-        offset = (request.start - started) * 1000.0
-        sent, first = request.sent, request.first_byte
-        self.sent = None if sent is None else offset + sent
-        self.first_byte = None if first is None else offset + first
+        self.dns, self.connect, self.tls = request.dns, request.connect, request.tls
+        # The RequestTimings' moments themselves (time.monotonic() values): its
+        # properties would each be a call, and count from its start, not ours.
+        acquired, sent, first = request._acquired, request._sent, request._first_byte
+        self.queued = None if acquired is None else (acquired - request.start) * 1000.0
+        self.sent = None if sent is None else (sent - started) * 1000.0
+        self.first_byte = None if first is None else (first - started) * 1000.0
 
 
 class Response:
@@ -99,8 +101,6 @@ class Response:
         self.status_text: str = raw.status_message or ""
         self.url = url
         self.redirected = redirected
-        flat = raw.raw_headers  # a property that builds a new list: read it once
-        self.headers: Headers = fetch_headers(zip(flat[::2], flat[1::2]))
         self.timings = timings
         timings._take_phases(raw.timings, started)
         self._started = started
@@ -113,6 +113,31 @@ class Response:
         self._position = 0  # in _content, for read()/iteration after it
         self._streamed = False
         self._ended = False
+
+    #: Fetch's headers, built on first use (see :attr:`headers`).
+    _headers: Headers | None = None
+
+    @property
+    def headers(self) -> Headers:
+        """The response's headers, case-insensitive, by Fetch's rule: a repeated
+        field reads as its values joined by ``", "``.  Built on first use (a crawl
+        that reads only the body never pays for it); a copy of the message's own
+        :attr:`~greenhttps.IncomingMessage.headers` when no field repeats (then the
+        two rules agree, ``Set-Cookie`` aside), else from the fields as received."""
+        headers = self._headers
+        if headers is None:
+            node = self.raw.headers
+            fields = node._raw if node._raw is not None else ()
+            if len(node) == len(fields) and "set-cookie" not in node:
+                headers = Headers._wrap(node, fields)  # one C-level copy of the dict
+            else:
+                headers = fetch_headers((_text(name), _text(value)) for name, value in fields)
+            self._headers = headers
+        return headers
+
+    @headers.setter
+    def headers(self, value: Headers) -> None:
+        self._headers = value
 
     @property
     def ok(self) -> bool:
@@ -135,7 +160,9 @@ class Response:
             self._decoder_made = True
             if self._decompress:
                 try:
-                    self._decoder = _decode.decoder_for(self.headers.get("content-encoding"),
+                    # The message's headers (built already: fetch() looked for a
+                    # Location): Content-Encoding is joined with ", " by both rules.
+                    self._decoder = _decode.decoder_for(self.raw.headers.get("content-encoding"),
                                                         self._max_decoded_size)
                 except errors.ContentDecodingError:
                     self.close()
@@ -174,7 +201,7 @@ class Response:
             if decoder is None:
                 return raw
             try:
-                return decoder.feed(raw) + decoder.finish()
+                return decoder.decode_all(raw)
             except errors.ContentDecodingError:
                 self.close()
                 raise
@@ -189,7 +216,7 @@ class Response:
 
     def _small_body(self) -> bool:
         """The body's announced length is at most :data:`_WHOLE_DECODE_MAX`."""
-        length = self.headers.get("content-length")
+        length = self.raw.headers.get("content-length")  # Node keeps the first of repeats
         return length is not None and length.isascii() and length.isdigit() and int(length) <= _WHOLE_DECODE_MAX
 
     @property

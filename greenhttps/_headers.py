@@ -104,6 +104,14 @@ _ENCODED_FIELD_MAX = 128
 _SECRET_FIELDS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
 
 
+#: (name, value) str fields that passed check_name()/check_value() (which return a
+#: str value unchanged): a client sends the same few fields on every request
+#: (fetch()'s User-Agent, Accept, Accept-Encoding), and a set lookup is cheaper than
+#: three Python calls and two regex searches.  Bounded as _ENCODED (short fields, no
+#: credentials); starts over when full.
+_CHECKED: set[tuple[str, str]] = set()
+
+
 class OutgoingHeaders:
     """The headers of a message not yet sent: case-insensitive, order kept.
 
@@ -116,6 +124,17 @@ class OutgoingHeaders:
         self._fields: dict[str, tuple[str, str | list[str]]] = {}
 
     def set(self, name: str, value: object) -> None:
+        if type(value) is str and type(name) is str:
+            field = (name, value)
+            if field not in _CHECKED:
+                check_name(name)
+                _value_str(name, value)
+                if len(name) + len(value) <= _ENCODED_FIELD_MAX and name.lower() not in _SECRET_FIELDS:
+                    if len(_CHECKED) >= _ENCODED_MAX:
+                        _CHECKED.clear()
+                    _CHECKED.add(field)
+            self._fields[name.lower()] = field
+            return
         check_name(name)
         self._fields[name.lower()] = (name, check_value(name, value))
 
@@ -146,7 +165,8 @@ class OutgoingHeaders:
         return {lname: field[1] for lname, field in self._fields.items()}
 
     def update(self, headers: Mapping[str, object] | Iterable[tuple[str, object]]) -> None:
-        items = headers.items() if isinstance(headers, Mapping) else headers
+        # A dict, the usual case, without the Mapping ABC's isinstance (a Python call).
+        items = headers.items() if type(headers) is dict or isinstance(headers, Mapping) else headers
         for name, value in items:
             self.set(name, value)
 

@@ -109,6 +109,8 @@ def request_options(
     base: Mapping[str, Any] | None
     if type(url_or_options) is str:
         base = _from_url_cached(url_or_options)
+    elif type(url_or_options) is dict:  # an options dict (fetch() gives one): no Mapping ABC check
+        base = url_or_options
     elif isinstance(url_or_options, (str, SplitResult)):
         base = _from_url(url_or_options)
     elif url_or_options is None or isinstance(url_or_options, Mapping):

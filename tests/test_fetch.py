@@ -80,6 +80,24 @@ def test_response_fields_and_a_body_read_twice(origin: Any, ca_pem: bytes) -> No
     assert rec.seen[0]["url"] == "/x?q=1"
 
 
+def test_headers_are_built_when_read_and_apart_from_the_messages(origin: Any, ca_pem: bytes) -> None:
+    """Response.headers is made on first use: with no repeated field, a copy of the
+    IncomingMessage's (the two rules agree); one Set-Cookie is a str (Fetch), not
+    Node's list; writing to one leaves the other alone."""
+    base, _ = origin(lambda req, body: (200, {"Content-Type": "text/plain", "X-One": "1"}, b"hi"))
+    res = greenhttps.fetch(base, ca=ca_pem)
+    assert res._headers is None  # not built yet: nothing asked for it
+    assert res.headers == res.raw.headers and res.headers is not res.raw.headers
+    assert res.headers["X-ONE"] == "1" and res.headers.get_all("x-one") == ["1"]
+    assert ("X-One", "1") in res.headers.raw
+    res.headers["x-added"] = "y"
+    assert "x-added" not in res.raw.headers
+    base, _ = origin(lambda req, body: (200, {"Set-Cookie": "s=1"}, b""))
+    res = greenhttps.fetch(base, ca=ca_pem)
+    assert res.headers["set-cookie"] == "s=1" and res.raw.headers["set-cookie"] == ["s=1"]
+    assert res.headers.get_set_cookie() == ["s=1"]
+
+
 def test_not_ok_and_status_text(origin: Any, ca_pem: bytes) -> None:
     base, _ = origin(lambda req, body: (404, {}, b"nope"))
     res = greenhttps.fetch(base, ca=ca_pem)
@@ -169,6 +187,37 @@ def test_url_normalisation_matches_quote_and_urlunsplit(path: str, query: str | 
                        quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~"),
                        quote(parts.query, safe="/?%:@!$&'()*+,;=-._~"), ""))
     assert _normalise_url(url) == (want, None)
+
+
+@hypothesis.settings(max_examples=400, deadline=None)
+@hypothesis.given(
+    scheme=st.sampled_from(["http", "https", "HTTPS"]),
+    host=st.sampled_from(["example.com", "Example.com", "127.0.0.1", "[::1]", "a-b.c", "xn--bcher-kva.example",
+                          "b\u00fccher.example", "u:p@example.com", "@example.com"]),
+    port=st.sampled_from(["", ":80", ":443", ":0443", ":8443", ":65535", ":65536", ":99999", ":x"]),
+    path=st.text(alphabet="abc/%:@!$&'()*+,;=-._~ \u00e9", max_size=12),
+    query=st.one_of(st.none(), st.text(alphabet="ab=&/?%:\u00e9", max_size=8)),
+    fragment=st.one_of(st.none(), st.just("frag")),
+)
+def test_the_plain_url_shortcut_agrees_with_urlsplit(scheme: str, host: str, port: str, path: str,
+                                                      query: str | None, fragment: str | None) -> None:
+    """fetch() splits the usual URL with one regex match; on every URL the result (or
+    the error) is what the urlsplit path gives, and so is what request() would take
+    from the normalised URL string."""
+    from greenhttps import _url
+    from greenhttps._fetch import _parse_url, _parse_url_slowly
+
+    url = f"{scheme}://{host}{port}{'/' if path else ''}{path}"
+    url += ("" if query is None else f"?{query}") + ("" if fragment is None else f"#{fragment}")
+    try:
+        want = _parse_url_slowly(url)
+    except errors.Error as exc:
+        with pytest.raises(type(exc)):
+            _parse_url(url)
+        return
+    assert _parse_url(url) == want
+    normal, _, target = want
+    assert _url._from_url(normal) == target
 
 
 def test_bad_arguments_fail_before_sending() -> None:

@@ -8,6 +8,8 @@ compressed, which must fail at the cap having held about the cap in memory.
 from __future__ import annotations
 
 import gzip
+import importlib
+import importlib.util
 import os
 import tracemalloc
 import zlib
@@ -23,6 +25,23 @@ brotli = pytest.importorskip("brotli")
 zstandard = pytest.importorskip("zstandard")
 
 pytestmark = pytest.mark.timeout(60)
+
+#: The inflates _decode may use for gzip and deflate: ISA-L's (the decode extra) and
+#: the stdlib's fallback.  Tests that inflate take the ``inflate`` fixture: both run.
+HAVE_ISAL = importlib.util.find_spec("isal") is not None
+INFLATES = [
+    pytest.param("isal.isal_zlib", marks=pytest.mark.skipif(not HAVE_ISAL, reason="isal not installed")),
+    "zlib",
+]
+
+
+@pytest.fixture(params=INFLATES)
+def inflate(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Run the test with ``_decode`` inflating through one backend (module-wide, so a
+    fetch() in the test uses it too)."""
+    module = importlib.import_module(request.param)
+    monkeypatch.setattr(_decode, "_inflate", module)
+    return module
 
 BODY = os.urandom(3000) * 20 + b"<html>" + b"hello, world " * 20000
 
@@ -60,12 +79,31 @@ def _decode_in_pieces(coding: str, data: bytes, size: int, cap: int | None = Non
 
 @pytest.mark.parametrize("kind", sorted(ENCODERS))
 @pytest.mark.parametrize("size", [1, 13, 4096, 10**8])
-def test_each_coding_round_trips_in_any_pieces(kind: str, size: int) -> None:
+def test_each_coding_round_trips_in_any_pieces(inflate: Any, kind: str, size: int) -> None:
     data = ENCODERS[kind](BODY)
     assert _decode_in_pieces(_coding(kind), data, size) == BODY
 
 
-def test_stacked_codings_are_undone_last_first() -> None:
+@pytest.mark.parametrize("kind", sorted(ENCODERS))
+def test_decode_all_is_feed_then_finish(inflate: Any, kind: str) -> None:
+    """decode_all() (fetch()'s whole small body) gives what feed() + finish() give,
+    fails as they do (truncated, the cap), for one piece or a long one."""
+    data = ENCODERS[kind](BODY)
+    decoder = _decode.decoder_for(_coding(kind))
+    assert decoder is not None and decoder.decode_all(data) == BODY
+    with pytest.raises(errors.ContentDecodingError, match="truncated"):
+        decoder = _decode.decoder_for(_coding(kind))
+        assert decoder is not None
+        decoder.decode_all(data[: len(data) // 2])
+    with pytest.raises(errors.DecodedSizeError):
+        decoder = _decode.decoder_for(_coding(kind), len(BODY) - 1)
+        assert decoder is not None
+        decoder.decode_all(data)
+    decoder = _decode.decoder_for(_coding(kind), len(BODY))
+    assert decoder is not None and decoder.decode_all(data) == BODY  # the cap itself is allowed
+
+
+def test_stacked_codings_are_undone_last_first(inflate: Any) -> None:
     """``Content-Encoding: gzip, br`` was gzipped, then brotli'd (RFC 9110 §8.4)."""
     data = brotli.compress(gzip.compress(BODY))
     assert _decode_in_pieces("gzip, br", data, 1000) == BODY
@@ -75,7 +113,7 @@ def test_stacked_codings_are_undone_last_first() -> None:
 
 
 @pytest.mark.parametrize("kind", ["gzip", "deflate", "br", "zstd"])
-def test_truncated_and_corrupt_bodies_fail_clearly(kind: str) -> None:
+def test_truncated_and_corrupt_bodies_fail_clearly(inflate: Any, kind: str) -> None:
     data = ENCODERS[kind](BODY)
     with pytest.raises(errors.ContentDecodingError, match="truncated") as info:
         _decode_in_pieces(kind, data[: len(data) // 2], 500)
@@ -84,19 +122,47 @@ def test_truncated_and_corrupt_bodies_fail_clearly(kind: str) -> None:
         _decode_in_pieces(kind, b"\x1f\x8b\x08\x00" + b"\xff" * 50 if kind == "gzip" else b"\xff" * 50, 7)
 
 
+def test_a_gzip_member_after_a_long_one_is_decoded_once(inflate: Any) -> None:
+    """A member whose output passes one call's bound (16 KiB), then another member,
+    in one piece: the stdlib's decompressobj leaves the bytes after the first member
+    in both ``unused_data`` and ``unconsumed_tail`` then, and the second member must
+    still come out once (ISA-L's leaves them in ``unused_data`` only)."""
+    body = gzip.compress(b"a" * 600_000) + gzip.compress(b"second")
+    decoder = _decode.decoder_for("gzip", None)
+    assert decoder is not None
+    assert decoder._stages[0]._zlib is inflate  # type: ignore[attr-defined]
+    assert decoder.feed(body) + decoder.finish() == b"a" * 600_000 + b"second"
+
+
+def test_isal_inflates_when_installed_else_the_stdlib() -> None:
+    """The decode extra's ISA-L is used when it imports; without it, the stdlib's
+    zlib, offering and decoding the same."""
+    assert _decode.INFLATE == ("isal.isal_zlib" if HAVE_ISAL else "zlib")
+    code = (
+        "import sys; sys.modules['isal'] = None\n"
+        "import gzip\n"
+        "from greenhttps import _decode\n"
+        "d = _decode.decoder_for('gzip')\n"
+        "print(_decode.INFLATE, _decode.ACCEPT_ENCODING, d.feed(gzip.compress(b'plain')) + d.finish())\n"
+    )
+    done = helpers.run_python(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["zlib", "gzip,", "deflate,", "br,", "zstd", "b'plain'"]
+
+
 def test_unknown_coding_names_the_extra() -> None:
     with pytest.raises(errors.ContentDecodingError, match="compress") as info:
         _decode.decoder_for("compress")
     assert "decompress=False" in str(info.value)
 
 
-def test_empty_body_is_empty_whatever_its_coding() -> None:
+def test_empty_body_is_empty_whatever_its_coding(inflate: Any) -> None:
     decoder = _decode.decoder_for("gzip")
     assert decoder is not None and decoder.feed(b"") == b"" and decoder.finish() == b""
 
 
 @pytest.mark.parametrize("kind", ["gzip", "deflate", "br", "zstd"])
-def test_a_bomb_fails_at_the_cap_without_the_memory(kind: str) -> None:
+def test_a_bomb_fails_at_the_cap_without_the_memory(inflate: Any, kind: str) -> None:
     """256 MiB of zeros, compressed by the real library (a ~260 KB gzip, a few hundred bytes of br):
     decoding stops past a 10 MiB cap, having held little more than the cap."""
     zeros = bytes(2**28)
@@ -160,7 +226,7 @@ def encoded_origin(serve: Callable[..., int]) -> Callable[..., str]:
 
 
 @pytest.mark.parametrize("kind", sorted(ENCODERS))
-def test_fetch_decodes_each_coding(encoded_origin: Any, ca_pem: bytes, kind: str) -> None:
+def test_fetch_decodes_each_coding(encoded_origin: Any, inflate: Any, ca_pem: bytes, kind: str) -> None:
     compressed = ENCODERS[kind](BODY)
     url = encoded_origin(compressed, _coding(kind), chunk=1000)
     res = greenhttps.fetch(url, ca=ca_pem)
@@ -171,7 +237,7 @@ def test_fetch_decodes_each_coding(encoded_origin: Any, ca_pem: bytes, kind: str
     assert raw.content == compressed
 
 
-def test_fetch_bomb_fails_and_frees_the_connection(encoded_origin: Any, ca_pem: bytes) -> None:
+def test_fetch_bomb_fails_and_frees_the_connection(encoded_origin: Any, inflate: Any, ca_pem: bytes) -> None:
     bomb = gzip.compress(bytes(32 * 2**20))
     url = encoded_origin(bomb, "gzip")
     res = greenhttps.fetch(url, ca=ca_pem, max_decoded_size=2**20)
@@ -191,7 +257,7 @@ def test_fetch_unknown_coding_is_an_error_unless_raw(encoded_origin: Any, ca_pem
     assert greenhttps.fetch(url, ca=ca_pem, decompress=False).content == b"lzw-ish"
 
 
-def test_fetch_corrupt_gzip_fails(encoded_origin: Any, ca_pem: bytes) -> None:
+def test_fetch_corrupt_gzip_fails(encoded_origin: Any, inflate: Any, ca_pem: bytes) -> None:
     data = gzip.compress(BODY)
     url = encoded_origin(data[:-20], "gzip")
     with pytest.raises(errors.ContentDecodingError, match="truncated"):
@@ -199,7 +265,7 @@ def test_fetch_corrupt_gzip_fails(encoded_origin: Any, ca_pem: bytes) -> None:
 
 
 @pytest.mark.needs_node
-def test_fetch_decodes_what_node_zlib_sends(ca_pem: bytes, server_cert_files: dict[str, str]) -> None:
+def test_fetch_decodes_what_node_zlib_sends(inflate: Any, ca_pem: bytes, server_cert_files: dict[str, str]) -> None:
     """A Node 20 https server compressing with its own zlib (gzip, deflate, br) and
     streaming the result (mirrors the pattern of Node's test/parallel/test-zlib-*.js)."""
     script = r"""
@@ -221,7 +287,7 @@ server.listen(0, '127.0.0.1', () => console.log(server.address().port));
             assert res.text() == "node says hello " * 5000, coding
 
 
-def test_head_and_empty_responses_with_a_coding(serve: Callable[..., int], ca_pem: bytes) -> None:
+def test_head_and_empty_responses_with_a_coding(inflate: Any, serve: Callable[..., int], ca_pem: bytes) -> None:
     def handler(req: Any, res: Any) -> None:
         res.write_head(200 if req.url == "/empty" else 204, {"Content-Encoding": "gzip"})
         res.end()

@@ -37,6 +37,7 @@ import crawl_bench as bench  # noqa: E402
 import instructions as single  # noqa: E402  (checkout())
 
 SCRIPTS = {"fetch": "greenhttps_fetch.py", "get": "greenhttps_get.py", "aiohttp": "aiohttp_session.py",
+           "aiohttp-isal": "aiohttp_isal_session.py",
            "urllib3": "urllib3_monkey.py", "geventhttpclient": "geventhttpclient_pool.py"}
 BASE_PAGES = 200
 
