@@ -523,7 +523,7 @@ def _handshake(raw: gsocket.socket, opts: Mapping[str, Any], sessions: SessionCa
     # Over a TCP socket, gevent's SSLSocket; over the TLS of an https:// proxy, a
     # memory-BIO one (an SSLSocket needs a descriptor of its own).
     # Memory BIOs over a TLS stream (an https:// proxy's) always; over TCP with
-    # GREENHTTPS_TLS_BIO=1 (one recv per batch of records instead of two read()s each).
+    # GREENHTTPS_TLS_BIO=1 (one sendmsg per batch of records; see _tlsbio).
     wrap: Any = _wrap_inner if TLS_ON_MEMORY_BIOS or hasattr(raw, "_sslobj") else _tls.wrap_socket
     try:
         tls = wrap(context, raw, server_side=False, server_hostname=sni, session=session)
