@@ -37,7 +37,7 @@ import ssl
 import sys
 from typing import Any
 
-__all__ = ["READ_AHEAD", "buffered", "enable_read_ahead", "disable_read_ahead"]
+__all__ = ["READ_AHEAD", "buffered", "enable_read_ahead", "disable_read_ahead", "held_ahead"]
 
 #: ``GREENHTTPS_TLS_READ_AHEAD=0`` turns read-ahead off (the default is on).
 READ_AHEAD = os.environ.get("GREENHTTPS_TLS_READ_AHEAD", "") != "0"
@@ -209,3 +209,18 @@ def buffered(sock: Any) -> bool:
         return sslobj.pending() != 0  # type: ignore[no-any-return]
     return _has_pending(pointer) != 0  # type: ignore[no-any-return]
 
+
+def held_ahead(sock: Any) -> bool | None:
+    """For a socket whose read-ahead is on (any socket may be asked): does OpenSSL
+    hold bytes of it -- True also once it is closed.  None when read-ahead is not on
+    for it; then its last read did not take all the kernel had, and this says
+    nothing about what the kernel still holds."""
+    if not READ_AHEAD:
+        return None
+    try:
+        pointer = sock._greenhttps_ssl
+    except AttributeError:
+        return None
+    if sock._sslobj is None:
+        return True
+    return _has_pending(pointer) != 0  # type: ignore[no-any-return]

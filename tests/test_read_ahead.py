@@ -16,6 +16,8 @@ import ssl
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -27,7 +29,7 @@ import pytest
 
 import greenhttps
 import helpers
-from greenhttps import _openssl, _tls
+from greenhttps import _dial, _openssl, _sockio, _tls
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -159,7 +161,7 @@ def test_env_switch_turns_read_ahead_off(value: str, expected: str) -> None:
         pytest.skip("read-ahead is not available here")
     code = textwrap.dedent("""
         import ssl, gevent.socket
-        from greenhttps import _openssl, _tls
+        from greenhttps import _dial, _openssl, _sockio, _tls
         a, b = gevent.socket.socketpair()
         sock = _tls.wrap_socket(ssl.create_default_context(), a, server_side=False, server_hostname="x")
         print(_openssl._lib.get_read_ahead(sock.__dict__[_openssl.ATTR]))
@@ -446,3 +448,103 @@ def test_a_half_read_response_then_the_next_request(serve: Callable[..., int], c
     finally:
         agent.destroy()
 
+
+# ------------------------------------------------------------------ reuse without poll(0)
+
+
+def _count_polls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    polls: list[int] = []
+    real = _sockio.readable_now
+
+    def spy(fd: int) -> bool:
+        polls.append(fd)
+        return real(fd)
+
+    monkeypatch.setattr(_sockio, "readable_now", spy)
+    return polls
+
+
+def test_a_fresh_pooled_socket_is_reused_without_a_poll(serve: Callable[..., int], ca_pem: bytes,
+                                                        read_ahead: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Taken again right after its response, a pooled socket with read-ahead is not
+    polled (what came with the response is inside OpenSSL, and looked at there);
+    without read-ahead the poll stays.  Either way it is the one connection."""
+    peers: set[int] = set()
+    port = serve(lambda req, res: (peers.add(req.socket.remote_port), res.end(b"x")))
+    agent = greenhttps.Agent(keep_alive=True)
+    polls = _count_polls(monkeypatch)
+    try:
+        for _ in range(5):
+            assert greenhttps.fetch(f"https://localhost:{port}/", ca=ca_pem, agent=agent).content == b"x"
+    finally:
+        agent.destroy()
+    assert len(peers) == 1
+    assert len(polls) == (0 if read_ahead else 4)
+
+
+def test_a_pooled_socket_idle_past_the_fresh_window_is_polled(serve: Callable[..., int], ca_pem: bytes,
+                                                              read_ahead: bool,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    peers: set[int] = set()
+    port = serve(lambda req, res: (peers.add(req.socket.remote_port), res.end(b"x")))
+    agent = greenhttps.Agent(keep_alive=True)
+    polls = _count_polls(monkeypatch)
+    try:
+        for _ in range(3):
+            assert greenhttps.fetch(f"https://localhost:{port}/", ca=ca_pem, agent=agent).content == b"x"
+            gevent.sleep(_dial.FRESH_SECONDS * 2)
+    finally:
+        agent.destroy()
+    assert len(peers) == 1
+    assert len(polls) == 2
+
+
+def test_a_close_the_loop_has_not_seen_is_found_by_the_poll(server_cert: Any, read_ahead: bool) -> None:
+    """The server (a thread of its own, not this hub's) closes the idle connection
+    while this greenlet blocks without letting the loop run: the free-socket watcher
+    cannot fire, and the connection is past the fresh window, so the poll at take
+    time finds the close.  The second request (a POST, never retried) goes on a
+    new connection, and the closed one never receives it."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_cert.configure_cert(ctx)
+    listener = stdlib_socket.create_server(("127.0.0.1", 0))
+    requests: list[tuple[int, bytes]] = []
+
+    def serve_thread() -> None:
+        for index in range(2):
+            raw, _ = listener.accept()
+            with ctx.wrap_socket(raw, server_side=True) as tls:
+                tls.settimeout(5)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    piece = tls.recv(65536)
+                    if not piece:
+                        break
+                    data += piece
+                requests.append((index, data))
+                tls.sendall(_OK)
+                if index == 0:
+                    time.sleep(0.1)  # then close: close_notify, FIN
+                    try:
+                        tls.unwrap()
+                    except (OSError, ssl.SSLError):
+                        pass
+                    continue
+                tls.recv(1)  # the client closes
+
+    thread = threading.Thread(target=serve_thread, daemon=True)
+    thread.start()
+    port = listener.getsockname()[1]
+    agent = greenhttps.Agent(keep_alive=True)
+    try:
+        assert greenhttps.fetch(f"https://localhost:{port}/", agent=agent, reject_unauthorized=False).content == b"ok"
+        time.sleep(0.4)  # blocks the hub: the loop does not look meanwhile
+        # A POST: on a reused dead socket it would fail (ECONNRESET), not be retried.
+        res = greenhttps.fetch(f"https://localhost:{port}/", method="POST", body=b"once", agent=agent,
+                               reject_unauthorized=False)
+        assert res.content == b"ok"
+    finally:
+        agent.destroy()
+        thread.join(5)
+        listener.close()
+    assert [index for index, _ in requests] == [0, 1]
