@@ -548,3 +548,33 @@ def test_a_close_the_loop_has_not_seen_is_found_by_the_poll(server_cert: Any, re
         thread.join(5)
         listener.close()
     assert [index for index, _ in requests] == [0, 1]
+
+
+def test_client_upgrade_gets_the_bytes_read_ahead_as_head(server_ssl_context: ssl.SSLContext, read_ahead: bool,
+                                                          wrapped: list[Any]) -> None:
+    """The 101 and the new protocol's first bytes in one segment (two records): the
+    client's 'upgrade' gets them in ``head`` with read-ahead (they were read with
+    the 101), or from its first read without; either way nothing is lost, and the
+    socket handed over has read-ahead off.  (Node: test/parallel/test-http-upgrade-client.js.)"""
+    def answer(peer: BioPeer, index: int) -> None:
+        peer.send(peer.record(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+                  + peer.record(b"hello"))
+        gevent.sleep(1)
+
+    hand = _HandServer(server_ssl_context, answer)
+    got = gevent.event.AsyncResult()
+    try:
+        req = greenhttps.request({"hostname": "localhost", "port": hand.port, "reject_unauthorized": False,
+                                  "headers": {"Connection": "Upgrade", "Upgrade": "echo"}})
+        req.on("upgrade", lambda res, sock, head: got.set((sock, head)))
+        req.end()
+        sock, head = got.get(timeout=5)
+        data = head
+        while len(data) < 5:
+            data += sock.recv(10)
+        assert data == b"hello"
+        assert head == (b"hello" if read_ahead else b"")
+        assert _openssl.ATTR not in wrapped[0][0].__dict__
+        sock.destroy()
+    finally:
+        hand.stop()
