@@ -37,6 +37,8 @@ import ssl
 import sys
 from typing import Any
 
+from gevent.ssl import SSLSocket as GeventSSLSocket
+
 __all__ = ["READ_AHEAD", "buffered", "enable_read_ahead", "disable_read_ahead", "held_ahead"]
 
 #: ``GREENHTTPS_TLS_READ_AHEAD=0`` turns read-ahead off (the default is on).
@@ -203,7 +205,7 @@ def buffered(sock: Any) -> bool:
         return True
     try:
         pointer = sock._greenhttps_ssl
-    except AttributeError:
+    except (AttributeError, OSError):
         # Not proven here: what is decrypted.  (A partial record it holds is missed;
         # its rest is still to come from the kernel.)
         return sslobj.pending() != 0  # type: ignore[no-any-return]
@@ -215,12 +217,12 @@ def held_ahead(sock: Any) -> bool | None:
     hold bytes of it -- True also once it is closed.  None when read-ahead is not on
     for it; then its last read did not take all the kernel had, and this says
     nothing about what the kernel still holds."""
-    if not READ_AHEAD:
+    if not READ_AHEAD or not isinstance(sock, GeventSSLSocket):
         return None
     try:
-        pointer = sock._greenhttps_ssl
-    except AttributeError:
+        pointer = sock._greenhttps_ssl  # type: ignore[attr-defined]
+    except (AttributeError, OSError):  # (a closed gevent socket answers EBADF)
         return None
-    if sock._sslobj is None:
+    if sock._sslobj is None:  # type: ignore[attr-defined]
         return True
     return _has_pending(pointer) != 0  # type: ignore[no-any-return]

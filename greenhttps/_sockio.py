@@ -130,10 +130,14 @@ def held(sock: Any) -> bool:
     if isinstance(sock, GeventSSLSocket):
         tls: Any = sock
         return tls._sslobj is not None and buffered(tls)
-    pending = getattr(sock, "pending", None)
-    if pending is not None and pending():
+    # Asked of the class: a gevent socket passes unknown names to the socket it
+    # wraps, whose stand-in raises EBADF once closed.
+    cls = type(sock)
+    if not hasattr(cls, "pending"):
+        return False  # plain TCP: what has arrived is in the kernel
+    if sock.pending():
         return True
-    incoming = getattr(sock, "_in", None)  # a BioSSLSocket's memory BIO
+    incoming = getattr(sock, "_in", None) if hasattr(cls, "_in") else None  # a BioSSLSocket's memory BIO
     return incoming is not None and bool(incoming.pending)
 
 
