@@ -517,7 +517,7 @@ class Agent(EventEmitter):
             candidate.unpark()
             if not free:
                 del self._free[name]  # Node deletes an origin's emptied list (as _sync)
-            if candidate.expires_at > now and candidate.is_alive():
+            if candidate.expires_at > now and candidate.is_alive(now):
                 conn = candidate
                 break
             dead.append(candidate)

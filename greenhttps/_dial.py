@@ -35,6 +35,7 @@ from gevent import socket as gsocket
 from . import _happy, _tls, _verify, errors
 from ._dns import DnsCache
 from ._net_socket import Socket
+from ._openssl import held_ahead
 from ._options import format_ms, ms_to_seconds
 from ._parsers import parser_class
 from ._proxy import ProxyURL, open_tunnel, parse_proxy
@@ -45,6 +46,9 @@ from ._wire import Wire
 __all__ = ["ClientConnection", "SessionCache", "adopt", "dial", "unconnected_socket", "CLIENT_PARSER"]
 
 _INF = float("inf")
+#: A pooled connection whose last response byte came this recently is reused without
+#: ``poll(0)`` on its descriptor (see :meth:`ClientConnection.is_alive`).
+FRESH_SECONDS = 0.05
 #: Node 20's ``net.getDefaultAutoSelectFamilyAttemptTimeout()`` (ms).
 AUTO_SELECT_FAMILY_ATTEMPT_TIMEOUT = 250
 #: The parser class connections use (chosen once, at import; see _parsers).
@@ -119,8 +123,30 @@ class ClientConnection:
     def closed(self) -> bool:
         return self.wire.closed or self.socket.destroyed
 
-    def is_alive(self) -> bool:
-        return self.wire.is_reusable_idle()
+    def is_alive(self, now: float | None = None) -> bool:
+        """Can this pooled connection carry a new request?
+
+        While parked, a read watcher drops the connection as soon as the loop sees
+        the server close it (:meth:`park`); what is left to look for here is a close
+        that arrived since the loop last looked.  ``poll(0)`` on the descriptor finds
+        one, at a system call per reuse.  It is skipped on a TLS socket with
+        OpenSSL's read-ahead on whose last response byte came less than
+        :data:`FRESH_SECONDS` ago.  Read-ahead made that last read take everything
+        the kernel had, so whatever came with the response (a close_notify, bytes
+        nobody asked for) is inside OpenSSL and looked at there, without a system
+        call; what the poll could still find is a close sent after the response, in
+        that short window: a server ending a connection it has just answered as
+        keep-alive (no idle timeout is that short), a race no check wins -- the
+        close may as well come a microsecond after the poll -- and one the retry of
+        an idempotent request on a reused socket covers (a non-idempotent one fails
+        with ``ECONNRESET`` and ``reused_socket``, as with Node's agent, which has
+        no poll at all)."""
+        wire = self.wire
+        if (now if now is not None else time.monotonic()) - wire.last_io < FRESH_SECONDS:
+            held = held_ahead(wire.sock)
+            if held is not None:
+                return not held and not self.closed
+        return wire.is_reusable_idle()
 
     def park(self, idle_seconds: float, on_readable: Callable[[ClientConnection], None] | None = None) -> None:
         """Idle in a pool for at most ``idle_seconds``; ``on_readable(self)`` is called
@@ -523,7 +549,7 @@ def _handshake(raw: gsocket.socket, opts: Mapping[str, Any], sessions: SessionCa
     # Over a TCP socket, gevent's SSLSocket; over the TLS of an https:// proxy, a
     # memory-BIO one (an SSLSocket needs a descriptor of its own).
     # Memory BIOs over a TLS stream (an https:// proxy's) always; over TCP with
-    # GREENHTTPS_TLS_BIO=1 (one recv per batch of records instead of two read()s each).
+    # GREENHTTPS_TLS_BIO=1 (one sendmsg per batch of records; see _tlsbio).
     wrap: Any = _wrap_inner if TLS_ON_MEMORY_BIOS or hasattr(raw, "_sslobj") else _tls.wrap_socket
     try:
         tls = wrap(context, raw, server_side=False, server_hostname=sni, session=session)

@@ -771,12 +771,8 @@ class ServerConnection:
             return wire is not None
         sock = wire.sock
         try:
-            pending = getattr(sock, "pending", None)
-            if pending is not None and pending():
-                return True  # decrypted by OpenSSL already, not yet read
-            incoming = getattr(sock, "_in", None)  # a BioSSLSocket's memory BIO
-            if incoming is not None and incoming.pending:
-                return True
-            return _sockio.readable_now(sock.fileno())
+            # Held by OpenSSL (decrypted, or read ahead), or by a memory BIO: the
+            # descriptor no longer shows those.
+            return _sockio.held(sock) or _sockio.readable_now(sock.fileno())
         except (OSError, ValueError):
             return False

@@ -31,7 +31,10 @@ from gevent.hub import Waiter
 from gevent.monkey import get_original
 from gevent.ssl import SSLSocket as GeventSSLSocket
 
-__all__ = ["readable_now", "recv", "recv_into", "recv_now", "recv_tcp", "send", "send_tcp"]
+from ._openssl import ATTR as _READ_AHEAD_ATTR
+from ._openssl import buffered, disable_read_ahead
+
+__all__ = ["buffered", "hand_over", "held", "readable_now", "recv", "recv_into", "recv_now", "recv_tcp", "send", "send_tcp"]
 
 _EXPIRED = object()
 #: The most plaintext one TLS record carries (RFC 8446 §5.1).
@@ -118,6 +121,45 @@ def readable_now(fd: int) -> bool:
     return bool(poller.poll(0))
 
 
+def held(sock: Any) -> bool:
+    """Does the TLS layer hold bytes of the peer's (the kernel no longer does), which
+    a read would take without the descriptor turning readable?  A decrypted record
+    not yet read, or with OpenSSL's read-ahead, records (whole or partial) not yet
+    decrypted; for a memory-BIO socket, its incoming buffer.  Never reads; False
+    for a closed socket."""
+    if isinstance(sock, GeventSSLSocket):
+        tls: Any = sock
+        return tls._sslobj is not None and buffered(tls)
+    # Asked of the class: a gevent socket passes unknown names to the socket it
+    # wraps, whose stand-in raises EBADF once closed.
+    cls = type(sock)
+    if not hasattr(cls, "pending"):
+        return False  # plain TCP: what has arrived is in the kernel
+    if sock.pending():
+        return True
+    incoming = getattr(sock, "_in", None) if hasattr(cls, "_in") else None  # a BioSSLSocket's memory BIO
+    return incoming is not None and bool(incoming.pending)
+
+
+def hand_over(sock: Any) -> bytes:
+    """For a socket leaving the package (Upgrade, CONNECT): switch OpenSSL's
+    read-ahead off, so that user code may trust ``pending()`` and the descriptor as
+    with any Python TLS socket, and return the bytes it had read ahead, decrypted
+    (they come before anything the socket reads next).  A partial record stays
+    inside OpenSSL: its rest is still in the kernel, so the descriptor shows it."""
+    if not isinstance(sock, GeventSSLSocket) or _READ_AHEAD_ATTR not in sock.__dict__:
+        return b""
+    tls: Any = sock
+    pieces = []
+    while tls._sslobj is not None and buffered(tls):
+        data = _tls_recv_now(tls, _SCRATCH_SIZE)
+        if not data:  # nothing whole (None), or the end, which the next read reports again
+            break
+        pieces.append(data)
+    disable_read_ahead(tls)
+    return b"".join(pieces)
+
+
 def recv_now(sock: Any, size: int) -> bytes | None:
     """What has arrived, up to ``size`` bytes, without waiting and without switching
     greenlets (it may run in a hub callback): None when nothing is ready, b'' when
@@ -195,10 +237,10 @@ def _tls_recv(sock: Any, size: int, timeout: float | None, wait_first: bool = Fa
 
 def _tls_recv_into(sock: Any, view: memoryview, timeout: float | None, wait_first: bool = False) -> int | None:
     size = len(view)
-    sslobj = sock._sslobj
-    # pending(): bytes of a record OpenSSL has already decrypted (it reads no further
-    # ahead than the record it is on, so nothing else can be waiting inside it).
-    if wait_first and sslobj is not None and not sslobj.pending():
+    # buffered(): bytes OpenSSL holds, decrypted or (with read-ahead) not yet: a
+    # next record there leaves the descriptor unreadable, so it is asked first.
+    # (A closed socket counts as holding: the read below raises at once.)
+    if wait_first and not buffered(sock):
         if not _wait(sock, sock._read_event, timeout):
             return None
     while True:

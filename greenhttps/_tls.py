@@ -36,6 +36,7 @@ import gevent.ssl
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from greenhttps._openssl import enable_read_ahead
 from greenhttps._options import CLIENT_TLS_KEYS, SERVER_TLS_KEYS
 from greenhttps.errors import InvalidArgumentError
 
@@ -560,5 +561,8 @@ def wrap_socket(ctx: Context, sock: Any, *, server_side: bool, server_hostname: 
     ``server_hostname`` may be an IP literal: CPython sends no SNI for IPs (as Node).
     """
     inner = ctx.context if isinstance(ctx, CooperativeContext) else ctx
-    return CooperativeContext(inner).wrap_socket(sock, server_side=server_side, do_handshake_on_connect=False,
-                                                 server_hostname=server_hostname, session=session)
+    tls = CooperativeContext(inner).wrap_socket(sock, server_side=server_side, do_handshake_on_connect=False,
+                                                server_hostname=server_hostname, session=session)
+    # One read() per TLS record rather than two (header, then body); see _openssl.
+    enable_read_ahead(tls)
+    return tls

@@ -1,9 +1,10 @@
 """A TLS socket whose OpenSSL reads and writes memory buffers, not the descriptor.
 
 Why not gevent's ``SSLSocket``?  There OpenSSL talks to the socket itself, and a
-socket BIO makes one system call per TLS record: two ``read()``s for every record
-received (its 5-byte header, then the rest) and one ``write()`` per 16 KiB sent,
-65 of them for a 1 MiB body (``strace -c``: Node makes one).  Here OpenSSL works on
+socket BIO makes system calls per TLS record: one ``write()`` per 16 KiB sent, 65
+of them for a 1 MiB body (``strace -c``: Node makes one), and two ``read()``s for
+every record received (its 5-byte header, then the rest) -- one since greenhttps
+switches OpenSSL's read-ahead on (:mod:`._openssl`).  Here OpenSSL works on
 two :class:`ssl.MemoryBIO`\\ s and we move the bytes: one ``recv`` takes whatever
 records have arrived, one ``send`` carries up to :data:`_SEND_BATCH` of plaintext
 as ciphertext.
@@ -54,8 +55,8 @@ from . import _sockio
 __all__ = ["BioSSLSocket", "TLS_ON_MEMORY_BIOS"]
 
 #: ``GREENHTTPS_TLS_BIO=1``: servers and clients run OpenSSL on memory BIOs, which
-#: makes one system call where a socket BIO makes two (a record's header, then the
-#: rest) and sends large bodies in fewer writes, and holds more memory per connection.
+#: read what has arrived in one system call (as a socket BIO with read-ahead does)
+#: and send large bodies in fewer writes, and hold more memory per connection.
 TLS_ON_MEMORY_BIOS = os.environ.get("GREENHTTPS_TLS_BIO", "") == "1"
 
 #: Plaintext encrypted per ``send``: 16 records, one system call.

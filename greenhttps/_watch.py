@@ -42,7 +42,7 @@ from typing import Any, Callable
 
 import gevent
 
-from . import errors
+from . import _sockio, errors
 from ._events import logger
 from ._wire import Wire
 
@@ -183,6 +183,14 @@ class PeerWatch:
             self._io = self._loop.io(fd, 1)
         self._input = True
         self._io.start(self._readable)
+        if _sockio.held(self._wire.sock):
+            # Bytes OpenSSL read ahead (a pipelined request, a close_notify) never
+            # make the descriptor readable: look at them from the loop's next turn.
+            self._loop.run_callback(self._kick)
+
+    def _kick(self) -> None:
+        if self._input:
+            self._readable()
 
     def _stop_input(self) -> None:
         if self._input:

@@ -555,7 +555,9 @@ class Wire:
         data = self._parser.take_buffered() + bytes(self._early)
         self._early.clear()
         self.closed = True
-        return self.sock, data
+        # What OpenSSL read ahead comes with them; user code gets a socket without
+        # read-ahead (it may select() on it and trust pending(), as on any other).
+        return self.sock, data + _sockio.hand_over(self.sock)
 
     def close(self) -> None:
         """Close the socket now (idempotent)."""
@@ -603,7 +605,9 @@ class Wire:
             # Never yields (gevent's select would, even with no timeout, and the
             # Agent's bookkeeping around this must not: a request dialing meanwhile
             # went past max_sockets under Celery's gevent pool), and works past fd 1023.
-            readable = _sockio.readable_now(fd)
+            # held(): with read-ahead, a close_notify (or anything) that came with
+            # the response's last record waits inside OpenSSL, not in the kernel.
+            readable = _sockio.held(sock) or _sockio.readable_now(fd)
         except (OSError, ValueError):
             return False
         if not readable:
