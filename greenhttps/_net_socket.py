@@ -279,6 +279,21 @@ class Socket(EventEmitter):
         return self._tls.alpn_protocol if self._tls is not None else None
 
 
+#: One copy of each TLS version string and cipher tuple seen: every connection's
+#: would otherwise be its own (~250 bytes an idle connection keeps).  Bounded, as a
+#: peer could in principle offer many: past the bound a value is simply not shared.
+_SHARED: dict[Any, Any] = {}
+
+
+def _shared(value: Any) -> Any:
+    kept = _SHARED.get(value)
+    if kept is not None:
+        return kept
+    if len(_SHARED) < 64 and value is not None:
+        _SHARED[value] = value
+    return value
+
+
 class _TLSFacts:
     """What a finished handshake settled, read once: a closed TLS socket forgets it
     (gevent's raises AttributeError), and the socket's owner may have closed it
@@ -294,8 +309,8 @@ class _TLSFacts:
     def __init__(self, sock: Any) -> None:
         self._sock: Any = sock
         self.alpn_protocol: str | None = sock.selected_alpn_protocol() or None
-        self.protocol: str | None = sock.version()
-        self.cipher: tuple[str, str, int] | None = sock.cipher()
+        self.protocol: str | None = _shared(sock.version())
+        self.cipher: tuple[str, str, int] | None = _shared(sock.cipher())
         self.session_reused = bool(getattr(sock, "session_reused", False))
         self._der: bytes | None = sock.getpeercert(binary_form=True) or None
         self._cert: dict[str, Any] | None = None
