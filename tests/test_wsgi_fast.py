@@ -310,9 +310,44 @@ def test_subclasses_that_change_serving_have_no_fast_path() -> None:
     assert Plain(app).greenhttps_fast_path is not None
     assert Called(app).greenhttps_fast_path is None
     assert Environ(app).greenhttps_fast_path is None
+
+
+def _gunicorn_worker(access_log: bool) -> Any:
+    """What greenhttps.gunicorn._Handler reads of its worker."""
+    from types import SimpleNamespace
+    logged: list[str] = []
+    log = SimpleNamespace(access_log_enabled=access_log, info=logged.append,
+                          debug=lambda msg, *args: logged.append(msg % args))
+    worker = SimpleNamespace(nr=0, max_requests=3, alive=True, log=log, logged=logged,
+                             cfg=SimpleNamespace(limit_request_line=60, limit_request_field_size=40))
+    worker.stop = lambda: setattr(worker, "alive", False)
+    return worker
+
+
+@pytest.mark.parametrize("path", ["fast", "general"])
+def test_gunicorn_handler_counts_and_limits_on_either_path(make_server: Callable[..., Any], path: str) -> None:
+    """The gunicorn worker's handler has a fast path (none with the access log, which
+    reads the ServerResponse) that counts requests for ``max_requests`` and refuses
+    gunicorn's line (414) and field (431) limits as its listener call does."""
     pytest.importorskip("gunicorn")
     from greenhttps.gunicorn import _Handler
-    assert _Handler.__call__ is not WSGIHandler.__call__
+
+    assert _Handler(_gunicorn_worker(True), _environ_json).greenhttps_fast_path is None
+    worker = _gunicorn_worker(False)
+    handler = _Handler(worker, _app("200 OK", [], [b"ok"]))
+    assert handler.greenhttps_fast_path is not None
+    server = make_server(handler if path == "fast" else (lambda req, res: handler(req, res)))
+    port = server.address()["port"]
+    answers = []
+    for request in (get("/" + "a" * 60), get(extra=b"X-Long: " + b"v" * 40 + b"\r\n"), get()):
+        sock = raw_connect(port, tls=True)
+        sock.sendall(request)
+        resp = read_response(sock)
+        answers.append((resp.status, resp.get("connection"), resp.body))
+        sock.close()
+    assert answers == [(414, b"close", b""), (431, b"close", b""), (200, b"keep-alive", b"ok")]
+    assert worker.nr == 3 and worker.alive is False  # max_requests reached: the worker restarts
+    assert "request from 127.0.0.1 refused: 414" in worker.logged
 
 
 def test_each_request_gets_its_own_environ(make_server: Callable[..., Any]) -> None:
