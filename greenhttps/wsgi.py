@@ -35,8 +35,9 @@ instructions per keep-alive request before it, 531,651 with it.
   (:meth:`_Response._fast_start`) leaves in one send -- status line, fields and
   body -- from a head checked and serialised once per distinct (status, headers)
   and completed once per second (``Date``); the environ keys a connection's
-  requests share are built at its first request, and a request the same as the
-  connection's last one gets a copy of its environ.  Everything else goes through
+  requests share are built at its first request, a request the same as the
+  connection's last one gets a copy of its environ, and one with the same fields
+  starts from the keys they gave last time.  Everything else goes through
   the ServerResponse as above.
 * The result's ``close()`` is always called: at the end, when the application
   raises, when the client goes away, when the greenlet is killed.
@@ -656,7 +657,7 @@ class WSGIHandler:
         sock = req.socket
         cached = sock.__dict__.get("_wsgi_environ")
         if cached is None or cached[0] is not self:
-            cached = sock._wsgi_environ = [self, self._connection_environ(sock), None, None]
+            cached = sock._wsgi_environ = [self, self._connection_environ(sock), None, None, None, None]
         return self._environ(sock, cached, req.url, req.method, req.http_version, req._head.headers)
 
     def _environ(self, sock: Any, cached: list[Any], target: str, method: str, version: str,
@@ -665,17 +666,45 @@ class WSGIHandler:
         path has a parsed head where the general one has an IncomingMessage.
 
         ``cached`` is the connection's ``[handler, connection environ, last request,
-        its environ]``.  What every request of a connection shares (the fixed keys,
-        the scheme, the peer's and our address) is built at its first request and
-        copied after.  And the environ is a function of the request's line and fields
-        on the connection: a request the same as the connection's last one (a
-        client polling, an API client repeating a call) gets a copy of its environ.
-        Kept per connection, not per process: its fields (cookies, credentials) are
-        one client's.  A miss costs a tuple comparison and a dict copy."""
+        its environ, last fields, their environ]``.  What every request of a
+        connection shares (the fixed keys, the scheme, the peer's and our address) is
+        built at its first request and copied after.  And the environ is a function
+        of the request's line and fields on the connection: a request the same as
+        the connection's last one (a client polling, an API client repeating a call)
+        gets a copy of its environ, and one with the same fields (a client's rarely
+        change) starts from a copy of what they gave last time.  Kept per
+        connection, not per process: the fields (cookies, credentials) are one
+        client's.  A miss costs a comparison and a dict copy."""
         request = (target, method, version, headers)
         if request == cached[2]:
             return cached[3].copy()  # type: ignore[no-any-return]
-        env = cached[1].copy()
+        if headers == cached[4]:
+            # The same fields as the connection's last request (a client's fields
+            # rarely change between its requests): the keys they decide, and what the
+            # forwarded headers and the Host decide, are those of last time.
+            env = cached[5].copy()
+        else:
+            env = cached[1].copy()
+            keys = _KEYS
+            joined: dict[str, str] = {}
+            for raw_name, raw_value in headers:
+                key = keys.get(raw_name)
+                if key is None:
+                    key = _key_for(raw_name)
+                if not key:
+                    continue  # a name with "_": see the module docstring (spoofing)
+                value = raw_value.decode("latin-1")
+                if key in joined:
+                    joined[key] += ("; " if key == "HTTP_COOKIE" else ",") + value
+                else:
+                    joined[key] = value
+            env.update(joined)
+            allowed = self.forwarded_allow
+            if allowed is not None and _trusted(sock, allowed):
+                self._forwarded(env, allowed)
+            if "SERVER_NAME" not in env:
+                _server_address(env, sock)  # a Unix socket: after the headers, it uses Host
+            cached[4], cached[5] = headers, env.copy()
         if target.startswith("/"):
             path, _, query = target.partition("?")
         elif target == "*":  # OPTIONS *
@@ -690,25 +719,6 @@ class WSGIHandler:
         env["QUERY_STRING"] = query
         env["RAW_URI"] = env["REQUEST_URI"] = target
         env["SERVER_PROTOCOL"] = "HTTP/1.1" if version == "1.1" else "HTTP/" + version
-        keys = _KEYS
-        joined: dict[str, str] = {}
-        for raw_name, raw_value in headers:
-            key = keys.get(raw_name)
-            if key is None:
-                key = _key_for(raw_name)
-            if not key:
-                continue  # a name with "_": see the module docstring (spoofing)
-            value = raw_value.decode("latin-1")
-            if key in joined:
-                joined[key] += ("; " if key == "HTTP_COOKIE" else ",") + value
-            else:
-                joined[key] = value
-        env.update(joined)
-        allowed = self.forwarded_allow
-        if allowed is not None and _trusted(sock, allowed):
-            self._forwarded(env, allowed)
-        if "SERVER_NAME" not in env:
-            _server_address(env, sock)  # a Unix socket: after the headers, it uses Host
         cached[2], cached[3] = request, env.copy()
         return env
 
@@ -774,7 +784,7 @@ class WSGIHandler:
         Returns whether the connection may carry another request."""
         cached = conn.listener_state  # this connection's environ cache (see make_environ)
         if cached is None or cached[0] is not self:
-            cached = conn.listener_state = [self, self._connection_environ(conn.socket), None, None]
+            cached = conn.listener_state = [self, self._connection_environ(conn.socket), None, None, None, None]
         try:
             env = self._environ(conn.socket, cached, head.target, head.method, head.http_version, head.headers)
         except BadForwardedHeaders as exc:

@@ -365,15 +365,23 @@ def test_each_request_gets_its_own_environ(make_server: Callable[..., Any]) -> N
         return [b"ok"]
 
     sock = raw_connect(make_server(WSGIHandler(app)).address()["port"], tls=True)
-    for request in (get("/a?q=1"), get("/a?q=1"), get("/b", b"Accept: x\r\n")):
+    accept = b"Accept: x\r\n"
+    for request in (get("/a?q=1"), get("/a?q=1"), get("/b", accept), get("/c%20d?r", accept),
+                    get("/c%20d?r", b"Accept: y\r\n"), get("/e")):
         sock.sendall(request)
         assert read_response(sock).body == b"ok"
     sock.close()
-    first, second, third = seen
+    first, second, third, fourth, fifth, sixth = seen
     assert first == second and first is not second
     assert (first["PATH_INFO"], first["QUERY_STRING"], first["HTTP_HOST"]) == ("/a", "q=1", "localhost")
     assert "x.mark" not in second
     assert (third["PATH_INFO"], third["QUERY_STRING"], third["HTTP_ACCEPT"]) == ("/b", "", "x")
+    # The same fields, another target: the request line's keys are this request's.
+    assert (fourth["PATH_INFO"], fourth["QUERY_STRING"], fourth["RAW_URI"]) == ("/c d", "r", "/c%20d?r")
+    assert (fourth["HTTP_ACCEPT"], fourth["HTTP_HOST"]) == ("x", "localhost")
+    assert "x.mark" not in fourth
+    assert (fifth["PATH_INFO"], fifth["HTTP_ACCEPT"]) == ("/c d", "y")
+    assert (sixth["PATH_INFO"], sixth["HTTP_HOST"], "HTTP_ACCEPT" in sixth) == ("/e", "localhost", False)
 
 
 @pytest.mark.parametrize("path", ["fast", "general"])
