@@ -14,7 +14,10 @@ Shaped like h11's example server.  One greenlet per connection runs::
 Requests on one connection are handled strictly in order: the next pipelined
 request is not parsed until this one's response is done.  The per-request path
 creates two objects (request, response); deadlines are plain numbers that the wire
-turns into socket timeouts.
+turns into socket timeouts.  One exception: a request without a body whose only
+``'request'`` listener has a fast path (:class:`FastListener`: the WSGI handler)
+goes to it with the parsed head, and the two objects are made only if it asks
+(:meth:`ServerConnection.materialize`).
 
 While the handler has the greenlet (ACTIVE), nobody would be reading the socket: a
 :class:`~greenhttps._watch.PeerWatch` stands in, a read watcher and an idle timer on
@@ -109,6 +112,7 @@ class ServerSide(Protocol):
     proxy_allow_ips: Any
     access_log: bool | str
     _closing: bool
+    _listeners: dict[str, list[Any]] | None
 
     def emit(self, event: str, *args: Any) -> bool: ...
 
@@ -117,6 +121,20 @@ class ServerSide(Protocol):
     def _wrap(self, raw: socket.socket) -> ssl.SSLSocket | BioSSLSocket: ...
 
     def _connection_done(self, conn: ServerConnection) -> None: ...
+
+
+class FastListener(Protocol):
+    """A ``'request'`` listener's fast path (``listener.greenhttps_fast_path``), used
+    when it is the only one (see :meth:`ServerConnection._handle`): called
+    with the connection, its wire and a request head without a body, it answers
+    straight through the wire -- :meth:`ServerConnection.keep_alive_value` decides
+    the keep-alive -- and returns whether the connection may carry another
+    request; or it asks :meth:`ServerConnection.materialize` for the request and
+    response objects and answers through those (the return value is then
+    ignored).  An exception it raises is the handler's failure, as from
+    ``'request'``."""
+
+    def __call__(self, conn: ServerConnection, wire: Wire, head: Head) -> bool: ...
 
 
 class ConnState(enum.Enum):
@@ -159,6 +177,9 @@ class ServerConnection:
         self._early_idle: tuple[float | None] | None = None
         #: ServerResponse, or the access log's subclass when that is on (see _access_log).
         self._response_class = response_class(server.access_log)
+        #: Whatever a 'request' listener's fast path keeps for this connection (the
+        #: WSGI handler: its environ cache).
+        self.listener_state: Any = None
 
     def __repr__(self) -> str:
         return f"<ServerConnection {self.state.value} {self.socket.remote_address}:{self.socket.remote_port}>"
@@ -283,6 +304,9 @@ class ServerConnection:
         started = time.monotonic()
         loop = gevent.get_hub().loop
         turn, streak = -1.0, 0
+        # The keep-alive and headers timeouts in seconds, converted again only when
+        # the server's milliseconds change (two calls per request saved).
+        timeouts: tuple[Any, Any, float | None, float | None] = (None, None, None, None)
         while True:
             self.state = ConnState.WAITING
             # A closing server ends the connection here unless a request has begun to
@@ -294,10 +318,10 @@ class ServerConnection:
                 if first:
                     head = wire.read_head(deadline=started + (ms_to_seconds(server.headers_timeout) or 1e9))
                 else:
-                    head = wire.read_head(
-                        first_byte_timeout=ms_to_seconds(server.keep_alive_timeout),
-                        headers_timeout=ms_to_seconds(server.headers_timeout),
-                    )
+                    keep_ms, head_ms = server.keep_alive_timeout, server.headers_timeout
+                    if keep_ms is not timeouts[0] or head_ms is not timeouts[1]:
+                        timeouts = (keep_ms, head_ms, ms_to_seconds(keep_ms), ms_to_seconds(head_ms))
+                    head = wire.read_head(first_byte_timeout=timeouts[2], headers_timeout=timeouts[3])
                     if head is None and not wire.peer_closed and self._on_idle():
                         # The keep-alive timeout is the socket's timeout in Node, so it
                         # goes to 'timeout' listeners (socket, server), and one that
@@ -338,6 +362,18 @@ class ServerConnection:
         """Serve one request; True if the connection may carry another."""
         server = self.server
         self.requests_served += 1
+        # The fast path of the only 'request' listener, if it has one and this request
+        # may take it: no body, no Expect, no protocol switch, no access log (its
+        # response class), no request limit (whose bookkeeping reads the response).
+        if (head.framing == Framing.NONE and head.expect is None and not head.upgrade
+                and self._response_class is ServerResponse):
+            listeners = server._listeners
+            request = listeners.get("request") if listeners else None
+            if (request is not None and len(request) == 1 and head.method != "CONNECT"
+                    and not server.max_requests_per_socket):
+                fast: FastListener | None = getattr(request[0], "greenhttps_fast_path", None)
+                if fast is not None:
+                    return self._handle_fast(fast, wire, head)
         self._continue_sent = False
         if self._done is None:
             self._done = Event()
@@ -380,6 +416,66 @@ class ServerConnection:
         finally:
             watch.stop()
         return self._after_response(wire, req, res)
+
+    # ----------------------------------------------- the fast path (WSGI)
+
+    def _handle_fast(self, fast: FastListener, wire: Wire, head: Head) -> bool:
+        """Serve one request through a listener's fast path (see :class:`FastListener`):
+        no IncomingMessage, ServerResponse or ``'request'`` event unless the listener
+        asks for them (:meth:`materialize`); then this ends as :meth:`_handle` does."""
+        self._req = self._res = None
+        watch = self._watch
+        assert watch is not None
+        watch.want()
+        try:
+            try:
+                keep = fast(self, wire, head)
+            except errors.NetworkError as exc:
+                logger.debug("request %s %s: connection lost in handler: %s", head.method, head.target, exc)
+                return False
+            except Exception as exc:
+                logger.error("request handler failed for %s %s", head.method, head.target, exc_info=exc)
+                res = self._res
+                if res is None:
+                    if wire.response_complete:
+                        return False  # the fast path sent the response: only closing is left
+                    res = self.materialize(wire, head)[1]
+                try:
+                    if not res._send_error(500):
+                        return False
+                except errors.Error:
+                    return False
+                keep = False
+            res = self._res
+            if res is None:
+                return keep and self.state is ConnState.ACTIVE
+            if not res.finished:
+                self._wait_for_response(res)
+        finally:
+            watch.stop()
+        assert self._req is not None
+        return self._after_response(wire, self._req, res)
+
+    def materialize(self, wire: Wire, head: Head) -> tuple[IncomingMessage, ServerResponse]:
+        """The request and response objects of a request a fast path began, for a
+        response it cannot send itself: made as :meth:`_handle` makes them, and
+        already destroyed if the connection was lost meanwhile (as :meth:`_close`
+        leaves them)."""
+        req = IncomingMessage(head, self.socket, self._read_body, trailers=lambda: wire.trailers,
+                              read_rest=self._read_rest_of_body)
+        req.complete = True  # no body (the fast path's condition)
+        res = ServerResponse(req, wire, self)
+        if not self.server.send_date:
+            res.send_date = False
+        self._continue_sent = False
+        self._request_deadline = None
+        self._done.clear()
+        self._req, self._res = req, res
+        if self.state is ConnState.CLOSED:
+            res.destroyed = res.closed = True
+            if self._lost is not None:
+                res._lost = self._lost_error
+        return req, res
 
     def _request_limit_reached(self) -> bool:
         """The last response ended the connection only for ``max_requests_per_socket``."""
@@ -514,6 +610,21 @@ class ServerConnection:
             return False
         limit = server.max_requests_per_socket
         return not (limit and self.requests_served >= limit)
+
+    def keep_alive_value(self, head: Head) -> str | None:
+        """For a fast path's response to ``head`` (no ServerResponse: its
+        ``should_keep_alive`` would be "not HTTP/1.0"): None if it closes the
+        connection (:meth:`keep_alive_after` says no), else its ``Keep-Alive``
+        field's value ("" for none)."""
+        server = self.server
+        wire = self.wire
+        if (head.http_version == "1.0" or server._closing or wire is None or not wire.keep_alive
+                or server.max_requests_per_socket):
+            return None
+        cached = self._keep_alive_header
+        if cached[0] == server.keep_alive_timeout and not cached[1]:
+            return cached[2] or ""
+        return self.keep_alive_header or ""
 
     @property
     def keep_alive_header(self) -> str | None:

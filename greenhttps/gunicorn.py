@@ -117,15 +117,36 @@ class _Handler(WSGIHandler):
         #: gunicorn's limit_request_line and limit_request_field_size (0: none).
         self.line_limit = int(cfg.limit_request_line or 0)
         self.field_limit = int(cfg.limit_request_field_size or 0)
+        # The fast path (WSGIHandler._serve_head) counts and limits as __call__ does;
+        # the access log reads the ServerResponse, so it takes the general path.
+        self.greenhttps_fast_path = None if self.access_log else self._serve_head
 
-    def __call__(self, req: Any, res: Any) -> None:
+    def _count(self) -> None:
+        """One more request: past ``max_requests`` the worker restarts after it."""
         worker = self.worker
         worker.nr += 1
         if worker.nr >= worker.max_requests and worker.alive:
             worker.log.info("Autorestarting worker after current request.")
             worker.stop()
-        if (self.line_limit or self.field_limit) and self._over_limit(req, res):
-            return
+
+    def _serve_head(self, conn: Any, wire: Any, head: Any) -> bool:
+        """WSGIHandler's fast path, counted and limited as :meth:`__call__` does."""
+        self._count()
+        if self.line_limit or self.field_limit:
+            status = self._limit_status(head.method, head.target, head.headers)
+            if status:
+                req, res = conn.materialize(wire, head)
+                self._refuse(req, res, status)
+                return False
+        return super()._serve_head(conn, wire, head)
+
+    def __call__(self, req: Any, res: Any) -> None:
+        self._count()
+        if self.line_limit or self.field_limit:
+            status = self._limit_status(req.method, req.url, req._head.headers)
+            if status:
+                self._refuse(req, res, status)
+                return
         env = self.environ_or_reject(req, res)
         if env is None:
             return
@@ -137,23 +158,23 @@ class _Handler(WSGIHandler):
         res.once("finish", lambda: self._log(req, res, env, started, out.sent))
         self.serve(env, req, res, out)
 
-    def _over_limit(self, req: Any, res: Any) -> bool:
-        """gunicorn's request-line (414) and header-field (431) limits; True once refused."""
-        status = 0
+    def _limit_status(self, method: str, target: str, headers: Any) -> int:
+        """gunicorn's request-line (414) and header-field (431) limits: the status a
+        request over one of them gets, else 0."""
         # "METHOD SP target SP HTTP/x.y", as gunicorn measures the line.
-        if self.line_limit and len(req.method) + len(req.url) + 10 > self.line_limit:
-            status = 414
-        elif self.field_limit:
+        if self.line_limit and len(method) + len(target) + 10 > self.line_limit:
+            return 414
+        if self.field_limit:
             limit = self.field_limit - 2  # gunicorn counts "name: value" (CRLF excluded)
-            if any(len(name) + len(value) > limit for name, value in req._head.headers):
-                status = 431
-        if not status:
-            return False
+            if any(len(name) + len(value) > limit for name, value in headers):
+                return 431
+        return 0
+
+    def _refuse(self, req: Any, res: Any, status: int) -> None:
         self.worker.log.debug("request from %s refused: %d", req.socket.remote_address, status)
         res.status_code = status
         res.set_header("Connection", "close")
         res.end()
-        return True
 
     def _log(self, req: Any, res: Any, env: dict[str, Any], started: datetime.datetime, sent: int) -> None:
         # ``sent``: the body bytes that went out, as gunicorn's own ``resp.sent`` (its

@@ -16,16 +16,31 @@ application, and writes what it returns through the
 when the application gives one or returns a one-item list, chunked otherwise on
 HTTP/1.1, no body for HEAD/204/304) and keep-alive.
 
+The fast path (:meth:`WSGIHandler._serve_head`): when the handler is the server's
+only ``'request'`` listener (and no access log wants the response), a request
+without a body (no ``Content-Length``, no ``Transfer-Encoding``, no ``Expect``, no
+upgrade) is served from its parsed head -- no IncomingMessage, no ServerResponse,
+no ``'request'`` event, since nothing could listen to them.  A response of one
+block (:class:`_FastResponse`) goes to the wire in one send; any other asks the
+connection for the two objects at that moment and goes on as above.  The bytes on
+the wire are the same either way (``tests/test_wsgi_fast.py`` holds the two paths
+to it).  Measured with ``benchmarks/instructions.py --what wsgi`` (Flask, the same
+request repeated): 573,248 instructions per keep-alive request before it, 532,651
+with it (and the environ caches below); requests alternating two targets, 573,967
+and 540,011.
+
 * ``wsgi.input`` reads the request body from the message as the application asks
   for it (never buffered whole); ``100 Continue`` goes out on the first read.
 * Blocks are written as the application yields them (PEP 3333: never delayed);
   ``res.write`` blocks until the kernel took the bytes, which is the back-pressure.
-* The fast path (:class:`_Response`): a response of known length whose headers leave
-  the framing to the server leaves in one send -- status line, fields and body --
-  from a head checked and serialised once per distinct (status, headers) and
-  completed once per second (``Date``); the environ keys a connection's requests
-  share are built at its first request.  Everything else goes through the
-  ServerResponse as above.
+* A response of known length whose headers leave the framing to the server
+  (:meth:`_Response._fast_start`) leaves in one send -- status line, fields and
+  body -- from a head checked and serialised once per distinct (status, headers)
+  and completed once per second (``Date``); the environ keys a connection's
+  requests share are built at its first request, a request the same as the
+  connection's last one gets a copy of its environ, and one with the same fields
+  starts from the keys they gave last time.  Everything else goes through
+  the ServerResponse as above.
 * The result's ``close()`` is always called: at the end, when the application
   raises, when the client goes away, when the greenlet is killed.
 * An application that raises before anything was sent gets the server's 500; after
@@ -55,12 +70,13 @@ from __future__ import annotations
 import ipaddress
 import logging
 import sys
+from time import time
 from typing import Any, Callable, Iterable, Iterator, Mapping
 from urllib.parse import unquote_to_bytes
 
 from . import __version__, errors
 from ._headers import check_name, check_value
-from ._outgoing import STATUS_CODES, http_date
+from ._outgoing import STATUS_CODES, _date_cache, http_date
 from ._proxy_protocol import AllowList, allow_list, unmapped
 from ._response import ServerResponse
 from ._wire_format import Framing, OutgoingFraming
@@ -237,7 +253,7 @@ class _Head:
     lower-casing and an encoding per field.
     """
 
-    __slots__ = ("code", "message", "first", "fields", "length", "has_date", "repeated", "last")
+    __slots__ = ("code", "message", "first", "fields", "length", "has_date", "repeated", "last", "last_bytes")
 
     def __init__(self, code: int, message: str | None, first: bytes,
                  fields: dict[str, tuple[str, str | list[str]]], length: int | None, has_date: bool) -> None:
@@ -256,6 +272,9 @@ class _Head:
         #: Content-Length), head bytes, fields).  Within a second, on keep-alive
         #: connections, every response of this head is the same bytes.
         self.last: tuple[tuple[Any, ...], bytes, dict[str, tuple[str, str | list[str]]]] | None = None
+        #: The same for the fast path (:meth:`_FastResponse._send_whole`): ((Date,
+        #: Keep-Alive value or None for a close, our Content-Length), head bytes).
+        self.last_bytes: tuple[tuple[Any, ...], bytes] | None = None
 
 
 #: Fields that decide the framing or the connection: a head with one of them takes
@@ -432,7 +451,12 @@ class _Response:
             return False  # a listener touched it, or the access log counts its bytes
         status = self.status
         assert status is not None
-        head = _head_for(status, self.headers)
+        try:
+            head = _HEADS.get((status, tuple(self.headers)), _MISSING)
+        except TypeError:
+            return False  # made unhashable after start_response: the general path says what
+        if head is _MISSING:
+            head = _head_for(status, self.headers)
         if head is None:
             return False
         length = head.length
@@ -619,6 +643,13 @@ class WSGIHandler:
         }
         if environ:
             self.base_environ.update(environ)
+        cls = type(self)
+        #: The connection's fast path for a request without a body (see
+        #: :meth:`_serve_head`); None in a subclass that changes how a request is
+        #: served (the gunicorn worker's counts and logs each one).
+        self.greenhttps_fast_path: Callable[[Any, Any, Any], bool] | None = (
+            self._serve_head if (cls.__call__ is WSGIHandler.__call__ and cls.serve is WSGIHandler.serve
+                                 and cls.make_environ is WSGIHandler.make_environ) else None)
 
     def __repr__(self) -> str:
         return f"<greenhttps.wsgi.WSGIHandler {self.app!r}>"
@@ -626,13 +657,56 @@ class WSGIHandler:
     def make_environ(self, req: Any) -> _Environ:
         """The PEP 3333 environ for ``req`` (without ``wsgi.input``)."""
         sock = req.socket
-        # What every request of a connection shares (the fixed keys, the scheme, the
-        # peer's and our address) is built at its first request and copied after.
         cached = sock.__dict__.get("_wsgi_environ")
         if cached is None or cached[0] is not self:
-            cached = sock._wsgi_environ = (self, self._connection_environ(sock))
-        env = cached[1].copy()
-        target: str = req.url
+            cached = sock._wsgi_environ = [self, self._connection_environ(sock), None, None, None, None]
+        return self._environ(sock, cached, req.url, req.method, req.http_version, req._head.headers)
+
+    def _environ(self, sock: Any, cached: list[Any], target: str, method: str, version: str,
+                 headers: Iterable[tuple[bytes, bytes]]) -> _Environ:
+        """The environ of a request (:meth:`make_environ`), from its parts: the fast
+        path has a parsed head where the general one has an IncomingMessage.
+
+        ``cached`` is the connection's ``[handler, connection environ, last request,
+        its environ, last fields, their environ]``.  What every request of a
+        connection shares (the fixed keys, the scheme, the peer's and our address) is
+        built at its first request and copied after.  And the environ is a function
+        of the request's line and fields on the connection: a request the same as
+        the connection's last one (a client polling, an API client repeating a call)
+        gets a copy of its environ, and one with the same fields (a client's rarely
+        change) starts from a copy of what they gave last time.  Kept per
+        connection, not per process: the fields (cookies, credentials) are one
+        client's.  A miss costs a comparison and a dict copy."""
+        request = (target, method, version, headers)
+        if request == cached[2]:
+            return cached[3].copy()  # type: ignore[no-any-return]
+        if headers == cached[4]:
+            # The same fields as the connection's last request (a client's fields
+            # rarely change between its requests): the keys they decide, and what the
+            # forwarded headers and the Host decide, are those of last time.
+            env = cached[5].copy()
+        else:
+            env = cached[1].copy()
+            keys = _KEYS
+            joined: dict[str, str] = {}
+            for raw_name, raw_value in headers:
+                key = keys.get(raw_name)
+                if key is None:
+                    key = _key_for(raw_name)
+                if not key:
+                    continue  # a name with "_": see the module docstring (spoofing)
+                value = raw_value.decode("latin-1")
+                if key in joined:
+                    joined[key] += ("; " if key == "HTTP_COOKIE" else ",") + value
+                else:
+                    joined[key] = value
+            env.update(joined)
+            allowed = self.forwarded_allow
+            if allowed is not None and _trusted(sock, allowed):
+                self._forwarded(env, allowed)
+            if "SERVER_NAME" not in env:
+                _server_address(env, sock)  # a Unix socket: after the headers, it uses Host
+            cached[4], cached[5] = headers, env.copy()
         if target.startswith("/"):
             path, _, query = target.partition("?")
         elif target == "*":  # OPTIONS *
@@ -641,32 +715,13 @@ class WSGIHandler:
             rest = target.partition("://")[2]
             slash = rest.find("/")
             path, _, query = (rest[slash:] if slash >= 0 else "/").partition("?")
-        env["REQUEST_METHOD"] = req.method
+        env["REQUEST_METHOD"] = method
         # PEP 3333: the decoded path as bytes carried in a latin-1 str.
         env["PATH_INFO"] = unquote_to_bytes(path).decode("latin-1") if "%" in path else path
         env["QUERY_STRING"] = query
         env["RAW_URI"] = env["REQUEST_URI"] = target
-        version = req.http_version
         env["SERVER_PROTOCOL"] = "HTTP/1.1" if version == "1.1" else "HTTP/" + version
-        keys = _KEYS
-        joined: dict[str, str] = {}
-        for raw_name, raw_value in req._head.headers:
-            key = keys.get(raw_name)
-            if key is None:
-                key = _key_for(raw_name)
-            if not key:
-                continue  # a name with "_": see the module docstring (spoofing)
-            value = raw_value.decode("latin-1")
-            if key in joined:
-                joined[key] += ("; " if key == "HTTP_COOKIE" else ",") + value
-            else:
-                joined[key] = value
-        env.update(joined)
-        allowed = self.forwarded_allow
-        if allowed is not None and _trusted(sock, allowed):
-            self._forwarded(env, allowed)
-        if "SERVER_NAME" not in env:
-            _server_address(env, sock)  # a Unix socket: after the headers, it uses Host
+        cached[2], cached[3] = request, env.copy()
         return env
 
     def _connection_environ(self, sock: Any) -> _Environ:
@@ -712,16 +767,50 @@ class WSGIHandler:
         try:
             return self.make_environ(req)
         except BadForwardedHeaders as exc:
-            logger.info("request from %s refused: %s", req.socket.remote_address, exc)
-            res.status_code = 400
-            res.set_header("Connection", "close")
-            res.end()
+            _refuse(req, res, exc)
             return None
 
     def __call__(self, req: Any, res: Any) -> None:
         env = self.environ_or_reject(req, res)
         if env is not None:
             self.serve(env, req, res)
+
+    def _serve_head(self, conn: Any, wire: Any, head: Any) -> bool:
+        """The fast path (``greenhttps_fast_path``, see
+        :class:`~greenhttps._server_conn.FastListener`): a request without a body,
+        served from its parsed head.  The environ is :meth:`_environ`'s; a response
+        of one block (a one-item list, or nothing) with a head
+        :func:`_compile_head` takes goes out in one send without a ServerResponse
+        (:class:`_FastResponse`); any other asks the connection for the
+        IncomingMessage and ServerResponse and goes on as :meth:`serve` does.
+        Returns whether the connection may carry another request."""
+        cached = conn.listener_state  # this connection's environ cache (see make_environ)
+        if cached is None or cached[0] is not self:
+            cached = conn.listener_state = [self, self._connection_environ(conn.socket), None, None, None, None]
+        try:
+            env = self._environ(conn.socket, cached, head.target, head.method, head.http_version, head.headers)
+        except BadForwardedHeaders as exc:
+            req, res = conn.materialize(wire, head)
+            _refuse(req, res, exc)
+            return False
+        env["wsgi.input"] = _EMPTY_INPUT
+        out = _FastResponse(conn, wire, head)
+        result = self.app(env, out.start_response)
+        try:
+            if isinstance(result, (list, tuple)) and len(result) == 1:
+                out.end(result[0])
+            else:
+                for data in result:
+                    if data:
+                        out.write(data)
+                    elif not out.started:
+                        raise AssertionError("the application yielded before calling start_response()")
+                out.end()
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        return out.keep
 
     def serve(self, env: _Environ, req: Any, res: Any, out: _Response | None = None) -> None:
         """Run the application with ``env`` (from :meth:`make_environ`) for ``req``,
@@ -747,6 +836,133 @@ class WSGIHandler:
             close = getattr(result, "close", None)
             if close is not None:
                 close()
+
+
+def _refuse(req: Any, res: Any, exc: BadForwardedHeaders) -> None:
+    """Answer 400 to a request whose trusted proxy's headers contradict each other."""
+    logger.info("request from %s refused: %s", req.socket.remote_address, exc)
+    res.status_code = 400
+    res.set_header("Connection", "close")
+    res.end()
+
+
+class _NoBody:
+    """The body source of a request that has none (the fast path's ``wsgi.input``)."""
+
+    __slots__ = ()
+
+    def read(self, size: int = -1) -> bytes:
+        return b""
+
+
+#: ``wsgi.input`` of every request without a body: it holds nothing, ever (its
+#: buffer only ever gets what the source gave), so one serves them all.
+_EMPTY_INPUT = Input(_NoBody())
+
+
+class _FastResponse(_Response):
+    """:class:`_Response` for the fast path: no ServerResponse until one is needed.
+
+    A response sent whole at its end (:meth:`end`: the one block of a one-item
+    list, or an empty body) whose head :func:`_head_for` takes goes straight to the
+    wire: the same bytes :meth:`_Response._fast_start` sends, without a response
+    object to keep true.  Anything else -- ``write()``, a generator, a framing
+    field, a 1xx -- reads ``self.res``, which asks the connection for the request
+    and response objects (:meth:`__getattr__`), and goes on as :class:`_Response`.
+    """
+
+    __slots__ = ("conn", "wire", "head", "keep", "whole", "_res")
+
+    def __init__(self, conn: Any, wire: Any, head: Any) -> None:  # no super(): no ServerResponse yet
+        self.conn = conn
+        self.wire = wire
+        self.head = head
+        self._res = None
+        #: The connection may carry another request (the fast send decided it).
+        self.keep = False
+        self.status = None
+        self.headers = []
+        self.remaining = None
+        self.started = self.head_sent = self.sent_all = False
+        #: The whole response went out in one send, from here (no ServerResponse).
+        self.whole = False
+        self.sent = 0
+
+    @property  # type: ignore[override]
+    def res(self) -> Any:
+        """The ServerResponse, made when first needed (a property, not ``__getattr__``:
+        that would slow every other attribute of this object down)."""
+        res = self._res
+        if res is None:
+            res = self._res = self.conn.materialize(self.wire, self.head)[1]
+        return res
+
+    def write(self, data: bytes) -> None:
+        if not self.head_sent and self.started and type(data) is bytes and self._send_whole(data, False):
+            return
+        _Response.write(self, data)
+
+    def end(self, data: bytes = b"") -> None:
+        if self.whole:
+            return  # the first block was the whole body, and it went out with the head
+        if not self.head_sent and self.started and type(data) is bytes and self._send_whole(data, True):
+            return
+        _Response.end(self, data)
+
+    def _send_whole(self, data: bytes, end: bool) -> bool:
+        """The whole response, head and ``data``, in one send; False (nothing done) if
+        the general path must take it.  ``end``: ``data`` is the last block, else
+        it must be the whole body by the application's Content-Length (later blocks
+        are past it: :meth:`_Response.write` drops them).  (_Response._fast_start,
+        for a response nobody else sees.)"""
+        status = self.status
+        assert status is not None
+        try:
+            head = _HEADS.get((status, tuple(self.headers)), _MISSING)
+        except TypeError:
+            return False  # made unhashable after start_response: the general path says what
+        if head is _MISSING:
+            head = _head_for(status, self.headers)
+        if head is None:
+            return False
+        length = head.length
+        code = head.code
+        no_body = code == 204 or code == 304
+        counted = not no_body and self.head.method != "HEAD"  # a HEAD, 204 or 304 sends no body
+        if not end and not (counted and length is not None):
+            return False  # a body of unknown length, or a head to send before the end
+        if counted and length is not None:
+            if len(data) < length:
+                return False  # shorter than promised: _Response.end says so
+            if len(data) > length:
+                data = data[:length]  # never more than the Content-Length (see _clip)
+        conn = self.conn
+        keep = conn.keep_alive_value(self.head)
+        keep_alive = keep is not None
+        auto_length = len(data) if length is None and not no_body else None
+        # As head.last, without the fields (nobody reads them here): (Date, Keep-Alive
+        # value or None for close, our Content-Length) -> the head's bytes.
+        date = None
+        if conn.server.send_date and not head.has_date:
+            date = _date_cache[1] if _date_cache[0] == int(time()) else http_date()  # (http_date, one call fewer)
+        key = (date, keep, auto_length)
+        last = head.last_bytes
+        if last is not None and last[0] == key:
+            wire_head = last[1]
+        else:
+            wire_head = _complete_head(head, (key[0], keep_alive, keep or None, auto_length))[0]
+            head.last_bytes = (key, wire_head)
+        if counted:
+            framing = OutgoingFraming(Framing.LENGTH, len(data), close=not keep_alive)
+        else:
+            framing = OutgoingFraming(Framing.NONE, close=not keep_alive)
+        self.head_sent = self.sent_all = self.whole = True
+        body = data if counted and data else None
+        self.wire.send_head(wire_head, framing, body=body, end=True)
+        if body:
+            self.sent = len(body)
+        self.keep = keep_alive
+        return True
 
 
 def _trusted(sock: Any, allowed: AllowList) -> bool:
