@@ -424,8 +424,7 @@ class ServerConnection:
         no IncomingMessage, ServerResponse or ``'request'`` event unless the listener
         asks for them (:meth:`materialize`); then this ends as :meth:`_handle` does."""
         self._req = self._res = None
-        watch = self._watch
-        assert watch is not None
+        watch = self._watch or self._start_watching(wire)
         watch.want()
         try:
             try:
@@ -469,7 +468,10 @@ class ServerConnection:
             res.send_date = False
         self._continue_sent = False
         self._request_deadline = None
-        self._done.clear()
+        if self._done is None:
+            self._done = Event()
+        else:
+            self._done.clear()
         self._req, self._res = req, res
         if self.state is ConnState.CLOSED:
             res.destroyed = res.closed = True
