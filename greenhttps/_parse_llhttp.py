@@ -13,6 +13,11 @@ HEAD or CONNECT request).  A Content-Length (or close-delimited) body needs no p
 at all; a chunked body is fed only up to the next ``CRLF CRLF`` (every chunked
 message ends with one, so it can never overrun the end), and its chunk-size lines one
 at a time, which is also how their 16 KiB limit (Node's) is kept.
+
+A response head that the strict checks found clean line by line, with no
+Transfer-Encoding (so no chunked body for llhttp to read), is not given to llhttp
+at all: :func:`~greenhttps._strict.clean_response_head` has read its fields, as
+llhttp reports them, while checking its lines (most of a client's heads).
 """
 
 from __future__ import annotations
