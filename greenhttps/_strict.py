@@ -12,6 +12,9 @@ checked here as bytes before either parser is believed and its fields once parse
 The common head costs little: when it arrives whole, one match of
 :data:`CLEAN_REQUEST_HEAD` or :data:`CLEAN_RESPONSE_HEAD` stands for the line-by-line
 checks (and, a response's status line being clean, for :func:`check_head_bytes`);
+a response head's match is made line by line by :func:`clean_response_head`, against
+lines remembered from earlier heads, which also tells when :func:`check_raw_framing`
+has nothing to find and hands the fields to the parser;
 :func:`check_raw_framing` finds the framing fields in one pass and settles one plain
 Content-Length there; :func:`check_fields` can run inside the parser's own pass over
 the fields (:func:`check_host`, :func:`check_field_counts`).  Anything off those
@@ -26,7 +29,8 @@ head ends), the framing fields of a whole head (:func:`check_raw_framing`), Host
 the asterisk-form, and every chunk-size line (:func:`chunk_line`), whichever parser
 reads the chunked body.
 
-Nothing here does I/O, keeps state or imports a parser: the functions take bytes or
+Nothing here does I/O, keeps state (but bounded tables of lines that passed) or
+imports a parser: the functions take bytes or
 field pairs and raise :class:`greenhttps.errors.ProtocolError` with Node's (llhttp's)
 error code, the status a server answers with, and the offset of the offending byte
 (from which the parser computes Node's ``bytesParsed``).
