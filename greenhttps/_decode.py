@@ -396,6 +396,40 @@ class BodyDecoder:
         return b""
 
 
+def gunzip_whole(data: bytes, max_size: int | None = DEFAULT_MAX_DECODED_SIZE) -> bytes:
+    """``decoder_for("gzip", max_size).decode_all(data)``: a whole gzip body at once,
+    the same bytes out and the same errors, in fewer steps for the usual body (one
+    gzip member, ending where the body does, at most :data:`_FEED` bytes): the stages'
+    calls and generators cost ~18k instructions a crawled page, a tenth of its
+    inflate.  Anything else (an error, a second member or bytes after the stream, a
+    truncated stream, the size cap passed) is decoded again from the start by the
+    general path, which says what is wrong."""
+    if data and len(data) <= _FEED:
+        obj = _inflate.decompressobj(16 + zlib.MAX_WBITS)
+        pieces = []
+        size = 0
+        limit = max_size if max_size is not None else -1
+        rest = data
+        try:
+            while True:
+                out = obj.decompress(rest, _ZLIB_PIECE)  # as _Zlib.decode
+                size += len(out)
+                if 0 <= limit < size:
+                    break  # the general path raises DecodedSizeError
+                if out:
+                    pieces.append(out)
+                if obj.eof:
+                    if not obj.unused_data:
+                        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                    break  # another member, or bytes after the stream
+                rest = obj.unconsumed_tail
+                if not rest and len(out) < _ZLIB_PIECE:
+                    break  # truncated
+        except _inflate.error:
+            pass
+    return BodyDecoder(["gzip"], max_size).decode_all(data)
+
+
 def decoder_for(content_encoding: str | list[str] | None,
                 max_size: int | None = DEFAULT_MAX_DECODED_SIZE) -> BodyDecoder | None:
     """A decoder for a ``Content-Encoding`` header value, or None for identity.

@@ -196,6 +196,14 @@ class Response:
         if not parts and not self._decoder_made and not self._ended and self._small_body():
             raw = self.raw.read()  # the message's own whole-body read: one buffer
             self._body_ended()
+            if self._decompress and self.raw.headers.get("content-encoding") == "gzip":
+                # The usual compressed page: decoded in one call, no decoder kept.
+                self._decoder_made = True
+                try:
+                    return _decode.gunzip_whole(raw, self._max_decoded_size)
+                except errors.ContentDecodingError:
+                    self.close()
+                    raise
             self._make_decoder()
             decoder = self._decoder
             if decoder is None:

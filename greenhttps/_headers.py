@@ -166,7 +166,18 @@ class OutgoingHeaders:
 
     def update(self, headers: Mapping[str, object] | Iterable[tuple[str, object]]) -> None:
         # A dict, the usual case, without the Mapping ABC's isinstance (a Python call).
-        items = headers.items() if type(headers) is dict or isinstance(headers, Mapping) else headers
+        if type(headers) is dict:
+            # A field checked before (fetch()'s defaults, on every request) is stored
+            # as set() would store it, without the call.
+            fields = self._fields
+            for field in headers.items():
+                name, value = field
+                if type(name) is str and type(value) is str and field in _CHECKED:
+                    fields[name.lower()] = field
+                else:
+                    self.set(name, value)
+            return
+        items = headers.items() if isinstance(headers, Mapping) else headers
         for name, value in items:
             self.set(name, value)
 

@@ -187,10 +187,22 @@ def merge_options(
         if not source:
             continue
         keys = source.keys()
-        if keys <= table.keys() and keys.isdisjoint(DURATION_OPTIONS):
-            # Every name in its snake_case spelling, none to convert (a request's
-            # usual options): one C-level update, no Python step per name.
+        if keys <= table.keys():
+            # Every name in its snake_case spelling (a request's usual options): one
+            # C-level update, no Python step per name ...
             merged.update(source)
+            durations = keys & DURATION_OPTIONS
+            if len(durations) == 1:
+                # ... but for the one duration given (fetch()'s timeout), converted
+                # unless it is a plain number already.
+                given = durations.pop()
+                value = source[given]
+                if type(value) is not int and type(value) is not float:
+                    merged[given] = duration_to_ms(value, given)
+            elif durations:
+                for given in keys:  # in the caller's order: the first bad one is named
+                    if given in durations:
+                        merged[given] = duration_to_ms(source[given], given)
             continue
         for key, value in source.items():
             name = key if key in table else _option_name(key)

@@ -39,8 +39,8 @@ from __future__ import annotations
 
 from . import errors
 from ._strict import (
+    CLEAN_PLAIN_FRAMING,
     CLEAN_REQUEST_HEAD,
-    CLEAN_RESPONSE_HEAD,
     MAX_REQUEST_LINE,
     check_field_counts,
     check_fields,
@@ -51,6 +51,7 @@ from ._strict import (
     check_request_line_prefix,
     check_request_target,
     check_status_line_prefix,
+    clean_response_head,
     head_end,
     header_overflow_at,
     protocol_error,
@@ -167,7 +168,7 @@ class Parser:
 
     __slots__ = ("client", "strict", "max_header_size", "max_headers_count", "request_method", "eof",
                  "head", "framing", "done", "keep_alive", "body_left", "trailers", "_buf", "_pieces", "_body_seen",
-                 "_checked", "_clean", "_packet", "_fed", "require_host")
+                 "_checked", "_clean", "_fields", "_packet", "_fed", "require_host")
 
     def __init__(self, *, client: bool = False, max_header_size: int = 16384,
                  max_headers_count: int = 2000, strict: bool = True, require_host: bool = True) -> None:
@@ -190,8 +191,12 @@ class Parser:
         #: How much of the head in ``_buf`` has been checked line by line.
         self._checked = 0
         #: Strict, and the whole head in ``_buf`` passed in one match (so a response's
-        #: status line is ``HTTP/d.d ddd[ reason]`` CRLF, as STRICT_STATUS_LINE).
-        self._clean = False
+        #: status line is ``HTTP/d.d ddd[ reason]`` CRLF, as STRICT_STATUS_LINE):
+        #: a clean_response_head() answer (CLEAN_PLAIN_FRAMING: check_raw_framing
+        #: would pass it), True for a request; 0/False: not (yet).
+        self._clean: int = 0
+        #: A clean response head's fields, as clean_response_head() read them.
+        self._fields: HeaderPairs = []
         self._reset()
 
     def _reset(self) -> None:
@@ -283,8 +288,10 @@ class Parser:
     def _next_head(self) -> Head | None:
         buf = self._buf
         end = head_end(buf)
+        # The head's bytes, once it is all here (the checks and the parsers read them).
+        raw = bytes(buf[:end]) if end >= 0 else b""
         if self.strict:
-            self._check_lines(buf, end)
+            self._check_lines(buf, end, raw)
         if end < 0:
             if not self.client and len(buf) > MAX_REQUEST_LINE:
                 check_request_line(buf)
@@ -296,24 +303,23 @@ class Parser:
                     raise errors.ConnectionResetError("socket hang up")
                 raise protocol_error("peer closed in the middle of a request head", 400)
             return None
-        raw = bytes(buf[:end])
         if end > self.max_header_size:
             status = 414 if not self.client and b"\n" not in raw[: MAX_REQUEST_LINE + 1] else 431
             raise protocol_error("header block too large", status, "HPE_HEADER_OVERFLOW",
                                  header_overflow_at(raw, self.max_header_size))
         if self.head is not None:  # after a 1xx (start_next() resets otherwise)
             self._reset()
-        if self.strict:
+        if self.strict and self._clean != CLEAN_PLAIN_FRAMING:
             check_raw_framing(raw, request=not self.client)
         head = self._parse_response_head(raw) if self.client else self._parse_request_head(raw)
         del buf[:end]
         self._checked = 0
-        self._clean = False
+        self._clean = 0
         self._decide(head, raw)
         self.head = head
         return head
 
-    def _check_lines(self, buf: bytearray, end: int) -> None:
+    def _check_lines(self, buf: bytearray, end: int, raw: bytes) -> None:
         """The strict checks on the lines of a head as they arrive, so that a malformed
         one is answered at once (Node), not when the head ends or its timeout passes;
         both parsers see only heads that passed them."""
@@ -322,15 +328,19 @@ class Parser:
             return
         if checked == 0 and end >= 0:
             # The common case: a whole head in one piece, checked in one match (the
-            # line-by-line checks below, and their errors, for anything else).
+            # line-by-line checks below, and their errors, for anything else); a
+            # response's, whose lines repeat from one response to the next, by its
+            # lines (the same answer as CLEAN_RESPONSE_HEAD, see clean_response_head).
             if self.client:
-                clean = CLEAN_RESPONSE_HEAD.fullmatch(buf, 0, end) is not None
+                fields: HeaderPairs = []
+                clean = clean_response_head(raw, fields)
+                self._fields = fields
             else:
                 clean = (buf.find(b"\n", 0, MAX_REQUEST_LINE + 1) >= 0
                          and CLEAN_REQUEST_HEAD.fullmatch(buf, 0, end) is not None)
             if clean:
                 self._checked = end
-                self._clean = True
+                self._clean = clean
                 return
         if checked == 0:
             if self.client:

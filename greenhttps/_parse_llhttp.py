@@ -13,6 +13,11 @@ HEAD or CONNECT request).  A Content-Length (or close-delimited) body needs no p
 at all; a chunked body is fed only up to the next ``CRLF CRLF`` (every chunked
 message ends with one, so it can never overrun the end), and its chunk-size lines one
 at a time, which is also how their 16 KiB limit (Node's) is kept.
+
+A response head that the strict checks found clean line by line, with no
+Transfer-Encoding (so no chunked body for llhttp to read), is not given to llhttp
+at all: :func:`~greenhttps._strict.clean_response_head` has read its fields, as
+llhttp reports them, while checking its lines (most of a client's heads).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import httptools  # type: ignore[import-not-found,unused-ignore]
 
 from ._parse import Head, HeaderPairs, Parser
 from ._strict import (
+    CLEAN_PLAIN_FRAMING,
     MAX_CHUNK_LINE,
     MAX_REQUEST_LINE,
     STRICT_STATUS_LINE,
@@ -113,6 +119,16 @@ class LlhttpParser(Parser):
     # ------------------------------------------------------------- heads
 
     def _parse_response_head(self, raw: bytes) -> Head:
+        if self._clean == CLEAN_PLAIN_FRAMING:
+            # Parser._check_lines matched the whole head (see below) and read its
+            # fields, as llhttp reports them (tests/test_parse_table.py compares the
+            # two), and no Transfer-Encoding names a chunked body that llhttp would
+            # have to read: llhttp has nothing left to do (a parser, a message and
+            # a callback per field, ~10k instructions a response).
+            if raw[5:8] not in (b"1.1", b"1.0"):
+                raise protocol_error(f"unsupported HTTP version {raw[:8]!r}", 502, "HPE_INVALID_VERSION")
+            return Head(status=int(raw[9:12]), reason=raw[13:raw.find(b"\r\n")].decode("latin-1"),
+                        http_version="1.1" if raw[7] == 49 else "1.0", headers=self._fields)  # b"1"
         if self._clean:
             # Parser._check_lines matched the whole head, this status line as
             # STRICT_STATUS_LINE (HTTP/d.d ddd[ reason] CRLF, nothing for

@@ -12,6 +12,9 @@ checked here as bytes before either parser is believed and its fields once parse
 The common head costs little: when it arrives whole, one match of
 :data:`CLEAN_REQUEST_HEAD` or :data:`CLEAN_RESPONSE_HEAD` stands for the line-by-line
 checks (and, a response's status line being clean, for :func:`check_head_bytes`);
+a response head's match is made line by line by :func:`clean_response_head`, against
+lines remembered from earlier heads, which also tells when :func:`check_raw_framing`
+has nothing to find and hands the fields to the parser;
 :func:`check_raw_framing` finds the framing fields in one pass and settles one plain
 Content-Length there; :func:`check_fields` can run inside the parser's own pass over
 the fields (:func:`check_host`, :func:`check_field_counts`).  Anything off those
@@ -26,7 +29,8 @@ head ends), the framing fields of a whole head (:func:`check_raw_framing`), Host
 the asterisk-form, and every chunk-size line (:func:`chunk_line`), whichever parser
 reads the chunked body.
 
-Nothing here does I/O, keeps state or imports a parser: the functions take bytes or
+Nothing here does I/O, keeps state (but bounded tables of lines that passed) or
+imports a parser: the functions take bytes or
 field pairs and raise :class:`greenhttps.errors.ProtocolError` with Node's (llhttp's)
 error code, the status a server answers with, and the offset of the offending byte
 (from which the parser computes Node's ``bytesParsed``).
@@ -53,6 +57,10 @@ __all__ = [
     "STRICT_STATUS_LINE",
     "CLEAN_REQUEST_HEAD",
     "CLEAN_RESPONSE_HEAD",
+    "clean_response_head",
+    "NOT_CLEAN",
+    "CLEAN",
+    "CLEAN_PLAIN_FRAMING",
     "check_request_line",
     "check_head_bytes",
     "check_fields",
@@ -119,6 +127,87 @@ STRICT_STATUS_LINE = re.compile(rb"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?: [^\x00-\x
 # that does not match goes through those checks, which say what is wrong.
 CLEAN_REQUEST_HEAD = re.compile(_REQUEST_LINE.pattern + _FIELD_LINES.pattern)
 CLEAN_RESPONSE_HEAD = re.compile(STRICT_STATUS_LINE.pattern + _FIELD_LINES.pattern)
+#: Status lines that passed STRICT_STATUS_LINE, and field lines that passed
+#: _FIELD_LINE (both without their CRLF), each field line with its framing kind
+#: (_NOT_FRAMING, _PLAIN_LENGTH, _FRAMING) and its (name, value) pair as llhttp
+#: reads it: a server sends the same lines again and again (all but Date, most of
+#: the time).  Cleared when full, so that no peer can grow them.
+_GOOD_STATUS_LINES: set[bytes] = set()
+_GOOD_FIELD_LINES: dict[bytes, tuple[int, tuple[bytes, bytes]]] = {}
+_GOOD_LINES_MAX = 512
+_GOOD_LINE_LENGTH = 256
+_NOT_FRAMING, _PLAIN_LENGTH, _FRAMING = 0, 1, 2
+#: clean_response_head's answers: not clean; clean; clean, and check_raw_framing
+#: would pass it (no Transfer-Encoding, at most one Content-Length, a plain decimal).
+NOT_CLEAN, CLEAN, CLEAN_PLAIN_FRAMING = 0, 1, 2
+
+
+def clean_response_head(head: bytes, fields: list[tuple[bytes, bytes]] | None = None) -> int:
+    """Whether ``CLEAN_RESPONSE_HEAD.fullmatch(head)`` matches, for one whole head (up
+    to and including its blank line), in fewer instructions: line by line, a line
+    seen before costing a dict lookup instead of a regex run over its bytes (the one
+    fullmatch was ~13k instructions for a 190-byte Node response head).  A clean head
+    whose framing fields :func:`check_raw_framing` would pass without a word is
+    :data:`CLEAN_PLAIN_FRAMING`, so that it need not search the head again.  Given
+    ``fields``, a clean head's field lines are appended to it as ``(name, value)``
+    pairs, the value without the whitespace around it (what llhttp reports, and the
+    parsers keep: RFC 9110 §5.5).
+
+    The same answer: neither pattern lets a CR or LF into a line, so a head that
+    matches is exactly ``status CRLF (field CRLF)* CRLF``, and splitting all but its
+    final CRLF CRLF at each CRLF gives those lines; a piece that holds a stray CR or
+    LF fails its line's pattern as the head would fail the whole.  A head that ends
+    otherwise (a bare LF) is left to the pattern.  In a clean head a field name runs
+    up to its colon (no whitespace), so _FRAMING_FIELDS finds exactly the lines that
+    start, in any case, with ``content-length:`` or ``transfer-encoding:``."""
+    if head[-4:] != b"\r\n\r\n":
+        return CLEAN if CLEAN_RESPONSE_HEAD.fullmatch(head) is not None else NOT_CLEAN
+    lines = head[:-4].split(b"\r\n")
+    status = lines[0]
+    if status not in _GOOD_STATUS_LINES:
+        if STRICT_STATUS_LINE.fullmatch(status + b"\r\n") is None:
+            return NOT_CLEAN
+        if len(status) <= _GOOD_LINE_LENGTH:
+            if len(_GOOD_STATUS_LINES) >= _GOOD_LINES_MAX:
+                _GOOD_STATUS_LINES.clear()
+            _GOOD_STATUS_LINES.add(status)
+    known = _GOOD_FIELD_LINES.get
+    lengths = framing = 0
+    for line in lines[1:]:
+        entry = known(line)
+        if entry is None:
+            entry = _field_line_kind(line)
+            if entry is None:
+                return NOT_CLEAN
+        if fields is not None:
+            fields.append(entry[1])
+        kind = entry[0]
+        if kind:
+            if kind == _PLAIN_LENGTH:
+                lengths += 1
+            else:
+                framing += 1
+    return CLEAN_PLAIN_FRAMING if not framing and lengths <= 1 else CLEAN
+
+
+def _field_line_kind(line: bytes) -> tuple[int, tuple[bytes, bytes]] | None:
+    """A field line's framing kind and (name, value) pair (None: it fails
+    _FIELD_LINE), remembered."""
+    if _FIELD_LINE.fullmatch(line + b"\r\n") is None:
+        return None
+    name, _, value = line.partition(b":")
+    value = value.strip(b" \t")
+    lower = name.lower()
+    if lower == b"content-length":
+        kind = _PLAIN_LENGTH if value.isdigit() and len(value) <= 18 else _FRAMING
+    else:
+        kind = _FRAMING if lower == b"transfer-encoding" else _NOT_FRAMING
+    entry = (kind, (name, value))
+    if len(line) <= _GOOD_LINE_LENGTH:
+        if len(_GOOD_FIELD_LINES) >= _GOOD_LINES_MAX:
+            _GOOD_FIELD_LINES.clear()
+        _GOOD_FIELD_LINES[line] = entry
+    return entry
 
 
 def protocol_error(message: str, status: int = 400, code: str = "HPE_INVALID",

@@ -135,6 +135,31 @@ def response_bytes(status: int, reason: str, headers: HeaderPairs) -> bytes:
     return head
 
 
+#: A request head's field lines (CRLF before each, the blank line after), by its
+#: fields: a client sends the same fields again and again, to other targets.  None
+#: is kept for a head with credentials (see _SECRET_NAMES).  Cleared when full.
+_REQUEST_FIELDS: dict[tuple[tuple[bytes, bytes], ...], bytes] = {}
+_REQUEST_FIELDS_MAX = 512
+_SECRET_NAMES = frozenset({b"authorization", b"proxy-authorization", b"cookie"})
+
+
 def request_bytes(method: str, target: str, headers: HeaderPairs) -> bytes:
-    """A request head's bytes (checks the method and the target)."""
-    return request_head(method.encode("ascii", "replace"), target.encode("latin-1", "replace"), headers)
+    """A request head's bytes (checks the method and the target): what
+    :func:`request_head` makes, its field lines from a cache."""
+    bmethod, btarget = method.encode("ascii", "replace"), target.encode("latin-1", "replace")
+    key = tuple(headers)
+    fields = _REQUEST_FIELDS.get(key)
+    if fields is None:
+        head = request_head(bmethod, btarget, headers)
+        if not any(name.lower() in _SECRET_NAMES for name, _ in headers):
+            if len(_REQUEST_FIELDS) >= _REQUEST_FIELDS_MAX:
+                _REQUEST_FIELDS.clear()
+            # What follows the request line: it held no CR or LF (request_head's
+            # checks), so the lines after it are all that _head counted.
+            _REQUEST_FIELDS[key] = head[head.index(b"\r\n"):]
+        return head
+    if not _TOKEN.fullmatch(bmethod):
+        raise errors.InvalidArgumentError(f"Method must be a valid HTTP token [{bmethod!r}]", "ERR_INVALID_HTTP_TOKEN")
+    if not _TARGET.fullmatch(btarget):
+        raise errors.InvalidArgumentError("Request path contains unescaped characters", "ERR_UNESCAPED_CHARACTERS")
+    return bmethod + b" " + btarget + b" HTTP/1.1" + fields

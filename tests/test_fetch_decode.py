@@ -103,6 +103,30 @@ def test_decode_all_is_feed_then_finish(inflate: Any, kind: str) -> None:
     assert decoder is not None and decoder.decode_all(data) == BODY  # the cap itself is allowed
 
 
+def _outcome(decode: Callable[[], bytes]) -> Any:
+    try:
+        return decode()
+    except errors.ContentDecodingError as exc:
+        return type(exc), str(exc)
+
+
+@pytest.mark.parametrize("cap", [None, 0, 16384, 20000, 10**8])
+def test_gunzip_whole_is_decode_all(inflate: Any, cap: int | None) -> None:
+    """gunzip_whole() (fetch()'s shortcut for a whole small gzip body) gives what
+    decoder_for("gzip").decode_all() gives: the bytes, or the same error (truncated,
+    corrupt, the cap), for one member, several, bytes after the stream, an output
+    that ends exactly at one call's bound (16 KiB), and bodies past the shortcut."""
+    page = BODY * (20480 // len(BODY) + 1)
+    cases = [gzip.compress(page[:20480]), gzip.compress(page[:16384]), gzip.compress(b""), gzip.compress(b"x"),
+             gzip.compress(page[:100]) + gzip.compress(b"second"), gzip.compress(page[:20000]) + b"garbage",
+             gzip.compress(page[:20000]) + b"\x1f", gzip.compress(page[:20000])[:-3],
+             gzip.compress(page[:20000])[:200], b"\x1f\x8b\x08\x00" + b"\xff" * 50, b"not gzip", b"",
+             gzip.compress(bytes(range(256)) * 400), gzip.compress(b"a" * 600_000) + gzip.compress(b"second")]
+    for data in cases:
+        expected = _outcome(lambda: _decode.BodyDecoder(["gzip"], cap).decode_all(data))
+        assert _outcome(lambda: _decode.gunzip_whole(data, cap)) == expected, data[:40]
+
+
 def test_stacked_codings_are_undone_last_first(inflate: Any) -> None:
     """``Content-Encoding: gzip, br`` was gzipped, then brotli'd (RFC 9110 §8.4)."""
     data = brotli.compress(gzip.compress(BODY))

@@ -231,3 +231,25 @@ def test_one_list_of_tls_keys() -> None:
     assert _tls.SERVER_TLS_KEYS is _options.SERVER_TLS_KEYS
     assert _TLS_SERVER <= set(_options.SERVER_OPTIONS)
     assert _TLS_CLIENT <= set(_options.REQUEST_OPTIONS)
+
+
+def test_durations_in_snake_case_options_are_converted_or_refused() -> None:
+    """merge_options' shortcut for options all in snake_case still converts a
+    timedelta duration to ms, keeps a number as given, refuses a bool or a string
+    (TypeError naming it), and with several bad durations names the first given."""
+    import datetime
+
+    from greenhttps._options import REQUEST_OPTIONS, merge_options
+
+    merged = merge_options(REQUEST_OPTIONS, {"method": "GET", "timeout": datetime.timedelta(seconds=1.5)},
+                           what="request")
+    assert merged["timeout"] == 1500.0 and merged["method"] == "GET"
+    assert merge_options(REQUEST_OPTIONS, {"timeout": 7}, what="request")["timeout"] == 7
+    assert merge_options(REQUEST_OPTIONS, {"timeout": 7.5, "deadline": None}, what="request")["deadline"] is None
+    for bad in (True, "10s"):
+        with pytest.raises(TypeError, match="timeout must be"):
+            merge_options(REQUEST_OPTIONS, {"method": "GET", "timeout": bad}, what="request")
+    with pytest.raises(TypeError, match="deadline must be"):
+        merge_options(REQUEST_OPTIONS, {"deadline": "1s", "timeout": "2s"}, what="request")
+    with pytest.raises(TypeError, match="timeout must be"):
+        merge_options(REQUEST_OPTIONS, {"timeout": "2s", "deadline": "1s"}, what="request")

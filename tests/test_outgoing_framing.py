@@ -111,3 +111,23 @@ def test_framing_refuses_a_body_it_did_not_announce() -> None:
         request_bytes("BAD METHOD", "/", [])
     with pytest.raises(errors.InvalidArgumentError):
         request_framing(fields([("Content-Length", "5x")]))
+
+
+def test_request_head_bytes_from_the_field_cache_are_the_same() -> None:
+    """request_bytes() keeps a head's field lines for the next request with the same
+    fields: the bytes are request_head()'s for every target, a bad method or target
+    is still refused on the cached path, and no head with credentials is kept."""
+    from greenhttps import _wire_format, errors
+
+    fields = [(b"User-Agent", b"t/1"), (b"Host", b"a:1"), (b"Connection", b"keep-alive")]
+    for target in ("/a", "/b?c=d", "/\xe9"):
+        expected = _wire_format.request_head(b"GET", target.encode("latin-1"), fields)
+        assert _wire_format.request_bytes("GET", target, list(fields)) == expected
+    assert tuple(fields) in _wire_format._REQUEST_FIELDS
+    with pytest.raises(errors.InvalidArgumentError, match="unescaped"):
+        _wire_format.request_bytes("GET", "/a b", list(fields))
+    with pytest.raises(errors.InvalidArgumentError, match="valid HTTP token"):
+        _wire_format.request_bytes("G T", "/a", list(fields))
+    secret = [*fields, (b"authorization", b"Basic eDp5")]
+    assert _wire_format.request_bytes("GET", "/", secret) == _wire_format.request_head(b"GET", b"/", secret)
+    assert tuple(secret) not in _wire_format._REQUEST_FIELDS

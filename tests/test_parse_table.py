@@ -498,3 +498,79 @@ def test_the_shortcuts_give_the_answers_of_the_full_checks(parser_cls: type[Pars
     assert _answer(run(parser_cls, [data], client=client, detail=True)) == expected
     for pieces in _splits(data):
         assert _answer(run(parser_cls, pieces, client=client, detail=True))[:3] == expected[:3], pieces
+
+
+# Lines from which the next test builds response heads: clean ones (some framing
+# fields among them) and ones one step off (a stray CR, LF, NUL or DEL, whitespace
+# before the colon, an obs-fold, an empty name, a bad status line).
+_STATUS_LINES = [b"HTTP/1.1 200 OK", b"HTTP/1.0 204", b"HTTP/1.1 200 ", b"HTTP/1.1 200 O\tK", b"HTTP/1.1 200 \xe9",
+                 b"HTTP/1.1 2000 OK", b"HTTP/1.1  200 OK", b"HTTP/1.1 200 O\rK", b"HTTP/1.1 200 O\nK", b"HTTP/2 200"]
+_FIELD_LINES = [b"Content-Type: text/html", b"Content-Length: 12", b"content-length:  7 ", b"Content-Length: +1",
+                b"Content-Length: 1234567890123456789", b"CONTENT-LENGTH:0", b"Transfer-Encoding: chunked",
+                b"transfer-encoding: gzip", b"X-Content-Length: 3", b"Keep-Alive: timeout=5", b"Date: Tue",
+                b"Content-Length : 2", b"Content-Length\t: 2", b" folded", b"\tfolded", b": empty name",
+                b"X-A: a\x00b", b"X-A: a\x7fb", b"X-A: a\rb", b"X-A: a\nb", b"X-A: \xe9t\xe9", b"X-A:", b"X-A: a\tb"]
+
+
+def _llhttp_reads(head: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The fields (trailing whitespace dropped, as LlhttpParser does) and the reason
+    phrase llhttp reports for a response head."""
+    import httptools
+
+    class Message:
+        fields: list[tuple[bytes, bytes]] = []
+        reason = b""
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self.fields = [*self.fields, (name, value.rstrip(b" \t"))]
+
+        def on_status(self, reason: bytes) -> None:
+            self.reason += reason
+
+    msg = Message()
+    try:
+        httptools.HttpResponseParser(msg).feed_data(head)
+    except httptools.HttpParserUpgrade:
+        pass
+    return msg.fields, msg.reason
+
+
+def test_the_line_by_line_head_check_answers_as_the_whole_head_pattern() -> None:
+    """_strict.clean_response_head (lines seen before cost a set lookup) says clean
+    exactly when CLEAN_RESPONSE_HEAD matches the whole head, and says the framing is
+    plain only when check_raw_framing passes the head -- first time and again, with
+    its lines remembered, and with bare-LF ends left to the pattern."""
+    import itertools
+    import random
+
+    from greenhttps._strict import (
+        CLEAN_PLAIN_FRAMING,
+        CLEAN_RESPONSE_HEAD,
+        NOT_CLEAN,
+        check_raw_framing,
+        clean_response_head,
+    )
+
+    rng = random.Random(5)
+    heads = [b"HTTP/1.1 200 OK\r\n\r\n", b"HTTP/1.1 200 OK\n\n", b"HTTP/1.1 200 OK\r\nA: b\n\r\n\r\n"]
+    for status, count in itertools.product(_STATUS_LINES, range(4)):
+        for _ in range(30):
+            lines = [status, *rng.choices(_FIELD_LINES, k=count)]
+            heads.append(b"\r\n".join(lines) + rng.choice([b"\r\n\r\n", b"\r\n\r\n", b"\n\n", b"\r\n\n"]))
+    heads += [b"HTTP/1.1 200  OK \r\nX-A:\t\t b \t\r\nY:\r\nZ: \xe9\r\n\r\n", b"HTTP/1.1 099 X\r\n\r\n",
+              b"HTTP/1.1 101 S\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n"]
+    for _ in range(2):  # the second time every good line is remembered
+        for head in heads:
+            fields: list[tuple[bytes, bytes]] = []
+            answer = clean_response_head(head, fields)
+            assert (answer != NOT_CLEAN) == (CLEAN_RESPONSE_HEAD.fullmatch(head) is not None), head
+            if answer == CLEAN_PLAIN_FRAMING:
+                check_raw_framing(head, request=False)  # passes: no error skipped
+                if len(PARSERS) > 1:  # httptools is installed
+                    # What LlhttpParser takes instead of llhttp's reading: the same.
+                    assert (fields, head[13:head.find(b"\r\n")]) == _llhttp_reads(head), head
+            elif answer != NOT_CLEAN and head.lower().count(b"\ncontent-length:") <= 1 \
+                    and b"\ntransfer-encoding:" not in head.lower():
+                stripped = head.lower().split(b"\ncontent-length:")[-1].split(b"\r\n")[0].strip(b" \t")
+                # Clean and not plain: a Content-Length that is not a plain decimal.
+                assert not (stripped.isdigit() and len(stripped) <= 18), head
