@@ -406,7 +406,7 @@ def gunzip_whole(data: bytes, max_size: int | None = DEFAULT_MAX_DECODED_SIZE) -
     general path, which says what is wrong."""
     if data and len(data) <= _FEED:
         obj = _inflate.decompressobj(16 + zlib.MAX_WBITS)
-        pieces = []
+        pieces: list[bytes] = []
         size = 0
         limit = max_size if max_size is not None else -1
         rest = data
@@ -415,6 +415,7 @@ def gunzip_whole(data: bytes, max_size: int | None = DEFAULT_MAX_DECODED_SIZE) -
                 out = obj.decompress(rest, _ZLIB_PIECE)  # as _Zlib.decode
                 size += len(out)
                 if 0 <= limit < size:
+                    pieces.clear()  # not held while the general path decodes it again
                     break  # the general path raises DecodedSizeError
                 if out:
                     pieces.append(out)

@@ -119,12 +119,13 @@ class LlhttpParser(Parser):
     # ------------------------------------------------------------- heads
 
     def _parse_response_head(self, raw: bytes) -> Head:
-        if self._clean == CLEAN_PLAIN_FRAMING:
+        if self._clean == CLEAN_PLAIN_FRAMING and raw[9:12] != b"101":
             # Parser._check_lines matched the whole head (see below) and read its
             # fields, as llhttp reports them (tests/test_parse_table.py compares the
             # two), and no Transfer-Encoding names a chunked body that llhttp would
             # have to read: llhttp has nothing left to do (a parser, a message and
-            # a callback per field, ~10k instructions a response).
+            # a callback per field, ~10k instructions a response).  Not a 101: llhttp
+            # decides what a protocol switch without its fields means.
             if raw[5:8] not in (b"1.1", b"1.0"):
                 raise protocol_error(f"unsupported HTTP version {raw[:8]!r}", 502, "HPE_INVALID_VERSION")
             return Head(status=int(raw[9:12]), reason=raw[13:raw.find(b"\r\n")].decode("latin-1"),

@@ -137,6 +137,9 @@ _GOOD_FIELD_LINES: dict[bytes, tuple[int, tuple[bytes, bytes]]] = {}
 _GOOD_LINES_MAX = 512
 _GOOD_LINE_LENGTH = 256
 _NOT_FRAMING, _PLAIN_LENGTH, _FRAMING = 0, 1, 2
+#: Field lines never remembered: credentials and cookies must not outlive their
+#: message in a module-wide table (as _headers._SECRET_FIELDS).
+_SECRET_NAMES = frozenset({b"set-cookie", b"cookie", b"authorization", b"proxy-authorization"})
 #: clean_response_head's answers: not clean; clean; clean, and check_raw_framing
 #: would pass it (no Transfer-Encoding, at most one Content-Length, a plain decimal).
 NOT_CLEAN, CLEAN, CLEAN_PLAIN_FRAMING = 0, 1, 2
@@ -203,7 +206,7 @@ def _field_line_kind(line: bytes) -> tuple[int, tuple[bytes, bytes]] | None:
     else:
         kind = _FRAMING if lower == b"transfer-encoding" else _NOT_FRAMING
     entry = (kind, (name, value))
-    if len(line) <= _GOOD_LINE_LENGTH:
+    if len(line) <= _GOOD_LINE_LENGTH and lower not in _SECRET_NAMES:
         if len(_GOOD_FIELD_LINES) >= _GOOD_LINES_MAX:
             _GOOD_FIELD_LINES.clear()
         _GOOD_FIELD_LINES[line] = entry

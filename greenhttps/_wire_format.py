@@ -140,6 +140,9 @@ def response_bytes(status: int, reason: str, headers: HeaderPairs) -> bytes:
 #: is kept for a head with credentials (see _SECRET_NAMES).  Cleared when full.
 _REQUEST_FIELDS: dict[tuple[tuple[bytes, bytes], ...], bytes] = {}
 _REQUEST_FIELDS_MAX = 512
+#: Only heads this small are kept (each twice: key and bytes), so that 512 entries
+#: stay small whatever the fields (an API key, a long custom field) hold.
+_REQUEST_FIELDS_BYTES = 2048
 _SECRET_NAMES = frozenset({b"authorization", b"proxy-authorization", b"cookie"})
 
 
@@ -148,10 +151,13 @@ def request_bytes(method: str, target: str, headers: HeaderPairs) -> bytes:
     :func:`request_head` makes, its field lines from a cache."""
     bmethod, btarget = method.encode("ascii", "replace"), target.encode("latin-1", "replace")
     key = tuple(headers)
-    fields = _REQUEST_FIELDS.get(key)
+    try:
+        fields = _REQUEST_FIELDS.get(key)
+    except TypeError:  # an unhashable value (a bytearray): not cached
+        return request_head(bmethod, btarget, headers)
     if fields is None:
         head = request_head(bmethod, btarget, headers)
-        if not any(name.lower() in _SECRET_NAMES for name, _ in headers):
+        if len(head) <= _REQUEST_FIELDS_BYTES and not any(name.lower() in _SECRET_NAMES for name, _ in headers):
             if len(_REQUEST_FIELDS) >= _REQUEST_FIELDS_MAX:
                 _REQUEST_FIELDS.clear()
             # What follows the request line: it held no CR or LF (request_head's

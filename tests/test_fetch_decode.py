@@ -127,6 +127,24 @@ def test_gunzip_whole_is_decode_all(inflate: Any, cap: int | None) -> None:
         assert _outcome(lambda: _decode.gunzip_whole(data, cap)) == expected, data[:40]
 
 
+def test_gunzip_whole_holds_no_more_than_the_cap_for_a_bomb(inflate: Any) -> None:
+    """A bomb past the cap: gunzip_whole lets go of what it inflated before the general
+    path decodes it again to say so (review: it held both, twice the cap)."""
+    import tracemalloc
+
+    cap = 8 << 20
+    bomb = gzip.compress(b"\0" * (cap + (1 << 20)), 9)
+    assert len(bomb) <= 64 * 1024  # small enough for the shortcut
+    tracemalloc.start()
+    try:
+        with pytest.raises(errors.DecodedSizeError):
+            _decode.gunzip_whole(bomb, cap)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < cap * 1.5, peak
+
+
 def test_stacked_codings_are_undone_last_first(inflate: Any) -> None:
     """``Content-Encoding: gzip, br`` was gzipped, then brotli'd (RFC 9110 §8.4)."""
     data = brotli.compress(gzip.compress(BODY))

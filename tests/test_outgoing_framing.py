@@ -131,3 +131,20 @@ def test_request_head_bytes_from_the_field_cache_are_the_same() -> None:
     secret = [*fields, (b"authorization", b"Basic eDp5")]
     assert _wire_format.request_bytes("GET", "/", secret) == _wire_format.request_head(b"GET", b"/", secret)
     assert tuple(secret) not in _wire_format._REQUEST_FIELDS
+
+
+def test_the_request_field_cache_keeps_only_small_heads() -> None:
+    """request_bytes remembers the field lines of small heads only (review: 512 heads
+    with a unique 1 MiB field each held 1 GiB), and takes an unhashable value (a
+    bytearray) without caching it, as request_head does."""
+    from greenhttps import _wire_format
+
+    _wire_format._REQUEST_FIELDS.clear()
+    big = [(b"Host", b"a"), (b"X-Big", b"x" * 4096)]
+    assert _wire_format.request_bytes("GET", "/", big) == _wire_format.request_head(b"GET", b"/", big)
+    assert not _wire_format._REQUEST_FIELDS
+    odd = [(b"Host", bytearray(b"a"))]
+    assert _wire_format.request_bytes("GET", "/", odd) == b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+    small = [(b"Host", b"a")]
+    assert _wire_format.request_bytes("GET", "/x", small) == b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n"
+    assert len(_wire_format._REQUEST_FIELDS) == 1

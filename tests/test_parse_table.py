@@ -574,3 +574,48 @@ def test_the_line_by_line_head_check_answers_as_the_whole_head_pattern() -> None
                 stripped = head.lower().split(b"\ncontent-length:")[-1].split(b"\r\n")[0].strip(b" \t")
                 # Clean and not plain: a Content-Length that is not a plain decimal.
                 assert not (stripped.isdigit() and len(stripped) <= 18), head
+
+
+@pytest.mark.parametrize("proposal", [False, True], ids=["no-upgrade-asked", "upgrade-asked"])
+def test_a_101_gets_the_same_answer_however_its_bytes_arrive(proposal: bool) -> None:
+    """A 101 response is never taken from the remembered lines without llhttp (review
+    of the line-by-line head check): llhttp decides what a protocol switch means, and
+    its answer must not depend on whether the head came whole or a byte at a time."""
+    from greenhttps._parse_llhttp import LlhttpParser
+
+    asked = [(b"Connection", b"upgrade"), (b"Upgrade", b"websocket")] if proposal else []
+    heads = [b"HTTP/1.1 101 Switching Protocols\r\nServer: x\r\n\r\nrest",
+             b"HTTP/1.1 101 Switching Protocols\r\nContent-Length: 5\r\n\r\nrest",
+             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nrest"]
+    for parser_class in (LlhttpParser, H11Parser):
+        for data in heads:
+            answers = []
+            for _warm in range(2):  # the second time every good line is remembered
+                for pieces in ([data], [data[i:i + 1] for i in range(len(data))]):
+                    parser = parser_class(client=True)
+                    parser.expect_response_to("GET", asked)
+                    try:
+                        head = None
+                        for piece in pieces:
+                            parser.feed(piece)
+                            head = head or parser.next_head()
+                        assert head is not None
+                        answers.append(("head", head.status, head.upgrade, parser.take_buffered()))
+                    except errors.ProtocolError as exc:
+                        answers.append(("error", exc.code, None, None))
+            assert len(set(answers)) == 1, (parser_class.__name__, data, answers)
+
+
+def test_cookies_and_credentials_are_not_remembered_lines() -> None:
+    """The remembered response lines (a module-wide table) never keep a Set-Cookie,
+    Cookie or Authorization line: credentials must not outlive their message."""
+    from greenhttps import _strict
+
+    head = (b"HTTP/1.1 200 OK\r\nSet-Cookie: session=SECRET-TOKEN\r\nAuthorization: Basic c2VjcmV0\r\n"
+            b"Cookie: a=SECRET\r\nProxy-Authorization: Basic eA==\r\nX-Plain: kept\r\nContent-Length: 0\r\n\r\n")
+    fields: list[tuple[bytes, bytes]] = []
+    assert _strict.clean_response_head(head, fields) == _strict.CLEAN_PLAIN_FRAMING
+    assert (b"Set-Cookie", b"session=SECRET-TOKEN") in fields  # read, all the same
+    remembered = list(_strict._GOOD_FIELD_LINES)
+    assert b"X-Plain: kept" in remembered
+    assert not [line for line in remembered if b"SECRET" in line or b"Basic" in line], remembered
