@@ -77,6 +77,9 @@ if TYPE_CHECKING:
 __all__ = ["Agent", "get_global_agent", "set_global_agent", "package_face"]
 
 _INF = float("inf")
+#: Methods a request may be sent again with, on a new connection, when the reused one
+#: proves closed before any response byte (RFC 9110 §9.2.2; _exchange._may_retry).
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 
 def _check_at_least_one(name: str, value: object) -> None:
@@ -480,7 +483,11 @@ class Agent(EventEmitter):
             gevent.sleep(wait)
 
     def _acquire(self, name: str, request: Any, timeout: float | None) -> ClientConnection | None:
-        conn = self._take(name)
+        # A request whose whole body is known (end() called) and whose method is
+        # idempotent is sent again on a new connection if the reused one proves
+        # closed before any response byte (_exchange._may_retry): only for it may a
+        # freshly pooled socket skip the liveness poll (ClientConnection.is_alive).
+        conn = self._take(name, getattr(request, "finished", False) and getattr(request, "method", "") in IDEMPOTENT_METHODS)
         if conn is None and not self._can_dial(name) and self._room_for(name):
             self._evict_idle()  # only the total limit is in the way
         if conn is not None or self._can_dial(name):
@@ -506,8 +513,9 @@ class Agent(EventEmitter):
         self._withdraw(name, entry)
         return result  # type: ignore[no-any-return]
 
-    def _take(self, name: str) -> ClientConnection | None:
-        """Pop a reusable idle connection (checking that the server kept it open)."""
+    def _take(self, name: str, replayable: bool = False) -> ClientConnection | None:
+        """Pop a reusable idle connection (checking that the server kept it open;
+        ``replayable``: the request would be sent again if it did not)."""
         free = self._free.get(name)
         dead = []
         conn = None
@@ -517,7 +525,7 @@ class Agent(EventEmitter):
             candidate.unpark()
             if not free:
                 del self._free[name]  # Node deletes an origin's emptied list (as _sync)
-            if candidate.expires_at > now and candidate.is_alive(now):
+            if candidate.expires_at > now and candidate.is_alive(now if replayable else None):
                 conn = candidate
                 break
             dead.append(candidate)

@@ -129,20 +129,22 @@ class ClientConnection:
         While parked, a read watcher drops the connection as soon as the loop sees
         the server close it (:meth:`park`); what is left to look for here is a close
         that arrived since the loop last looked.  ``poll(0)`` on the descriptor finds
-        one, at a system call per reuse.  It is skipped on a TLS socket with
-        OpenSSL's read-ahead on whose last response byte came less than
-        :data:`FRESH_SECONDS` ago.  Read-ahead made that last read take everything
-        the kernel had, so whatever came with the response (a close_notify, bytes
-        nobody asked for) is inside OpenSSL and looked at there, without a system
-        call; what the poll could still find is a close sent after the response, in
-        that short window: a server ending a connection it has just answered as
-        keep-alive (no idle timeout is that short), a race no check wins -- the
-        close may as well come a microsecond after the poll -- and one the retry of
-        an idempotent request on a reused socket covers (a non-idempotent one fails
-        with ``ECONNRESET`` and ``reused_socket``, as with Node's agent, which has
-        no poll at all)."""
+        one, at a system call per reuse.
+
+        Given ``now`` -- only for a request that would be sent again on a new
+        connection if this one proved closed before any response byte (idempotent,
+        its whole body known: _exchange._may_retry) -- the poll is skipped on a TLS
+        socket with OpenSSL's read-ahead on whose last response byte came less than
+        :data:`FRESH_SECONDS` ago: whatever TLS records came with the response (a
+        close_notify) are inside OpenSSL and looked at there, without a system call.
+        A FIN is not (a read that returns data leaves the end of the stream in the
+        kernel), nor a close sent in that window; for this request either costs a
+        retry, never a failure.  Any other request (a POST, a streamed body) is
+        polled, so that it is not sent into a connection the server has closed
+        (a read-only review proved that: a FIN right after a response failed the
+        next POST with ECONNRESET when the poll was skipped for it too)."""
         wire = self.wire
-        if (now if now is not None else time.monotonic()) - wire.last_io < FRESH_SECONDS:
+        if now is not None and now - wire.last_io < FRESH_SECONDS:
             held = held_ahead(wire.sock)
             if held is not None:
                 return not held and not self.closed

@@ -60,6 +60,7 @@ from typing import Any, Callable, Mapping
 import gevent
 
 from . import errors
+from ._agent import IDEMPOTENT_METHODS as _IDEMPOTENT
 from ._agent import Agent
 from ._dial import ClientConnection, adopt, dial
 from ._events import logger
@@ -70,8 +71,6 @@ from ._wire import DeadlineExceeded, Head, HeaderPairs, Wire
 from ._wire_format import Framing, OutgoingFraming
 
 __all__ = ["ClientExchange", "RequestTimings"]
-
-_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 
 class RequestTimings:

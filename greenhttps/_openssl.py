@@ -35,6 +35,7 @@ import ctypes
 import os
 import ssl
 import sys
+import weakref
 from typing import Any
 
 from gevent.ssl import SSLSocket as GeventSSLSocket
@@ -98,6 +99,15 @@ def _libssl_path() -> str | None:
 def _load() -> _Lib | None:
     if sys.implementation.name != "cpython" or not sys.platform.startswith("linux"):
         return None
+    # Only the builds whose layout has been read and checked (3.10 to 3.13, release
+    # builds with the GIL): the proof below dereferences the word it reads, so a
+    # different layout could crash the process before the proof could fail.
+    if not (3, 10) <= sys.version_info[:2] <= (3, 13) or hasattr(sys, "gettotalrefcount"):
+        return None
+    import sysconfig
+
+    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+        return None
     # The layout checked against the types' own sizes: both objects are at least
     # as large as the fields read (reads stay inside them whatever the layout).
     import _ssl
@@ -122,10 +132,9 @@ def _load() -> _Lib | None:
 _lib: Any = None  # None: not tried yet; False: unavailable; else a _Lib
 #: SSL_has_pending, once the library is loaded (no socket has a pointer before).
 _has_pending: Any = None
-#: Contexts whose pointer has been checked, by id -> (the context, its SSL_CTX*).
-#: Holding the context keeps its id from being reused by another object.
-_checked: dict[int, tuple[Any, int]] = {}
-_CHECKED_MAX = 64
+#: Contexts whose pointer has been checked -> their SSL_CTX*: held weakly, so that a
+#: context nobody else holds goes (a strong table kept up to 64 alive).
+_checked: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
 
 def _library() -> Any:
@@ -142,15 +151,19 @@ def _word(address: int) -> int:
 
 
 def _ctx_pointer(lib: _Lib, context: ssl.SSLContext) -> int | None:
-    seen = _checked.get(id(context))
-    if seen is not None and seen[0] is context:
-        return seen[1]
+    try:
+        seen = _checked.get(context)
+    except TypeError:  # a context class without weak references: proven each time
+        seen = None
+    if seen is not None:
+        return seen
     pointer = _word(id(context) + _HEAD)
     if not pointer or lib.ctx_get_options(pointer) != int(context.options):
         return None
-    if len(_checked) >= _CHECKED_MAX:
-        _checked.clear()
-    _checked[id(context)] = (context, pointer)
+    try:
+        _checked[context] = pointer
+    except TypeError:
+        pass
     return pointer
 
 

@@ -137,8 +137,16 @@ def held(sock: Any) -> bool:
         return False  # plain TCP: what has arrived is in the kernel
     if sock.pending():
         return True
-    incoming = getattr(sock, "_in", None) if hasattr(cls, "_in") else None  # a BioSSLSocket's memory BIO
-    return incoming is not None and bool(incoming.pending)
+    if not hasattr(cls, "_in"):
+        return False
+    # A BioSSLSocket: its memory BIO, the bytes taken from below and not yet fed to
+    # it, and -- TLS inside an https:// proxy's TLS -- what the layer below holds:
+    # the origin's close_notify may sit in the proxy socket's OpenSSL (read ahead
+    # with the response) while no descriptor is readable.
+    if sock._in.pending or sock._unread is not None:
+        return True
+    below = sock._raw
+    return hasattr(type(below), "pending") and held(below)
 
 
 def hand_over(sock: Any) -> bytes:

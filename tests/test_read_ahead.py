@@ -578,3 +578,83 @@ def test_client_upgrade_gets_the_bytes_read_ahead_as_head(server_ssl_context: ss
         sock.destroy()
     finally:
         hand.stop()
+
+
+def test_the_proven_contexts_are_not_kept_alive() -> None:
+    """The table of contexts whose SSL_CTX* has been proven holds them weakly
+    (review: a strong table kept up to 64 contexts, and their certificates, alive
+    after their users let go)."""
+    import gc
+    import weakref
+
+    if not _openssl._library():
+        pytest.skip("read-ahead is not available here")
+    refs = []
+    for _ in range(5):
+        context = ssl.create_default_context()
+        a, b = gevent.socket.socketpair()
+        try:
+            sock = _tls.wrap_socket(context, a, server_side=False, server_hostname="x")
+            assert _openssl.ATTR in sock.__dict__  # proven: the table has seen it
+            sock.close()
+        finally:
+            a.close()
+            b.close()
+        refs.append(weakref.ref(context))
+        del context, sock
+    gc.collect()
+    assert [ref() for ref in refs] == [None] * 5
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+def test_a_fin_right_after_the_response_never_fails_the_next_request(server_cert: Any, read_ahead: bool,
+                                                                      method: str) -> None:
+    """The server answers keep-alive and at once closes TCP without a close_notify (a
+    worker that crashed or restarted, Node's socket.destroy()); FIN and response are
+    both in the kernel before the client reads.  The next request comes within the
+    fresh window: a POST is polled (it could not be sent again) and goes on a new
+    connection; a GET may skip the poll, and if it meets the closed connection it is
+    sent again on a new one (review of the fresh window: the POST failed with
+    ECONNRESET).  Either way it succeeds, and the server sees it once."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_cert.configure_cert(ctx)
+    listener = stdlib_socket.create_server(("127.0.0.1", 0))
+    seen: list[tuple[int, bytes]] = []
+
+    def serve_thread() -> None:
+        for index in range(2):
+            raw, _ = listener.accept()
+            tls = ctx.wrap_socket(raw, server_side=True)
+            tls.settimeout(5)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                piece = tls.recv(65536)
+                if not piece:
+                    break
+                data += piece
+            seen.append((index, data.split(b"\r\n")[0]))
+            tls.sendall(_OK)
+            if index == 0:
+                stdlib_socket.socket.shutdown(tls, stdlib_socket.SHUT_RDWR)  # FIN, no close_notify
+            else:
+                tls.recv(1)  # until the client closes
+            tls.close()
+
+    thread = threading.Thread(target=serve_thread, daemon=True)
+    thread.start()
+    port = listener.getsockname()[1]
+    agent = greenhttps.Agent(keep_alive=True)
+    try:
+        req = greenhttps.request({"hostname": "localhost", "port": port, "path": "/first", "agent": agent,
+                                  "reject_unauthorized": False})
+        req.end()
+        time.sleep(0.05)  # blocks the hub: the response and the FIN are in the kernel before the read
+        assert req.getresponse().read() == b"ok"
+        res = greenhttps.fetch(f"https://localhost:{port}/second", method=method,
+                               body=b"once" if method == "POST" else None, agent=agent, reject_unauthorized=False)
+        assert res.content == b"ok"
+    finally:
+        agent.destroy()
+        listener.close()
+    thread.join(5)
+    assert seen == [(0, b"GET /first HTTP/1.1"), (1, method.encode() + b" /second HTTP/1.1")]
