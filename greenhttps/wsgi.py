@@ -649,7 +649,8 @@ class WSGIHandler:
         #: served (the gunicorn worker's counts and logs each one).
         self.greenhttps_fast_path: Callable[[Any, Any, Any], bool] | None = (
             self._serve_head if (cls.__call__ is WSGIHandler.__call__ and cls.serve is WSGIHandler.serve
-                                 and cls.make_environ is WSGIHandler.make_environ) else None)
+                                 and cls.make_environ is WSGIHandler.make_environ
+                                 and cls.environ_or_reject is WSGIHandler.environ_or_reject) else None)
 
     def __repr__(self) -> str:
         return f"<greenhttps.wsgi.WSGIHandler {self.app!r}>"
@@ -868,7 +869,7 @@ class _FastResponse(_Response):
     wire: the same bytes :meth:`_Response._fast_start` sends, without a response
     object to keep true.  Anything else -- ``write()``, a generator, a framing
     field, a 1xx -- reads ``self.res``, which asks the connection for the request
-    and response objects (:meth:`__getattr__`), and goes on as :class:`_Response`.
+    and response objects (the :attr:`res` property), and goes on as :class:`_Response`.
     """
 
     __slots__ = ("conn", "wire", "head", "keep", "whole", "_res")
@@ -937,6 +938,8 @@ class _FastResponse(_Response):
             if len(data) > length:
                 data = data[:length]  # never more than the Content-Length (see _clip)
         conn = self.conn
+        if conn._lost is not None:
+            return False  # the general path raises what was lost (a reset, the idle timeout)
         keep = conn.keep_alive_value(self.head)
         keep_alive = keep is not None
         auto_length = len(data) if length is None and not no_body else None

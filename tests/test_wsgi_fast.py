@@ -306,10 +306,42 @@ def test_subclasses_that_change_serving_have_no_fast_path() -> None:
     class Plain(WSGIHandler):
         pass
 
+    class Rejecting(WSGIHandler):  # the public hook a subclass may override (review)
+        def environ_or_reject(self, req: Any, res: Any) -> Any:
+            return super().environ_or_reject(req, res)
+
     assert WSGIHandler(app).greenhttps_fast_path is not None
     assert Plain(app).greenhttps_fast_path is not None
     assert Called(app).greenhttps_fast_path is None
     assert Environ(app).greenhttps_fast_path is None
+    assert Rejecting(app).greenhttps_fast_path is None
+
+
+def test_a_server_that_overrides_emit_sees_every_request(tls_options: dict[str, bytes]) -> None:
+    """A Server subclass (instrumentation) that overrides ``emit()`` sees 'request'
+    for a GET too: the fast path is not taken when emit is not the stock one (review)."""
+    import greenhttps
+
+    seen: list[str] = []
+
+    class Instrumented(type(greenhttps.create_server(tls_options))):  # type: ignore[misc]
+        def emit(self, event: str, *args: Any) -> bool:
+            if event == "request":
+                seen.append(args[0].url)
+            return super().emit(event, *args)
+
+    server = Instrumented(tls_options, WSGIHandler(_app("200 OK", _TEXT, [b"hello world\n"])))
+    server.listen(0, "127.0.0.1")
+    try:
+        sock = raw_connect(server.address()["port"], tls=True)
+        for path in ("/a", "/b"):
+            sock.sendall(get(path))
+            assert read_response(sock).body == b"hello world\n"
+        sock.close()
+    finally:
+        server.close()
+        server.close_all_connections()
+    assert seen == ["/a", "/b"]
 
 
 def _gunicorn_worker(access_log: bool) -> Any:
