@@ -451,12 +451,7 @@ class _Response:
             return False  # a listener touched it, or the access log counts its bytes
         status = self.status
         assert status is not None
-        try:
-            head = _HEADS.get((status, tuple(self.headers)), _MISSING)
-        except TypeError:
-            return False  # made unhashable after start_response: the general path says what
-        if head is _MISSING:
-            head = _head_for(status, self.headers)
+        head = _head_for(status, self.headers)
         if head is None:
             return False
         length = head.length
@@ -918,12 +913,7 @@ class _FastResponse(_Response):
         for a response nobody else sees.)"""
         status = self.status
         assert status is not None
-        try:
-            head = _HEADS.get((status, tuple(self.headers)), _MISSING)
-        except TypeError:
-            return False  # made unhashable after start_response: the general path says what
-        if head is _MISSING:
-            head = _head_for(status, self.headers)
+        head = _head_for(status, self.headers)
         if head is None:
             return False
         length = head.length
