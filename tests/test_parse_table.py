@@ -618,4 +618,5 @@ def test_cookies_and_credentials_are_not_remembered_lines() -> None:
     assert (b"Set-Cookie", b"session=SECRET-TOKEN") in fields  # read, all the same
     remembered = list(_strict._GOOD_FIELD_LINES)
     assert b"X-Plain: kept" in remembered
-    assert not [line for line in remembered if b"SECRET" in line or b"Basic" in line], remembered
+    # (Other tests' lines may be there: a Proxy-Authenticate challenge is no secret.)
+    assert not [line for line in remembered if b"SECRET" in line or b"c2VjcmV0" in line or b"eA==" in line]
