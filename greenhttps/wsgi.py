@@ -791,21 +791,7 @@ class WSGIHandler:
             return False
         env["wsgi.input"] = _EMPTY_INPUT
         out = _FastResponse(conn, wire, head)
-        result = self.app(env, out.start_response)
-        try:
-            if isinstance(result, (list, tuple)) and len(result) == 1:
-                out.end(result[0])
-            else:
-                for data in result:
-                    if data:
-                        out.write(data)
-                    elif not out.started:
-                        raise AssertionError("the application yielded before calling start_response()")
-                out.end()
-        finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
+        _run_app(self.app, env, out)
         return out.keep
 
     def serve(self, env: _Environ, req: Any, res: Any, out: _Response | None = None) -> None:
@@ -815,23 +801,29 @@ class WSGIHandler:
         env["wsgi.input"] = Input(req)
         if out is None:
             out = _Response(res)
-        result = self.app(env, out.start_response)
-        try:
-            if isinstance(result, (list, tuple)) and len(result) == 1:
-                # The whole body at once: end() sends it with its Content-Length in one
-                # write (the common case: frameworks return [body]).
-                out.end(result[0])
-                return
-            for data in result:
-                if data:
-                    out.write(data)
-                elif not out.started:
-                    raise AssertionError("the application yielded before calling start_response()")
-            out.end()
-        finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
+        _run_app(self.app, env, out)
+
+
+def _run_app(app: Any, env: _Environ, out: Any) -> None:
+    """Call the application and send what it returns through ``out`` (a _Response
+    or the fast path's _FastResponse); its result's ``close()`` always called."""
+    result = app(env, out.start_response)
+    try:
+        if isinstance(result, (list, tuple)) and len(result) == 1:
+            # The whole body at once: end() sends it with its Content-Length in one
+            # write (the common case: frameworks return [body]).
+            out.end(result[0])
+            return
+        for data in result:
+            if data:
+                out.write(data)
+            elif not out.started:
+                raise AssertionError("the application yielded before calling start_response()")
+        out.end()
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
 
 
 def _refuse(req: Any, res: Any, exc: BadForwardedHeaders) -> None:
